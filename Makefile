@@ -1,0 +1,88 @@
+# ldmesh: `make` builds build/{libldmesh.so,ldmeshd,ldmeshctl}.
+# `make test` and `make demo` install what is missing first (`make deps`).
+
+PREFIX ?= /usr/local
+CC ?= cc
+BUILD ?= build
+SAN ?= 0
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+CFLAGS ?= -O2 -g
+CFLAGS += $(WARN) -std=gnu11 -D_GNU_SOURCE -Iinclude -Idaemon -fno-strict-aliasing
+ifeq ($(SAN),1)
+CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+SHIM_SRC := $(wildcard shim/*.c)
+DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
+CTL_SRC := $(wildcard daemon/ctl/*.c)
+
+SHIM_OBJ := $(SHIM_SRC:%.c=$(BUILD)/obj/%.o)
+DAEMON_OBJ := $(DAEMON_SRC:%.c=$(BUILD)/obj/%.o)
+CTL_OBJ := $(CTL_SRC:%.c=$(BUILD)/obj/%.o)
+
+DAEMON_LIBS := -luring -lconfig -lssl -lcrypto -lpthread
+TEST_PROGS := $(patsubst tests/e2e/progs/%.c,$(BUILD)/progs/%,$(wildcard tests/e2e/progs/*.c))
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_*.c))
+
+.PHONY: all deps test test-unit test-e2e demo install clean asan bench format-check
+
+all: $(BUILD)/libldmesh.so $(BUILD)/ldmeshd $(BUILD)/ldmeshctl $(TEST_PROGS)
+
+$(BUILD)/obj/shim/%.o: shim/%.c $(wildcard shim/*.h include/ldmesh/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
+
+$(BUILD)/obj/%.o: %.c $(wildcard daemon/*.h include/ldmesh/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libldmesh.so: $(SHIM_OBJ) shim/libldmesh.map
+	$(CC) -shared -Wl,--version-script=shim/libldmesh.map -Wl,-z,now $(LDFLAGS) \
+		-o $@ $(SHIM_OBJ) -ldl -lpthread
+
+# -rdynamic exports ldmeshd_is_daemon, which tells a preloaded shim to stay off.
+$(BUILD)/ldmeshd: $(BUILD)/obj/daemon/main.o $(DAEMON_OBJ)
+	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(DAEMON_LIBS)
+
+$(BUILD)/ldmeshctl: $(CTL_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ -lssl -lcrypto
+
+$(BUILD)/progs/%: tests/e2e/progs/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lpthread
+
+$(BUILD)/unit/%: tests/unit/%.c $(DAEMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(DAEMON_OBJ) $(DAEMON_LIBS) -lcmocka
+
+asan:
+	$(MAKE) BUILD=build-asan SAN=1 all
+
+deps:
+	@ci/deps.sh
+
+test: deps
+	$(MAKE) all
+	$(MAKE) asan
+	ci/test.sh
+
+test-unit: all $(UNIT_TESTS)
+	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
+
+demo: deps
+	$(MAKE) all
+	ci/demo.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/ldmesh $(DESTDIR)$(PREFIX)/share/ldmesh
+	install -m 0755 $(BUILD)/ldmeshd $(BUILD)/ldmeshctl $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(BUILD)/libldmesh.so $(DESTDIR)$(PREFIX)/lib/ldmesh/
+	install -m 0644 conf/ldmesh.conf $(DESTDIR)$(PREFIX)/share/ldmesh/
+
+format-check:
+	clang-format --dry-run --Werror $(SHIM_SRC) $(wildcard daemon/*.[ch] daemon/ctl/*.c include/ldmesh/*.h)
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,23 @@
+#!/bin/sh
+# Installs the Debian packages ldmesh needs to build and test; quiet and
+# quick when everything is already there.
+set -e
+PKGS="build-essential pkg-config libssl-dev libconfig-dev liburing-dev libcmocka-dev
+      python3 python3-pytest iproute2 procps psmisc curl wget openssl
+      nginx-light redis-server redis-tools openssh-server openssh-client nodejs
+      tcpdump clang-format"
+missing=""
+for p in $PKGS; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+# nodejs may come from another repository with its own package name.
+case "$missing" in *nodejs*) command -v node >/dev/null && missing=$(echo "$missing" | sed 's/ nodejs//') ;; esac
+[ -z "$missing" ] && exit 0
+echo "deps: installing$missing"
+[ "$(id -u)" = 0 ] || { echo "deps: run as root to install:$missing" >&2; exit 1; }
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# Keep package maintainer scripts from starting nginx, redis or sshd services.
+printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
+apt-get install -y -qq --no-install-recommends $missing
+rm -f /usr/sbin/policy-rc.d

@@ -1,0 +1,117 @@
+/*
+ * Daemon configuration: a libconfig file turned into a validated, immutable
+ * struct config.  A reload builds a new one and swaps the pointer; the old
+ * one is freed once nothing refers to it.
+ */
+#ifndef LDMESH_CONFIG_H
+#define LDMESH_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ldmesh/proto.h"
+
+enum config_mtls { CONFIG_MTLS_STRICT, CONFIG_MTLS_PERMISSIVE, CONFIG_MTLS_DISABLE };
+enum config_io { CONFIG_IO_AUTO, CONFIG_IO_URING, CONFIG_IO_EPOLL };
+enum config_action { CONFIG_ACTION_ALLOW, CONFIG_ACTION_DENY, CONFIG_ACTION_AUDIT };
+
+/* An IPv4 or IPv6 prefix; addresses are in network byte order. */
+struct config_cidr {
+	int family; /* AF_INET or AF_INET6 */
+	uint8_t addr[16];
+	int prefix_len;
+};
+
+struct config_port_mtls {
+	uint16_t port;
+	enum config_mtls mtls;
+};
+
+struct config_egress_rule {
+	struct config_cidr cidr;
+	uint16_t *ports; /* owned; empty means every port */
+	size_t n_ports;
+};
+
+struct config_service {
+	char *name;     /* owned */
+	uint16_t port;
+	char *identity; /* owned, may be NULL: no pinned server identity */
+	struct ldm_addr *endpoints; /* owned */
+	size_t n_endpoints;
+};
+
+struct config_policy {
+	char *name; /* owned */
+	enum config_action action;
+	uint16_t *ports; size_t n_ports;       /* owned; empty: every port */
+	char **principals; size_t n_principals; /* owned strings */
+	char **namespaces; size_t n_namespaces;
+	char **methods; size_t n_methods;
+	char **paths; size_t n_paths;
+	char **hosts; size_t n_hosts;
+	int unauthenticated; /* 1: rule matches callers without identity */
+};
+
+struct config {
+	char *file;         /* owned; NULL for the built-in default */
+	char *trust_domain; /* owned */
+	char *runtime_dir;  /* owned */
+	char *admin_addr;   /* owned, "" disables the admin listener */
+
+	char *cert, *key, *bundle; /* owned; NULL when identity is not set */
+
+	enum config_mtls inbound_mtls;
+	struct config_port_mtls *inbound_ports; size_t n_inbound_ports;
+
+	struct config_cidr *mesh_networks; size_t n_mesh_networks;
+	int egress_allow_all; /* outbound.egress: 1 allow, 0 deny */
+	struct config_egress_rule *egress_allow; size_t n_egress_allow;
+
+	struct config_service *services; size_t n_services;
+	struct config_policy *policies; size_t n_policies;
+	int default_deny; /* policy_default = "deny" */
+
+	/* Daemon tuning (top-level keys). */
+	int workers;              /* workers = 1 */
+	enum config_io io_backend; /* io_backend = "auto" | "io_uring" | "epoll" */
+	int connect_timeout_ms;   /* connect_timeout_ms = 10000 */
+	int idle_timeout_ms;      /* idle_timeout_ms = 3600000, 0 = none */
+	int drain_timeout_ms;     /* drain_timeout_ms = 30000 */
+	int buffer_size;          /* buffer_size = 32768: bytes per direction */
+	int max_connections;      /* max_connections = 100000 */
+	uid_t *allowed_uids; size_t n_allowed_uids; /* empty: any local uid */
+	char *access_log;         /* owned, NULL: off; "stderr" or a path */
+	int log_level;            /* log_level = "info": 0 error .. 3 debug */
+};
+
+/*
+ * Parses and validates FILE.  Returns a new config, or NULL with a sentence
+ * naming file:line and the key in err.  Unknown keys are errors.
+ */
+struct config *config_load(const char *file, char *err, size_t errlen);
+
+/* Same as config_load, from a string (for tests and the built-in default). */
+struct config *config_parse(const char *text, const char *name, char *err,
+			    size_t errlen);
+
+/* The built-in default used when ldmeshd runs without -c. */
+struct config *config_default(const char *runtime_dir, char *err, size_t errlen);
+
+/* Frees a config; NULL is a no-op. */
+void config_free(struct config *c);
+
+/* 1 when addr (an ldm_addr) falls in any mesh_networks prefix. */
+int config_in_mesh(const struct config *c, const struct ldm_addr *addr);
+
+/* 1 when addr is inside the prefix. */
+int config_cidr_contains(const struct config_cidr *cidr, const struct ldm_addr *addr);
+
+/* Parses "10.0.0.0/8" or "fd00::/8" (a bare address is a /32 or /128). */
+int config_parse_cidr(const char *s, struct config_cidr *out);
+
+/* Parses "10.1.2.3:8080" or "[fd00::1]:8080". Returns 0 or -EINVAL. */
+int config_parse_hostport(const char *s, struct ldm_addr *out);
+
+#endif
