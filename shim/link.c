@@ -1,0 +1,385 @@
+/*
+ * Unix connections to the daemon: one short connection per handoff or query,
+ * and one long-lived connection per registered listener, watched by a
+ * monitor thread that re-registers listeners when the daemon restarts.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int try_connect(void)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct ucred cred;
+	socklen_t clen = sizeof(cred);
+	int s;
+
+	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0) {
+		return -errno;
+	}
+	memcpy(sun.sun_path, shim.handoff_path, sizeof(sun.sun_path) - 1);
+	if (real.connect(s, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		int err = -errno;
+		real.close(s);
+		return err;
+	}
+	if (real.getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0) {
+		shim.daemon_uid = cred.uid;
+	}
+	return s;
+}
+
+int link_open(int wait)
+{
+	int64_t deadline;
+	int s = try_connect();
+
+	if (s >= 0) {
+		atomic_store(&shim.ready_seen, 1);
+		return s;
+	}
+	/* Only the first call waits: it covers the app-before-sidecar race. */
+	if (!wait || atomic_load(&shim.ready_seen) || shim.wait_ready_ms == 0) {
+		return s;
+	}
+	deadline = now_ms() + shim.wait_ready_ms;
+	shim_log(SHIM_INFO, "waiting up to %d ms for ldmeshd at %s", shim.wait_ready_ms,
+		 shim.handoff_path);
+	while (now_ms() < deadline) {
+		struct timespec ts = { 0, 20 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+		s = try_connect();
+		if (s >= 0) {
+			atomic_store(&shim.ready_seen, 1);
+			return s;
+		}
+	}
+	atomic_store(&shim.ready_seen, 1); /* later calls fail fast */
+	return s;
+}
+
+uint64_t link_new_cookie(void)
+{
+	static atomic_uint_fast64_t seed;
+	uint64_t s = atomic_load(&seed);
+
+	if (!s) {
+		uint64_t r = 0;
+		if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != sizeof(r)) {
+			r = (uint64_t)now_ms() * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
+		}
+		r |= 1;
+		uint_fast64_t expected = 0;
+		atomic_compare_exchange_strong(&seed, &expected, r);
+		s = atomic_load(&seed);
+	}
+	/* Unique per process and per call; the pid keeps forks apart. */
+	return s + ((uint64_t)getpid() << 40) + atomic_fetch_add(&shim.cookie_next, 1);
+}
+
+void link_fill_header(struct ldm_handoff *h, enum ldm_op op, uint64_t cookie)
+{
+	memset(h, 0, sizeof(*h));
+	h->magic = LDM_HANDOFF_MAGIC;
+	h->version = LDM_PROTO_VERSION;
+	h->op = (uint16_t)op;
+	h->len = sizeof(*h);
+	h->cookie = cookie;
+	h->pid = (uint32_t)getpid();
+}
+
+int link_send(int sock, const struct ldm_handoff *h, const int *fds, int nfds,
+	      const void *extra, size_t extra_len)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 4)];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov[2] = {
+		{ .iov_base = (void *)h, .iov_len = sizeof(*h) },
+		{ .iov_base = (void *)extra, .iov_len = extra_len },
+	};
+	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = extra_len ? 2 : 1 };
+	ssize_t n;
+
+	if (nfds > 0) {
+		struct cmsghdr *c;
+		memset(&u, 0, sizeof(u));
+		msg.msg_control = u.buf;
+		msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+		c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
+	}
+	/* Never block: a full socket here means the daemon is wedged. */
+	n = sendmsg(sock, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (n < 0) {
+		return -errno;
+	}
+	if ((size_t)n != sizeof(*h) + extra_len) {
+		return -EPIPE;
+	}
+	return 0;
+}
+
+int link_recv_status(int sock, struct ldm_status *st, int timeout_ms)
+{
+	size_t got = 0;
+	int64_t deadline = now_ms() + timeout_ms;
+
+	while (got < sizeof(*st)) {
+		struct pollfd p = { .fd = sock, .events = POLLIN };
+		int left = (int)(deadline - now_ms());
+		ssize_t n;
+
+		if (left <= 0) {
+			return -ETIMEDOUT;
+		}
+		if (poll(&p, 1, left) < 0) {
+			if (errno == EINTR) {
+				continue;
+			}
+			return -errno;
+		}
+		n = recv(sock, (char *)st + got, sizeof(*st) - got, MSG_DONTWAIT);
+		if (n == 0) {
+			return -ECONNRESET;
+		}
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR) {
+				continue;
+			}
+			return -errno;
+		}
+		got += (size_t)n;
+	}
+	return st->magic == LDM_STATUS_MAGIC ? 0 : -EPROTO;
+}
+
+int link_query(uint64_t cookie, struct ldm_status *st)
+{
+	struct ldm_handoff h;
+	int s, r;
+
+	s = link_open(0);
+	if (s < 0) {
+		return s;
+	}
+	link_fill_header(&h, LDM_OP_QUERY, cookie);
+	r = link_send(s, &h, NULL, 0, NULL, 0);
+	if (r == 0) {
+		r = link_recv_status(s, st, 2000);
+	}
+	real.close(s);
+	return r;
+}
+
+/* Moves an fd of ours above the numbers apps usually pick, and hides it. */
+static int hide_fd(int fd)
+{
+	int nfd = real.fcntl(fd, F_DUPFD_CLOEXEC, 100);
+
+	if (nfd < 0) {
+		nfd = real.fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	}
+	if (nfd < 0) {
+		return -errno;
+	}
+	real.close(fd);
+	fdtab_mark_hidden(nfd);
+	return nfd;
+}
+
+/* Called with shim.lock held. */
+int link_register_listener(struct listener_reg *reg, int wait)
+{
+	struct ldm_handoff h;
+	struct ldm_status st;
+	int s, r;
+
+	s = link_open(wait);
+	if (s < 0) {
+		return s;
+	}
+	link_fill_header(&h, LDM_OP_LISTEN, reg->id);
+	h.addr = reg->addr;
+	h.backlog = (uint32_t)reg->backlog;
+	memcpy(h.listen_name, reg->name, sizeof(h.listen_name));
+	r = link_send(s, &h, &reg->tcp_fd, 1, NULL, 0);
+	if (r == 0) {
+		r = link_recv_status(s, &st, 5000);
+	}
+	if (r == 0 && st.err) {
+		r = st.err;
+	}
+	if (r < 0) {
+		real.close(s);
+		return r;
+	}
+	r = hide_fd(s);
+	if (r < 0) {
+		real.close(s);
+		return r;
+	}
+	reg->link_fd = r;
+	return 0;
+}
+
+void listener_put_locked(struct listener_reg *reg)
+{
+	struct listener_reg **pp;
+
+	if (--reg->refs > 0) {
+		return;
+	}
+	for (pp = &shim.listeners; *pp; pp = &(*pp)->next) {
+		if (*pp == reg) {
+			*pp = reg->next;
+			break;
+		}
+	}
+	/* Closing the link tells the daemon to let go of the TCP listener. */
+	if (reg->link_fd >= 0) {
+		fdtab_clear_hidden(reg->link_fd);
+		real.close(reg->link_fd);
+	}
+	if (reg->tcp_fd >= 0) {
+		fdtab_clear_hidden(reg->tcp_fd);
+		real.close(reg->tcp_fd);
+	}
+	free(reg);
+	link_monitor_wake();
+}
+
+void link_monitor_wake(void)
+{
+	if (shim.wake_wr >= 0 && shim.monitor_pid == shim.pid) {
+		char c = 1;
+		if (write(shim.wake_wr, &c, 1) < 0) {
+			/* Pipe full: the monitor is already due to wake. */
+		}
+	}
+}
+
+#define MONITOR_MAX 256
+
+/*
+ * Watches every listener's link.  End-of-file on a link means the daemon
+ * went away: the TCP listener stays bound (we hold it), and we hand it to
+ * the daemon again as soon as it is back.
+ */
+static void *monitor_main(void *arg)
+{
+	struct pollfd pfd[MONITOR_MAX + 1];
+	uint64_t ids[MONITOR_MAX + 1];
+	sigset_t all;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	for (;;) {
+		struct listener_reg *r;
+		sigset_t saved;
+		int n = 1, down = 0, i;
+
+		shim_lock(&saved);
+		if (shim.monitor_pid != shim.pid) {
+			shim_unlock(&saved);
+			return NULL;
+		}
+		pfd[0] = (struct pollfd){ .fd = shim.wake_rd, .events = POLLIN };
+		for (r = shim.listeners; r && n <= MONITOR_MAX; r = r->next) {
+			if (r->link_fd < 0) {
+				if (link_register_listener(r, 0) == 0) {
+					shim_log(SHIM_INFO, "listener %s re-registered with ldmeshd",
+						 r->name);
+				} else {
+					down = 1;
+					continue;
+				}
+			}
+			pfd[n] = (struct pollfd){ .fd = r->link_fd, .events = POLLIN };
+			ids[n++] = r->id;
+		}
+		shim_unlock(&saved);
+
+		if (poll(pfd, (nfds_t)n, down ? 200 : -1) <= 0) {
+			continue;
+		}
+		if (pfd[0].revents) {
+			char buf[64];
+			while (read(pfd[0].fd, buf, sizeof(buf)) > 0) {
+			}
+		}
+		shim_lock(&saved);
+		for (i = 1; i < n; i++) {
+			if (!pfd[i].revents) {
+				continue;
+			}
+			for (r = shim.listeners; r; r = r->next) {
+				if (r->id == ids[i] && r->link_fd == pfd[i].fd) {
+					shim_log(SHIM_INFO, "ldmeshd went away; holding %s", r->name);
+					fdtab_clear_hidden(r->link_fd);
+					real.close(r->link_fd);
+					r->link_fd = -1;
+				}
+			}
+		}
+		shim_unlock(&saved);
+	}
+	return NULL;
+}
+
+/* Called with shim.lock held. */
+void link_monitor_ensure(void)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	int p[2];
+
+	if (shim.monitor_pid == shim.pid || !shim.listeners) {
+		return;
+	}
+	/* A fork child shares the parent's pipe: make its own. */
+	if (shim.wake_rd >= 0) {
+		fdtab_clear_hidden(shim.wake_rd);
+		fdtab_clear_hidden(shim.wake_wr);
+		real.close(shim.wake_rd);
+		real.close(shim.wake_wr);
+		shim.wake_rd = shim.wake_wr = -1;
+	}
+	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
+		shim_log(SHIM_ERR, "monitor pipe: %s", strerror(errno));
+		return;
+	}
+	shim.wake_rd = hide_fd(p[0]);
+	shim.wake_wr = hide_fd(p[1]);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 64 * 1024);
+	shim.monitor_pid = shim.pid;
+	if (pthread_create(&t, &attr, monitor_main, NULL) != 0) {
+		shim.monitor_pid = 0;
+		shim_log(SHIM_ERR, "cannot start the listener monitor thread");
+	}
+	pthread_attr_destroy(&attr);
+}
