@@ -1,0 +1,619 @@
+/*
+ * The per-connection state machine: dial, proxy both ways with bounded
+ * buffers, half-close, reset, timeouts, deferred free.  TLS (next issue)
+ * slots in between the network fd and the pipes.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ldmeshd.h"
+#include "log.h"
+
+int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *conn_kind_name(enum conn_kind k)
+{
+	static const char *const names[] = { "handoff", "outbound", "inbound", "link", "ctl" };
+	return (unsigned)k < ARRAY_SIZE(names) ? names[k] : "?";
+}
+
+void addr_format(const struct ldm_addr *a, char *buf, size_t len)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+
+	if (a->family == AF_INET) {
+		inet_ntop(AF_INET, a->addr, ip, sizeof(ip));
+		snprintf(buf, len, "%s:%u", ip, ntohs(a->port));
+	} else if (a->family == AF_INET6) {
+		inet_ntop(AF_INET6, a->addr, ip, sizeof(ip));
+		snprintf(buf, len, "[%s]:%u", ip, ntohs(a->port));
+	} else {
+		snprintf(buf, len, "-");
+	}
+}
+
+int addr_from_sockaddr(const struct sockaddr *sa, socklen_t len, struct ldm_addr *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+		out->family = AF_INET;
+		out->port = s4->sin_port;
+		memcpy(out->addr, &s4->sin_addr, 4);
+		return 0;
+	}
+	if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+		out->family = AF_INET6;
+		out->port = s6->sin6_port;
+		out->scope_id = s6->sin6_scope_id;
+		memcpy(out->addr, &s6->sin6_addr, 16);
+		return 0;
+	}
+	return -EAFNOSUPPORT;
+}
+
+socklen_t addr_to_sockaddr(const struct ldm_addr *a, struct sockaddr_storage *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (a->family == AF_INET6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)out;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = a->port;
+		s6->sin6_scope_id = a->scope_id;
+		memcpy(&s6->sin6_addr, a->addr, 16);
+		return sizeof(*s6);
+	}
+	struct sockaddr_in *s4 = (struct sockaddr_in *)out;
+	s4->sin_family = AF_INET;
+	s4->sin_port = a->port;
+	memcpy(&s4->sin_addr, a->addr, 4);
+	return sizeof(*s4);
+}
+
+struct conn *conn_new(struct ldmeshd *d, enum conn_kind kind, int a_fd)
+{
+	struct conn *c;
+	uint32_t slot;
+
+	if (d->live >= (uint32_t)d->cfg->max_connections) {
+		return NULL;
+	}
+	if (!d->nfree) {
+		uint32_t n = d->nslots ? d->nslots * 2 : 1024, i;
+		struct conn **cs = realloc(d->conns, sizeof(*cs) * n);
+		uint32_t *fs;
+		if (!cs) {
+			return NULL;
+		}
+		d->conns = cs;
+		fs = realloc(d->free_slots, sizeof(*fs) * n);
+		if (!fs) {
+			return NULL;
+		}
+		d->free_slots = fs;
+		for (i = n; i > d->nslots; i--) {
+			cs[i - 1] = NULL;
+			fs[d->nfree++] = i - 1;
+		}
+		d->nslots = n;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		return NULL;
+	}
+	slot = d->free_slots[--d->nfree];
+	/* A daemon-wide counter: a stale user_data never matches a reused slot. */
+	c->gen = ++d->gen_counter ? d->gen_counter : ++d->gen_counter;
+	c->slot = slot;
+	c->kind = kind;
+	c->a_fd = a_fd;
+	c->n_fd = -1;
+	c->app_end_fd = -1;
+	c->listener_slot = -1;
+	c->started_ms = c->last_ms = now_ms();
+	d->conns[slot] = c;
+	d->live++;
+	d->live_by_kind[kind]++;
+	return c;
+}
+
+struct conn *conn_from_ud(struct ldmeshd *d, uint64_t ud)
+{
+	uint32_t slot = ud_slot(ud);
+	struct conn *c;
+
+	if (slot >= d->nslots) {
+		return NULL;
+	}
+	c = d->conns[slot];
+	return c && c->gen == ud_gen(ud) ? c : NULL;
+}
+
+int conn_submit_recv(struct ldmeshd *d, struct conn *c, int fd, void *buf, size_t len,
+		     enum ud_tag tag)
+{
+	int r = d->loop->ops->recv(d->loop, fd, buf, len, ud_make(tag, c->slot, c->gen));
+
+	if (r == 0) {
+		c->inflight++;
+	}
+	return r;
+}
+
+int conn_submit_send(struct ldmeshd *d, struct conn *c, int fd, const void *buf, size_t len,
+		     enum ud_tag tag)
+{
+	int r = d->loop->ops->send(d->loop, fd, buf, len, ud_make(tag, c->slot, c->gen));
+
+	if (r == 0) {
+		c->inflight++;
+	}
+	return r;
+}
+
+static void reap_add(struct ldmeshd *d, struct conn *c)
+{
+	if (d->nreap == d->capreap) {
+		uint32_t cap = d->capreap ? d->capreap * 2 : 64;
+		struct conn **p = realloc(d->reap, sizeof(*p) * cap);
+		if (!p) {
+			return; /* found again by the sweep */
+		}
+		d->reap = p;
+		d->capreap = cap;
+	}
+	d->reap[d->nreap++] = c;
+}
+
+void conn_close(struct ldmeshd *d, struct conn *c, int abort)
+{
+	if (c->state == CS_CLOSING) {
+		return;
+	}
+	if (c->kind == CONN_LINK && c->listener_slot >= 0) {
+		listener_unlink(d, c->listener_slot);
+		c->listener_slot = -1;
+	}
+	c->state = CS_CLOSING;
+	c->abort = abort;
+	if (c->inflight) {
+		if (c->a_fd >= 0) {
+			d->loop->ops->cancel_fd(d->loop, c->a_fd);
+		}
+		if (c->n_fd >= 0) {
+			d->loop->ops->cancel_fd(d->loop, c->n_fd);
+		}
+	}
+	reap_add(d, c);
+}
+
+static void conn_free(struct ldmeshd *d, struct conn *c)
+{
+	if (c->n_fd >= 0) {
+		if (c->abort) {
+			/* Propagate the failure as a reset, not a clean end. */
+			struct linger lg = { 1, 0 };
+			setsockopt(c->n_fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		}
+		d->loop->ops->forget_fd(d->loop, c->n_fd);
+		close(c->n_fd);
+	}
+	if (c->a_fd >= 0) {
+		d->loop->ops->forget_fd(d->loop, c->a_fd);
+		close(c->a_fd);
+	}
+	if (c->app_end_fd >= 0) {
+		close(c->app_end_fd);
+	}
+	while (c->nhfds > 0) {
+		close(c->hfds[--c->nhfds]);
+	}
+	free(c->bufs);
+	free(c->ctl_in);
+	free(c->ctl_out);
+	d->conns[c->slot] = NULL;
+	d->free_slots[d->nfree++] = c->slot;
+	d->live--;
+	d->live_by_kind[c->kind]--;
+	free(c);
+}
+
+void conn_reap(struct ldmeshd *d)
+{
+	uint32_t i, keep = 0;
+
+	for (i = 0; i < d->nreap; i++) {
+		struct conn *c = d->reap[i];
+		if (c->inflight == 0) {
+			conn_free(d, c);
+		} else {
+			d->reap[keep++] = c;
+		}
+	}
+	d->nreap = keep;
+}
+
+/* ---- proxying ---------------------------------------------------------- */
+
+static void pump(struct ldmeshd *d, struct conn *c, struct pipe *p, enum ud_tag recv_tag,
+		 enum ud_tag send_tag);
+
+static void check_done(struct ldmeshd *d, struct conn *c)
+{
+	if (c->up.shut && c->down.shut) {
+		conn_close(d, c, 0);
+	}
+}
+
+static void pump(struct ldmeshd *d, struct conn *c, struct pipe *p, enum ud_tag recv_tag,
+		 enum ud_tag send_tag)
+{
+	if (c->state != CS_PROXY || p->rpending || p->spending) {
+		return;
+	}
+	if (p->off < p->len) {
+		if (conn_submit_send(d, c, p->dst, p->buf + p->off, p->len - p->off, send_tag) < 0) {
+			conn_close(d, c, 1);
+			return;
+		}
+		p->spending = 1;
+		return;
+	}
+	p->len = p->off = 0;
+	if (p->eof) {
+		if (!p->shut) {
+			/* Half-close travels on: the other direction keeps going. */
+			shutdown(p->dst, SHUT_WR);
+			p->shut = 1;
+			check_done(d, c);
+		}
+		return;
+	}
+	if (conn_submit_recv(d, c, p->src, p->buf, (size_t)d->cfg->buffer_size, recv_tag) < 0) {
+		conn_close(d, c, 1);
+		return;
+	}
+	p->rpending = 1;
+}
+
+static void pump_both(struct ldmeshd *d, struct conn *c)
+{
+	pump(d, c, &c->up, UD_UP_RECV, UD_UP_SEND);
+	pump(d, c, &c->down, UD_DOWN_RECV, UD_DOWN_SEND);
+}
+
+static int start_proxy(struct ldmeshd *d, struct conn *c)
+{
+	size_t bs = (size_t)d->cfg->buffer_size;
+
+	if (!c->bufs) {
+		c->bufs = malloc(2 * bs);
+		if (!c->bufs) {
+			return -ENOMEM;
+		}
+	}
+	c->up.buf = c->bufs;
+	c->down.buf = c->bufs + bs;
+	c->up.src = c->a_fd;
+	c->up.dst = c->n_fd;
+	c->down.src = c->n_fd;
+	c->down.dst = c->a_fd;
+	c->state = CS_PROXY;
+	return 0;
+}
+
+static void recv_done(struct ldmeshd *d, struct conn *c, struct pipe *p, int res)
+{
+	p->rpending = 0;
+	if (c->state != CS_PROXY) {
+		return;
+	}
+	if (res > 0) {
+		p->len = (uint32_t)res;
+		p->off = 0;
+		p->bytes += (uint64_t)res;
+	} else if (res == 0) {
+		p->eof = 1;
+	} else {
+		log_debug("conn %u: recv: %s", c->slot, strerror(-res));
+		conn_close(d, c, 1);
+		return;
+	}
+	pump_both(d, c);
+}
+
+static void send_done(struct ldmeshd *d, struct conn *c, struct pipe *p, int res)
+{
+	p->spending = 0;
+	if (c->state != CS_PROXY) {
+		return;
+	}
+	if (res < 0) {
+		log_debug("conn %u: send: %s", c->slot, strerror(-res));
+		conn_close(d, c, 1);
+		return;
+	}
+	p->off += (uint32_t)res;
+	pump_both(d, c);
+}
+
+/* ---- outbound ------------------------------------------------------------ */
+
+static void outbound_connected(struct ldmeshd *d, struct conn *c)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int one = 1;
+
+	if (getsockname(c->n_fd, (struct sockaddr *)&ss, &len) == 0) {
+		addr_from_sockaddr((struct sockaddr *)&ss, len, &c->local);
+	}
+	/* Small writes from the app should not wait for Nagle on our hop. */
+	setsockopt(c->n_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	handoff_record_dial(d, c, 0);
+	if (start_proxy(d, c) < 0) {
+		conn_close(d, c, 1);
+		return;
+	}
+	/* Not yet: the filler comes before any app byte. */
+	c->state = CS_FILLER;
+	if (conn_submit_recv(d, c, c->a_fd, c->up.buf,
+			     c->filler_left < (uint32_t)d->cfg->buffer_size ?
+				     c->filler_left :
+				     (uint32_t)d->cfg->buffer_size,
+			     UD_FILLER_RECV) < 0) {
+		conn_close(d, c, 1);
+	}
+}
+
+static void filler_done(struct ldmeshd *d, struct conn *c, int res)
+{
+	if (res <= 0) {
+		/* The app went away before it could use the connection. */
+		conn_close(d, c, res < 0);
+		return;
+	}
+	c->filler_left -= (uint32_t)res < c->filler_left ? (uint32_t)res : c->filler_left;
+	if (c->filler_left) {
+		if (conn_submit_recv(d, c, c->a_fd, c->up.buf, c->filler_left, UD_FILLER_RECV) < 0) {
+			conn_close(d, c, 1);
+		}
+		return;
+	}
+	/* The app's fd is writable now; give it back a normal send buffer. */
+	if (c->app_end_fd >= 0) {
+		int sb = (int)(c->sndbuf / 2);
+		if (sb > 0) {
+			setsockopt(c->app_end_fd, SOL_SOCKET, SO_SNDBUF, &sb, sizeof(sb));
+		}
+		close(c->app_end_fd);
+		c->app_end_fd = -1;
+	}
+	c->state = CS_PROXY;
+	pump_both(d, c);
+}
+
+static void dial_done(struct ldmeshd *d, struct conn *c, int res)
+{
+	char dst[80];
+
+	if (res == 0) {
+		outbound_connected(d, c);
+		return;
+	}
+	addr_format(&c->peer, dst, sizeof(dst));
+	log_info("outbound dial to %s for pid %u failed: %s", dst, c->pid, strerror(-res));
+	d->stats.dial_errors_total++;
+	handoff_record_dial(d, c, res);
+	/* Closing with the filler unread gives the app's fd an error. */
+	conn_close(d, c, 1);
+}
+
+void conn_start_outbound(struct ldmeshd *d, struct conn *c, int tcp_fd, int app_end_fd)
+{
+	c->kind = CONN_OUTBOUND;
+	d->live_by_kind[CONN_HANDOFF]--;
+	d->live_by_kind[CONN_OUTBOUND]++;
+	c->n_fd = tcp_fd;
+	c->app_end_fd = app_end_fd;
+	c->state = CS_DIAL;
+	c->deadline_ms = now_ms() + d->cfg->connect_timeout_ms;
+	d->stats.outbound_total++;
+	c->dial_len = addr_to_sockaddr(&c->peer, &c->dial_sa);
+	if (d->loop->ops->connect(d->loop, tcp_fd, (struct sockaddr *)&c->dial_sa, c->dial_len,
+				  ud_make(UD_DIAL, c->slot, c->gen)) < 0) {
+		handoff_record_dial(d, c, -ENOMEM);
+		conn_close(d, c, 1);
+		return;
+	}
+	c->inflight++;
+}
+
+/* ---- inbound ------------------------------------------------------------- */
+
+static void app_dial_done(struct ldmeshd *d, struct conn *c, int res)
+{
+	struct ldm_preamble pre;
+	size_t idlen;
+
+	if (res < 0) {
+		char peer[80];
+		addr_format(&c->peer, peer, sizeof(peer));
+		log_warn("inbound from %s: app listener unreachable: %s", peer, strerror(-res));
+		conn_close(d, c, 1);
+		return;
+	}
+	if (start_proxy(d, c) < 0) {
+		conn_close(d, c, 1);
+		return;
+	}
+	/* The preamble is the first thing the app reads: queue it as data. */
+	idlen = strlen(c->peer_id);
+	memset(&pre, 0, sizeof(pre));
+	pre.magic = LDM_PREAMBLE_MAGIC;
+	pre.version = LDM_PROTO_VERSION;
+	pre.id_len = (uint16_t)idlen;
+	pre.peer = c->peer;
+	pre.local = c->local;
+	memcpy(c->down.buf, &pre, sizeof(pre));
+	memcpy(c->down.buf + sizeof(pre), c->peer_id, idlen);
+	c->down.len = (uint32_t)(sizeof(pre) + idlen);
+	c->down.off = 0;
+	pump_both(d, c);
+}
+
+void conn_start_inbound(struct ldmeshd *d, int tcp_fd, int listener_slot)
+{
+	struct listener *l = &d->listeners[listener_slot];
+	struct sockaddr_storage ss;
+	struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
+	socklen_t len = sizeof(ss);
+	size_t nlen;
+	struct conn *c;
+	int u, one = 1;
+
+	u = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (u < 0) {
+		log_warn("inbound: socket: %s", strerror(errno));
+		close(tcp_fd);
+		return;
+	}
+	c = conn_new(d, CONN_INBOUND, u);
+	if (!c) {
+		log_warn("inbound: connection limit reached, refusing");
+		close(u);
+		close(tcp_fd);
+		return;
+	}
+	c->n_fd = tcp_fd;
+	c->listener_slot = listener_slot;
+	c->pid = l->pid;
+	d->stats.inbound_total++;
+	if (getpeername(tcp_fd, (struct sockaddr *)&ss, &len) == 0) {
+		addr_from_sockaddr((struct sockaddr *)&ss, len, &c->peer);
+	}
+	len = sizeof(ss);
+	if (getsockname(tcp_fd, (struct sockaddr *)&ss, &len) == 0) {
+		addr_from_sockaddr((struct sockaddr *)&ss, len, &c->local);
+	}
+	setsockopt(tcp_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+	memset(&c->dial_sa, 0, sizeof(c->dial_sa));
+	sun = (struct sockaddr_un *)&c->dial_sa;
+	sun->sun_family = AF_UNIX;
+	nlen = strnlen(l->name, sizeof(l->name));
+	memcpy(sun->sun_path + 1, l->name, nlen);
+	c->dial_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + nlen);
+	c->state = CS_APP_DIAL;
+	c->deadline_ms = now_ms() + d->cfg->connect_timeout_ms;
+	if (d->loop->ops->connect(d->loop, u, (struct sockaddr *)&c->dial_sa, c->dial_len,
+				  ud_make(UD_APP_DIAL, c->slot, c->gen)) < 0) {
+		conn_close(d, c, 1);
+		return;
+	}
+	c->inflight++;
+}
+
+/* ---- dispatch and timers ------------------------------------------------- */
+
+void conn_complete(struct ldmeshd *d, struct conn *c, enum ud_tag tag, int res)
+{
+	c->inflight--;
+	c->last_ms = now_ms();
+	if (c->state == CS_CLOSING) {
+		return;
+	}
+	switch (tag) {
+	case UD_HDR_RECV:
+		handoff_header_done(d, c, res);
+		break;
+	case UD_DIAL:
+		c->deadline_ms = 0;
+		dial_done(d, c, res);
+		break;
+	case UD_FILLER_RECV:
+		filler_done(d, c, res);
+		break;
+	case UD_APP_DIAL:
+		c->deadline_ms = 0;
+		app_dial_done(d, c, res);
+		break;
+	case UD_UP_RECV:
+		recv_done(d, c, &c->up, res);
+		break;
+	case UD_DOWN_RECV:
+		recv_done(d, c, &c->down, res);
+		break;
+	case UD_UP_SEND:
+		send_done(d, c, &c->up, res);
+		break;
+	case UD_DOWN_SEND:
+		send_done(d, c, &c->down, res);
+		break;
+	case UD_LINK_RECV:
+		/* The shim never writes on a link: data or EOF both end it. */
+		conn_close(d, c, 0);
+		break;
+	case UD_CTL_RECV:
+		ctl_recv_done(d, c, res);
+		break;
+	case UD_CTL_SEND:
+		ctl_send_done(d, c, res);
+		break;
+	default:
+		break;
+	}
+}
+
+void conn_sweep(struct ldmeshd *d, int64_t now)
+{
+	uint32_t i;
+
+	for (i = 0; i < d->nslots; i++) {
+		struct conn *c = d->conns[i];
+		if (!c || c->state == CS_CLOSING) {
+			continue;
+		}
+		if (c->deadline_ms && now >= c->deadline_ms) {
+			char peer[80];
+			addr_format(&c->peer, peer, sizeof(peer));
+			if (c->state == CS_DIAL) {
+				log_info("outbound dial to %s timed out", peer);
+				d->stats.dial_errors_total++;
+				handoff_record_dial(d, c, -ETIMEDOUT);
+			} else if (c->kind == CONN_HANDOFF || c->kind == CONN_CTL) {
+				log_warn("%s client sent no complete request in time; closing",
+					 conn_kind_name(c->kind));
+				if (c->kind == CONN_HANDOFF) {
+					d->stats.handoff_errors_total++;
+				} else {
+					d->stats.ctl_errors_total++;
+				}
+			} else {
+				log_info("%s connection %s timed out", conn_kind_name(c->kind), peer);
+			}
+			conn_close(d, c, 1);
+			continue;
+		}
+		if (c->state == CS_PROXY && d->cfg->idle_timeout_ms > 0 &&
+		    now - c->last_ms >= d->cfg->idle_timeout_ms) {
+			log_debug("conn %u idle for %d ms; closing", c->slot, d->cfg->idle_timeout_ms);
+			conn_close(d, c, 1);
+		}
+	}
+}

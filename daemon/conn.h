@@ -1,0 +1,153 @@
+/*
+ * Per-connection state.  One struct conn for everything the daemon holds a
+ * connection for: a shim handoff being read, an outbound or inbound proxied
+ * connection, a listener's registration link, a control-socket client.
+ * The state field is written only in conn.c and handoff.c.
+ *
+ * Ownership: a_fd, n_fd and app_end_fd are owned; bufs is owned; lst is
+ * borrowed (the listener outlives its connections' use of it).
+ */
+#ifndef LDMESH_CONN_H
+#define LDMESH_CONN_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "ldmesh/proto.h"
+
+struct ldmeshd;
+
+enum conn_kind {
+	CONN_HANDOFF,  /* reading a shim header */
+	CONN_OUTBOUND, /* app -> daemon -> remote */
+	CONN_INBOUND,  /* remote -> daemon -> app */
+	CONN_LINK,     /* a listener's registration link */
+	CONN_CTL,      /* a control-socket client */
+};
+
+enum conn_state {
+	CS_HEADER,     /* handoff: waiting for the header */
+	CS_DIAL,       /* outbound: connecting the app's socket */
+	CS_FILLER,     /* outbound: discarding the shim's filler */
+	CS_APP_DIAL,   /* inbound: connecting to the app's Unix listener */
+	CS_PROXY,      /* bytes flow both ways */
+	CS_LINK,       /* link: waiting for end-of-file */
+	CS_CTL_READ,   /* ctl: reading the request */
+	CS_CTL_WRITE,  /* ctl: writing the answer */
+	CS_CLOSING,    /* waiting for in-flight operations, then freed */
+};
+
+/* One direction of a proxied connection: src -> buf -> dst. */
+struct pipe {
+	char *buf;      /* borrowed from conn->bufs */
+	uint32_t len, off; /* bytes in buf; bytes already sent */
+	uint8_t eof;    /* src said end-of-file */
+	uint8_t shut;   /* dst got shutdown(SHUT_WR) */
+	uint8_t rpending, spending;
+	int src, dst;   /* borrowed from the conn */
+	uint64_t bytes;
+};
+
+struct conn {
+	uint32_t gen;
+	uint32_t slot;
+	enum conn_kind kind;
+	enum conn_state state;
+	int a_fd;       /* Unix socket to the app (handoff/ctl/link socket) */
+	int n_fd;       /* TCP socket to the network */
+	int app_end_fd; /* outbound: the app's end of a_fd, until the dial ends */
+	int inflight;   /* operations the loop still owns */
+	int abort;      /* closing because of an error: reset the TCP side */
+	struct pipe up;   /* app -> network */
+	struct pipe down; /* network -> app */
+	char *bufs;       /* 2 * buffer_size, allocated in CS_PROXY */
+
+	uint64_t cookie;  /* outbound: the shim's id; link: listener id */
+	uint32_t pid;     /* the app's pid, when known */
+	uint32_t filler_left;
+	uint32_t sndbuf;
+	struct ldm_addr peer;  /* the remote TCP address */
+	struct ldm_addr local; /* our TCP address */
+	char peer_id[LDM_PEER_ID_MAX + 1]; /* SPIFFE ID of the peer, "" if none */
+	struct sockaddr_storage dial_sa; /* connect() target; must outlive the op */
+	socklen_t dial_len;
+	int listener_slot;     /* inbound/link: which listener */
+
+	/* handoff / ctl input */
+	struct ldm_handoff hdr;
+	uint32_t hdr_got;
+	struct msghdr msg;
+	struct iovec iov;
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 4)];
+		struct cmsghdr align;
+	} cmsg;
+	int hfds[4];   /* owned: fds received with a handoff header */
+	int nhfds;
+	uint32_t peer_uid;
+	char *ctl_in;  /* owned, LDM_CTL_MAX_REQUEST + 1 */
+	uint32_t ctl_got;
+	char *ctl_out; /* owned answer */
+	size_t ctl_out_len, ctl_out_off;
+	int ctl_json;
+
+	int64_t started_ms, last_ms, deadline_ms; /* deadline 0: none */
+};
+
+/* user_data: operation tag, conn slot and generation. */
+enum ud_tag {
+	UD_HANDOFF_ACCEPT = 1,
+	UD_CTL_ACCEPT,
+	UD_LISTENER_ACCEPT,
+	UD_HDR_RECV,
+	UD_DIAL,
+	UD_FILLER_RECV,
+	UD_APP_DIAL,
+	UD_UP_RECV,
+	UD_UP_SEND,
+	UD_DOWN_RECV,
+	UD_DOWN_SEND,
+	UD_LINK_RECV,
+	UD_CTL_RECV,
+	UD_CTL_SEND,
+};
+
+static inline uint64_t ud_make(enum ud_tag tag, uint32_t slot, uint32_t gen)
+{
+	return ((uint64_t)tag << 56) | ((uint64_t)(slot & 0xffffff) << 32) | gen;
+}
+static inline enum ud_tag ud_tag(uint64_t ud) { return (enum ud_tag)(ud >> 56); }
+static inline uint32_t ud_slot(uint64_t ud) { return (uint32_t)(ud >> 32) & 0xffffff; }
+static inline uint32_t ud_gen(uint64_t ud) { return (uint32_t)ud; }
+
+/* Allocates a conn of `kind` owning a_fd; NULL when out of slots or memory. */
+struct conn *conn_new(struct ldmeshd *d, enum conn_kind kind, int a_fd);
+/* Looks up the conn a completion belongs to; NULL when stale. */
+struct conn *conn_from_ud(struct ldmeshd *d, uint64_t ud);
+/* Marks c closing and cancels its operations; it is freed by conn_reap(). */
+void conn_close(struct ldmeshd *d, struct conn *c, int abort);
+/* Frees closing conns with nothing in flight.  Called once per loop turn. */
+void conn_reap(struct ldmeshd *d);
+/* Dispatches a completion for a conn-owned operation. */
+void conn_complete(struct ldmeshd *d, struct conn *c, enum ud_tag tag, int res);
+/* Queues an operation on behalf of c, counting it in flight. */
+int conn_submit_recv(struct ldmeshd *d, struct conn *c, int fd, void *buf, size_t len,
+		     enum ud_tag tag);
+int conn_submit_send(struct ldmeshd *d, struct conn *c, int fd, const void *buf, size_t len,
+		     enum ud_tag tag);
+
+/* Outbound: start dialing after a CONNECT handoff (owns both fds). */
+void conn_start_outbound(struct ldmeshd *d, struct conn *c, int tcp_fd, int app_end_fd);
+/* Inbound: a TCP connection accepted on a listener. */
+void conn_start_inbound(struct ldmeshd *d, int tcp_fd, int listener_slot);
+/* Applies timeouts; called about once a second. */
+void conn_sweep(struct ldmeshd *d, int64_t now);
+
+const char *conn_kind_name(enum conn_kind k);
+int64_t now_ms(void);
+/* "10.1.2.3:80" or "[fd00::1]:80" */
+void addr_format(const struct ldm_addr *a, char *buf, size_t len);
+int addr_from_sockaddr(const struct sockaddr *sa, socklen_t len, struct ldm_addr *out);
+socklen_t addr_to_sockaddr(const struct ldm_addr *a, struct sockaddr_storage *out);
+
+#endif

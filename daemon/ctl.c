@@ -1,0 +1,337 @@
+/*
+ * Control socket <runtime_dir>/ctl.sock (mode 0600, and only root or the
+ * daemon's own uid may drive it).  One request line in, one answer out; see
+ * include/ldmesh/ctl.h.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "ldmesh/ctl.h"
+#include "ldmeshd.h"
+#include "log.h"
+#include "strbuf.h"
+
+#define CTL_TIMEOUT_MS 5000
+
+int ctl_open(struct ldmeshd *d)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int s;
+
+	s = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (s < 0) {
+		return -errno;
+	}
+	unlink(d->ctl_path);
+	memcpy(sun.sun_path, d->ctl_path, strlen(d->ctl_path) + 1);
+	/* fchmod on a socket does not reach the path: bind under a 0177 umask. */
+	mode_t old = umask(0177);
+	int r = bind(s, (struct sockaddr *)&sun, sizeof(sun));
+	umask(old);
+	if (r < 0 || listen(s, 64) < 0) {
+		r = -errno;
+		log_error("cannot listen on %s: %s", d->ctl_path, strerror(-r));
+		close(s);
+		return r;
+	}
+	d->ctl_fd = s;
+	return 0;
+}
+
+void ctl_arm(struct ldmeshd *d)
+{
+	if (d->ctl_fd < 0 || d->ctl_armed) {
+		return;
+	}
+	if (d->loop->ops->accept(d->loop, d->ctl_fd, ud_make(UD_CTL_ACCEPT, 0, 0)) == 0) {
+		d->ctl_armed = 1;
+	}
+}
+
+static void answer(struct ldmeshd *d, struct conn *c, struct strbuf *b)
+{
+	c->ctl_out = sb_take(b, &c->ctl_out_len);
+	c->ctl_out_off = 0;
+	c->state = CS_CTL_WRITE;
+	if (conn_submit_send(d, c, c->a_fd, c->ctl_out, c->ctl_out_len, UD_CTL_SEND) < 0) {
+		conn_close(d, c, 1);
+	}
+}
+
+static void answer_err(struct ldmeshd *d, struct conn *c, const char *msg)
+{
+	struct strbuf b = { 0 };
+
+	sb_printf(&b, "ERR %s\n", msg);
+	answer(d, c, &b);
+}
+
+void ctl_accept_done(struct ldmeshd *d, int res, int more)
+{
+	struct ucred cred;
+	socklen_t clen = sizeof(cred);
+	struct conn *c;
+
+	if (!more) {
+		d->ctl_armed = 0;
+	}
+	if (res < 0) {
+		if (res != -ECANCELED) {
+			log_warn("ctl accept: %s", strerror(-res));
+			d->ctl_retry_ms = now_ms() + 100;
+		}
+		return;
+	}
+	if (getsockopt(res, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 ||
+	    (cred.uid != 0 && cred.uid != geteuid())) {
+		log_warn("ctl client pid %d uid %u refused: only root or uid %u", (int)cred.pid,
+			 (unsigned)cred.uid, (unsigned)geteuid());
+		close(res);
+		return;
+	}
+	c = conn_new(d, CONN_CTL, res);
+	if (!c) {
+		close(res);
+		return;
+	}
+	c->pid = (uint32_t)cred.pid;
+	c->ctl_in = malloc(LDM_CTL_MAX_REQUEST + 1);
+	if (!c->ctl_in) {
+		conn_close(d, c, 1);
+		return;
+	}
+	c->state = CS_CTL_READ;
+	c->deadline_ms = now_ms() + CTL_TIMEOUT_MS;
+	if (conn_submit_recv(d, c, c->a_fd, c->ctl_in, LDM_CTL_MAX_REQUEST, UD_CTL_RECV) < 0) {
+		conn_close(d, c, 1);
+	}
+}
+
+static void status(struct ldmeshd *d, struct strbuf *b, int json)
+{
+	int64_t up = (now_ms() - d->start_ms) / 1000;
+	const char *file = d->cfg->file ? d->cfg->file : "(built-in default)";
+	int i, first = 1;
+
+	if (json) {
+		sb_printf(b, "{\"version\":\"%s\",\"pid\":%d,\"uptime_s\":%" PRId64 ",\"config_file\":",
+			  LDMESH_VERSION, (int)getpid(), up);
+		sb_json_str(b, file);
+		sb_printf(b, ",\"runtime_dir\":");
+		sb_json_str(b, d->runtime_dir);
+		sb_printf(b,
+			  ",\"io_backend\":\"%s\",\"workers\":1,\"draining\":%s,"
+			  "\"live_connections\":%u,\"connections\":{\"outbound\":%u,\"inbound\":%u,"
+			  "\"handoff\":%u,\"ctl\":%u},\"handoffs_total\":%" PRIu64
+			  ",\"handoff_errors_total\":%" PRIu64 ",\"dial_errors_total\":%" PRIu64
+			  ",\"listeners\":[",
+			  loop_backend_name(d->loop), d->draining ? "true" : "false",
+			  d->live_by_kind[CONN_OUTBOUND] + d->live_by_kind[CONN_INBOUND],
+			  d->live_by_kind[CONN_OUTBOUND], d->live_by_kind[CONN_INBOUND],
+			  d->live_by_kind[CONN_HANDOFF], d->live_by_kind[CONN_CTL],
+			  d->stats.handoffs_total, d->stats.handoff_errors_total,
+			  d->stats.dial_errors_total);
+	} else {
+		sb_printf(b, "ldmeshd %s  pid %d  up %" PRId64 "s%s\n", LDMESH_VERSION, (int)getpid(),
+			  up, d->draining ? "  DRAINING" : "");
+		sb_printf(b, "config        %s\n", file);
+		sb_printf(b, "runtime dir   %s\n", d->runtime_dir);
+		sb_printf(b, "io backend    %s\n", loop_backend_name(d->loop));
+		sb_printf(b, "workers       1\n");
+		sb_printf(b, "connections   %u live (outbound %u, inbound %u)\n",
+			  d->live_by_kind[CONN_OUTBOUND] + d->live_by_kind[CONN_INBOUND],
+			  d->live_by_kind[CONN_OUTBOUND], d->live_by_kind[CONN_INBOUND]);
+		sb_printf(b, "handoffs      %" PRIu64 " (rejected %" PRIu64 ", failed dials %" PRIu64 ")\n",
+			  d->stats.handoffs_total, d->stats.handoff_errors_total,
+			  d->stats.dial_errors_total);
+		sb_printf(b, "listeners     %d\n", listener_count(d));
+	}
+	for (i = 0; i < LISTENERS_MAX; i++) {
+		const struct listener *l = &d->listeners[i];
+		char where[80];
+
+		if (!l->used || l->closing) {
+			continue;
+		}
+		addr_format(&l->addr, where, sizeof(where));
+		if (json) {
+			sb_printf(b, "%s{\"addr\":\"%s\",\"pid\":%u,\"processes\":%d,\"accepted\":%" PRIu64 "}",
+				  first ? "" : ",", where, l->pid, l->links, l->accepted);
+		} else {
+			sb_printf(b, "  %-28s pid %-8u accepted %" PRIu64 "\n", where, l->pid,
+				  l->accepted);
+		}
+		first = 0;
+	}
+	if (json) {
+		sb_printf(b, "]}\n");
+	}
+}
+
+static void conns(struct ldmeshd *d, struct strbuf *b, int json)
+{
+	int64_t now = now_ms();
+	uint32_t i;
+	int first = 1;
+
+	if (json) {
+		sb_printf(b, "[");
+	} else {
+		sb_printf(b, "%-9s %-26s %-26s %-8s %-5s %12s %12s %9s %s\n", "DIRECTION", "LOCAL",
+			  "PEER", "STATE", "TLS", "BYTES_IN", "BYTES_OUT", "AGE_MS", "PEER_ID");
+	}
+	for (i = 0; i < d->nslots; i++) {
+		const struct conn *c = d->conns[i];
+		char local[80], peer[80];
+		const char *state;
+		uint64_t in, out;
+
+		if (!c || (c->kind != CONN_OUTBOUND && c->kind != CONN_INBOUND) ||
+		    c->state == CS_CLOSING) {
+			continue;
+		}
+		addr_format(&c->local, local, sizeof(local));
+		addr_format(&c->peer, peer, sizeof(peer));
+		state = c->state == CS_PROXY ? "open" : "opening";
+		in = c->down.bytes;
+		out = c->up.bytes;
+		if (json) {
+			sb_printf(b,
+				  "%s{\"direction\":\"%s\",\"local_addr\":\"%s\",\"peer_addr\":\"%s\","
+				  "\"peer_id\":",
+				  first ? "" : ",", conn_kind_name(c->kind), local, peer);
+			sb_json_str(b, c->peer_id);
+			sb_printf(b,
+				  ",\"tls\":false,\"state\":\"%s\",\"bytes_in\":%" PRIu64
+				  ",\"bytes_out\":%" PRIu64 ",\"age_ms\":%" PRId64 ",\"pid\":%u}",
+				  state, in, out, now - c->started_ms, c->pid);
+		} else {
+			sb_printf(b, "%-9s %-26s %-26s %-8s %-5s %12" PRIu64 " %12" PRIu64 " %9" PRId64 " %s\n",
+				  conn_kind_name(c->kind), local, peer, state, "no", in, out,
+				  now - c->started_ms, c->peer_id[0] ? c->peer_id : "-");
+		}
+		first = 0;
+	}
+	if (json) {
+		sb_printf(b, "]\n");
+	}
+}
+
+static void handle(struct ldmeshd *d, struct conn *c, char *line)
+{
+	char *words[8];
+	int n = 0, json;
+	struct strbuf b = { 0 };
+	char *save = NULL, *w;
+
+	for (w = strtok_r(line, " \t", &save); w && n < (int)ARRAY_SIZE(words);
+	     w = strtok_r(NULL, " \t", &save)) {
+		words[n++] = w;
+	}
+	if (n < 3 || strcmp(words[0], LDM_CTL_PREFIX) ||
+	    (strcmp(words[1], "text") && strcmp(words[1], "json"))) {
+		log_warn("ctl client pid %u: bad request; closing", c->pid);
+		d->stats.ctl_errors_total++;
+		answer_err(d, c, "bad request: expected 'LDMCTL1 text|json VERB [ARGS]'");
+		return;
+	}
+	json = !strcmp(words[1], "json");
+	sb_printf(&b, "OK\n");
+	if (!strcmp(words[2], "status")) {
+		status(d, &b, json);
+	} else if (!strcmp(words[2], "conns")) {
+		conns(d, &b, json);
+	} else if (!strcmp(words[2], "reload")) {
+		char err[512];
+		if (ldmeshd_reload(d, err, sizeof(err)) < 0) {
+			sb_fini(&b);
+			answer_err(d, c, err);
+			return;
+		}
+		sb_printf(&b, json ? "{\"reloaded\":true}\n" : "configuration reloaded\n");
+	} else if (!strcmp(words[2], "drain")) {
+		int secs = n > 3 ? atoi(words[3]) : 0;
+		int ms = secs > 0 ? secs * 1000 : d->cfg->drain_timeout_ms;
+		ldmeshd_start_drain(d, ms);
+		sb_printf(&b, json ? "{\"draining\":true,\"timeout_ms\":%d}\n" :
+				     "draining (up to %d ms)\n",
+			  ms);
+	} else {
+		char msg[128];
+		sb_fini(&b);
+		log_warn("ctl client pid %u: unknown verb '%.32s'", c->pid, words[2]);
+		d->stats.ctl_errors_total++;
+		snprintf(msg, sizeof(msg), "unknown verb '%.32s'", words[2]);
+		answer_err(d, c, msg);
+		return;
+	}
+	if (b.oom) {
+		sb_fini(&b);
+		answer_err(d, c, "out of memory");
+		return;
+	}
+	answer(d, c, &b);
+}
+
+void ctl_recv_done(struct ldmeshd *d, struct conn *c, int res)
+{
+	char *nl;
+
+	if (res <= 0) {
+		if (res < 0 || c->ctl_got) {
+			log_warn("ctl client pid %u left mid-request", c->pid);
+			d->stats.ctl_errors_total++;
+		}
+		conn_close(d, c, res < 0);
+		return;
+	}
+	c->ctl_got += (uint32_t)res;
+	c->ctl_in[c->ctl_got] = '\0';
+	nl = memchr(c->ctl_in, '\n', c->ctl_got);
+	if (nl) {
+		*nl = '\0';
+		if (memchr(c->ctl_in, '\0', (size_t)(nl - c->ctl_in))) {
+			log_warn("ctl client pid %u: NUL byte in request; closing", c->pid);
+			d->stats.ctl_errors_total++;
+			answer_err(d, c, "bad request: NUL byte");
+			return;
+		}
+		c->deadline_ms = 0;
+		handle(d, c, c->ctl_in);
+		return;
+	}
+	if (c->ctl_got >= LDM_CTL_MAX_REQUEST) {
+		log_warn("ctl client pid %u: request longer than %d bytes; closing", c->pid,
+			 LDM_CTL_MAX_REQUEST);
+		d->stats.ctl_errors_total++;
+		answer_err(d, c, "request too long");
+		return;
+	}
+	if (conn_submit_recv(d, c, c->a_fd, c->ctl_in + c->ctl_got,
+			     LDM_CTL_MAX_REQUEST - c->ctl_got, UD_CTL_RECV) < 0) {
+		conn_close(d, c, 1);
+	}
+}
+
+void ctl_send_done(struct ldmeshd *d, struct conn *c, int res)
+{
+	if (res < 0) {
+		conn_close(d, c, 1);
+		return;
+	}
+	c->ctl_out_off += (size_t)res;
+	if (c->ctl_out_off < c->ctl_out_len) {
+		if (conn_submit_send(d, c, c->a_fd, c->ctl_out + c->ctl_out_off,
+				     c->ctl_out_len - c->ctl_out_off, UD_CTL_SEND) < 0) {
+			conn_close(d, c, 1);
+		}
+		return;
+	}
+	conn_close(d, c, 0);
+}

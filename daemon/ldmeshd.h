@@ -1,0 +1,109 @@
+/*
+ * The daemon's one state struct.  Mutable state lives here, not in globals;
+ * modules receive it as their first argument.
+ */
+#ifndef LDMESH_LDMESHD_H
+#define LDMESH_LDMESHD_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "conn.h"
+#include "loop.h"
+
+#define LISTENERS_MAX 1024
+#define DIAL_RESULTS 1024
+
+/* A TCP listener an app handed over, shared by every process that holds it. */
+struct listener {
+	int used;
+	int closing;
+	uint32_t gen;
+	uint64_t id;
+	int tcp_fd;  /* owned */
+	int links;   /* registration links still open */
+	int armed;   /* an accept is in flight */
+	int64_t retry_ms; /* accept failed (EMFILE): re-arm at this time */
+	uint32_t pid;
+	struct ldm_addr addr;
+	char name[LDM_LISTEN_NAME_MAX];
+	uint64_t accepted;
+};
+
+/* What a finished dial produced, for the shim's LDM_OP_QUERY. */
+struct dial_result {
+	uint64_t cookie;
+	int err;
+	struct ldm_addr local, peer;
+};
+
+struct ldmeshd_stats {
+	uint64_t handoffs_total;      /* CONNECT handoffs accepted */
+	uint64_t handoff_errors_total; /* malformed or refused shim messages */
+	uint64_t ctl_errors_total;
+	uint64_t inbound_total, outbound_total;
+	uint64_t dial_errors_total;
+};
+
+struct ldmeshd {
+	struct config *cfg;      /* owned; swapped by reload */
+	const char *config_file; /* borrowed from argv, NULL: built-in default */
+	char *runtime_dir;       /* owned */
+	struct loop *loop;       /* owned */
+	int handoff_fd;          /* owned, -1 while draining */
+	int ctl_fd;              /* owned */
+	char handoff_path[128], ctl_path[128];
+	int handoff_armed, ctl_armed;
+	int64_t handoff_retry_ms, ctl_retry_ms;
+
+	struct conn **conns; /* slot -> conn, NULL when free */
+	uint32_t nslots, live;
+	uint32_t gen_counter;
+	uint32_t *free_slots;
+	uint32_t nfree;
+	uint32_t live_by_kind[5];
+	struct conn **reap;  /* closing conns to check at the end of the turn */
+	uint32_t nreap, capreap;
+
+	struct listener listeners[LISTENERS_MAX];
+	struct dial_result dials[DIAL_RESULTS];
+	uint32_t dial_next;
+
+	struct ldmeshd_stats stats;
+	int64_t start_ms;
+	int draining;
+	int64_t drain_deadline_ms;
+	volatile sig_atomic_t got_term, got_hup, got_int;
+	int exit_code;
+};
+
+/* handoff.c */
+int handoff_open(struct ldmeshd *d);
+void handoff_accept_done(struct ldmeshd *d, int res, int more);
+/* A header (or part of one) arrived on c. */
+void handoff_header_done(struct ldmeshd *d, struct conn *c, int res);
+void handoff_record_dial(struct ldmeshd *d, const struct conn *c, int err);
+void handoff_arm(struct ldmeshd *d);
+
+/* listener.c */
+int listener_register(struct ldmeshd *d, const struct ldm_handoff *h, int tcp_fd,
+		      struct conn *link);
+void listener_accept_done(struct ldmeshd *d, uint64_t ud, int res, int more);
+void listener_unlink(struct ldmeshd *d, int slot);
+void listener_arm_all(struct ldmeshd *d, int64_t now);
+void listener_stop_all(struct ldmeshd *d);
+int listener_count(const struct ldmeshd *d);
+
+/* ctl.c */
+int ctl_open(struct ldmeshd *d);
+void ctl_accept_done(struct ldmeshd *d, int res, int more);
+void ctl_recv_done(struct ldmeshd *d, struct conn *c, int res);
+void ctl_send_done(struct ldmeshd *d, struct conn *c, int res);
+void ctl_arm(struct ldmeshd *d);
+
+/* main.c */
+int ldmeshd_reload(struct ldmeshd *d, char *err, size_t errlen);
+void ldmeshd_start_drain(struct ldmeshd *d, int timeout_ms);
+
+#endif

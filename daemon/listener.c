@@ -1,0 +1,189 @@
+/*
+ * TCP listeners handed over by apps.  A listener is keyed by the shim's
+ * listener id, so the same socket registered again (a fork child, or every
+ * process after a daemon restart) joins the existing entry instead of
+ * competing with it.  It lives while any registration link is open.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ldmeshd.h"
+#include "log.h"
+
+#define ACCEPT_RETRY_MS 100
+
+static void arm(struct ldmeshd *d, int slot)
+{
+	struct listener *l = &d->listeners[slot];
+
+	if (l->armed || l->closing || d->draining) {
+		return;
+	}
+	if (d->loop->ops->accept(d->loop, l->tcp_fd, ud_make(UD_LISTENER_ACCEPT, (uint32_t)slot,
+								 l->gen)) == 0) {
+		l->armed = 1;
+		l->retry_ms = 0;
+	} else {
+		l->retry_ms = now_ms() + ACCEPT_RETRY_MS;
+	}
+}
+
+int listener_register(struct ldmeshd *d, const struct ldm_handoff *h, int tcp_fd,
+		      struct conn *link)
+{
+	char where[80];
+	int i, free_slot = -1;
+
+	for (i = 0; i < LISTENERS_MAX; i++) {
+		struct listener *l = &d->listeners[i];
+		if (l->used && !l->closing && l->id == h->cookie) {
+			/* Same socket again: one accept loop is enough. */
+			close(tcp_fd);
+			l->links++;
+			free_slot = i;
+			goto linked;
+		}
+		if (!l->used && free_slot < 0) {
+			free_slot = i;
+		}
+	}
+	if (free_slot < 0) {
+		log_warn("listener limit (%d) reached; refusing registration", LISTENERS_MAX);
+		close(tcp_fd);
+		return -ENOSPC;
+	}
+	{
+		struct listener *l = &d->listeners[free_slot];
+		uint32_t gen = l->gen + 1;
+
+		memset(l, 0, sizeof(*l));
+		l->used = 1;
+		l->gen = gen;
+		l->id = h->cookie;
+		l->tcp_fd = tcp_fd;
+		l->links = 1;
+		l->pid = h->pid;
+		l->addr = h->addr;
+		memcpy(l->name, h->listen_name, sizeof(l->name));
+		l->name[sizeof(l->name) - 1] = '\0';
+		fcntl(tcp_fd, F_SETFL, fcntl(tcp_fd, F_GETFL) | O_NONBLOCK);
+		addr_format(&l->addr, where, sizeof(where));
+		log_info("listener %s registered by pid %u", where, l->pid);
+		arm(d, free_slot);
+	}
+linked:
+	d->live_by_kind[link->kind]--;
+	link->kind = CONN_LINK;
+	d->live_by_kind[CONN_LINK]++;
+	link->state = CS_LINK;
+	link->listener_slot = free_slot;
+	link->cookie = h->cookie;
+	link->peer = h->addr;
+	return 0;
+}
+
+static void release(struct ldmeshd *d, struct listener *l)
+{
+	char where[80];
+
+	addr_format(&l->addr, where, sizeof(where));
+	log_info("listener %s released", where);
+	d->loop->ops->forget_fd(d->loop, l->tcp_fd);
+	close(l->tcp_fd);
+	l->tcp_fd = -1;
+	l->used = 0;
+}
+
+void listener_unlink(struct ldmeshd *d, int slot)
+{
+	struct listener *l = &d->listeners[slot];
+
+	if (!l->used || --l->links > 0) {
+		return;
+	}
+	l->closing = 1;
+	if (l->armed) {
+		/* Freed when the cancelled accept reports back. */
+		d->loop->ops->cancel_fd(d->loop, l->tcp_fd);
+	} else {
+		release(d, l);
+	}
+}
+
+void listener_accept_done(struct ldmeshd *d, uint64_t ud, int res, int more)
+{
+	uint32_t slot = ud_slot(ud);
+	struct listener *l;
+
+	if (slot >= LISTENERS_MAX) {
+		return;
+	}
+	l = &d->listeners[slot];
+	if (!l->used || l->gen != ud_gen(ud)) {
+		if (res >= 0) {
+			close(res);
+		}
+		return;
+	}
+	if (!more) {
+		l->armed = 0;
+	}
+	if (l->closing || d->draining) {
+		if (res >= 0) {
+			close(res);
+		}
+		if (l->closing && !l->armed) {
+			release(d, l);
+		}
+		return;
+	}
+	if (res >= 0) {
+		l->accepted++;
+		conn_start_inbound(d, res, (int)slot);
+	} else if (res != -ECANCELED) {
+		/* EMFILE and friends: back off instead of spinning, then retry. */
+		log_warn("accept on listener pid %u: %s; retrying in %d ms", l->pid, strerror(-res),
+			 ACCEPT_RETRY_MS);
+		l->retry_ms = now_ms() + ACCEPT_RETRY_MS;
+		return;
+	}
+	if (!l->armed) {
+		arm(d, (int)slot);
+	}
+}
+
+void listener_arm_all(struct ldmeshd *d, int64_t now)
+{
+	int i;
+
+	for (i = 0; i < LISTENERS_MAX; i++) {
+		struct listener *l = &d->listeners[i];
+		if (l->used && !l->armed && !l->closing && l->retry_ms && now >= l->retry_ms) {
+			arm(d, i);
+		}
+	}
+}
+
+void listener_stop_all(struct ldmeshd *d)
+{
+	int i;
+
+	for (i = 0; i < LISTENERS_MAX; i++) {
+		struct listener *l = &d->listeners[i];
+		if (l->used && l->armed) {
+			d->loop->ops->cancel_fd(d->loop, l->tcp_fd);
+		}
+	}
+}
+
+int listener_count(const struct ldmeshd *d)
+{
+	int i, n = 0;
+
+	for (i = 0; i < LISTENERS_MAX; i++) {
+		n += d->listeners[i].used && !d->listeners[i].closing;
+	}
+	return n;
+}
