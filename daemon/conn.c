@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ldmesh/addrname.h"
 #include "ldmeshd.h"
 #include "log.h"
 
@@ -477,6 +479,28 @@ static void app_dial_done(struct ldmeshd *d, struct conn *c, int res)
 	pump_both(d, c);
 }
 
+/*
+ * Names our end after the TCP addresses, so an app that passes the accepted
+ * fd to an exec'd child (sshd does) can still get them (addrname.h).
+ */
+static void bind_inbound_name(const struct conn *c)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	char *p = sun.sun_path + 1;
+	size_t left = sizeof(sun.sun_path) - 1;
+	int w;
+
+	w = snprintf(p, left, LDM_NAME_IN "%x%x-", (unsigned)getpid(), c->gen);
+	w += addrname_put(p + w, left - (size_t)w, &c->peer);
+	w += snprintf(p + w, left - (size_t)w, "-");
+	w += addrname_put(p + w, left - (size_t)w, &c->local);
+	if (w > 0 && (size_t)w < left) {
+		/* Best effort: without the name only exec'd children lose out. */
+		bind(c->a_fd, (struct sockaddr *)&sun,
+		     (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)w));
+	}
+}
+
 void conn_start_inbound(struct ldmeshd *d, int tcp_fd, int listener_slot)
 {
 	struct listener *l = &d->listeners[listener_slot];
@@ -512,6 +536,7 @@ void conn_start_inbound(struct ldmeshd *d, int tcp_fd, int listener_slot)
 		addr_from_sockaddr((struct sockaddr *)&ss, len, &c->local);
 	}
 	setsockopt(tcp_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	bind_inbound_name(c);
 
 	memset(&c->dial_sa, 0, sizeof(c->dial_sa));
 	sun = (struct sockaddr_un *)&c->dial_sa;

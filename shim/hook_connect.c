@@ -4,6 +4,8 @@
  * "connected" without any in-band status.
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -11,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ldmesh/addrname.h"
 #include "shim.h"
 
 static const char filler[LDM_FILLER_LEN];
@@ -99,13 +102,19 @@ static int handoff_connect(int fd, const struct ldm_addr *dst, int *unreachable)
 	int fl, fdfl, u, sndbuf = 0, small = LDM_PENDING_SNDBUF, r;
 	socklen_t slen = sizeof(sndbuf);
 	int fds[2];
+	char name[LDM_NAME_MAX + 1];
 
 	fl = real.fcntl(fd, F_GETFL);
 	fdfl = real.fcntl(fd, F_GETFD);
 	if (fl < 0 || fdfl < 0) {
 		return -errno;
 	}
-	u = link_open(1);
+	link_fill_header(&h, LDM_OP_CONNECT, link_new_cookie());
+	{
+		int w = snprintf(name, sizeof(name), LDM_NAME_OUT "%016" PRIx64 "-", h.cookie);
+		addrname_put(name + w, sizeof(name) - (size_t)w, dst);
+	}
+	u = link_open(1, name);
 	if (u < 0) {
 		*unreachable = 1;
 		return u;
@@ -113,7 +122,6 @@ static int handoff_connect(int fd, const struct ldm_addr *dst, int *unreachable)
 	real.getsockopt(u, SOL_SOCKET, SO_SNDBUF, &sndbuf, &slen);
 	real.setsockopt(u, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
 
-	link_fill_header(&h, LDM_OP_CONNECT, link_new_cookie());
 	h.addr = *dst;
 	h.flags = (fl & O_NONBLOCK) ? LDM_HF_NONBLOCK : 0;
 	h.filler_len = LDM_FILLER_LEN;

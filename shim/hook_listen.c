@@ -162,7 +162,7 @@ SHIM_EXPORT int listen(int fd, int backlog)
 		}
 	}
 	if (!atomic_load(&shim.ready_seen) && shim.fail_open) {
-		int s = link_open(1);
+		int s = link_open(1, NULL);
 		if (s < 0) {
 			shim_log(SHIM_ERR, "ldmeshd unreachable; LDMESH_FAIL_OPEN=1, listening "
 					   "without the mesh");

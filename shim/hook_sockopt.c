@@ -60,6 +60,13 @@ static int managed_getsockopt(int fd, struct managed *m, int level, int name, vo
 			return put_int(val, len, m->opts[i].val);
 		}
 	}
+	if (level == IPPROTO_IP && name == IP_OPTIONS) {
+		/* No IP options on our hop (sshd refuses connections that have some). */
+		if (len) {
+			*len = 0;
+		}
+		return 0;
+	}
 	if (level == IPPROTO_TCP && name == TCP_MAXSEG) {
 		return put_int(val, len, 1448);
 	}
@@ -80,11 +87,21 @@ SHIM_EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *le
 	int r = 1;
 
 	shim_init();
-	if (!shim.active || !fdtab_maybe(fd)) {
+	if (!shim.active) {
 		return real.getsockopt(fd, level, name, val, len);
+	}
+	if (!fdtab_maybe(fd)) {
+		r = real.getsockopt(fd, level, name, val, len);
+		if (r < 0 || level != SOL_SOCKET || name != SO_DOMAIN || !val || !len ||
+		    *len < sizeof(int) || *(int *)val != AF_UNIX) {
+			return r;
+		}
 	}
 	shim_lock(&saved);
 	m = fdtab_lookup(fd);
+	if (!m && r == 0) {
+		m = rehydrate(fd);
+	}
 	if (m) {
 		r = managed_getsockopt(fd, m, level, name, val, len);
 	}
@@ -141,11 +158,20 @@ SHIM_EXPORT int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
 	int r = 1;
 
 	shim_init();
-	if (!shim.active || !fdtab_maybe(fd)) {
+	if (!shim.active) {
 		return real.getpeername(fd, addr, len);
+	}
+	if (!fdtab_maybe(fd)) {
+		r = real.getpeername(fd, addr, len);
+		if (r < 0 || !addr || !len || *len < sizeof(sa_family_t) || addr->sa_family != AF_UNIX) {
+			return r;
+		}
 	}
 	shim_lock(&saved);
 	m = fdtab_lookup(fd);
+	if (!m && r == 0) {
+		m = rehydrate(fd);
+	}
 	if (m) {
 		if (m->kind == MANAGED_LISTENER || m->failed ||
 		    (m->connecting && connect_check(fd, m) != 0)) {
@@ -173,11 +199,20 @@ SHIM_EXPORT int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
 	int r = 1;
 
 	shim_init();
-	if (!shim.active || !fdtab_maybe(fd)) {
+	if (!shim.active) {
 		return real.getsockname(fd, addr, len);
+	}
+	if (!fdtab_maybe(fd)) {
+		r = real.getsockname(fd, addr, len);
+		if (r < 0 || !addr || !len || *len < sizeof(sa_family_t) || addr->sa_family != AF_UNIX) {
+			return r;
+		}
 	}
 	shim_lock(&saved);
 	m = fdtab_lookup(fd);
+	if (!m && r == 0) {
+		m = rehydrate(fd);
+	}
 	if (m) {
 		if (!m->local_len && m->kind == MANAGED_CONN && !m->connecting && !m->failed) {
 			struct ldm_status st;

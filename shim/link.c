@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/un.h>
@@ -24,7 +25,7 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int try_connect(void)
+static int try_connect(const char *bind_name)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	struct ucred cred;
@@ -34,6 +35,18 @@ static int try_connect(void)
 	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (s < 0) {
 		return -errno;
+	}
+	if (bind_name) {
+		/* Abstract name: lets an exec'd child recognise this fd. */
+		size_t n = strnlen(bind_name, sizeof(sun.sun_path) - 1);
+		memcpy(sun.sun_path + 1, bind_name, n);
+		if (bind(s, (struct sockaddr *)&sun,
+			 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) < 0) {
+			int err = -errno;
+			real.close(s);
+			return err;
+		}
+		memset(sun.sun_path, 0, sizeof(sun.sun_path));
 	}
 	memcpy(sun.sun_path, shim.handoff_path, sizeof(sun.sun_path) - 1);
 	if (real.connect(s, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
@@ -47,10 +60,10 @@ static int try_connect(void)
 	return s;
 }
 
-int link_open(int wait)
+int link_open(int wait, const char *bind_name)
 {
 	int64_t deadline;
-	int s = try_connect();
+	int s = try_connect(bind_name);
 
 	if (s >= 0) {
 		atomic_store(&shim.ready_seen, 1);
@@ -66,7 +79,7 @@ int link_open(int wait)
 	while (now_ms() < deadline) {
 		struct timespec ts = { 0, 20 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
-		s = try_connect();
+		s = try_connect(bind_name);
 		if (s >= 0) {
 			atomic_store(&shim.ready_seen, 1);
 			return s;
@@ -181,7 +194,7 @@ int link_query(uint64_t cookie, struct ldm_status *st)
 	struct ldm_handoff h;
 	int s, r;
 
-	s = link_open(0);
+	s = link_open(0, NULL);
 	if (s < 0) {
 		return s;
 	}
@@ -217,7 +230,7 @@ int link_register_listener(struct listener_reg *reg, int wait)
 	struct ldm_status st;
 	int s, r;
 
-	s = link_open(wait);
+	s = link_open(wait, NULL);
 	if (s < 0) {
 		return s;
 	}

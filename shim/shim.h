@@ -144,7 +144,7 @@ int fdtab_relocate_hidden(int fd);
 
 /* link.c */
 /* Connects to the daemon's handoff socket; waits for readiness the first time. */
-int link_open(int wait);
+int link_open(int wait, const char *bind_name);
 int link_send(int sock, const struct ldm_handoff *h, const int *fds, int nfds,
 	      const void *extra, size_t extra_len);
 int link_recv_status(int sock, struct ldm_status *st, int timeout_ms);
@@ -157,6 +157,11 @@ int link_register_listener(struct listener_reg *reg, int wait);
 void link_monitor_ensure(void);
 void link_monitor_wake(void);
 void listener_put_locked(struct listener_reg *reg);
+
+/* rehydrate.c */
+/* For an fd inherited across exec: rebuilds its entry from the socket's
+ * abstract name.  Called with shim.lock held; NULL when not ours. */
+struct managed *rehydrate(int fd);
 
 /* hook_connect.c */
 /* Resolves a pending dial: 0 connected, -EINPROGRESS pending, -errno failed. */
