@@ -16,7 +16,7 @@ endif
 
 SHIM_SRC := $(wildcard shim/*.c)
 DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
-CTL_SRC := $(wildcard daemon/ctl/*.c)
+CTL_SRC := $(wildcard daemon/ctl/*.c) daemon/spiffe.c
 
 SHIM_OBJ := $(SHIM_SRC:%.c=$(BUILD)/obj/%.o)
 DAEMON_OBJ := $(DAEMON_SRC:%.c=$(BUILD)/obj/%.o)
