@@ -1,0 +1,568 @@
+/*
+ * TLS 1.3 with SPIFFE identities over OpenSSL memory BIOs.  See tls.h.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "config.h"
+#include "spiffe.h"
+#include "tls.h"
+
+#define RESUME_SLOTS 1024
+
+struct resume_slot {
+	char key[64];
+	SSL_SESSION *sess; /* owned */
+};
+
+struct tls_ctx {
+	int refs;
+	SSL_CTX *server, *client; /* owned */
+	char trust_domain[256];
+	struct tls_svid_info info;
+	struct resume_slot resume[RESUME_SLOTS];
+};
+
+struct tls_conn {
+	SSL *ssl;          /* owned; owns rbio and wbio */
+	BIO *rbio, *wbio;  /* borrowed from ssl */
+	struct tls_ctx *ctx; /* reference */
+	int server;
+	int done;
+	enum tls_reason reason;
+	char detail[320];
+	char pin[LDM_PEER_ID_MAX + 1];
+	char peer_id[LDM_PEER_ID_MAX + 1];
+	char resume_key[64];
+};
+
+static int conn_index = -1; /* SSL ex_data slot for struct tls_conn */
+
+const char *tls_reason_name(enum tls_reason r)
+{
+	static const char *const names[] = {
+		"ok",           "unknown_ca",       "expired",         "not_yet_valid",
+		"no_uri_san",   "multiple_uri_san", "bad_spiffe_id",   "trust_domain_mismatch",
+		"identity_mismatch", "no_peer_certificate", "peer_refused", "protocol",
+	};
+	return (unsigned)r < TLS_REASON_COUNT ? names[r] : "protocol";
+}
+
+int tls_looks_like_client_hello(const uint8_t *buf, size_t len)
+{
+	/* Handshake record (22), TLS major version 3. */
+	return len >= 1 && buf[0] == 0x16 && (len < 2 || buf[1] == 0x03);
+}
+
+static void set_detail_ssl(struct tls_conn *c, const char *what)
+{
+	unsigned long e = ERR_peek_last_error();
+	char buf[120] = "";
+
+	if (e) {
+		ERR_error_string_n(e, buf, sizeof(buf));
+	}
+	ERR_clear_error();
+	snprintf(c->detail, sizeof(c->detail), "%s%s%s", what, buf[0] ? ": " : "", buf);
+}
+
+enum tls_reason tls_check_svid(const void *x509, const char *trust_domain, const char *pin,
+			       char *id, size_t idlen)
+{
+	GENERAL_NAMES *names;
+	struct spiffe_id sid;
+	const char *uri = NULL;
+	int i, n, uris = 0, uri_len = 0;
+	char buf[LDM_PEER_ID_MAX + 1];
+
+	if (id && idlen) {
+		id[0] = '\0';
+	}
+	if (!x509) {
+		return TLS_NO_PEER_CERT;
+	}
+	names = X509_get_ext_d2i((X509 *)x509, NID_subject_alt_name, NULL, NULL);
+	n = names ? sk_GENERAL_NAME_num(names) : 0;
+	for (i = 0; i < n; i++) {
+		const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
+		if (gn->type == GEN_URI) {
+			uris++;
+			uri = (const char *)ASN1_STRING_get0_data(gn->d.uniformResourceIdentifier);
+			uri_len = ASN1_STRING_length(gn->d.uniformResourceIdentifier);
+		}
+	}
+	if (uris != 1) {
+		GENERAL_NAMES_free(names);
+		return uris == 0 ? TLS_NO_URI_SAN : TLS_MULTIPLE_URI_SAN;
+	}
+	if (uri_len <= 0 || (size_t)uri_len >= sizeof(buf) || memchr(uri, '\0', (size_t)uri_len)) {
+		GENERAL_NAMES_free(names);
+		return TLS_BAD_SPIFFE_ID;
+	}
+	memcpy(buf, uri, (size_t)uri_len);
+	buf[uri_len] = '\0';
+	GENERAL_NAMES_free(names);
+	if (spiffe_id_parse(buf, &sid, NULL, 0) < 0) {
+		return TLS_BAD_SPIFFE_ID;
+	}
+	if (id && idlen) {
+		snprintf(id, idlen, "%s", buf);
+	}
+	if (strcmp(sid.trust_domain, trust_domain)) {
+		return TLS_TRUST_DOMAIN;
+	}
+	if (pin && pin[0] && strcmp(pin, buf)) {
+		return TLS_ID_MISMATCH;
+	}
+	return TLS_OK;
+}
+
+/* Chain errors become a reason; the SPIFFE checks run after the handshake
+ * (they must also hold for resumed sessions, where this is not called). */
+static int verify_cb(int ok, X509_STORE_CTX *store)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
+	struct tls_conn *c = ssl ? SSL_get_ex_data(ssl, conn_index) : NULL;
+	int err;
+
+	if (ok || !c) {
+		return ok;
+	}
+	err = X509_STORE_CTX_get_error(store);
+	switch (err) {
+	case X509_V_ERR_CERT_HAS_EXPIRED:
+		c->reason = TLS_EXPIRED;
+		break;
+	case X509_V_ERR_CERT_NOT_YET_VALID:
+		c->reason = TLS_NOT_YET_VALID;
+		break;
+	default:
+		c->reason = TLS_UNKNOWN_CA;
+	}
+	snprintf(c->detail, sizeof(c->detail), "certificate verify failed: %s",
+		 X509_verify_cert_error_string(err));
+	return 0;
+}
+
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+		       const unsigned char *in, unsigned int inlen, void *arg)
+{
+	static const unsigned char ours[] = "\x08" TLS_ALPN;
+	unsigned char *sel;
+
+	/* Meshed peers name our protocol; stock TLS clients (curl with an SVID)
+	 * offer h2/http1.1 and get no ALPN, which they handle. */
+	if (SSL_select_next_proto(&sel, outlen, ours, sizeof(ours) - 1, in, inlen) ==
+	    OPENSSL_NPN_NEGOTIATED) {
+		*out = sel;
+		return SSL_TLSEXT_ERR_OK;
+	}
+	return SSL_TLSEXT_ERR_NOACK;
+}
+
+static struct resume_slot *resume_slot(struct tls_ctx *t, const char *key)
+{
+	unsigned long h = 5381;
+	const char *p;
+
+	for (p = key; *p; p++) {
+		h = h * 33 + (unsigned char)*p;
+	}
+	return &t->resume[h % RESUME_SLOTS];
+}
+
+static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+	struct tls_conn *c = SSL_get_ex_data(ssl, conn_index);
+	struct resume_slot *slot;
+
+	if (!c || !c->resume_key[0]) {
+		return 0;
+	}
+	slot = resume_slot(c->ctx, c->resume_key);
+	if (slot->sess) {
+		SSL_SESSION_free(slot->sess);
+	}
+	snprintf(slot->key, sizeof(slot->key), "%s", c->resume_key);
+	slot->sess = sess;
+	return 1; /* we keep the reference */
+}
+
+static int key_file_private(const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0) {
+		snprintf(err, errlen, "private key %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (st.st_mode & 077) {
+		snprintf(err, errlen,
+			 "private key %s is readable by group or others (mode %04o); "
+			 "refusing it: chmod 600 %s",
+			 path, (unsigned)(st.st_mode & 07777), path);
+		return -EPERM;
+	}
+	return 0;
+}
+
+static time_t asn1_to_time(const ASN1_TIME *t)
+{
+	struct tm tm;
+
+	if (!t || ASN1_TIME_to_tm(t, &tm) != 1) {
+		return 0;
+	}
+	return timegm(&tm);
+}
+
+static void describe_roots(struct tls_ctx *t, const char *bundle)
+{
+	BIO *b = BIO_new_file(bundle, "r");
+	X509 *x;
+	size_t off = 0;
+
+	t->info.n_roots = 0;
+	t->info.roots[0] = '\0';
+	while (b && (x = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
+		char subj[160];
+		X509_NAME_oneline(X509_get_subject_name(x), subj, sizeof(subj));
+		if (off < sizeof(t->info.roots)) {
+			struct tm tm;
+			time_t na = asn1_to_time(X509_get0_notAfter(x));
+			gmtime_r(&na, &tm);
+			off += (size_t)snprintf(t->info.roots + off, sizeof(t->info.roots) - off,
+						"%s%s (until %04d-%02d-%02d)", off ? "; " : "", subj,
+						tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+		}
+		t->info.n_roots++;
+		X509_free(x);
+	}
+	ERR_clear_error(); /* the loop ends on "no start line" */
+	BIO_free(b);
+}
+
+static SSL_CTX *make_ctx(int server, const struct config *cfg, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+	char why[160];
+
+	if (!ctx) {
+		snprintf(err, errlen, "cannot create a TLS context");
+		return NULL;
+	}
+	/* TLS 1.3 only; no compression, no renegotiation (1.3 has neither). */
+	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+	SSL_CTX_set1_groups_list(ctx, "X25519:P-256");
+	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->cert) != 1) {
+		snprintf(why, sizeof(why), "%s", ERR_reason_error_string(ERR_peek_last_error()));
+		snprintf(err, errlen, "identity.cert %s: %s", cfg->cert, why);
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->key, SSL_FILETYPE_PEM) != 1) {
+		snprintf(why, sizeof(why), "%s", ERR_reason_error_string(ERR_peek_last_error()));
+		snprintf(err, errlen, "identity.key %s: %s", cfg->key, why);
+		goto fail;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		snprintf(err, errlen, "identity.key %s does not match identity.cert %s", cfg->key,
+			 cfg->cert);
+		goto fail;
+	}
+	if (SSL_CTX_load_verify_locations(ctx, cfg->bundle, NULL) != 1) {
+		snprintf(why, sizeof(why), "%s", ERR_reason_error_string(ERR_peek_last_error()));
+		snprintf(err, errlen, "identity.bundle %s: %s", cfg->bundle, why);
+		goto fail;
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
+	if (server) {
+		SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+		SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"ldmesh", 6);
+	} else {
+		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+							    SSL_SESS_CACHE_NO_INTERNAL_STORE);
+		SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
+	}
+	ERR_clear_error();
+	return ctx;
+fail:
+	ERR_clear_error();
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+struct tls_ctx *tls_ctx_new(const struct config *cfg, char *err, size_t errlen)
+{
+	struct tls_ctx *t;
+	X509 *leaf;
+
+	if (!cfg->cert || !cfg->key || !cfg->bundle) {
+		snprintf(err, errlen, "no identity configured");
+		return NULL;
+	}
+	if (conn_index < 0) {
+		conn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	}
+	if (key_file_private(cfg->key, err, errlen) < 0) {
+		return NULL;
+	}
+	t = calloc(1, sizeof(*t));
+	if (!t) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	t->refs = 1;
+	snprintf(t->trust_domain, sizeof(t->trust_domain), "%s", cfg->trust_domain);
+	t->server = make_ctx(1, cfg, err, errlen);
+	t->client = t->server ? make_ctx(0, cfg, err, errlen) : NULL;
+	if (!t->client) {
+		tls_ctx_unref(t);
+		return NULL;
+	}
+	leaf = SSL_CTX_get0_certificate(t->server);
+	if (tls_check_svid(leaf, t->trust_domain, NULL, t->info.id, sizeof(t->info.id)) != TLS_OK) {
+		snprintf(err, errlen,
+			 "identity.cert %s is not an X.509-SVID of trust domain %s "
+			 "(exactly one URI SAN spiffe://%s/...)",
+			 cfg->cert, t->trust_domain, t->trust_domain);
+		tls_ctx_unref(t);
+		return NULL;
+	}
+	{
+		BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(leaf), NULL);
+		char *hex = bn ? BN_bn2hex(bn) : NULL;
+		snprintf(t->info.serial, sizeof(t->info.serial), "%s", hex ? hex : "?");
+		OPENSSL_free(hex);
+		BN_free(bn);
+	}
+	t->info.not_before = asn1_to_time(X509_get0_notBefore(leaf));
+	t->info.not_after = asn1_to_time(X509_get0_notAfter(leaf));
+	describe_roots(t, cfg->bundle);
+	return t;
+}
+
+void tls_ctx_ref(struct tls_ctx *t)
+{
+	t->refs++;
+}
+
+void tls_ctx_unref(struct tls_ctx *t)
+{
+	int i;
+
+	if (!t || --t->refs > 0) {
+		return;
+	}
+	for (i = 0; i < RESUME_SLOTS; i++) {
+		SSL_SESSION_free(t->resume[i].sess);
+	}
+	SSL_CTX_free(t->server);
+	SSL_CTX_free(t->client);
+	free(t);
+}
+
+const struct tls_svid_info *tls_ctx_info(const struct tls_ctx *t)
+{
+	return &t->info;
+}
+
+struct tls_conn *tls_conn_new(struct tls_ctx *ctx, int server, const char *pin,
+			      const char *resume_key)
+{
+	struct tls_conn *c = calloc(1, sizeof(*c));
+
+	if (!c) {
+		return NULL;
+	}
+	c->ssl = SSL_new(server ? ctx->server : ctx->client);
+	c->rbio = BIO_new(BIO_s_mem());
+	c->wbio = BIO_new(BIO_s_mem());
+	if (!c->ssl || !c->rbio || !c->wbio) {
+		SSL_free(c->ssl);
+		BIO_free(c->rbio);
+		BIO_free(c->wbio);
+		free(c);
+		ERR_clear_error();
+		return NULL;
+	}
+	/* An empty read BIO means "wait", not end-of-file. */
+	BIO_set_mem_eof_return(c->rbio, -1);
+	SSL_set_bio(c->ssl, c->rbio, c->wbio);
+	SSL_set_ex_data(c->ssl, conn_index, c);
+	c->ctx = ctx;
+	tls_ctx_ref(ctx);
+	c->server = server;
+	if (pin) {
+		snprintf(c->pin, sizeof(c->pin), "%s", pin);
+	}
+	if (server) {
+		SSL_set_accept_state(c->ssl);
+	} else {
+		static const unsigned char alpn[] = "\x08" TLS_ALPN;
+		SSL_set_connect_state(c->ssl);
+		SSL_set_alpn_protos(c->ssl, alpn, sizeof(alpn) - 1);
+		if (resume_key) {
+			struct resume_slot *slot = resume_slot(ctx, resume_key);
+			snprintf(c->resume_key, sizeof(c->resume_key), "%s", resume_key);
+			if (slot->sess && !strcmp(slot->key, resume_key) &&
+			    SSL_SESSION_is_resumable(slot->sess)) {
+				SSL_set_session(c->ssl, slot->sess);
+			}
+		}
+	}
+	return c;
+}
+
+void tls_conn_free(struct tls_conn *c)
+{
+	if (!c) {
+		return;
+	}
+	SSL_free(c->ssl);
+	tls_ctx_unref(c->ctx);
+	free(c);
+}
+
+int tls_conn_feed(struct tls_conn *c, const void *buf, size_t len)
+{
+	return BIO_write(c->rbio, buf, (int)len) == (int)len ? 0 : -ENOMEM;
+}
+
+static int fail(struct tls_conn *c, enum tls_reason r, const char *what)
+{
+	if (c->reason == TLS_OK) {
+		c->reason = r;
+	}
+	if (!c->detail[0]) {
+		set_detail_ssl(c, what);
+	}
+	ERR_clear_error();
+	return c->reason == TLS_ID_MISMATCH || c->reason == TLS_TRUST_DOMAIN ? -EACCES : -EPROTO;
+}
+
+int tls_conn_handshake(struct tls_conn *c)
+{
+	int r, e;
+	enum tls_reason why;
+
+	if (c->done) {
+		return 1;
+	}
+	r = SSL_do_handshake(c->ssl);
+	if (r != 1) {
+		e = SSL_get_error(c->ssl, r);
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+			return 0;
+		}
+		if (c->reason != TLS_OK) {
+			return fail(c, c->reason, "handshake");
+		}
+		/* A received alert means the peer turned us down. */
+		if (ERR_GET_REASON(ERR_peek_last_error()) >= SSL_AD_REASON_OFFSET) {
+			return fail(c, TLS_PEER_ALERT, "peer refused the handshake");
+		}
+		if (ERR_GET_REASON(ERR_peek_last_error()) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
+			return fail(c, TLS_NO_PEER_CERT, "peer sent no certificate");
+		}
+		return fail(c, TLS_PROTOCOL, "handshake");
+	}
+	why = tls_check_svid(SSL_get0_peer_certificate(c->ssl), c->ctx->trust_domain, c->pin,
+			     c->peer_id, sizeof(c->peer_id));
+	if (why != TLS_OK) {
+		snprintf(c->detail, sizeof(c->detail), "peer certificate %s%s%.200s",
+			 tls_reason_name(why), c->peer_id[0] ? ": " : "", c->peer_id);
+		if (why == TLS_ID_MISMATCH) {
+			snprintf(c->detail, sizeof(c->detail), "peer is %.150s, expected %.150s", c->peer_id,
+				 c->pin);
+		}
+		c->reason = why;
+		/* Tell the peer why, rather than vanishing. */
+		SSL_shutdown(c->ssl);
+		return fail(c, why, "");
+	}
+	c->done = 1;
+	return 1;
+}
+
+int tls_conn_read(struct tls_conn *c, void *buf, size_t len)
+{
+	int r = SSL_read(c->ssl, buf, (int)len), e;
+
+	if (r > 0) {
+		return r;
+	}
+	e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		return -EAGAIN;
+	}
+	if (e == SSL_ERROR_ZERO_RETURN) {
+		return 0;
+	}
+	set_detail_ssl(c, "read");
+	return -EPROTO;
+}
+
+int tls_conn_write(struct tls_conn *c, const void *buf, size_t len)
+{
+	int r = SSL_write(c->ssl, buf, (int)len);
+
+	if (r > 0) {
+		return r;
+	}
+	set_detail_ssl(c, "write");
+	return -EPROTO;
+}
+
+void tls_conn_close_notify(struct tls_conn *c)
+{
+	SSL_shutdown(c->ssl);
+	ERR_clear_error();
+}
+
+size_t tls_conn_out_pending(const struct tls_conn *c)
+{
+	return BIO_ctrl_pending(c->wbio);
+}
+
+size_t tls_conn_out_take(struct tls_conn *c, void *buf, size_t len)
+{
+	int r = BIO_read(c->wbio, buf, (int)len);
+
+	return r > 0 ? (size_t)r : 0;
+}
+
+enum tls_reason tls_conn_reason(const struct tls_conn *c)
+{
+	return c->reason;
+}
+
+const char *tls_conn_detail(const struct tls_conn *c)
+{
+	return c->detail;
+}
+
+const char *tls_conn_peer_id(const struct tls_conn *c)
+{
+	return c->peer_id;
+}
+
+const char *tls_conn_version(const struct tls_conn *c)
+{
+	return SSL_get_version(c->ssl);
+}
+
+int tls_conn_resumed(const struct tls_conn *c)
+{
+	return SSL_session_reused(c->ssl);
+}
