@@ -225,6 +225,7 @@ static void conn_free(struct ldmeshd *d, struct conn *c)
 	while (c->nhfds > 0) {
 		close(c->hfds[--c->nhfds]);
 	}
+	tls_conn_free(c->tls);
 	free(c->bufs);
 	free(c->ctl_in);
 	free(c->ctl_out);
@@ -252,8 +253,15 @@ void conn_reap(struct ldmeshd *d)
 
 /* ---- proxying ---------------------------------------------------------- */
 
-static void pump(struct ldmeshd *d, struct conn *c, struct pipe *p, enum ud_tag recv_tag,
-		 enum ud_tag send_tag);
+/*
+ * Plaintext: each direction is src -> buf -> dst with one read or one write
+ * in flight.  TLS: the network side of both directions goes through
+ * c->tls; ciphertext is read into nin and written from nout.  Either way a
+ * read is posted only when the previous chunk has gone out, so a slow
+ * reader stops the writer and memory stays at the buffers.
+ */
+
+static void pump_both(struct ldmeshd *d, struct conn *c);
 
 static void check_done(struct ldmeshd *d, struct conn *c)
 {
@@ -262,10 +270,10 @@ static void check_done(struct ldmeshd *d, struct conn *c)
 	}
 }
 
-static void pump(struct ldmeshd *d, struct conn *c, struct pipe *p, enum ud_tag recv_tag,
-		 enum ud_tag send_tag)
+static void pump_plain(struct ldmeshd *d, struct conn *c, struct pipe *p, enum ud_tag recv_tag,
+		       enum ud_tag send_tag)
 {
-	if (c->state != CS_PROXY || p->rpending || p->spending) {
+	if (p->rpending || p->spending) {
 		return;
 	}
 	if (p->off < p->len) {
@@ -293,38 +301,179 @@ static void pump(struct ldmeshd *d, struct conn *c, struct pipe *p, enum ud_tag 
 	p->rpending = 1;
 }
 
-static void pump_both(struct ldmeshd *d, struct conn *c)
+/* Sends ciphertext the TLS engine produced, one buffer at a time. */
+static void net_flush(struct ldmeshd *d, struct conn *c)
 {
-	pump(d, c, &c->up, UD_UP_RECV, UD_UP_SEND);
-	pump(d, c, &c->down, UD_DOWN_RECV, UD_DOWN_SEND);
+	if (c->nout_spending || c->state == CS_CLOSING) {
+		return;
+	}
+	if (c->nout_off == c->nout_len) {
+		c->nout_off = 0;
+		c->nout_len = (uint32_t)tls_conn_out_take(c->tls, c->nout,
+							  (size_t)d->cfg->buffer_size);
+		if (!c->nout_len) {
+			return;
+		}
+	}
+	if (conn_submit_send(d, c, c->n_fd, c->nout + c->nout_off, c->nout_len - c->nout_off,
+			     UD_NET_SEND) < 0) {
+		conn_close(d, c, 1);
+		return;
+	}
+	c->nout_spending = 1;
 }
 
-static int start_proxy(struct ldmeshd *d, struct conn *c)
+static int net_idle(const struct conn *c)
+{
+	return !c->nout_spending && c->nout_off == c->nout_len &&
+	       tls_conn_out_pending(c->tls) == 0;
+}
+
+static void net_want_input(struct ldmeshd *d, struct conn *c)
+{
+	if (c->nin_rpending || c->net_eof || c->state == CS_CLOSING) {
+		return;
+	}
+	if (conn_submit_recv(d, c, c->n_fd, c->nin, (size_t)d->cfg->buffer_size, UD_NET_RECV) < 0) {
+		conn_close(d, c, 1);
+		return;
+	}
+	c->nin_rpending = 1;
+}
+
+/* app -> TLS -> network */
+static void pump_tls_up(struct ldmeshd *d, struct conn *c)
+{
+	struct pipe *p = &c->up;
+
+	if (p->off < p->len) {
+		/* Hand plaintext to TLS only when the last ciphertext is gone. */
+		if (!net_idle(c)) {
+			return;
+		}
+		if (tls_conn_write(c->tls, p->buf + p->off, p->len - p->off) < 0) {
+			conn_close(d, c, 1);
+			return;
+		}
+		p->off = p->len;
+		net_flush(d, c);
+		return;
+	}
+	p->len = p->off = 0;
+	if (p->eof) {
+		if (!c->notify_sent) {
+			tls_conn_close_notify(c->tls);
+			c->notify_sent = 1;
+			net_flush(d, c);
+		}
+		if (!p->shut && net_idle(c)) {
+			shutdown(c->n_fd, SHUT_WR);
+			p->shut = 1;
+			check_done(d, c);
+		}
+		return;
+	}
+	if (!p->rpending) {
+		if (conn_submit_recv(d, c, c->a_fd, p->buf, (size_t)d->cfg->buffer_size, UD_UP_RECV) <
+		    0) {
+			conn_close(d, c, 1);
+			return;
+		}
+		p->rpending = 1;
+	}
+}
+
+/* network -> TLS -> app */
+static void pump_tls_down(struct ldmeshd *d, struct conn *c)
+{
+	struct pipe *p = &c->down;
+	int r;
+
+	if (p->spending || p->shut) {
+		return;
+	}
+	if (p->off < p->len) {
+		if (conn_submit_send(d, c, c->a_fd, p->buf + p->off, p->len - p->off, UD_DOWN_SEND) <
+		    0) {
+			conn_close(d, c, 1);
+			return;
+		}
+		p->spending = 1;
+		return;
+	}
+	p->len = p->off = 0;
+	r = tls_conn_read(c->tls, p->buf, (size_t)d->cfg->buffer_size);
+	if (r > 0) {
+		p->len = (uint32_t)r;
+		p->bytes += (uint64_t)r;
+		pump_tls_down(d, c);
+		return;
+	}
+	/* Reading may have produced output (a key update answer). */
+	net_flush(d, c);
+	if (r == 0 || (r == -EAGAIN && c->net_eof)) {
+		/* close_notify, or the TCP stream ended: end of the app's input. */
+		p->eof = 1;
+		shutdown(c->a_fd, SHUT_WR);
+		p->shut = 1;
+		check_done(d, c);
+		return;
+	}
+	if (r == -EAGAIN) {
+		net_want_input(d, c);
+		return;
+	}
+	log_debug("conn %u: TLS read: %s", c->slot, tls_conn_detail(c->tls));
+	conn_close(d, c, 1);
+}
+
+static void pump_both(struct ldmeshd *d, struct conn *c)
+{
+	if (c->state != CS_PROXY) {
+		return;
+	}
+	if (c->tls) {
+		pump_tls_up(d, c);
+		if (c->state == CS_PROXY) {
+			pump_tls_down(d, c);
+		}
+		return;
+	}
+	pump_plain(d, c, &c->up, UD_UP_RECV, UD_UP_SEND);
+	if (c->state == CS_PROXY) {
+		pump_plain(d, c, &c->down, UD_DOWN_RECV, UD_DOWN_SEND);
+	}
+}
+
+static int alloc_bufs(struct ldmeshd *d, struct conn *c)
 {
 	size_t bs = (size_t)d->cfg->buffer_size;
 
-	if (!c->bufs) {
-		c->bufs = malloc(2 * bs);
-		if (!c->bufs) {
+	if (!c->bufs || (c->tls && !c->bufs_tls)) {
+		/* Grows from plain to TLS size on an inbound TLS connection. */
+		char *b = realloc(c->bufs, (c->tls ? 4 : 2) * bs);
+		if (!b) {
 			return -ENOMEM;
 		}
+		c->bufs = b;
+		c->bufs_tls = c->tls != NULL;
 	}
 	c->up.buf = c->bufs;
 	c->down.buf = c->bufs + bs;
+	if (c->tls) {
+		c->nin = c->bufs + 2 * bs;
+		c->nout = c->bufs + 3 * bs;
+	}
 	c->up.src = c->a_fd;
 	c->up.dst = c->n_fd;
 	c->down.src = c->n_fd;
 	c->down.dst = c->a_fd;
-	c->state = CS_PROXY;
 	return 0;
 }
 
 static void recv_done(struct ldmeshd *d, struct conn *c, struct pipe *p, int res)
 {
 	p->rpending = 0;
-	if (c->state != CS_PROXY) {
-		return;
-	}
 	if (res > 0) {
 		p->len = (uint32_t)res;
 		p->off = 0;
@@ -342,9 +491,6 @@ static void recv_done(struct ldmeshd *d, struct conn *c, struct pipe *p, int res
 static void send_done(struct ldmeshd *d, struct conn *c, struct pipe *p, int res)
 {
 	p->spending = 0;
-	if (c->state != CS_PROXY) {
-		return;
-	}
 	if (res < 0) {
 		log_debug("conn %u: send: %s", c->slot, strerror(-res));
 		conn_close(d, c, 1);
@@ -354,7 +500,140 @@ static void send_done(struct ldmeshd *d, struct conn *c, struct pipe *p, int res
 	pump_both(d, c);
 }
 
+/* ---- TLS handshake ------------------------------------------------------- */
+
+static void outbound_ready(struct ldmeshd *d, struct conn *c);
+static void inbound_authenticated(struct ldmeshd *d, struct conn *c);
+
+static void handshake_step(struct ldmeshd *d, struct conn *c)
+{
+	int out = c->kind == CONN_OUTBOUND, r;
+	char peer[80];
+
+	r = tls_conn_handshake(c->tls);
+	net_flush(d, c);
+	if (r == 0) {
+		if (c->net_eof) {
+			r = -EPROTO;
+		} else {
+			net_want_input(d, c);
+			return;
+		}
+	}
+	if (r < 0) {
+		enum tls_reason why = tls_conn_reason(c->tls);
+		if (why == TLS_OK) {
+			why = TLS_PROTOCOL; /* the peer hung up mid-handshake */
+		}
+		addr_format(&c->peer, peer, sizeof(peer));
+		d->stats.handshake_errors_total[out][why]++;
+		log_warn("%s TLS handshake with %s failed: %s (%s)", out ? "outbound" : "inbound",
+			 peer, tls_reason_name(why), tls_conn_detail(c->tls));
+		c->handshake_failed = 1;
+		if (out) {
+			d->stats.dial_errors_total++;
+			handoff_record_dial(d, c, -ECONNREFUSED);
+		}
+		/* Let the alert reach the peer if it can, then reset. */
+		conn_close(d, c, 1);
+		return;
+	}
+	d->stats.handshakes_total[out]++;
+	if (tls_conn_resumed(c->tls)) {
+		d->stats.handshakes_resumed_total[out]++;
+	}
+	snprintf(c->peer_id, sizeof(c->peer_id), "%s", tls_conn_peer_id(c->tls));
+	c->deadline_ms = 0;
+	if (out) {
+		outbound_ready(d, c);
+	} else {
+		inbound_authenticated(d, c);
+	}
+}
+
+static void net_recv_done(struct ldmeshd *d, struct conn *c, int res)
+{
+	c->nin_rpending = 0;
+	if (res < 0) {
+		log_debug("conn %u: network recv: %s", c->slot, strerror(-res));
+		if (c->state == CS_TLS_HS) {
+			c->net_eof = 1;
+			handshake_step(d, c);
+			return;
+		}
+		conn_close(d, c, 1);
+		return;
+	}
+	if (res == 0) {
+		c->net_eof = 1;
+	} else if (tls_conn_feed(c->tls, c->nin, (size_t)res) < 0) {
+		conn_close(d, c, 1);
+		return;
+	}
+	if (c->state == CS_TLS_HS) {
+		handshake_step(d, c);
+	} else if (c->state == CS_PROXY) {
+		pump_both(d, c);
+	} else if (!c->net_eof) {
+		/* Waiting for the app side (inbound dial): data stays in the engine;
+		 * read on only when the app can take it. */
+	}
+}
+
+static void net_send_done(struct ldmeshd *d, struct conn *c, int res)
+{
+	c->nout_spending = 0;
+	if (res < 0) {
+		log_debug("conn %u: network send: %s", c->slot, strerror(-res));
+		conn_close(d, c, 1);
+		return;
+	}
+	c->nout_off += (uint32_t)res;
+	net_flush(d, c);
+	if (c->state == CS_PROXY) {
+		pump_both(d, c);
+	}
+}
+
+static int start_tls(struct ldmeshd *d, struct conn *c, int server)
+{
+	char key[80];
+
+	if (!c->tls) {
+		addr_format(&c->peer, key, sizeof(key));
+		c->tls = tls_conn_new(d->tls, server, c->pin, server ? NULL : key);
+		if (!c->tls) {
+			return -ENOMEM;
+		}
+	}
+	if (alloc_bufs(d, c) < 0) {
+		return -ENOMEM;
+	}
+	c->state = CS_TLS_HS;
+	c->deadline_ms = now_ms() + d->cfg->connect_timeout_ms;
+	return 0;
+}
+
 /* ---- outbound ------------------------------------------------------------ */
+
+/* Dialled (and authenticated): discard the filler, which makes the app's fd
+ * writable, then proxy. */
+static void outbound_ready(struct ldmeshd *d, struct conn *c)
+{
+	handoff_record_dial(d, c, 0);
+	if (alloc_bufs(d, c) < 0) {
+		conn_close(d, c, 1);
+		return;
+	}
+	c->state = CS_FILLER;
+	if (conn_submit_recv(d, c, c->a_fd, c->up.buf,
+			     c->filler_left < (uint32_t)d->cfg->buffer_size ?
+				     c->filler_left :
+				     (uint32_t)d->cfg->buffer_size,
+			     UD_FILLER_RECV) < 0) {
+		conn_close(d, c, 1);
+	}
+}
 
 static void outbound_connected(struct ldmeshd *d, struct conn *c)
 {
@@ -367,20 +646,16 @@ static void outbound_connected(struct ldmeshd *d, struct conn *c)
 	}
 	/* Small writes from the app should not wait for Nagle on our hop. */
 	setsockopt(c->n_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	handoff_record_dial(d, c, 0);
-	if (start_proxy(d, c) < 0) {
-		conn_close(d, c, 1);
+	if (c->tls_wanted) {
+		if (start_tls(d, c, 0) < 0) {
+			handoff_record_dial(d, c, -ENOMEM);
+			conn_close(d, c, 1);
+			return;
+		}
+		handshake_step(d, c);
 		return;
 	}
-	/* Not yet: the filler comes before any app byte. */
-	c->state = CS_FILLER;
-	if (conn_submit_recv(d, c, c->a_fd, c->up.buf,
-			     c->filler_left < (uint32_t)d->cfg->buffer_size ?
-				     c->filler_left :
-				     (uint32_t)d->cfg->buffer_size,
-			     UD_FILLER_RECV) < 0) {
-		conn_close(d, c, 1);
-	}
+	outbound_ready(d, c);
 }
 
 static void filler_done(struct ldmeshd *d, struct conn *c, int res)
@@ -426,6 +701,32 @@ static void dial_done(struct ldmeshd *d, struct conn *c, int res)
 	conn_close(d, c, 1);
 }
 
+/* Which destinations get mTLS, and with which pinned identity. */
+static void choose_outbound_tls(struct ldmeshd *d, struct conn *c)
+{
+	const struct config *cfg = d->cfg;
+	size_t i, j;
+
+	c->tls_wanted = 0;
+	c->pin = NULL;
+	if (!d->tls) {
+		return;
+	}
+	for (i = 0; i < cfg->n_services; i++) {
+		const struct config_service *svc = &cfg->services[i];
+		for (j = 0; j < svc->n_endpoints; j++) {
+			const struct ldm_addr *e = &svc->endpoints[j];
+			if (e->family == c->peer.family && e->port == c->peer.port &&
+			    !memcmp(e->addr, c->peer.addr, e->family == AF_INET6 ? 16 : 4)) {
+				c->tls_wanted = 1;
+				c->pin = svc->identity;
+				return;
+			}
+		}
+	}
+	c->tls_wanted = config_in_mesh(cfg, &c->peer) != 0;
+}
+
 void conn_start_outbound(struct ldmeshd *d, struct conn *c, int tcp_fd, int app_end_fd)
 {
 	c->kind = CONN_OUTBOUND;
@@ -436,6 +737,7 @@ void conn_start_outbound(struct ldmeshd *d, struct conn *c, int tcp_fd, int app_
 	c->state = CS_DIAL;
 	c->deadline_ms = now_ms() + d->cfg->connect_timeout_ms;
 	d->stats.outbound_total++;
+	choose_outbound_tls(d, c);
 	c->dial_len = addr_to_sockaddr(&c->peer, &c->dial_sa);
 	if (d->loop->ops->connect(d->loop, tcp_fd, (struct sockaddr *)&c->dial_sa, c->dial_len,
 				  ud_make(UD_DIAL, c->slot, c->gen)) < 0) {
@@ -448,10 +750,13 @@ void conn_start_outbound(struct ldmeshd *d, struct conn *c, int tcp_fd, int app_
 
 /* ---- inbound ------------------------------------------------------------- */
 
+/* Room kept in front of sniffed plaintext for the preamble. */
+#define PREAMBLE_ROOM (sizeof(struct ldm_preamble))
+
 static void app_dial_done(struct ldmeshd *d, struct conn *c, int res)
 {
 	struct ldm_preamble pre;
-	size_t idlen;
+	size_t idlen = strlen(c->peer_id), held = c->down.len;
 
 	if (res < 0) {
 		char peer[80];
@@ -460,23 +765,121 @@ static void app_dial_done(struct ldmeshd *d, struct conn *c, int res)
 		conn_close(d, c, 1);
 		return;
 	}
-	if (start_proxy(d, c) < 0) {
+	if (alloc_bufs(d, c) < 0) {
 		conn_close(d, c, 1);
 		return;
 	}
-	/* The preamble is the first thing the app reads: queue it as data. */
-	idlen = strlen(c->peer_id);
+	/* The preamble is the first thing the app reads: queue it as data,
+	 * ahead of any plaintext the client already sent (held at
+	 * PREAMBLE_ROOM by the detection read; no peer ID in that case). */
 	memset(&pre, 0, sizeof(pre));
 	pre.magic = LDM_PREAMBLE_MAGIC;
 	pre.version = LDM_PROTO_VERSION;
 	pre.id_len = (uint16_t)idlen;
 	pre.peer = c->peer;
 	pre.local = c->local;
-	memcpy(c->down.buf, &pre, sizeof(pre));
-	memcpy(c->down.buf + sizeof(pre), c->peer_id, idlen);
-	c->down.len = (uint32_t)(sizeof(pre) + idlen);
+	if (held) {
+		memcpy(c->down.buf, &pre, sizeof(pre));
+		c->down.len = (uint32_t)(PREAMBLE_ROOM + held);
+	} else {
+		memcpy(c->down.buf, &pre, sizeof(pre));
+		memcpy(c->down.buf + sizeof(pre), c->peer_id, idlen);
+		c->down.len = (uint32_t)(sizeof(pre) + idlen);
+	}
 	c->down.off = 0;
+	c->state = CS_PROXY;
 	pump_both(d, c);
+}
+
+static void connect_app(struct ldmeshd *d, struct conn *c)
+{
+	c->state = CS_APP_DIAL;
+	c->deadline_ms = now_ms() + d->cfg->connect_timeout_ms;
+	if (d->loop->ops->connect(d->loop, c->a_fd, (struct sockaddr *)&c->dial_sa, c->dial_len,
+				  ud_make(UD_APP_DIAL, c->slot, c->gen)) < 0) {
+		conn_close(d, c, 1);
+		return;
+	}
+	c->inflight++;
+}
+
+static void inbound_authenticated(struct ldmeshd *d, struct conn *c)
+{
+	connect_app(d, c);
+}
+
+static enum config_mtls port_mtls(const struct ldmeshd *d, uint16_t port_net)
+{
+	const struct config *cfg = d->cfg;
+	uint16_t port = ntohs(port_net);
+	size_t i;
+
+	for (i = 0; i < cfg->n_inbound_ports; i++) {
+		if (cfg->inbound_ports[i].port == port) {
+			return cfg->inbound_ports[i].mtls;
+		}
+	}
+	return cfg->inbound_mtls;
+}
+
+#define DETECT_TIMEOUT_MS 1000
+
+static void detect_done(struct ldmeshd *d, struct conn *c, int res)
+{
+	const uint8_t *first = (const uint8_t *)c->down.buf + PREAMBLE_ROOM;
+	char peer[80];
+
+	c->down.rpending = 0;
+	if (c->detect_expired && res < 0) {
+		/* Cancelled after the detection timeout: nothing was said. */
+		c->down.len = 0;
+		d->stats.plaintext_accepted_total++;
+		connect_app(d, c);
+		return;
+	}
+	if (res <= 0) {
+		conn_close(d, c, res < 0);
+		return;
+	}
+	addr_format(&c->peer, peer, sizeof(peer));
+	if (tls_looks_like_client_hello(first, (size_t)res)) {
+		/* Feed before start_tls grows the buffers (and may move them). */
+		c->tls = tls_conn_new(d->tls, 1, NULL, NULL);
+		if (!c->tls || tls_conn_feed(c->tls, first, (size_t)res) < 0 ||
+		    start_tls(d, c, 1) < 0) {
+			conn_close(d, c, 1);
+			return;
+		}
+		handshake_step(d, c);
+		return;
+	}
+	if (port_mtls(d, c->local.port) == CONFIG_MTLS_STRICT) {
+		log_warn("inbound plaintext connection from %s refused: port %u requires mTLS", peer,
+			 ntohs(c->local.port));
+		d->stats.plaintext_refused_total++;
+		conn_close(d, c, 1);
+		return;
+	}
+	/* Permissive: an unmeshed client, no identity. */
+	d->stats.plaintext_accepted_total++;
+	c->down.len = (uint32_t)res;
+	connect_app(d, c);
+}
+
+/* The client said nothing in time.  Strict: give up.  Permissive: it may be
+ * waiting for a server that speaks first; cancel the read and hand it to
+ * the app as plaintext when the cancellation reports back. */
+static void detect_timeout(struct ldmeshd *d, struct conn *c)
+{
+	if (port_mtls(d, c->local.port) == CONFIG_MTLS_STRICT) {
+		char peer[80];
+		addr_format(&c->peer, peer, sizeof(peer));
+		log_info("inbound connection from %s sent nothing; closing", peer);
+		conn_close(d, c, 1);
+		return;
+	}
+	c->detect_expired = 1;
+	d->loop->ops->cancel_fd(d->loop, c->n_fd);
 }
 
 /*
@@ -505,7 +908,7 @@ void conn_start_inbound(struct ldmeshd *d, int tcp_fd, int listener_slot)
 {
 	struct listener *l = &d->listeners[listener_slot];
 	struct sockaddr_storage ss;
-	struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
+	struct sockaddr_un *sun;
 	socklen_t len = sizeof(ss);
 	size_t nlen;
 	struct conn *c;
@@ -544,14 +947,27 @@ void conn_start_inbound(struct ldmeshd *d, int tcp_fd, int listener_slot)
 	nlen = strnlen(l->name, sizeof(l->name));
 	memcpy(sun->sun_path + 1, l->name, nlen);
 	c->dial_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + nlen);
-	c->state = CS_APP_DIAL;
-	c->deadline_ms = now_ms() + d->cfg->connect_timeout_ms;
-	if (d->loop->ops->connect(d->loop, u, (struct sockaddr *)&c->dial_sa, c->dial_len,
-				  ud_make(UD_APP_DIAL, c->slot, c->gen)) < 0) {
+
+	if (!d->tls || port_mtls(d, c->local.port) == CONFIG_MTLS_DISABLE) {
+		/* No detection: server-speaks-first protocols start at once. */
+		connect_app(d, c);
+		return;
+	}
+	/* Plain buffers first: the sniffed bytes may be the app's plaintext. */
+	if (alloc_bufs(d, c) < 0) {
 		conn_close(d, c, 1);
 		return;
 	}
-	c->inflight++;
+	c->state = CS_DETECT;
+	c->deadline_ms = now_ms() + (port_mtls(d, c->local.port) == CONFIG_MTLS_PERMISSIVE ?
+					     DETECT_TIMEOUT_MS :
+					     d->cfg->connect_timeout_ms);
+	if (conn_submit_recv(d, c, tcp_fd, c->down.buf + PREAMBLE_ROOM,
+			     (size_t)d->cfg->buffer_size - PREAMBLE_ROOM, UD_DETECT_RECV) < 0) {
+		conn_close(d, c, 1);
+		return;
+	}
+	c->down.rpending = 1;
 }
 
 /* ---- dispatch and timers ------------------------------------------------- */
@@ -577,6 +993,15 @@ void conn_complete(struct ldmeshd *d, struct conn *c, enum ud_tag tag, int res)
 	case UD_APP_DIAL:
 		c->deadline_ms = 0;
 		app_dial_done(d, c, res);
+		break;
+	case UD_DETECT_RECV:
+		detect_done(d, c, res);
+		break;
+	case UD_NET_RECV:
+		net_recv_done(d, c, res);
+		break;
+	case UD_NET_SEND:
+		net_send_done(d, c, res);
 		break;
 	case UD_UP_RECV:
 		recv_done(d, c, &c->up, res);
@@ -614,10 +1039,23 @@ void conn_sweep(struct ldmeshd *d, int64_t now)
 		if (!c || c->state == CS_CLOSING) {
 			continue;
 		}
+		if (c->deadline_ms && now >= c->deadline_ms && c->state == CS_DETECT) {
+			c->deadline_ms = 0;
+			detect_timeout(d, c);
+			continue;
+		}
 		if (c->deadline_ms && now >= c->deadline_ms) {
 			char peer[80];
 			addr_format(&c->peer, peer, sizeof(peer));
-			if (c->state == CS_DIAL) {
+			if (c->state == CS_TLS_HS) {
+				int out = c->kind == CONN_OUTBOUND;
+				log_warn("%s TLS handshake with %s timed out", out ? "outbound" : "inbound",
+					 peer);
+				d->stats.handshake_errors_total[out][TLS_PROTOCOL]++;
+				if (out) {
+					handoff_record_dial(d, c, -ETIMEDOUT);
+				}
+			} else if (c->state == CS_DIAL) {
 				log_info("outbound dial to %s timed out", peer);
 				d->stats.dial_errors_total++;
 				handoff_record_dial(d, c, -ETIMEDOUT);

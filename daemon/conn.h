@@ -29,6 +29,8 @@ enum conn_state {
 	CS_HEADER,     /* handoff: waiting for the header */
 	CS_DIAL,       /* outbound: connecting the app's socket */
 	CS_FILLER,     /* outbound: discarding the shim's filler */
+	CS_DETECT,     /* inbound: waiting for the first bytes (TLS or not) */
+	CS_TLS_HS,     /* TLS handshake with the peer daemon */
 	CS_APP_DIAL,   /* inbound: connecting to the app's Unix listener */
 	CS_PROXY,      /* bytes flow both ways */
 	CS_LINK,       /* link: waiting for end-of-file */
@@ -60,7 +62,18 @@ struct conn {
 	int abort;      /* closing because of an error: reset the TCP side */
 	struct pipe up;   /* app -> network */
 	struct pipe down; /* network -> app */
-	char *bufs;       /* 2 * buffer_size, allocated in CS_PROXY */
+	char *bufs;       /* 2 (plain) or 4 (TLS) * buffer_size */
+
+	/* TLS: the network side goes through tls; nin/nout hold ciphertext. */
+	struct tls_conn *tls; /* owned, NULL for plaintext */
+	char *nin, *nout;     /* borrowed from bufs */
+	uint32_t nout_len, nout_off;
+	uint8_t nin_rpending, nout_spending, net_eof, notify_sent;
+	uint8_t tls_wanted;   /* outbound to a mesh destination */
+	uint8_t handshake_failed;
+	uint8_t detect_expired; /* permissive detection timed out */
+	uint8_t bufs_tls;       /* bufs is TLS-sized */
+	const char *pin;      /* borrowed from the config: pinned peer identity */
 
 	uint64_t cookie;  /* outbound: the shim's id; link: listener id */
 	uint32_t pid;     /* the app's pid, when known */
@@ -103,6 +116,9 @@ enum ud_tag {
 	UD_DIAL,
 	UD_FILLER_RECV,
 	UD_APP_DIAL,
+	UD_DETECT_RECV,
+	UD_NET_RECV,
+	UD_NET_SEND,
 	UD_UP_RECV,
 	UD_UP_SEND,
 	UD_DOWN_RECV,

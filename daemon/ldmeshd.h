@@ -11,6 +11,7 @@
 #include "config.h"
 #include "conn.h"
 #include "loop.h"
+#include "tls.h"
 
 #define LISTENERS_MAX 1024
 #define DIAL_RESULTS 1024
@@ -44,6 +45,20 @@ struct ldmeshd_stats {
 	uint64_t ctl_errors_total;
 	uint64_t inbound_total, outbound_total;
 	uint64_t dial_errors_total;
+	/* [0] inbound, [1] outbound */
+	uint64_t handshakes_total[2];
+	uint64_t handshakes_resumed_total[2];
+	uint64_t handshake_errors_total[2][TLS_REASON_COUNT];
+	uint64_t plaintext_refused_total;   /* strict port, client without TLS */
+	uint64_t plaintext_accepted_total;  /* permissive port, client without TLS */
+	uint64_t identity_reloads_total, identity_reload_errors_total;
+};
+
+/* What the identity files looked like when last loaded. */
+struct file_stamp {
+	long long mtime_ns, size;
+	unsigned long long ino;
+	int missing;
 };
 
 struct ldmeshd {
@@ -51,6 +66,9 @@ struct ldmeshd {
 	const char *config_file; /* borrowed from argv, NULL: built-in default */
 	char *runtime_dir;       /* owned */
 	struct loop *loop;       /* owned */
+	struct tls_ctx *tls;     /* owned reference, NULL without identity */
+	struct file_stamp id_stamps[3]; /* cert, key, bundle */
+	int64_t id_expiry_logged_ms;
 	int handoff_fd;          /* owned, -1 while draining */
 	int ctl_fd;              /* owned */
 	char handoff_path[128], ctl_path[128];
@@ -101,6 +119,13 @@ void ctl_accept_done(struct ldmeshd *d, int res, int more);
 void ctl_recv_done(struct ldmeshd *d, struct conn *c, int res);
 void ctl_send_done(struct ldmeshd *d, struct conn *c, int res);
 void ctl_arm(struct ldmeshd *d);
+
+/* identity.c */
+/* Loads (or reloads) the TLS identity named by the config; keeps the old
+ * one on failure.  Returns 0 or -errno with a sentence in err. */
+int identity_load(struct ldmeshd *d, char *err, size_t errlen);
+/* Reloads when a file changed; logs loudly about an expired SVID. */
+void identity_check(struct ldmeshd *d, int64_t now);
 
 /* main.c */
 int ldmeshd_reload(struct ldmeshd *d, char *err, size_t errlen);
