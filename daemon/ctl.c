@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ldmesh/ctl.h"
@@ -113,6 +114,73 @@ void ctl_accept_done(struct ldmeshd *d, int res, int more)
 	}
 }
 
+static void identity_status(struct ldmeshd *d, struct strbuf *b, int json)
+{
+	const struct tls_svid_info *info = d->tls ? tls_ctx_info(d->tls) : NULL;
+	char until[32] = "";
+	struct tm tm;
+	int i, dir;
+	static const char *const dirs[] = { "inbound", "outbound" };
+
+	if (info) {
+		gmtime_r(&info->not_after, &tm);
+		strftime(until, sizeof(until), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	}
+	if (json) {
+		sb_printf(b, ",\"identity\":");
+		if (!info) {
+			sb_printf(b, "null");
+		} else {
+			sb_printf(b, "{\"spiffe_id\":");
+			sb_json_str(b, info->id);
+			sb_printf(b, ",\"serial\":\"%s\",\"not_after\":\"%s\",\"expired\":%s,"
+				     "\"roots\":%d,\"bundle\":",
+				  info->serial, until, time(NULL) >= info->not_after ? "true" : "false",
+				  info->n_roots);
+			sb_json_str(b, info->roots);
+			sb_printf(b, "}");
+		}
+		sb_printf(b, ",\"handshakes\":{");
+		for (dir = 0; dir < 2; dir++) {
+			sb_printf(b, "%s\"%s\":{\"ok\":%" PRIu64 ",\"resumed\":%" PRIu64, dir ? "," : "",
+				  dirs[dir], d->stats.handshakes_total[dir],
+				  d->stats.handshakes_resumed_total[dir]);
+			for (i = 1; i < TLS_REASON_COUNT; i++) {
+				sb_printf(b, ",\"%s\":%" PRIu64, tls_reason_name((enum tls_reason)i),
+					  d->stats.handshake_errors_total[dir][i]);
+			}
+			sb_printf(b, "}");
+		}
+		sb_printf(b, "},\"plaintext_refused_total\":%" PRIu64, d->stats.plaintext_refused_total);
+		return;
+	}
+	if (!info) {
+		sb_printf(b, "identity      none (mTLS off)\n");
+		return;
+	}
+	sb_printf(b, "identity      %s\n", info->id);
+	sb_printf(b, "  serial      %s\n", info->serial);
+	sb_printf(b, "  not after   %s%s\n", until, time(NULL) >= info->not_after ? "  EXPIRED" : "");
+	sb_printf(b, "  bundle      %d root(s): %s\n", info->n_roots, info->roots);
+	for (dir = 0; dir < 2; dir++) {
+		uint64_t failed = 0;
+		for (i = 1; i < TLS_REASON_COUNT; i++) {
+			failed += d->stats.handshake_errors_total[dir][i];
+		}
+		sb_printf(b, "handshakes    %-8s %" PRIu64 " ok (%" PRIu64 " resumed), %" PRIu64 " failed",
+			  dirs[dir], d->stats.handshakes_total[dir],
+			  d->stats.handshakes_resumed_total[dir], failed);
+		for (i = 1; i < TLS_REASON_COUNT; i++) {
+			if (d->stats.handshake_errors_total[dir][i]) {
+				sb_printf(b, " %s=%" PRIu64, tls_reason_name((enum tls_reason)i),
+					  d->stats.handshake_errors_total[dir][i]);
+			}
+		}
+		sb_printf(b, "\n");
+	}
+	sb_printf(b, "plaintext     %" PRIu64 " refused on strict ports\n", d->stats.plaintext_refused_total);
+}
+
 static void status(struct ldmeshd *d, struct strbuf *b, int json)
 {
 	int64_t up = (now_ms() - d->start_ms) / 1000;
@@ -129,14 +197,15 @@ static void status(struct ldmeshd *d, struct strbuf *b, int json)
 			  ",\"io_backend\":\"%s\",\"workers\":1,\"draining\":%s,"
 			  "\"live_connections\":%u,\"connections\":{\"outbound\":%u,\"inbound\":%u,"
 			  "\"handoff\":%u,\"ctl\":%u},\"handoffs_total\":%" PRIu64
-			  ",\"handoff_errors_total\":%" PRIu64 ",\"dial_errors_total\":%" PRIu64
-			  ",\"listeners\":[",
+			  ",\"handoff_errors_total\":%" PRIu64 ",\"dial_errors_total\":%" PRIu64,
 			  loop_backend_name(d->loop), d->draining ? "true" : "false",
 			  d->live_by_kind[CONN_OUTBOUND] + d->live_by_kind[CONN_INBOUND],
 			  d->live_by_kind[CONN_OUTBOUND], d->live_by_kind[CONN_INBOUND],
 			  d->live_by_kind[CONN_HANDOFF], d->live_by_kind[CONN_CTL],
 			  d->stats.handoffs_total, d->stats.handoff_errors_total,
 			  d->stats.dial_errors_total);
+		identity_status(d, b, 1);
+		sb_printf(b, ",\"listeners\":[");
 	} else {
 		sb_printf(b, "ldmeshd %s  pid %d  up %" PRId64 "s%s\n", LDMESH_VERSION, (int)getpid(),
 			  up, d->draining ? "  DRAINING" : "");
@@ -150,6 +219,7 @@ static void status(struct ldmeshd *d, struct strbuf *b, int json)
 		sb_printf(b, "handoffs      %" PRIu64 " (rejected %" PRIu64 ", failed dials %" PRIu64 ")\n",
 			  d->stats.handoffs_total, d->stats.handoff_errors_total,
 			  d->stats.dial_errors_total);
+		identity_status(d, b, 0);
 		sb_printf(b, "listeners     %d\n", listener_count(d));
 	}
 	for (i = 0; i < LISTENERS_MAX; i++) {
@@ -183,13 +253,13 @@ static void conns(struct ldmeshd *d, struct strbuf *b, int json)
 	if (json) {
 		sb_printf(b, "[");
 	} else {
-		sb_printf(b, "%-9s %-26s %-26s %-8s %-5s %12s %12s %9s %s\n", "DIRECTION", "LOCAL",
+		sb_printf(b, "%-9s %-26s %-26s %-8s %-7s %12s %12s %9s %s\n", "DIRECTION", "LOCAL",
 			  "PEER", "STATE", "TLS", "BYTES_IN", "BYTES_OUT", "AGE_MS", "PEER_ID");
 	}
 	for (i = 0; i < d->nslots; i++) {
 		const struct conn *c = d->conns[i];
 		char local[80], peer[80];
-		const char *state;
+		const char *state, *tlsv;
 		uint64_t in, out;
 
 		if (!c || (c->kind != CONN_OUTBOUND && c->kind != CONN_INBOUND) ||
@@ -199,6 +269,7 @@ static void conns(struct ldmeshd *d, struct strbuf *b, int json)
 		addr_format(&c->local, local, sizeof(local));
 		addr_format(&c->peer, peer, sizeof(peer));
 		state = c->state == CS_PROXY ? "open" : "opening";
+		tlsv = c->tls && c->state == CS_PROXY ? tls_conn_version(c->tls) : "";
 		in = c->down.bytes;
 		out = c->up.bytes;
 		if (json) {
@@ -208,12 +279,13 @@ static void conns(struct ldmeshd *d, struct strbuf *b, int json)
 				  first ? "" : ",", conn_kind_name(c->kind), local, peer);
 			sb_json_str(b, c->peer_id);
 			sb_printf(b,
-				  ",\"tls\":false,\"state\":\"%s\",\"bytes_in\":%" PRIu64
+				  ",\"tls\":%s,\"tls_version\":\"%s\",\"state\":\"%s\",\"bytes_in\":%" PRIu64
 				  ",\"bytes_out\":%" PRIu64 ",\"age_ms\":%" PRId64 ",\"pid\":%u}",
-				  state, in, out, now - c->started_ms, c->pid);
+				  tlsv[0] ? "true" : "false", tlsv, state, in, out, now - c->started_ms,
+				  c->pid);
 		} else {
-			sb_printf(b, "%-9s %-26s %-26s %-8s %-5s %12" PRIu64 " %12" PRIu64 " %9" PRId64 " %s\n",
-				  conn_kind_name(c->kind), local, peer, state, "no", in, out,
+			sb_printf(b, "%-9s %-26s %-26s %-8s %-7s %12" PRIu64 " %12" PRIu64 " %9" PRId64 " %s\n",
+				  conn_kind_name(c->kind), local, peer, state, tlsv[0] ? tlsv : "no", in, out,
 				  now - c->started_ms, c->peer_id[0] ? c->peer_id : "-");
 		}
 		first = 0;

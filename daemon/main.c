@@ -89,7 +89,7 @@ static int apply_config(struct ldmeshd *d, struct config *cfg)
 
 int ldmeshd_reload(struct ldmeshd *d, char *err, size_t errlen)
 {
-	struct config *cfg;
+	struct config *cfg, *old;
 
 	if (!d->config_file) {
 		snprintf(err, errlen, "running on the built-in default config; nothing to reload");
@@ -100,6 +100,15 @@ int ldmeshd_reload(struct ldmeshd *d, char *err, size_t errlen)
 		log_error("reload rejected, keeping the running config: %s", err);
 		return -EINVAL;
 	}
+	old = d->cfg;
+	d->cfg = cfg;
+	if (identity_load(d, err, errlen) < 0) {
+		log_error("reload rejected, keeping the running config: %s", err);
+		d->cfg = old;
+		config_free(cfg);
+		return -EINVAL;
+	}
+	d->cfg = old;
 	apply_config(d, cfg);
 	log_info("configuration reloaded from %s", d->config_file);
 	return 0;
@@ -190,6 +199,7 @@ static int run(struct ldmeshd *d)
 		listener_arm_all(d, now);
 		if (now >= next_sweep) {
 			conn_sweep(d, now);
+			identity_check(d, now);
 			next_sweep = now + 1000;
 		}
 		if (d->draining) {
@@ -279,6 +289,10 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	d->start_ms = now_ms();
+	if (identity_load(d, err, sizeof(err)) < 0) {
+		fprintf(stderr, "ldmeshd: %s\n", err);
+		return 1;
+	}
 	d->loop = make_loop(d->cfg);
 	if (!d->loop) {
 		return 1;
@@ -295,6 +309,7 @@ int main(int argc, char **argv)
 	}
 	d->loop->ops->free(d->loop);
 	config_free(d->cfg);
+	tls_ctx_unref(d->tls);
 	free(d->runtime_dir);
 	return r;
 }
