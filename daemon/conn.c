@@ -29,7 +29,7 @@ int64_t now_ms(void)
 
 const char *conn_kind_name(enum conn_kind k)
 {
-	static const char *const names[] = { "handoff", "outbound", "inbound", "link", "ctl" };
+	static const char *const names[] = { "handoff", "outbound", "inbound", "link", "ctl", "admin" };
 	return (unsigned)k < ARRAY_SIZE(names) ? names[k] : "?";
 }
 
@@ -1025,6 +1025,12 @@ void conn_complete(struct ldmeshd *d, struct conn *c, enum ud_tag tag, int res)
 	case UD_CTL_SEND:
 		ctl_send_done(d, c, res);
 		break;
+	case UD_ADMIN_RECV:
+		admin_recv_done(d, c, res);
+		break;
+	case UD_ADMIN_SEND:
+		admin_send_done(d, c, res);
+		break;
 	default:
 		break;
 	}
@@ -1059,7 +1065,8 @@ void conn_sweep(struct ldmeshd *d, int64_t now)
 				log_info("outbound dial to %s timed out", peer);
 				d->stats.dial_errors_total++;
 				handoff_record_dial(d, c, -ETIMEDOUT);
-			} else if (c->kind == CONN_HANDOFF || c->kind == CONN_CTL) {
+			} else if (c->kind == CONN_HANDOFF || c->kind == CONN_CTL ||
+				   c->kind == CONN_ADMIN) {
 				log_warn("%s client sent no complete request in time; closing",
 					 conn_kind_name(c->kind));
 				if (c->kind == CONN_HANDOFF) {

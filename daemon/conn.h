@@ -23,6 +23,7 @@ enum conn_kind {
 	CONN_INBOUND,  /* remote -> daemon -> app */
 	CONN_LINK,     /* a listener's registration link */
 	CONN_CTL,      /* a control-socket client */
+	CONN_ADMIN,    /* an HTTP client of the admin listener */
 };
 
 enum conn_state {
@@ -35,7 +36,7 @@ enum conn_state {
 	CS_PROXY,      /* bytes flow both ways */
 	CS_LINK,       /* link: waiting for end-of-file */
 	CS_CTL_READ,   /* ctl: reading the request */
-	CS_CTL_WRITE,  /* ctl: writing the answer */
+	CS_CTL_WRITE,  /* ctl/admin: writing the answer */
 	CS_CLOSING,    /* waiting for in-flight operations, then freed */
 };
 
@@ -126,6 +127,9 @@ enum ud_tag {
 	UD_LINK_RECV,
 	UD_CTL_RECV,
 	UD_CTL_SEND,
+	UD_ADMIN_ACCEPT,
+	UD_ADMIN_RECV,
+	UD_ADMIN_SEND,
 };
 
 static inline uint64_t ud_make(enum ud_tag tag, uint32_t slot, uint32_t gen)

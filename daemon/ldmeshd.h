@@ -71,6 +71,8 @@ struct ldmeshd {
 	int64_t id_expiry_logged_ms;
 	int handoff_fd;          /* owned, -1 while draining */
 	int ctl_fd;              /* owned */
+	int admin_fd;            /* owned, -1 when admin_addr is "" */
+	int admin_armed;
 	char handoff_path[128], ctl_path[128];
 	int handoff_armed, ctl_armed;
 	int64_t handoff_retry_ms, ctl_retry_ms;
@@ -80,7 +82,7 @@ struct ldmeshd {
 	uint32_t gen_counter;
 	uint32_t *free_slots;
 	uint32_t nfree;
-	uint32_t live_by_kind[5];
+	uint32_t live_by_kind[6];
 	struct conn **reap;  /* closing conns to check at the end of the turn */
 	uint32_t nreap, capreap;
 
@@ -126,6 +128,18 @@ void ctl_arm(struct ldmeshd *d);
 int identity_load(struct ldmeshd *d, char *err, size_t errlen);
 /* Reloads when a file changed; logs loudly about an expired SVID. */
 void identity_check(struct ldmeshd *d, int64_t now);
+
+/* admin.c: GET /metrics /ready /live on admin_addr */
+int admin_open(struct ldmeshd *d);
+void admin_arm(struct ldmeshd *d);
+void admin_accept_done(struct ldmeshd *d, int res, int more);
+void admin_recv_done(struct ldmeshd *d, struct conn *c, int res);
+void admin_send_done(struct ldmeshd *d, struct conn *c, int res);
+
+/* metrics.c */
+struct strbuf;
+/* Appends every metric in Prometheus text format 0.0.4. */
+void metrics_render(struct ldmeshd *d, struct strbuf *b);
 
 /* main.c */
 int ldmeshd_reload(struct ldmeshd *d, char *err, size_t errlen);

@@ -63,6 +63,9 @@ static void dispatch(void *ctx, uint64_t ud, int res, int more)
 	case UD_CTL_ACCEPT:
 		ctl_accept_done(d, res, more);
 		return;
+	case UD_ADMIN_ACCEPT:
+		admin_accept_done(d, res, more);
+		return;
 	case UD_LISTENER_ACCEPT:
 		listener_accept_done(d, ud, res, more);
 		return;
@@ -178,6 +181,7 @@ static int run(struct ldmeshd *d)
 
 		handoff_arm(d);
 		ctl_arm(d);
+		admin_arm(d);
 		r = d->loop->ops->run(d->loop, d->nreap ? 0 : timeout, dispatch, d);
 		if (r < 0 && r != -EINTR) {
 			log_error("event loop: %s", strerror(-r));
@@ -264,7 +268,7 @@ int main(int argc, char **argv)
 	}
 	log_threshold = d->cfg->log_level;
 	d->runtime_dir = strdup(runtime_override ? runtime_override : d->cfg->runtime_dir);
-	d->handoff_fd = d->ctl_fd = -1;
+	d->handoff_fd = d->ctl_fd = d->admin_fd = -1;
 	if (!d->runtime_dir ||
 	    snprintf(d->handoff_path, sizeof(d->handoff_path), "%s/%s", d->runtime_dir,
 		     LDM_HANDOFF_SOCK) >= (int)sizeof(d->handoff_path) ||
@@ -297,7 +301,7 @@ int main(int argc, char **argv)
 	if (!d->loop) {
 		return 1;
 	}
-	if (ctl_open(d) < 0 || handoff_open(d) < 0) {
+	if (ctl_open(d) < 0 || admin_open(d) < 0 || handoff_open(d) < 0) {
 		return 1;
 	}
 	log_info("ldmeshd %s ready: %s, io backend %s, config %s", LDMESH_VERSION, d->runtime_dir,

@@ -1,0 +1,199 @@
+/*
+ * The admin listener on admin_addr: GET /metrics (Prometheus text), /ready
+ * (200 once the identity, if configured, and the handoff socket are up;
+ * 503 before and while draining) and /live.  One request per connection,
+ * answered with Connection: close; anything else is a 400/404/405.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ldmeshd.h"
+#include "log.h"
+#include "strbuf.h"
+
+#define ADMIN_MAX_REQUEST 8192
+#define ADMIN_TIMEOUT_MS 5000
+
+int admin_open(struct ldmeshd *d)
+{
+	struct ldm_addr a;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int s, one = 1;
+
+	d->admin_fd = -1;
+	if (!d->cfg->admin_addr || !d->cfg->admin_addr[0]) {
+		return 0;
+	}
+	if (config_parse_hostport(d->cfg->admin_addr, &a) < 0) {
+		log_error("admin_addr %s is not host:port", d->cfg->admin_addr);
+		return -EINVAL;
+	}
+	len = addr_to_sockaddr(&a, &ss);
+	s = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (s < 0) {
+		return -errno;
+	}
+	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(s, (struct sockaddr *)&ss, len) < 0 || listen(s, 128) < 0) {
+		int err = -errno;
+		log_error("cannot listen on admin_addr %s: %s", d->cfg->admin_addr, strerror(-err));
+		close(s);
+		return err;
+	}
+	d->admin_fd = s;
+	return 0;
+}
+
+void admin_arm(struct ldmeshd *d)
+{
+	if (d->admin_fd < 0 || d->admin_armed) {
+		return;
+	}
+	if (d->loop->ops->accept(d->loop, d->admin_fd, ud_make(UD_ADMIN_ACCEPT, 0, 0)) == 0) {
+		d->admin_armed = 1;
+	}
+}
+
+void admin_accept_done(struct ldmeshd *d, int res, int more)
+{
+	struct conn *c;
+
+	if (!more) {
+		d->admin_armed = 0;
+	}
+	if (res < 0) {
+		return;
+	}
+	c = conn_new(d, CONN_ADMIN, res);
+	if (!c) {
+		close(res);
+		return;
+	}
+	c->ctl_in = malloc(ADMIN_MAX_REQUEST + 1);
+	if (!c->ctl_in) {
+		conn_close(d, c, 1);
+		return;
+	}
+	c->state = CS_CTL_READ;
+	c->deadline_ms = now_ms() + ADMIN_TIMEOUT_MS;
+	if (conn_submit_recv(d, c, c->a_fd, c->ctl_in, ADMIN_MAX_REQUEST, UD_ADMIN_RECV) < 0) {
+		conn_close(d, c, 1);
+	}
+}
+
+static void respond(struct ldmeshd *d, struct conn *c, int code, const char *reason,
+		    const char *type, struct strbuf *body, int head_only)
+{
+	struct strbuf b = { 0 };
+
+	sb_printf(&b,
+		  "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+		  "Connection: close\r\n\r\n",
+		  code, reason, type, body->len);
+	if (!head_only && body->len) {
+		sb_printf(&b, "%s", body->s);
+	}
+	sb_fini(body);
+	if (b.oom) {
+		sb_fini(&b);
+		conn_close(d, c, 1);
+		return;
+	}
+	c->ctl_out = sb_take(&b, &c->ctl_out_len);
+	c->ctl_out_off = 0;
+	c->state = CS_CTL_WRITE;
+	if (conn_submit_send(d, c, c->a_fd, c->ctl_out, c->ctl_out_len, UD_ADMIN_SEND) < 0) {
+		conn_close(d, c, 1);
+	}
+}
+
+static int ready(const struct ldmeshd *d)
+{
+	return !d->draining && d->handoff_fd >= 0 && (!d->cfg->cert || d->tls);
+}
+
+static void handle(struct ldmeshd *d, struct conn *c)
+{
+	struct strbuf body = { 0 };
+	char method[8], path[256];
+	int head;
+
+	if (sscanf(c->ctl_in, "%7s %255s HTTP/1.%*c", method, path) != 2) {
+		sb_printf(&body, "bad request\n");
+		respond(d, c, 400, "Bad Request", "text/plain", &body, 0);
+		return;
+	}
+	head = !strcmp(method, "HEAD");
+	if (strcmp(method, "GET") && !head) {
+		sb_printf(&body, "only GET and HEAD\n");
+		respond(d, c, 405, "Method Not Allowed", "text/plain", &body, 0);
+		return;
+	}
+	/* Ignore a query string, as Prometheus may add one. */
+	path[strcspn(path, "?")] = '\0';
+	if (!strcmp(path, "/metrics")) {
+		metrics_render(d, &body);
+		respond(d, c, 200, "OK", "text/plain; version=0.0.4", &body, head);
+	} else if (!strcmp(path, "/ready")) {
+		int ok = ready(d);
+		sb_printf(&body, ok ? "ready\n" : "not ready\n");
+		respond(d, c, ok ? 200 : 503, ok ? "OK" : "Service Unavailable", "text/plain", &body,
+			head);
+	} else if (!strcmp(path, "/live")) {
+		sb_printf(&body, "live\n");
+		respond(d, c, 200, "OK", "text/plain", &body, head);
+	} else {
+		sb_printf(&body, "not found: try /metrics, /ready or /live\n");
+		respond(d, c, 404, "Not Found", "text/plain", &body, head);
+	}
+}
+
+void admin_recv_done(struct ldmeshd *d, struct conn *c, int res)
+{
+	if (res <= 0) {
+		conn_close(d, c, res < 0);
+		return;
+	}
+	c->ctl_got += (uint32_t)res;
+	c->ctl_in[c->ctl_got] = '\0';
+	if (strstr(c->ctl_in, "\r\n\r\n") || strstr(c->ctl_in, "\n\n")) {
+		c->deadline_ms = 0;
+		handle(d, c);
+		return;
+	}
+	if (c->ctl_got >= ADMIN_MAX_REQUEST || memchr(c->ctl_in, '\0', c->ctl_got)) {
+		struct strbuf body = { 0 };
+		sb_printf(&body, "request head too large\n");
+		respond(d, c, 431, "Request Header Fields Too Large", "text/plain", &body, 0);
+		return;
+	}
+	if (conn_submit_recv(d, c, c->a_fd, c->ctl_in + c->ctl_got, ADMIN_MAX_REQUEST - c->ctl_got,
+			     UD_ADMIN_RECV) < 0) {
+		conn_close(d, c, 1);
+	}
+}
+
+void admin_send_done(struct ldmeshd *d, struct conn *c, int res)
+{
+	if (res < 0) {
+		conn_close(d, c, 1);
+		return;
+	}
+	c->ctl_out_off += (size_t)res;
+	if (c->ctl_out_off < c->ctl_out_len) {
+		if (conn_submit_send(d, c, c->a_fd, c->ctl_out + c->ctl_out_off,
+				     c->ctl_out_len - c->ctl_out_off, UD_ADMIN_SEND) < 0) {
+			conn_close(d, c, 1);
+		}
+		return;
+	}
+	/* The whole answer is out: end our side, then let the client close. */
+	shutdown(c->a_fd, SHUT_WR);
+	conn_close(d, c, 0);
+}

@@ -1,0 +1,87 @@
+/*
+ * Prometheus text exposition of the daemon's counters.  Daemon-specific
+ * series carry the ldmesh_ prefix; label values come from fixed sets
+ * (direction, reason, backend), so cardinality is bounded.
+ */
+#include <inttypes.h>
+#include <time.h>
+
+#include "ldmeshd.h"
+#include "strbuf.h"
+
+static const char *const dirs[] = { "inbound", "outbound" };
+
+static void help(struct strbuf *b, const char *name, const char *type, const char *text)
+{
+	sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
+}
+
+void metrics_render(struct ldmeshd *d, struct strbuf *b)
+{
+	const struct ldmeshd_stats *s = &d->stats;
+	int dir, r;
+
+	help(b, "ldmesh_build_info", "gauge", "Version of this ldmeshd.");
+	sb_printf(b, "ldmesh_build_info{version=\"%s\"} 1\n", LDMESH_VERSION);
+	help(b, "ldmesh_io_backend", "gauge", "The event loop in use (1 for the active one).");
+	sb_printf(b, "ldmesh_io_backend{backend=\"io_uring\"} %d\n",
+		  d->loop->backend == LOOP_IO_URING);
+	sb_printf(b, "ldmesh_io_backend{backend=\"epoll\"} %d\n", d->loop->backend == LOOP_EPOLL);
+	help(b, "ldmesh_handoffs_total", "counter", "Outbound sockets handed over by shims.");
+	sb_printf(b, "ldmesh_handoffs_total %" PRIu64 "\n", s->handoffs_total);
+	help(b, "ldmesh_handoff_errors_total", "counter",
+	     "Shim messages rejected as malformed or not allowed.");
+	sb_printf(b, "ldmesh_handoff_errors_total %" PRIu64 "\n", s->handoff_errors_total);
+	help(b, "ldmesh_dial_errors_total", "counter", "Outbound dials that failed.");
+	sb_printf(b, "ldmesh_dial_errors_total %" PRIu64 "\n", s->dial_errors_total);
+	help(b, "ldmesh_listeners", "gauge", "TCP listeners handed over by apps.");
+	sb_printf(b, "ldmesh_listeners %d\n", listener_count(d));
+
+	help(b, "ldmesh_tls_handshakes_total", "counter", "Completed mTLS handshakes.");
+	for (dir = 0; dir < 2; dir++) {
+		sb_printf(b, "ldmesh_tls_handshakes_total{direction=\"%s\",resumed=\"false\"} %" PRIu64 "\n",
+			  dirs[dir], s->handshakes_total[dir] - s->handshakes_resumed_total[dir]);
+		sb_printf(b, "ldmesh_tls_handshakes_total{direction=\"%s\",resumed=\"true\"} %" PRIu64 "\n",
+			  dirs[dir], s->handshakes_resumed_total[dir]);
+	}
+	help(b, "ldmesh_tls_handshake_errors_total", "counter",
+	     "Failed mTLS handshakes by direction and reason.");
+	for (dir = 0; dir < 2; dir++) {
+		for (r = 1; r < TLS_REASON_COUNT; r++) {
+			sb_printf(b,
+				  "ldmesh_tls_handshake_errors_total{direction=\"%s\",reason=\"%s\"} %" PRIu64
+				  "\n",
+				  dirs[dir], tls_reason_name((enum tls_reason)r),
+				  s->handshake_errors_total[dir][r]);
+		}
+	}
+	help(b, "ldmesh_plaintext_refused_total", "counter",
+	     "Plaintext connections refused on strict mTLS ports.");
+	sb_printf(b, "ldmesh_plaintext_refused_total %" PRIu64 "\n", s->plaintext_refused_total);
+	help(b, "ldmesh_plaintext_accepted_total", "counter",
+	     "Plaintext connections served on permissive ports.");
+	sb_printf(b, "ldmesh_plaintext_accepted_total %" PRIu64 "\n", s->plaintext_accepted_total);
+	help(b, "ldmesh_identity_reloads_total", "counter", "Identity (SVID) loads that succeeded.");
+	sb_printf(b, "ldmesh_identity_reloads_total %" PRIu64 "\n", s->identity_reloads_total);
+	help(b, "ldmesh_identity_reload_errors_total", "counter",
+	     "Identity file changes that could not be used.");
+	sb_printf(b, "ldmesh_identity_reload_errors_total %" PRIu64 "\n",
+		  s->identity_reload_errors_total);
+	if (d->tls) {
+		const struct tls_svid_info *info = tls_ctx_info(d->tls);
+		time_t now = time(NULL);
+		help(b, "ldmesh_identity_expiry_timestamp_seconds", "gauge",
+		     "When this pod's SVID expires (Unix time).");
+		sb_printf(b, "ldmesh_identity_expiry_timestamp_seconds %lld\n",
+			  (long long)info->not_after);
+		help(b, "ldmesh_identity_valid", "gauge",
+		     "1 while this pod's SVID is within its validity period, 0 when expired or not yet valid.");
+		sb_printf(b, "ldmesh_identity_valid %d\n",
+			  now >= info->not_before && now < info->not_after);
+	}
+	help(b, "ldmesh_connections", "gauge", "Live proxied connections.");
+	for (dir = 0; dir < 2; dir++) {
+		sb_printf(b, "ldmesh_connections{direction=\"%s\"} %u\n", dirs[dir],
+			  d->live_by_kind[dir ? CONN_OUTBOUND : CONN_INBOUND]);
+	}
+}
