@@ -46,7 +46,8 @@ struct config_policy {
 	char *name; /* owned */
 	enum config_action action;
 	uint16_t *ports; size_t n_ports;       /* owned; empty: every port */
-	char **principals; size_t n_principals; /* owned strings */
+	char **principals; size_t n_principals; /* owned strings: spiffe:// IDs,
+						 * "*", or a prefix ending in '*' */
 	char **namespaces; size_t n_namespaces;
 	char **methods; size_t n_methods;
 	char **paths; size_t n_paths;
@@ -105,13 +106,24 @@ void config_free(struct config *c);
 /* 1 when addr (an ldm_addr) falls in any mesh_networks prefix. */
 int config_in_mesh(const struct config *c, const struct ldm_addr *addr);
 
-/* 1 when addr is inside the prefix. */
+/*
+ * 1 when addr is inside the prefix.  An IPv4 prefix also contains the
+ * IPv4-mapped IPv6 form of its addresses (::ffff:10.1.2.3).
+ */
 int config_cidr_contains(const struct config_cidr *cidr, const struct ldm_addr *addr);
 
-/* Parses "10.0.0.0/8" or "fd00::/8" (a bare address is a /32 or /128). */
+/*
+ * Parses "10.0.0.0/8" or "fd00::/8" (a bare address is a /32 or /128).
+ * Returns 0 or -EINVAL, also when host bits are set ("10.0.0.1/8").
+ */
 int config_parse_cidr(const char *s, struct config_cidr *out);
 
-/* Parses "10.1.2.3:8080" or "[fd00::1]:8080". Returns 0 or -EINVAL. */
+/*
+ * Parses "10.1.2.3:8080" or "[fd00::1]:8080". Returns 0 or -EINVAL.
+ * IP literals only; the port is 1..65535; IPv6 needs brackets and may carry
+ * a zone ("[fe80::1%eth0]:80", "%3") that sets scope_id.  out is left
+ * untouched on error.
+ */
 int config_parse_hostport(const char *s, struct ldm_addr *out);
 
 #endif

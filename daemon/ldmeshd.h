@@ -141,8 +141,12 @@ struct strbuf;
 /* Appends every metric in Prometheus text format 0.0.4. */
 void metrics_render(struct ldmeshd *d, struct strbuf *b);
 
-/* main.c */
+/* ldmeshd.c */
 int ldmeshd_reload(struct ldmeshd *d, char *err, size_t errlen);
 void ldmeshd_start_drain(struct ldmeshd *d, int timeout_ms);
+/* The backend the config asks for; logs a fallback to epoll. */
+struct loop *ldmeshd_make_loop(const struct config *cfg);
+/* Runs until drained; returns the exit code. */
+int ldmeshd_run(struct ldmeshd *d);
 
 #endif

@@ -42,125 +42,6 @@ static void usage(FILE *f)
 		   "                        (overrides runtime_dir in the config)\n");
 }
 
-static void dispatch(void *ctx, uint64_t ud, int res, int more)
-{
-	struct ldmeshd *d = ctx;
-	struct conn *c;
-
-	switch (ud_tag(ud)) {
-	case UD_HANDOFF_ACCEPT:
-		if (d->handoff_fd < 0) {
-			if (res >= 0) {
-				close(res);
-			}
-			if (!more) {
-				d->handoff_armed = 0;
-			}
-			return;
-		}
-		handoff_accept_done(d, res, more);
-		return;
-	case UD_CTL_ACCEPT:
-		ctl_accept_done(d, res, more);
-		return;
-	case UD_ADMIN_ACCEPT:
-		admin_accept_done(d, res, more);
-		return;
-	case UD_LISTENER_ACCEPT:
-		listener_accept_done(d, ud, res, more);
-		return;
-	default:
-		c = conn_from_ud(d, ud);
-		if (c) {
-			conn_complete(d, c, ud_tag(ud), res);
-		}
-	}
-}
-
-static int apply_config(struct ldmeshd *d, struct config *cfg)
-{
-	log_threshold = cfg->log_level;
-	if (d->cfg && strcmp(d->cfg->runtime_dir, cfg->runtime_dir) &&
-	    strcmp(d->runtime_dir, cfg->runtime_dir)) {
-		log_warn("runtime_dir changed to %s; it takes effect at the next start",
-			 cfg->runtime_dir);
-	}
-	config_free(d->cfg);
-	d->cfg = cfg;
-	return 0;
-}
-
-int ldmeshd_reload(struct ldmeshd *d, char *err, size_t errlen)
-{
-	struct config *cfg, *old;
-
-	if (!d->config_file) {
-		snprintf(err, errlen, "running on the built-in default config; nothing to reload");
-		return -EINVAL;
-	}
-	cfg = config_load(d->config_file, err, errlen);
-	if (!cfg) {
-		log_error("reload rejected, keeping the running config: %s", err);
-		return -EINVAL;
-	}
-	old = d->cfg;
-	d->cfg = cfg;
-	if (identity_load(d, err, errlen) < 0) {
-		log_error("reload rejected, keeping the running config: %s", err);
-		d->cfg = old;
-		config_free(cfg);
-		return -EINVAL;
-	}
-	d->cfg = old;
-	apply_config(d, cfg);
-	log_info("configuration reloaded from %s", d->config_file);
-	return 0;
-}
-
-void ldmeshd_start_drain(struct ldmeshd *d, int timeout_ms)
-{
-	if (d->draining) {
-		return;
-	}
-	d->draining = 1;
-	d->drain_deadline_ms = now_ms() + timeout_ms;
-	log_info("draining: no new connections; waiting up to %d ms for %u live ones",
-		 timeout_ms, d->live_by_kind[CONN_OUTBOUND] + d->live_by_kind[CONN_INBOUND]);
-	/* New shim calls now fail fast (closed), and the next daemon can bind. */
-	if (d->handoff_fd >= 0) {
-		unlink(d->handoff_path);
-		if (d->handoff_armed) {
-			d->loop->ops->cancel_fd(d->loop, d->handoff_fd);
-		}
-		d->loop->ops->forget_fd(d->loop, d->handoff_fd);
-		close(d->handoff_fd);
-		d->handoff_fd = -1;
-	}
-	listener_stop_all(d);
-}
-
-static struct loop *make_loop(const struct config *cfg)
-{
-	struct loop *l;
-	int err = 0;
-
-	if (cfg->io_backend != CONFIG_IO_EPOLL) {
-		l = loop_uring_new(4096, &err);
-		if (l) {
-			return l;
-		}
-		if (cfg->io_backend == CONFIG_IO_URING) {
-			log_error("io_uring unavailable (%s) and io_backend = \"io_uring\"",
-				  strerror(-err));
-			return NULL;
-		}
-		log_warn("io_uring unavailable (%s: kernel.io_uring_disabled or a seccomp "
-			 "profile?); using epoll",
-			 strerror(-err));
-	}
-	return loop_epoll_new(1024, &err);
-}
-
 static void raise_nofile(void)
 {
 	struct rlimit rl;
@@ -168,55 +49,6 @@ static void raise_nofile(void)
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
-	}
-}
-
-static int run(struct ldmeshd *d)
-{
-	int64_t next_sweep = now_ms() + 1000;
-
-	while (1) {
-		int64_t now;
-		int timeout = 1000, r;
-
-		handoff_arm(d);
-		ctl_arm(d);
-		admin_arm(d);
-		r = d->loop->ops->run(d->loop, d->nreap ? 0 : timeout, dispatch, d);
-		if (r < 0 && r != -EINTR) {
-			log_error("event loop: %s", strerror(-r));
-			return 1;
-		}
-		conn_reap(d);
-		now = now_ms();
-		if (d->got_hup) {
-			char err[512];
-			d->got_hup = 0;
-			ldmeshd_reload(d, err, sizeof(err));
-		}
-		if (d->got_term && !d->draining) {
-			ldmeshd_start_drain(d, d->cfg->drain_timeout_ms);
-		}
-		if (d->handoff_retry_ms && now >= d->handoff_retry_ms) {
-			d->handoff_retry_ms = 0;
-		}
-		listener_arm_all(d, now);
-		if (now >= next_sweep) {
-			conn_sweep(d, now);
-			identity_check(d, now);
-			next_sweep = now + 1000;
-		}
-		if (d->draining) {
-			uint32_t live = d->live_by_kind[CONN_OUTBOUND] + d->live_by_kind[CONN_INBOUND];
-			if (live == 0 || d->got_int) {
-				log_info("drained; exiting");
-				return 0;
-			}
-			if (now >= d->drain_deadline_ms) {
-				log_warn("drain timeout: closing %u live connections", live);
-				return 0;
-			}
-		}
 	}
 }
 
@@ -297,7 +129,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ldmeshd: %s\n", err);
 		return 1;
 	}
-	d->loop = make_loop(d->cfg);
+	d->loop = ldmeshd_make_loop(d->cfg);
 	if (!d->loop) {
 		return 1;
 	}
@@ -306,7 +138,7 @@ int main(int argc, char **argv)
 	}
 	log_info("ldmeshd %s ready: %s, io backend %s, config %s", LDMESH_VERSION, d->runtime_dir,
 		 loop_backend_name(d->loop), d->config_file ? d->config_file : "(built-in default)");
-	r = run(d);
+	r = ldmeshd_run(d);
 	unlink(d->ctl_path);
 	if (d->handoff_fd >= 0) {
 		unlink(d->handoff_path);
