@@ -355,9 +355,16 @@ void ctl_recv_done(struct ldmeshd *d, struct conn *c, int res)
 {
 	char *nl;
 
+	if (res == 0 && c->ctl_got) {
+		/* Half-closed after a partial line: say why before closing. */
+		log_warn("ctl client pid %u: request ended without a newline; closing", c->pid);
+		d->stats.ctl_errors_total++;
+		answer_err(d, c, "bad request: no newline before end of input");
+		return;
+	}
 	if (res <= 0) {
-		if (res < 0 || c->ctl_got) {
-			log_warn("ctl client pid %u left mid-request", c->pid);
+		if (res < 0) {
+			log_warn("ctl client pid %u: %s", c->pid, strerror(-res));
 			d->stats.ctl_errors_total++;
 		}
 		conn_close(d, c, res < 0);
