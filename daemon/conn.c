@@ -505,6 +505,8 @@ static void send_done(struct ldmeshd *d, struct conn *c, struct pipe *p, int res
 static void outbound_ready(struct ldmeshd *d, struct conn *c);
 static void inbound_authenticated(struct ldmeshd *d, struct conn *c);
 
+#define VERDICT_WAIT_MS 1000
+
 static void handshake_step(struct ldmeshd *d, struct conn *c)
 {
 	int out = c->kind == CONN_OUTBOUND, r;
@@ -516,6 +518,13 @@ static void handshake_step(struct ldmeshd *d, struct conn *c)
 		if (c->net_eof) {
 			r = -EPROTO;
 		} else {
+			if (out && tls_conn_finished(c->tls) && !c->verdict_wait) {
+				/* Waiting for the server to accept our certificate; a
+				 * server that sends no ticket gets the benefit of the
+				 * doubt after VERDICT_WAIT_MS (see conn_sweep). */
+				c->verdict_wait = 1;
+				c->deadline_ms = now_ms() + VERDICT_WAIT_MS;
+			}
 			net_want_input(d, c);
 			return;
 		}
@@ -1043,6 +1052,13 @@ void conn_sweep(struct ldmeshd *d, int64_t now)
 	for (i = 0; i < d->nslots; i++) {
 		struct conn *c = d->conns[i];
 		if (!c || c->state == CS_CLOSING) {
+			continue;
+		}
+		if (c->deadline_ms && now >= c->deadline_ms && c->state == CS_TLS_HS &&
+		    c->verdict_wait) {
+			c->deadline_ms = 0;
+			tls_conn_accept_verdict(c->tls);
+			handshake_step(d, c);
 			continue;
 		}
 		if (c->deadline_ms && now >= c->deadline_ms && c->state == CS_DETECT) {

@@ -73,6 +73,7 @@ struct conn {
 	uint8_t tls_wanted;   /* outbound to a mesh destination */
 	uint8_t handshake_failed;
 	uint8_t detect_expired; /* permissive detection timed out */
+	uint8_t verdict_wait;   /* client TLS: waiting for the server's verdict */
 	uint8_t bufs_tls;       /* bufs is TLS-sized */
 	const char *pin;      /* borrowed from the config: pinned peer identity */
 

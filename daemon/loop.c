@@ -125,7 +125,7 @@ static int u_run(struct loop *l, int timeout_ms, loop_cb cb, void *ctx)
 	};
 	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
-	int r;
+	int r, delivered = 0;
 
 	r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, timeout_ms >= 0 ? &ts : NULL,
 					     NULL);
@@ -141,10 +141,11 @@ static int u_run(struct loop *l, int timeout_ms, loop_cb cb, void *ctx)
 		if (ud == UD_INTERNAL) {
 			continue;
 		}
+		delivered++;
 		cb(ctx, ud, cqe->res, more);
 	}
 	io_uring_cq_advance(&u->ring, n);
-	return r == -EINTR ? -EINTR : (int)n;
+	return r == -EINTR ? -EINTR : (int)delivered;
 }
 
 static void u_free(struct loop *l)

@@ -39,6 +39,8 @@ struct tls_conn {
 	struct tls_ctx *ctx; /* reference */
 	int server;
 	int done;
+	int finished;    /* client: our Finished is sent; awaiting the verdict */
+	int ticket_seen; /* client: the server sent a session ticket */
 	enum tls_reason reason;
 	char detail[320];
 	char pin[LDM_PEER_ID_MAX + 1];
@@ -127,16 +129,40 @@ enum tls_reason tls_check_svid(const void *x509, const char *trust_domain, const
 	return TLS_OK;
 }
 
-/* Chain errors become a reason; the SPIFFE checks run after the handshake
- * (they must also hold for resumed sessions, where this is not called). */
+/*
+ * Chain errors become a reason.  At the leaf, the SPIFFE checks run here too
+ * so that a refused peer gets a fatal alert and knows why; they run again
+ * after the handshake for resumed sessions, where this is not called.
+ */
 static int verify_cb(int ok, X509_STORE_CTX *store)
 {
 	SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
 	struct tls_conn *c = ssl ? SSL_get_ex_data(ssl, conn_index) : NULL;
+	enum tls_reason why;
 	int err;
 
-	if (ok || !c) {
+	if (!c) {
 		return ok;
+	}
+	if (ok) {
+		if (X509_STORE_CTX_get_error_depth(store) != 0) {
+			return 1;
+		}
+		why = tls_check_svid(X509_STORE_CTX_get_current_cert(store), c->ctx->trust_domain,
+				     c->pin, c->peer_id, sizeof(c->peer_id));
+		if (why == TLS_OK) {
+			return 1;
+		}
+		c->reason = why;
+		if (why == TLS_ID_MISMATCH) {
+			snprintf(c->detail, sizeof(c->detail), "peer is %.150s, expected %.150s",
+				 c->peer_id, c->pin);
+		} else {
+			snprintf(c->detail, sizeof(c->detail), "peer certificate: %s%s%.200s",
+				 tls_reason_name(why), c->peer_id[0] ? ": " : "", c->peer_id);
+		}
+		X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
+		return 0;
 	}
 	err = X509_STORE_CTX_get_error(store);
 	switch (err) {
@@ -186,16 +212,24 @@ static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
 	struct tls_conn *c = SSL_get_ex_data(ssl, conn_index);
 	struct resume_slot *slot;
 
-	if (!c || !c->resume_key[0]) {
+	if (!c) {
 		return 0;
 	}
+	if (!c->resume_key[0]) {
+		c->ticket_seen = 1;
+		return 0;
+	}
+	/* A ticket from the server also confirms it accepted our certificate. */
+	c->ticket_seen = 1;
 	slot = resume_slot(c->ctx, c->resume_key);
 	if (slot->sess) {
 		SSL_SESSION_free(slot->sess);
 	}
 	snprintf(slot->key, sizeof(slot->key), "%s", c->resume_key);
-	slot->sess = sess;
-	return 1; /* we keep the reference */
+	/* A copy: the live session turns unresumable if its connection ends
+	 * without close_notify. */
+	slot->sess = SSL_SESSION_dup(sess);
+	return 0;
 }
 
 static int key_file_private(const char *path, char *err, size_t errlen)
@@ -252,6 +286,30 @@ static void describe_roots(struct tls_ctx *t, const char *bundle)
 	BIO_free(b);
 }
 
+/* OpenSSL's last queued error, in words, never NULL. */
+static void ssl_reason(char *buf, size_t len)
+{
+	unsigned long e = ERR_peek_last_error();
+	const char *r = ERR_reason_error_string(e);
+
+	if (ERR_SYSTEM_ERROR(e)) {
+		r = strerror(ERR_GET_REASON(e));
+	}
+	snprintf(buf, len, "%s", r ? r : "unreadable or not PEM");
+}
+
+static int readable(const char *key, const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+
+	if (!f) {
+		snprintf(err, errlen, "%s %s: %s", key, path, strerror(errno));
+		return 0;
+	}
+	fclose(f);
+	return 1;
+}
+
 static SSL_CTX *make_ctx(int server, const struct config *cfg, char *err, size_t errlen)
 {
 	SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
@@ -265,13 +323,18 @@ static SSL_CTX *make_ctx(int server, const struct config *cfg, char *err, size_t
 	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
 	SSL_CTX_set1_groups_list(ctx, "X25519:P-256");
+	if (!readable("identity.cert", cfg->cert, err, errlen) ||
+	    !readable("identity.key", cfg->key, err, errlen) ||
+	    !readable("identity.bundle", cfg->bundle, err, errlen)) {
+		goto fail;
+	}
 	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->cert) != 1) {
-		snprintf(why, sizeof(why), "%s", ERR_reason_error_string(ERR_peek_last_error()));
+		ssl_reason(why, sizeof(why));
 		snprintf(err, errlen, "identity.cert %s: %s", cfg->cert, why);
 		goto fail;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->key, SSL_FILETYPE_PEM) != 1) {
-		snprintf(why, sizeof(why), "%s", ERR_reason_error_string(ERR_peek_last_error()));
+		ssl_reason(why, sizeof(why));
 		snprintf(err, errlen, "identity.key %s: %s", cfg->key, why);
 		goto fail;
 	}
@@ -281,7 +344,7 @@ static SSL_CTX *make_ctx(int server, const struct config *cfg, char *err, size_t
 		goto fail;
 	}
 	if (SSL_CTX_load_verify_locations(ctx, cfg->bundle, NULL) != 1) {
-		snprintf(why, sizeof(why), "%s", ERR_reason_error_string(ERR_peek_last_error()));
+		ssl_reason(why, sizeof(why));
 		snprintf(err, errlen, "identity.bundle %s: %s", cfg->bundle, why);
 		goto fail;
 	}
@@ -451,6 +514,50 @@ static int fail(struct tls_conn *c, enum tls_reason r, const char *what)
 	return c->reason == TLS_ID_MISMATCH || c->reason == TLS_TRUST_DOMAIN ? -EACCES : -EPROTO;
 }
 
+static int handshake_error(struct tls_conn *c)
+{
+	unsigned long e = ERR_peek_last_error();
+
+	if (c->reason != TLS_OK) {
+		return fail(c, c->reason, "handshake");
+	}
+	/* A received alert means the peer turned us down. */
+	if (ERR_GET_REASON(e) >= SSL_AD_REASON_OFFSET) {
+		return fail(c, TLS_PEER_ALERT, "peer refused the handshake");
+	}
+	if (ERR_GET_REASON(e) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
+		return fail(c, TLS_NO_PEER_CERT, "peer sent no certificate");
+	}
+	return fail(c, TLS_PROTOCOL, "handshake");
+}
+
+/*
+ * In TLS 1.3 a client finishes before the server has judged its
+ * certificate.  The server's verdict comes next: a session ticket (accepted),
+ * application data (accepted) or an alert (refused).  Peek for it without
+ * consuming application data, so a refusal is a failed dial, not a reset
+ * after a successful connect().
+ */
+static int await_verdict(struct tls_conn *c)
+{
+	char b;
+	int r, e;
+
+	r = SSL_peek(c->ssl, &b, 1);
+	if (r > 0 || c->ticket_seen) {
+		return 1;
+	}
+	e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		return c->ticket_seen ? 1 : 0;
+	}
+	if (e == SSL_ERROR_ZERO_RETURN) {
+		/* A clean close right away: the server had nothing against us. */
+		return 1;
+	}
+	return handshake_error(c);
+}
+
 int tls_conn_handshake(struct tls_conn *c)
 {
 	int r, e;
@@ -459,40 +566,47 @@ int tls_conn_handshake(struct tls_conn *c)
 	if (c->done) {
 		return 1;
 	}
-	r = SSL_do_handshake(c->ssl);
-	if (r != 1) {
-		e = SSL_get_error(c->ssl, r);
-		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-			return 0;
+	if (!c->finished) {
+		r = SSL_do_handshake(c->ssl);
+		if (r != 1) {
+			e = SSL_get_error(c->ssl, r);
+			if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+				return 0;
+			}
+			return handshake_error(c);
 		}
-		if (c->reason != TLS_OK) {
-			return fail(c, c->reason, "handshake");
+		why = tls_check_svid(SSL_get0_peer_certificate(c->ssl), c->ctx->trust_domain, c->pin,
+				     c->peer_id, sizeof(c->peer_id));
+		if (why != TLS_OK) {
+			/* Only a resumed session gets here: verify_cb ran otherwise. */
+			snprintf(c->detail, sizeof(c->detail), "peer certificate %s%s%.200s",
+				 tls_reason_name(why), c->peer_id[0] ? ": " : "", c->peer_id);
+			c->reason = why;
+			SSL_shutdown(c->ssl);
+			return fail(c, why, "");
 		}
-		/* A received alert means the peer turned us down. */
-		if (ERR_GET_REASON(ERR_peek_last_error()) >= SSL_AD_REASON_OFFSET) {
-			return fail(c, TLS_PEER_ALERT, "peer refused the handshake");
-		}
-		if (ERR_GET_REASON(ERR_peek_last_error()) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
-			return fail(c, TLS_NO_PEER_CERT, "peer sent no certificate");
-		}
-		return fail(c, TLS_PROTOCOL, "handshake");
+		c->finished = 1;
 	}
-	why = tls_check_svid(SSL_get0_peer_certificate(c->ssl), c->ctx->trust_domain, c->pin,
-			     c->peer_id, sizeof(c->peer_id));
-	if (why != TLS_OK) {
-		snprintf(c->detail, sizeof(c->detail), "peer certificate %s%s%.200s",
-			 tls_reason_name(why), c->peer_id[0] ? ": " : "", c->peer_id);
-		if (why == TLS_ID_MISMATCH) {
-			snprintf(c->detail, sizeof(c->detail), "peer is %.150s, expected %.150s", c->peer_id,
-				 c->pin);
+	if (!c->server) {
+		r = await_verdict(c);
+		if (r <= 0) {
+			return r;
 		}
-		c->reason = why;
-		/* Tell the peer why, rather than vanishing. */
-		SSL_shutdown(c->ssl);
-		return fail(c, why, "");
 	}
 	c->done = 1;
 	return 1;
+}
+
+int tls_conn_finished(const struct tls_conn *c)
+{
+	return c->finished;
+}
+
+void tls_conn_accept_verdict(struct tls_conn *c)
+{
+	if (c->finished) {
+		c->done = 1;
+	}
 }
 
 int tls_conn_read(struct tls_conn *c, void *buf, size_t len)
@@ -508,6 +622,9 @@ int tls_conn_read(struct tls_conn *c, void *buf, size_t len)
 	}
 	if (e == SSL_ERROR_ZERO_RETURN) {
 		return 0;
+	}
+	if (ERR_GET_REASON(ERR_peek_last_error()) >= SSL_AD_REASON_OFFSET && c->reason == TLS_OK) {
+		c->reason = TLS_PEER_ALERT;
 	}
 	set_detail_ssl(c, "read");
 	return -EPROTO;

@@ -73,6 +73,12 @@ void tls_conn_free(struct tls_conn *c);
 int tls_conn_feed(struct tls_conn *c, const void *buf, size_t len);
 /* 1: handshake done; 0: needs more input; -EPROTO/-EACCES: failed (see reason). */
 int tls_conn_handshake(struct tls_conn *c);
+/* 1 once our side of the handshake is complete (a client may still be
+ * waiting for the server's verdict on its certificate). */
+int tls_conn_finished(const struct tls_conn *c);
+/* Client: stop waiting for the verdict (a server that sends no tickets and
+ * waits for the client to speak). */
+void tls_conn_accept_verdict(struct tls_conn *c);
 /* Plaintext out: > 0 bytes, 0 clean close_notify, -EAGAIN need input, < 0 error. */
 int tls_conn_read(struct tls_conn *c, void *buf, size_t len);
 /* Plaintext in; all of it is taken (> 0) or < 0 on error. */
