@@ -1,0 +1,92 @@
+/*
+ * Authorization policy: a pure decision from the config's `policies`, the
+ * caller's identity and (for HTTP/1.x) the request.  No I/O, no clock, no
+ * allocation during evaluation.
+ *
+ * Semantics (Istio AuthorizationPolicy):
+ *   1. a matching deny rule denies (deny is evaluated first and wins);
+ *   2. if any allow rule selects the port (its ports list contains it, or
+ *      is empty), a request that matches no allow rule is denied;
+ *   3. otherwise the default applies: allow, or deny with
+ *      policy_default = "deny";
+ *   audit rules never change the decision; every audit rule that matches is
+ *   reported so the caller can log and count it.
+ *
+ * A rule matches when every condition it sets matches:
+ *   ports       the destination port is listed (empty: any port)
+ *   principals  the caller's SPIFFE ID equals one entry, or starts with an
+ *               entry's prefix when the entry ends in '*' ("spiffe://td/ns/shop/*"),
+ *               or the entry is "*" (any authenticated caller)
+ *   namespaces  the caller's ID has the form spiffe://<td>/ns/<ns>/... with
+ *               <ns> listed (glob patterns allowed)
+ *   unauthenticated = true   also matches callers without an identity
+ *               (when principals/namespaces are empty, any caller matches)
+ *   methods     exact, case-sensitive ("GET")
+ *   paths       exact ("/api/v1"), prefix ("/api/*"), or glob with * and ?
+ *               anywhere ("/api/*/items"); the query string is not part of
+ *               the path
+ *   hosts       case-insensitive glob ("*.example.com"), port ignored
+ * methods, paths and hosts are request (L7) conditions: a rule that sets
+ * any of them never matches a request that is not HTTP.
+ */
+#ifndef LDMESH_POLICY_H
+#define LDMESH_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct config;
+
+enum policy_decision { POLICY_ALLOW, POLICY_DENY };
+
+#define POLICY_MAX_AUDIT 8
+
+struct policy_request {
+	const char *principal; /* caller's SPIFFE ID; NULL or "" when unauthenticated */
+	uint16_t port;         /* destination port, host order */
+	const char *method;    /* NULL: not an HTTP request (TCP-level decision) */
+	const char *path;      /* request target without the query; NULL if not HTTP */
+	const char *host;      /* Host header (may carry :port); NULL if absent */
+};
+
+struct policy_result {
+	enum policy_decision decision;
+	/* The rule that decided (borrowed from the policy set), or one of
+	 * "default-allow", "default-deny", "no-allow-rule-matched". */
+	const char *rule;
+	int n_audit;
+	const char *audit[POLICY_MAX_AUDIT]; /* names of matching audit rules */
+};
+
+struct policy_set;
+
+/*
+ * Compiles cfg->policies, checking every pattern.  Returns NULL with a
+ * sentence naming the policy and the pattern in err when one is malformed.
+ * A config without policies gives an empty set (everything follows the
+ * default).
+ */
+struct policy_set *policy_compile(const struct config *cfg, char *err, size_t errlen);
+void policy_free(struct policy_set *p); /* NULL is a no-op */
+
+/* Decides one request (or connection when req->method is NULL). */
+void policy_eval(const struct policy_set *p, const struct policy_request *req,
+		 struct policy_result *out);
+
+/*
+ * 1 when some rule that could select this port and caller has request (L7)
+ * conditions, so the decision must wait for each HTTP request; 0 when the
+ * connection-level decision is final.
+ */
+int policy_needs_request(const struct policy_set *p, uint16_t port, const char *principal);
+
+/*
+ * Checks one pattern of the given kind; 0 or -EINVAL with a sentence.
+ * Exposed for the fuzz target and the config tests.
+ */
+enum policy_pattern_kind { PATTERN_PRINCIPAL, PATTERN_NAMESPACE, PATTERN_METHOD, PATTERN_PATH, PATTERN_HOST };
+int policy_check_pattern(enum policy_pattern_kind kind, const char *pattern, char *err, size_t errlen);
+/* Glob match with * and ?; case-insensitive when fold is set. */
+int policy_glob(const char *pattern, const char *s, int fold);
+
+#endif
