@@ -717,23 +717,54 @@ static void choose_outbound_tls(struct ldmeshd *d, struct conn *c)
 	size_t i, j;
 
 	c->tls_wanted = 0;
+	c->in_mesh = 0;
 	c->pin = NULL;
-	if (!d->tls) {
-		return;
-	}
 	for (i = 0; i < cfg->n_services; i++) {
 		const struct config_service *svc = &cfg->services[i];
 		for (j = 0; j < svc->n_endpoints; j++) {
 			const struct ldm_addr *e = &svc->endpoints[j];
 			if (e->family == c->peer.family && e->port == c->peer.port &&
 			    !memcmp(e->addr, c->peer.addr, e->family == AF_INET6 ? 16 : 4)) {
-				c->tls_wanted = 1;
+				c->tls_wanted = d->tls != NULL;
+				c->in_mesh = 1;
 				c->pin = svc->identity;
 				return;
 			}
 		}
 	}
-	c->tls_wanted = config_in_mesh(cfg, &c->peer) != 0;
+	c->in_mesh = config_in_mesh(cfg, &c->peer) != 0;
+	/* Without an identity the daemon is a plaintext proxy (mTLS off). */
+	c->tls_wanted = c->in_mesh && d->tls;
+}
+
+/*
+ * Egress control: destinations outside the mesh are allowed when
+ * outbound.egress = "allow", or when an egress_allow entry covers them.
+ */
+static int egress_allowed(const struct ldmeshd *d, const struct conn *c, int in_mesh)
+{
+	const struct config *cfg = d->cfg;
+	uint16_t port = ntohs(c->peer.port);
+	size_t i, j;
+
+	if (in_mesh || cfg->egress_allow_all) {
+		return 1;
+	}
+	for (i = 0; i < cfg->n_egress_allow; i++) {
+		const struct config_egress_rule *r = &cfg->egress_allow[i];
+		if (!config_cidr_contains(&r->cidr, &c->peer)) {
+			continue;
+		}
+		if (!r->n_ports) {
+			return 1;
+		}
+		for (j = 0; j < r->n_ports; j++) {
+			if (r->ports[j] == port) {
+				return 1;
+			}
+		}
+	}
+	return 0;
 }
 
 void conn_start_outbound(struct ldmeshd *d, struct conn *c, int tcp_fd, int app_end_fd)
@@ -747,6 +778,18 @@ void conn_start_outbound(struct ldmeshd *d, struct conn *c, int tcp_fd, int app_
 	c->deadline_ms = now_ms() + d->cfg->connect_timeout_ms;
 	d->stats.outbound_total++;
 	choose_outbound_tls(d, c);
+	if (!egress_allowed(d, c, c->in_mesh)) {
+		char dst[80];
+		addr_format(&c->peer, dst, sizeof(dst));
+		log_info("egress to %s denied for pid %u (outbound.egress = \"deny\", no "
+			 "egress_allow entry)",
+			 dst, c->pid);
+		d->stats.egress_denied_total++;
+		/* The app's connect() reports EACCES, as for a firewall rule. */
+		handoff_record_dial(d, c, -EACCES);
+		conn_close(d, c, 1);
+		return;
+	}
 	c->dial_len = addr_to_sockaddr(&c->peer, &c->dial_sa);
 	if (d->loop->ops->connect(d->loop, tcp_fd, (struct sockaddr *)&c->dial_sa, c->dial_len,
 				  ud_make(UD_DIAL, c->slot, c->gen)) < 0) {

@@ -70,7 +70,8 @@ struct conn {
 	char *nin, *nout;     /* borrowed from bufs */
 	uint32_t nout_len, nout_off;
 	uint8_t nin_rpending, nout_spending, net_eof, notify_sent;
-	uint8_t tls_wanted;   /* outbound to a mesh destination */
+	uint8_t tls_wanted;   /* outbound to a mesh destination, with an identity */
+	uint8_t in_mesh;      /* outbound: destination in mesh_networks or services */
 	uint8_t handshake_failed;
 	uint8_t detect_expired; /* permissive detection timed out */
 	uint8_t verdict_wait;   /* client TLS: waiting for the server's verdict */

@@ -45,6 +45,7 @@ struct ldmeshd_stats {
 	uint64_t ctl_errors_total;
 	uint64_t inbound_total, outbound_total;
 	uint64_t dial_errors_total;
+	uint64_t egress_denied_total;
 	/* [0] inbound, [1] outbound */
 	uint64_t handshakes_total[2];
 	uint64_t handshakes_resumed_total[2];

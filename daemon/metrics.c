@@ -34,6 +34,9 @@ void metrics_render(struct ldmeshd *d, struct strbuf *b)
 	sb_printf(b, "ldmesh_handoff_errors_total %" PRIu64 "\n", s->handoff_errors_total);
 	help(b, "ldmesh_dial_errors_total", "counter", "Outbound dials that failed.");
 	sb_printf(b, "ldmesh_dial_errors_total %" PRIu64 "\n", s->dial_errors_total);
+	help(b, "ldmesh_egress_denied_total", "counter",
+	     "Outbound connections to non-mesh destinations refused by egress control.");
+	sb_printf(b, "ldmesh_egress_denied_total %" PRIu64 "\n", s->egress_denied_total);
 	help(b, "ldmesh_listeners", "gauge", "TCP listeners handed over by apps.");
 	sb_printf(b, "ldmesh_listeners %d\n", listener_count(d));
 
