@@ -215,6 +215,12 @@ static void conn_free(struct ldmeshd *d, struct conn *c)
 		d->loop->ops->forget_fd(d->loop, c->n_fd);
 		close(c->n_fd);
 	}
+	if (c->abort && c->app_end_fd >= 0 && c->a_fd >= 0) {
+		/* Unix sockets have no RST, but closing one with unread data makes
+		 * the peer's next read fail with ECONNRESET: put a byte in our own
+		 * receive queue through the app's end, then close. */
+		send(c->app_end_fd, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+	}
 	if (c->a_fd >= 0) {
 		d->loop->ops->forget_fd(d->loop, c->a_fd);
 		close(c->a_fd);
@@ -681,14 +687,13 @@ static void filler_done(struct ldmeshd *d, struct conn *c, int res)
 		}
 		return;
 	}
-	/* The app's fd is writable now; give it back a normal send buffer. */
+	/* The app's fd is writable now; give it back a normal send buffer.  We
+	 * keep its end open: it is how a reset reaches the app (conn_free). */
 	if (c->app_end_fd >= 0) {
 		int sb = (int)(c->sndbuf / 2);
 		if (sb > 0) {
 			setsockopt(c->app_end_fd, SOL_SOCKET, SO_SNDBUF, &sb, sizeof(sb));
 		}
-		close(c->app_end_fd);
-		c->app_end_fd = -1;
 	}
 	c->state = CS_PROXY;
 	pump_both(d, c);
@@ -828,6 +833,7 @@ static void app_dial_done(struct ldmeshd *d, struct conn *c, int res)
 	pre.magic = LDM_PREAMBLE_MAGIC;
 	pre.version = LDM_PROTO_VERSION;
 	pre.id_len = (uint16_t)idlen;
+	pre.conn_id = c->cookie;
 	pre.peer = c->peer;
 	pre.local = c->local;
 	if (held) {
@@ -982,6 +988,9 @@ void conn_start_inbound(struct ldmeshd *d, int tcp_fd, int listener_slot)
 	c->n_fd = tcp_fd;
 	c->listener_slot = listener_slot;
 	c->pid = l->pid;
+	/* Our own id for LDM_OP_RESET; the top bit keeps it apart from shim
+	 * cookies, which never set it (see shim/link.c). */
+	c->cookie = (1ULL << 63) | ((uint64_t)c->gen << 24) | c->slot;
 	d->stats.inbound_total++;
 	if (getpeername(tcp_fd, (struct sockaddr *)&ss, &len) == 0) {
 		addr_from_sockaddr((struct sockaddr *)&ss, len, &c->peer);

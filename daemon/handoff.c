@@ -240,6 +240,26 @@ static void handle_query(struct ldmeshd *d, struct conn *c)
 	conn_close(d, c, 0);
 }
 
+static void handle_reset(struct ldmeshd *d, struct conn *c)
+{
+	uint64_t cookie = c->hdr.cookie;
+	uint32_t i;
+	int err = -ENOENT;
+
+	for (i = 0; cookie && i < d->nslots; i++) {
+		struct conn *o = d->conns[i];
+		if (o && (o->kind == CONN_OUTBOUND || o->kind == CONN_INBOUND) &&
+		    o->cookie == cookie && o->state != CS_CLOSING) {
+			log_debug("conn %u: the app reset it (SO_LINGER 0)", o->slot);
+			conn_close(d, o, 1);
+			err = 0;
+			break;
+		}
+	}
+	send_status(c->a_fd, cookie, err, NULL, NULL);
+	conn_close(d, c, 0);
+}
+
 static void handle_connect(struct ldmeshd *d, struct conn *c)
 {
 	const struct ldm_handoff *h = &c->hdr;
@@ -374,6 +394,13 @@ void handoff_header_done(struct ldmeshd *d, struct conn *c, int res)
 			break;
 		}
 		handle_query(d, c);
+		break;
+	case LDM_OP_RESET:
+		if (c->nhfds) {
+			reject(d, c, "RESET carries no fds");
+			break;
+		}
+		handle_reset(d, c);
 		break;
 	default:
 		snprintf(why, sizeof(why), "unknown operation %u", c->hdr.op);

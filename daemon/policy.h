@@ -15,16 +15,17 @@
  * A rule matches when every condition it sets matches:
  *   ports       the destination port is listed (empty: any port)
  *   principals  the caller's SPIFFE ID equals one entry, or starts with an
- *               entry's prefix when the entry ends in '*' ("spiffe://td/ns/shop/*"),
+ *               entry's prefix when the entry ends in '*' ("spiffe://td/ns/shop/"
+ *               followed by a star),
  *               or the entry is "*" (any authenticated caller)
  *   namespaces  the caller's ID has the form spiffe://<td>/ns/<ns>/... with
  *               <ns> listed (glob patterns allowed)
  *   unauthenticated = true   also matches callers without an identity
  *               (when principals/namespaces are empty, any caller matches)
  *   methods     exact, case-sensitive ("GET")
- *   paths       exact ("/api/v1"), prefix ("/api/*"), or glob with * and ?
- *               anywhere ("/api/*/items"); the query string is not part of
- *               the path
+ *   paths       exact ("/api/v1"), prefix ("/api/" followed by a star), or
+ *               glob with * and ? anywhere ("/api/", a star, "/items"); the
+ *               query string is not part of the path
  *   hosts       case-insensitive glob ("*.example.com"), port ignored
  * methods, paths and hosts are request (L7) conditions: a rule that sets
  * any of them never matches a request that is not HTTP.

@@ -68,6 +68,7 @@ static int take_preamble(int c, struct managed *m)
 	if (r < 0) {
 		return r;
 	}
+	m->cookie = pre.conn_id;
 	m->peer_len = shim_ldm_to_sockaddr(&pre.peer, m->family, &m->peer);
 	m->local_len = shim_ldm_to_sockaddr(&pre.local, m->family, &m->local);
 	return 0;

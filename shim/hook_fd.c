@@ -28,6 +28,10 @@ SHIM_EXPORT int close(int fd)
 		return -1;
 	}
 	m = fdtab_take(fd);
+	if (m && m->kind == MANAGED_CONN && m->linger0 && m->refs == 1 && m->cookie) {
+		/* The last fd of a connection set to reset on close. */
+		link_reset(m->cookie);
+	}
 	r = real.close(fd);
 	managed_put(m);
 	shim_unlock(&saved);

@@ -123,7 +123,20 @@ SHIM_EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen
 	int r = 1, i, v = 0;
 
 	shim_init();
-	if (!shim.active || !fdtab_maybe(fd) || level == SOL_SOCKET) {
+	if (!shim.active || !fdtab_maybe(fd)) {
+		return real.setsockopt(fd, level, name, val, len);
+	}
+	if (level == SOL_SOCKET) {
+		if (name == SO_LINGER && val && len >= sizeof(struct linger)) {
+			const struct linger *lg = val;
+			shim_lock(&saved);
+			m = fdtab_lookup(fd);
+			if (m) {
+				/* On TCP this turns close() into a reset: remember it. */
+				m->linger0 = lg->l_onoff && lg->l_linger == 0;
+			}
+			shim_unlock(&saved);
+		}
 		return real.setsockopt(fd, level, name, val, len);
 	}
 	shim_lock(&saved);

@@ -105,7 +105,9 @@ uint64_t link_new_cookie(void)
 		s = atomic_load(&seed);
 	}
 	/* Unique per process and per call; the pid keeps forks apart. */
-	return s + ((uint64_t)getpid() << 40) + atomic_fetch_add(&shim.cookie_next, 1);
+	/* The top bit stays clear: the daemon's inbound ids set it. */
+	return (s + ((uint64_t)getpid() << 40) + atomic_fetch_add(&shim.cookie_next, 1)) &
+	       ~(1ULL << 63);
 }
 
 void link_fill_header(struct ldm_handoff *h, enum ldm_op op, uint64_t cookie)
@@ -202,6 +204,26 @@ int link_query(uint64_t cookie, struct ldm_status *st)
 	r = link_send(s, &h, NULL, 0, NULL, 0);
 	if (r == 0) {
 		r = link_recv_status(s, st, 2000);
+	}
+	real.close(s);
+	return r;
+}
+
+int link_reset(uint64_t cookie)
+{
+	struct ldm_handoff h;
+	struct ldm_status st;
+	int s, r;
+
+	s = link_open(0, NULL);
+	if (s < 0) {
+		return s;
+	}
+	link_fill_header(&h, LDM_OP_RESET, cookie);
+	r = link_send(s, &h, NULL, 0, NULL, 0);
+	if (r == 0) {
+		/* Wait for the answer: the reset must beat our close's FIN. */
+		r = link_recv_status(s, &st, 1000);
 	}
 	real.close(s);
 	return r;

@@ -63,7 +63,8 @@ struct managed {
 	int connecting; /* outbound dial not yet confirmed */
 	int failed;     /* dial failed, error already reported */
 	int fail_err;   /* positive errno of a failed dial */
-	uint64_t cookie;
+	int linger0;    /* SO_LINGER {1, 0}: closing means reset */
+	uint64_t cookie; /* outbound: ours; inbound: the preamble's conn_id */
 	struct sockaddr_storage peer, local;
 	socklen_t peer_len, local_len; /* 0: unknown */
 	struct listener_reg *reg;      /* MANAGED_LISTENER: owned reference */
@@ -150,6 +151,8 @@ int link_send(int sock, const struct ldm_handoff *h, const int *fds, int nfds,
 int link_recv_status(int sock, struct ldm_status *st, int timeout_ms);
 /* Asks the daemon about connection `cookie`; fills st. */
 int link_query(uint64_t cookie, struct ldm_status *st);
+/* Asks the daemon to abort connection `cookie` with a TCP reset. */
+int link_reset(uint64_t cookie);
 void link_fill_header(struct ldm_handoff *h, enum ldm_op op, uint64_t cookie);
 uint64_t link_new_cookie(void);
 /* Registers a listener; on failure the monitor thread retries. */

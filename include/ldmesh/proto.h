@@ -30,6 +30,11 @@
  * LDM_OP_QUERY    no fds.  cookie names an earlier CONNECT.  The daemon
  *   answers a struct ldm_status: err is 0 while the connection is up (with
  *   its local address), the dial's -errno if it failed, -ENOENT if unknown.
+ *
+ * LDM_OP_RESET    no fds.  cookie names a live connection (an outbound
+ *   CONNECT's cookie, or the conn_id of an inbound preamble).  The app set
+ *   SO_LINGER {1, 0} and is closing: the daemon aborts the TCP side with a
+ *   reset instead of a FIN, then answers a struct ldm_status.
  */
 #ifndef LDMESH_PROTO_H
 #define LDMESH_PROTO_H
@@ -45,6 +50,7 @@ enum ldm_op {
 	LDM_OP_CONNECT = 1,
 	LDM_OP_LISTEN = 2,
 	LDM_OP_QUERY = 3,
+	LDM_OP_RESET = 4,
 };
 
 /* Handoff flags. */
@@ -98,6 +104,7 @@ struct ldm_preamble {
 	uint32_t magic;   /* LDM_PREAMBLE_MAGIC */
 	uint16_t version; /* LDM_PROTO_VERSION */
 	uint16_t id_len;  /* <= LDM_PEER_ID_MAX */
+	uint64_t conn_id; /* names the connection in LDM_OP_RESET */
 	struct ldm_addr peer;  /* the TCP client's address */
 	struct ldm_addr local; /* the TCP address the client reached */
 };
