@@ -847,24 +847,24 @@ struct policy_set *policy_compile(const struct config *cfg, char *err, size_t er
 		pol_err(err, errlen, "out of memory compiling the policies");
 		goto out;
 	}
+	p->default_deny = cfg ? cfg->default_deny : 0;
 	if (!cfg || cfg->n_policies == 0)
-		goto out_default;
+		goto out;
 	pol_fill(&a, cfg, p); /* measure */
-	a.base = malloc(a.off ? a.off : 1);
+	a.base = malloc(a.off);
 	if (!a.base) {
 		pol_err(err, errlen, "out of memory compiling the policies");
 		goto err_free;
 	}
 	a.off = 0;
-	pol_fill(&a, cfg, p);
+	pol_fill(&a, cfg, p); /* fill */
 	p->arena = a.base;
-out_default:
-	p->default_deny = cfg ? cfg->default_deny : 0;
-out:
-	return p;
+	goto out;
 err_free:
 	free(p);
-	return NULL;
+	p = NULL;
+out:
+	return p;
 }
 
 void policy_free(struct policy_set *p)
