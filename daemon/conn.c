@@ -17,6 +17,7 @@
 
 #include "ldmesh/addrname.h"
 #include "ldmeshd.h"
+#include "policy.h"
 #include "log.h"
 
 int64_t now_ms(void)
@@ -861,9 +862,39 @@ static void connect_app(struct ldmeshd *d, struct conn *c)
 	c->inflight++;
 }
 
+/*
+ * The connection-level policy decision, once the caller's identity is known
+ * (after the handshake, or none for plaintext).  When rules for this port
+ * look at requests, the decision waits for each HTTP request instead.
+ */
+static void inbound_admit(struct ldmeshd *d, struct conn *c)
+{
+	struct policy_request req = { 0 };
+	struct policy_result res;
+
+	req.principal = c->peer_id;
+	req.port = ntohs(c->local.port);
+	if (policy_needs_request(d->policy, req.port, req.principal)) {
+		c->l7_policy = 1;
+		connect_app(d, c);
+		return;
+	}
+	policy_eval(d->policy, &req, &res);
+	policy_account(d, &req, &res);
+	if (res.decision == POLICY_DENY) {
+		char peer[80];
+		addr_format(&c->peer, peer, sizeof(peer));
+		log_info("inbound connection from %s (%s) to port %u denied by %s", peer,
+			 c->peer_id[0] ? c->peer_id : "no identity", req.port, res.rule);
+		conn_close(d, c, 1);
+		return;
+	}
+	connect_app(d, c);
+}
+
 static void inbound_authenticated(struct ldmeshd *d, struct conn *c)
 {
-	connect_app(d, c);
+	inbound_admit(d, c);
 }
 
 static enum config_mtls port_mtls(const struct ldmeshd *d, uint16_t port_net)
@@ -892,7 +923,7 @@ static void detect_done(struct ldmeshd *d, struct conn *c, int res)
 		/* Cancelled after the detection timeout: nothing was said. */
 		c->down.len = 0;
 		d->stats.plaintext_accepted_total++;
-		connect_app(d, c);
+		inbound_admit(d, c);
 		return;
 	}
 	if (res <= 0) {
@@ -921,7 +952,7 @@ static void detect_done(struct ldmeshd *d, struct conn *c, int res)
 	/* Permissive: an unmeshed client, no identity. */
 	d->stats.plaintext_accepted_total++;
 	c->down.len = (uint32_t)res;
-	connect_app(d, c);
+	inbound_admit(d, c);
 }
 
 /* The client said nothing in time.  Strict: give up.  Permissive: it may be
@@ -1011,7 +1042,7 @@ void conn_start_inbound(struct ldmeshd *d, int tcp_fd, int listener_slot)
 
 	if (!d->tls || port_mtls(d, c->local.port) == CONFIG_MTLS_DISABLE) {
 		/* No detection: server-speaks-first protocols start at once. */
-		connect_app(d, c);
+		inbound_admit(d, c);
 		return;
 	}
 	/* Plain buffers first: the sniffed bytes may be the app's plaintext. */

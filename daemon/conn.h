@@ -76,6 +76,7 @@ struct conn {
 	uint8_t detect_expired; /* permissive detection timed out */
 	uint8_t verdict_wait;   /* client TLS: waiting for the server's verdict */
 	uint8_t bufs_tls;       /* bufs is TLS-sized */
+	uint8_t l7_policy;      /* inbound: decide each HTTP request */
 	const char *pin;      /* borrowed from the config: pinned peer identity */
 
 	uint64_t cookie;  /* outbound: the shim's id; link: listener id */

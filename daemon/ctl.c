@@ -295,6 +295,50 @@ static void conns(struct ldmeshd *d, struct strbuf *b, int json)
 	}
 }
 
+/* policy-check FROM PORT METHOD PATH, "-" for absent: the live policy's
+ * decision, without sending traffic. */
+static int policy_check(struct ldmeshd *d, struct strbuf *b, int json, char **w, int n)
+{
+	struct policy_request req = { 0 };
+	struct policy_result res;
+	char *end;
+	long port;
+	int i;
+
+	if (n != 4) {
+		return -EINVAL;
+	}
+	port = strtol(w[1], &end, 10);
+	if (*end || port < 1 || port > 65535) {
+		return -EINVAL;
+	}
+	req.principal = strcmp(w[0], "-") ? w[0] : NULL;
+	req.port = (uint16_t)port;
+	req.method = strcmp(w[2], "-") ? w[2] : NULL;
+	req.path = strcmp(w[3], "-") ? w[3] : NULL;
+	policy_eval(d->policy, &req, &res);
+	if (json) {
+		sb_printf(b, "{\"decision\":\"%s\",\"rule\":",
+			  res.decision == POLICY_ALLOW ? "allow" : "deny");
+		sb_json_str(b, res.rule);
+		sb_printf(b, ",\"audit\":[");
+		for (i = 0; i < res.n_audit; i++) {
+			if (i) {
+				sb_printf(b, ",");
+			}
+			sb_json_str(b, res.audit[i]);
+		}
+		sb_printf(b, "]}\n");
+	} else {
+		sb_printf(b, "decision %s\nrule     %s\n", res.decision == POLICY_ALLOW ? "allow" : "deny",
+			  res.rule);
+		for (i = 0; i < res.n_audit; i++) {
+			sb_printf(b, "audit    %s\n", res.audit[i]);
+		}
+	}
+	return 0;
+}
+
 static void handle(struct ldmeshd *d, struct conn *c, char *line)
 {
 	char *words[8];
@@ -327,6 +371,12 @@ static void handle(struct ldmeshd *d, struct conn *c, char *line)
 			return;
 		}
 		sb_printf(&b, json ? "{\"reloaded\":true}\n" : "configuration reloaded\n");
+	} else if (!strcmp(words[2], "policy-check")) {
+		if (policy_check(d, &b, json, words + 3, n - 3) < 0) {
+			sb_fini(&b);
+			answer_err(d, c, "usage: policy-check FROM PORT METHOD PATH ('-' for absent)");
+			return;
+		}
 	} else if (!strcmp(words[2], "drain")) {
 		int secs = n > 3 ? atoi(words[3]) : 0;
 		int ms = secs > 0 ? secs * 1000 : d->cfg->drain_timeout_ms;

@@ -61,6 +61,7 @@ static int apply_config(struct ldmeshd *d, struct config *cfg)
 int ldmeshd_reload(struct ldmeshd *d, char *err, size_t errlen)
 {
 	struct config *cfg, *old;
+	struct policy_set *policy;
 
 	if (!d->config_file) {
 		snprintf(err, errlen, "running on the built-in default config; nothing to reload");
@@ -71,16 +72,26 @@ int ldmeshd_reload(struct ldmeshd *d, char *err, size_t errlen)
 		log_error("reload rejected, keeping the running config: %s", err);
 		return -EINVAL;
 	}
+	policy = policy_compile(cfg, err, errlen);
+	if (!policy) {
+		log_error("reload rejected, keeping the running config: %s", err);
+		config_free(cfg);
+		return -EINVAL;
+	}
 	old = d->cfg;
 	d->cfg = cfg;
 	if (identity_load(d, err, errlen) < 0) {
 		log_error("reload rejected, keeping the running config: %s", err);
 		d->cfg = old;
 		config_free(cfg);
+		policy_free(policy);
 		return -EINVAL;
 	}
 	d->cfg = old;
 	apply_config(d, cfg);
+	/* In-flight requests already have their decision; new ones use this. */
+	policy_free(d->policy);
+	d->policy = policy;
 	log_info("configuration reloaded from %s", d->config_file);
 	return 0;
 }

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "conn.h"
 #include "loop.h"
+#include "policy.h"
 #include "tls.h"
 
 #define LISTENERS_MAX 1024
@@ -55,6 +56,16 @@ struct ldmeshd_stats {
 	uint64_t identity_reloads_total, identity_reload_errors_total;
 };
 
+/* One ldmesh_policy_decisions_total series. */
+struct decision_count {
+	char rule[64];
+	uint16_t port;
+	uint8_t decision; /* enum policy_decision, or 2 for audit */
+	uint64_t count;
+};
+
+#define DECISION_SERIES_MAX 512
+
 /* What the identity files looked like when last loaded. */
 struct file_stamp {
 	long long mtime_ns, size;
@@ -68,6 +79,9 @@ struct ldmeshd {
 	char *runtime_dir;       /* owned */
 	struct loop *loop;       /* owned */
 	struct tls_ctx *tls;     /* owned reference, NULL without identity */
+	struct policy_set *policy; /* owned; swapped with the config */
+	struct decision_count decisions[DECISION_SERIES_MAX];
+	int n_decisions;
 	struct file_stamp id_stamps[3]; /* cert, key, bundle */
 	int64_t id_expiry_logged_ms;
 	int handoff_fd;          /* owned, -1 while draining */
@@ -141,6 +155,11 @@ void admin_send_done(struct ldmeshd *d, struct conn *c, int res);
 struct strbuf;
 /* Appends every metric in Prometheus text format 0.0.4. */
 void metrics_render(struct ldmeshd *d, struct strbuf *b);
+
+/* decisions.c */
+/* Counts a policy decision (and its audit matches) and logs audit rules. */
+void policy_account(struct ldmeshd *d, const struct policy_request *req,
+		    const struct policy_result *res);
 
 /* ldmeshd.c */
 int ldmeshd_reload(struct ldmeshd *d, char *err, size_t errlen);

@@ -129,6 +129,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ldmeshd: %s\n", err);
 		return 1;
 	}
+	d->policy = policy_compile(d->cfg, err, sizeof(err));
+	if (!d->policy) {
+		fprintf(stderr, "ldmeshd: %s\n", err);
+		return 1;
+	}
 	d->loop = ldmeshd_make_loop(d->cfg);
 	if (!d->loop) {
 		return 1;
@@ -146,6 +151,7 @@ int main(int argc, char **argv)
 	d->loop->ops->free(d->loop);
 	config_free(d->cfg);
 	tls_ctx_unref(d->tls);
+	policy_free(d->policy);
 	free(d->runtime_dir);
 	return r;
 }

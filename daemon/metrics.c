@@ -82,6 +82,14 @@ void metrics_render(struct ldmeshd *d, struct strbuf *b)
 		sb_printf(b, "ldmesh_identity_valid %d\n",
 			  now >= info->not_before && now < info->not_after);
 	}
+	help(b, "ldmesh_policy_decisions_total", "counter",
+	     "Authorization decisions by decision, deciding rule and port (audit: audit rules that matched).");
+	for (r = 0; r < d->n_decisions; r++) {
+		static const char *const names[] = { "allow", "deny", "audit" };
+		const struct decision_count *e = &d->decisions[r];
+		sb_printf(b, "ldmesh_policy_decisions_total{decision=\"%s\",rule=\"%s\",port=\"%u\"} %" PRIu64 "\n",
+			  names[e->decision], e->rule, e->port, e->count);
+	}
 	help(b, "ldmesh_connections", "gauge", "Live proxied connections.");
 	for (dir = 0; dir < 2; dir++) {
 		sb_printf(b, "ldmesh_connections{direction=\"%s\"} %u\n", dirs[dir],

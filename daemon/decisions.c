@@ -1,0 +1,53 @@
+/*
+ * Accounting for policy decisions: ldmesh_policy_decisions_total{decision,
+ * rule, port} and the audit log lines.  Series are bounded: rule names come
+ * from the config and ports from listeners; past DECISION_SERIES_MAX new
+ * combinations fold into rule="other".
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "ldmeshd.h"
+#include "log.h"
+
+static void count(struct ldmeshd *d, const char *rule, uint16_t port, int decision)
+{
+	int i;
+
+	for (i = 0; i < d->n_decisions; i++) {
+		struct decision_count *e = &d->decisions[i];
+		if (e->port == port && e->decision == decision && !strcmp(e->rule, rule)) {
+			e->count++;
+			return;
+		}
+	}
+	if (d->n_decisions == DECISION_SERIES_MAX) {
+		if (strcmp(rule, "other")) {
+			count(d, "other", 0, decision);
+		} else {
+			d->decisions[DECISION_SERIES_MAX - 1].count++;
+		}
+		return;
+	}
+	i = d->n_decisions++;
+	snprintf(d->decisions[i].rule, sizeof(d->decisions[i].rule), "%s", rule);
+	d->decisions[i].port = port;
+	d->decisions[i].decision = (uint8_t)decision;
+	d->decisions[i].count = 1;
+}
+
+void policy_account(struct ldmeshd *d, const struct policy_request *req,
+		    const struct policy_result *res)
+{
+	int i;
+
+	count(d, res->rule, req->port, res->decision);
+	for (i = 0; i < res->n_audit; i++) {
+		count(d, res->audit[i], req->port, 2);
+		log_info("policy audit: rule %s matched %s on port %u%s%s%s%s (decision %s by %s)",
+			 res->audit[i], req->principal && req->principal[0] ? req->principal : "an unauthenticated caller",
+			 req->port, req->method ? " " : "", req->method ? req->method : "",
+			 req->path ? " " : "", req->path ? req->path : "",
+			 res->decision == POLICY_ALLOW ? "allow" : "deny", res->rule);
+	}
+}
