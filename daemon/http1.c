@@ -116,6 +116,19 @@ static int eq(const char *p, size_t n, const char *lit)
 	return strlen(lit) == n && memcmp(p, lit, n) == 0;
 }
 
+/* memmem() without depending on _GNU_SOURCE (the fuzz build has none). */
+static int contains(const char *p, size_t n, const char *lit)
+{
+	size_t l = strlen(lit), i;
+
+	for (i = 0; i + l <= n; i++) {
+		if (memcmp(p + i, lit, l) == 0) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
 static int is_registered_method(const char *p, size_t n)
 {
 	static const char *const methods[] = { "GET",     "HEAD",    "POST",
@@ -285,7 +298,7 @@ static int looks_http(const struct http1_stream *s)
 	if (!sp1) {
 		return 0;
 	}
-	if (memmem(sp1, (size_t)(end - sp1), "HTTP/", 5)) {
+	if (contains(sp1, (size_t)(end - sp1), "HTTP/")) {
 		return 1;
 	}
 	sp2 = memchr(sp1 + 1, ' ', (size_t)(end - sp1 - 1));
