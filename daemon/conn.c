@@ -17,6 +17,7 @@
 
 #include "ldmesh/addrname.h"
 #include "ldmeshd.h"
+#include "l7.h"
 #include "policy.h"
 #include "log.h"
 
@@ -233,6 +234,7 @@ static void conn_free(struct ldmeshd *d, struct conn *c)
 		close(c->hfds[--c->nhfds]);
 	}
 	tls_conn_free(c->tls);
+	l7_free(c->l7);
 	free(c->bufs);
 	free(c->ctl_in);
 	free(c->ctl_out);
@@ -269,6 +271,10 @@ void conn_reap(struct ldmeshd *d)
  */
 
 static void pump_both(struct ldmeshd *d, struct conn *c);
+static void net_flush(struct ldmeshd *d, struct conn *c);
+static int net_idle(const struct conn *c);
+static void inject_sent(struct ldmeshd *d, struct conn *c);
+static int want_l7(struct ldmeshd *d, struct conn *c);
 
 static void check_done(struct ldmeshd *d, struct conn *c)
 {
@@ -277,18 +283,121 @@ static void check_done(struct ldmeshd *d, struct conn *c)
 	}
 }
 
+/*
+ * Gets the request-direction input in down.buf[off..len) to the app: as is,
+ * or through the HTTP layer (l7.c), which may rewrite heads, drop denied
+ * requests and hold input.  Returns 1 while something is in flight or held
+ * (the caller waits), 0 once the input is used up.
+ */
+static int down_deliver(struct ldmeshd *d, struct conn *c)
+{
+	struct pipe *p = &c->down;
+	struct l7 *h = c->l7;
+
+	if (p->spending) {
+		return 1;
+	}
+	if (h) {
+		if (h->out_off < h->out_len) {
+			if (conn_submit_send(d, c, c->a_fd, h->out + h->out_off, h->out_len - h->out_off,
+					     UD_L7_SEND) < 0) {
+				conn_close(d, c, 1);
+				return 1;
+			}
+			p->spending = 1;
+			return 1;
+		}
+		h->out_off = h->out_len = 0;
+		if (h->opaque && !h->inject_len) {
+			/* Not HTTP after all: drop the HTTP state, pass bytes raw. */
+			l7_free(h);
+			c->l7 = NULL;
+			c->l7_done = 1;
+			return down_deliver(d, c);
+		}
+		if (p->off < p->len && !h->hold) {
+			l7_down(d, c);
+			if (c->state != CS_PROXY) {
+				return 1;
+			}
+			if (h->out_len) {
+				return down_deliver(d, c);
+			}
+		}
+		if (p->off < p->len) {
+			return 1; /* held until an injected answer is out */
+		}
+		p->off = p->len = 0;
+		return 0;
+	}
+	if (p->off < p->len) {
+		if (conn_submit_send(d, c, c->a_fd, p->buf + p->off, p->len - p->off, UD_DOWN_SEND) <
+		    0) {
+			conn_close(d, c, 1);
+			return 1;
+		}
+		p->spending = 1;
+		return 1;
+	}
+	p->off = p->len = 0;
+	return 0;
+}
+
+/* Sends an answer of ours (a 403) to the client once its turn has come.
+ * Returns 1 when the up direction must wait. */
+static int inject(struct ldmeshd *d, struct conn *c)
+{
+	struct l7 *h = c->l7;
+
+	if (!h || !h->inject_len) {
+		return 0;
+	}
+	if (h->resp_broken && h->answered < h->forwarded) {
+		/* We cannot tell where the app's answer ends: no 403 in order. */
+		conn_close(d, c, 1);
+		return 1;
+	}
+	if (!l7_inject_ready(h)) {
+		return 0; /* keep reading the app's earlier answers */
+	}
+	if (c->tls) {
+		if (!net_idle(c)) {
+			return 1;
+		}
+		if (tls_conn_write(c->tls, h->inject, h->inject_len) < 0) {
+			conn_close(d, c, 1);
+			return 1;
+		}
+		inject_sent(d, c);
+		net_flush(d, c);
+		return 1;
+	}
+	if (conn_submit_send(d, c, c->n_fd, h->inject, h->inject_len, UD_INJECT_SEND) < 0) {
+		conn_close(d, c, 1);
+		return 1;
+	}
+	c->up.spending = 1;
+	return 1;
+}
+
 static void pump_plain(struct ldmeshd *d, struct conn *c, struct pipe *p, enum ud_tag recv_tag,
 		       enum ud_tag send_tag)
 {
 	if (p->rpending || p->spending) {
 		return;
 	}
-	if (p->off < p->len) {
+	if (p == &c->down) {
+		if (down_deliver(d, c)) {
+			return;
+		}
+	} else if (p->off < p->len) {
 		if (conn_submit_send(d, c, p->dst, p->buf + p->off, p->len - p->off, send_tag) < 0) {
 			conn_close(d, c, 1);
 			return;
 		}
 		p->spending = 1;
+		return;
+	} else if (inject(d, c)) {
 		return;
 	}
 	p->len = p->off = 0;
@@ -367,6 +476,9 @@ static void pump_tls_up(struct ldmeshd *d, struct conn *c)
 		return;
 	}
 	p->len = p->off = 0;
+	if (inject(d, c)) {
+		return;
+	}
 	if (p->eof) {
 		if (!c->notify_sent) {
 			tls_conn_close_notify(c->tls);
@@ -399,20 +511,14 @@ static void pump_tls_down(struct ldmeshd *d, struct conn *c)
 	if (p->spending || p->shut) {
 		return;
 	}
-	if (p->off < p->len) {
-		if (conn_submit_send(d, c, c->a_fd, p->buf + p->off, p->len - p->off, UD_DOWN_SEND) <
-		    0) {
-			conn_close(d, c, 1);
-			return;
-		}
-		p->spending = 1;
+	if (down_deliver(d, c)) {
 		return;
 	}
-	p->len = p->off = 0;
 	r = tls_conn_read(c->tls, p->buf, (size_t)d->cfg->buffer_size);
 	if (r > 0) {
 		p->len = (uint32_t)r;
 		p->bytes += (uint64_t)r;
+		want_l7(d, c);
 		pump_tls_down(d, c);
 		return;
 	}
@@ -444,11 +550,19 @@ static void pump_both(struct ldmeshd *d, struct conn *c)
 		if (c->state == CS_PROXY) {
 			pump_tls_down(d, c);
 		}
-		return;
+	} else {
+		pump_plain(d, c, &c->up, UD_UP_RECV, UD_UP_SEND);
+		if (c->state == CS_PROXY) {
+			pump_plain(d, c, &c->down, UD_DOWN_RECV, UD_DOWN_SEND);
+		}
 	}
-	pump_plain(d, c, &c->up, UD_UP_RECV, UD_UP_SEND);
-	if (c->state == CS_PROXY) {
-		pump_plain(d, c, &c->down, UD_DOWN_RECV, UD_DOWN_SEND);
+	/* A request just denied queues an answer for the up direction. */
+	if (c->state == CS_PROXY && c->l7 && c->l7->inject_len && !c->up.spending) {
+		if (c->tls) {
+			pump_tls_up(d, c);
+		} else {
+			pump_plain(d, c, &c->up, UD_UP_RECV, UD_UP_SEND);
+		}
 	}
 }
 
@@ -478,6 +592,42 @@ static int alloc_bufs(struct ldmeshd *d, struct conn *c)
 	return 0;
 }
 
+/* Inbound connections get HTTP awareness until they prove not to be HTTP. */
+static int want_l7(struct ldmeshd *d, struct conn *c)
+{
+	if (c->l7 || c->l7_done || c->kind != CONN_INBOUND) {
+		return c->l7 != NULL;
+	}
+	c->l7 = l7_new((size_t)d->cfg->buffer_size);
+	if (!c->l7) {
+		c->l7_done = 1; /* no memory: raw bytes, still correct */
+		if (c->l7_policy) {
+			conn_close(d, c, 1);
+		}
+		return 0;
+	}
+	return 1;
+}
+
+static void inject_sent(struct ldmeshd *d, struct conn *c)
+{
+	struct l7 *h = c->l7;
+
+	h->inject_len = 0;
+	h->hold = 0;
+	if (h->close_after) {
+		/* End both ways gracefully: FIN (or close_notify) to the client,
+		 * end-of-file to the app. */
+		c->up.eof = 1;
+		c->down.eof = 1;
+		c->down.off = c->down.len = 0;
+		if (!c->down.shut) {
+			shutdown(c->a_fd, SHUT_WR);
+			c->down.shut = 1;
+		}
+	}
+}
+
 static void recv_done(struct ldmeshd *d, struct conn *c, struct pipe *p, int res)
 {
 	p->rpending = 0;
@@ -485,6 +635,11 @@ static void recv_done(struct ldmeshd *d, struct conn *c, struct pipe *p, int res
 		p->len = (uint32_t)res;
 		p->off = 0;
 		p->bytes += (uint64_t)res;
+		if (p == &c->up && want_l7(d, c)) {
+			l7_up_scan(d, c, p->buf, (size_t)res);
+		} else if (p == &c->down) {
+			want_l7(d, c);
+		}
 	} else if (res == 0) {
 		p->eof = 1;
 	} else {
@@ -1103,6 +1258,25 @@ void conn_complete(struct ldmeshd *d, struct conn *c, enum ud_tag tag, int res)
 		break;
 	case UD_UP_SEND:
 		send_done(d, c, &c->up, res);
+		break;
+	case UD_L7_SEND:
+		c->down.spending = 0;
+		if (res < 0) {
+			conn_close(d, c, 1);
+			break;
+		}
+		c->l7->out_off += (uint32_t)res;
+		pump_both(d, c);
+		break;
+	case UD_INJECT_SEND:
+		c->up.spending = 0;
+		if (res < 0 || (uint32_t)res < c->l7->inject_len) {
+			/* 256 bytes on a connected socket: short only when it broke. */
+			conn_close(d, c, 1);
+			break;
+		}
+		inject_sent(d, c);
+		pump_both(d, c);
 		break;
 	case UD_DOWN_SEND:
 		send_done(d, c, &c->down, res);

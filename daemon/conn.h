@@ -16,6 +16,7 @@
 #include "ldmesh/proto.h"
 
 struct ldmeshd;
+struct l7;
 
 enum conn_kind {
 	CONN_HANDOFF,  /* reading a shim header */
@@ -77,6 +78,8 @@ struct conn {
 	uint8_t verdict_wait;   /* client TLS: waiting for the server's verdict */
 	uint8_t bufs_tls;       /* bufs is TLS-sized */
 	uint8_t l7_policy;      /* inbound: decide each HTTP request */
+	uint8_t l7_done;        /* inbound: proved not HTTP; raw from now on */
+	struct l7 *l7;          /* owned: HTTP state of an inbound connection */
 	const char *pin;      /* borrowed from the config: pinned peer identity */
 
 	uint64_t cookie;  /* outbound: the shim's id; link: listener id */
@@ -133,6 +136,8 @@ enum ud_tag {
 	UD_ADMIN_ACCEPT,
 	UD_ADMIN_RECV,
 	UD_ADMIN_SEND,
+	UD_L7_SEND,
+	UD_INJECT_SEND,
 };
 
 static inline uint64_t ud_make(enum ud_tag tag, uint32_t slot, uint32_t gen)

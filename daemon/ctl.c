@@ -42,6 +42,12 @@ int ctl_open(struct ldmeshd *d)
 		return r;
 	}
 	d->ctl_fd = s;
+	{
+		struct stat st;
+		if (stat(d->ctl_path, &st) == 0) {
+			d->ctl_ino = (unsigned long long)st.st_ino;
+		}
+	}
 	return 0;
 }
 

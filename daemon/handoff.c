@@ -61,6 +61,12 @@ int handoff_open(struct ldmeshd *d)
 		return s;
 	}
 	d->handoff_fd = s;
+	{
+		struct stat st;
+		if (stat(d->handoff_path, &st) == 0) {
+			d->handoff_ino = (unsigned long long)st.st_ino;
+		}
+	}
 	return 0;
 }
 

@@ -1203,3 +1203,8 @@ int http1_rewrite_head(const struct http1_stream *s, const char *const *drop,
 	}
 	return (int)n;
 }
+
+int http1_idle(const struct http1_stream *s)
+{
+	return s->state == ST_START;
+}

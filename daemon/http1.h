@@ -163,6 +163,10 @@ void http1_note_request_method(struct http1_stream *resp, const char *method);
  */
 void http1_set_opaque(struct http1_stream *s);
 
+/* 1 between messages: no head or body in progress (a response stream that
+ * just finished a message, or a fresh stream). */
+int http1_idle(const struct http1_stream *s);
+
 /*
  * Copies the head in s->raw to out without the headers named in drop
  * (case-insensitive, NULL-terminated list) and with extra (complete

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ldmeshd.h"
@@ -96,6 +97,16 @@ int ldmeshd_reload(struct ldmeshd *d, char *err, size_t errlen)
 	return 0;
 }
 
+/* A daemon that started while we drained owns the path now: leave it. */
+void ldmeshd_unlink_if_ours(const char *path, unsigned long long ino)
+{
+	struct stat st;
+
+	if (ino && stat(path, &st) == 0 && (unsigned long long)st.st_ino == ino) {
+		unlink(path);
+	}
+}
+
 void ldmeshd_start_drain(struct ldmeshd *d, int timeout_ms)
 {
 	if (d->draining) {
@@ -107,7 +118,7 @@ void ldmeshd_start_drain(struct ldmeshd *d, int timeout_ms)
 		 timeout_ms, d->live_by_kind[CONN_OUTBOUND] + d->live_by_kind[CONN_INBOUND]);
 	/* New shim calls now fail fast (closed), and the next daemon can bind. */
 	if (d->handoff_fd >= 0) {
-		unlink(d->handoff_path);
+		ldmeshd_unlink_if_ours(d->handoff_path, d->handoff_ino);
 		if (d->handoff_armed) {
 			d->loop->ops->cancel_fd(d->loop, d->handoff_fd);
 		}
@@ -116,6 +127,14 @@ void ldmeshd_start_drain(struct ldmeshd *d, int timeout_ms)
 		d->handoff_fd = -1;
 	}
 	listener_stop_all(d);
+	/* Let go of the listeners' registrations now, not at exit: the shims
+	 * hand their listeners to the next daemon as soon as it is up. */
+	for (uint32_t i = 0; i < d->nslots; i++) {
+		struct conn *c = d->conns[i];
+		if (c && c->kind == CONN_LINK) {
+			conn_close(d, c, 0);
+		}
+	}
 }
 
 struct loop *ldmeshd_make_loop(const struct config *cfg)

@@ -89,6 +89,7 @@ struct ldmeshd {
 	int admin_fd;            /* owned, -1 when admin_addr is "" */
 	int admin_armed;
 	char handoff_path[128], ctl_path[128];
+	unsigned long long handoff_ino, ctl_ino; /* of the socket files we made */
 	int handoff_armed, ctl_armed;
 	int64_t handoff_retry_ms, ctl_retry_ms;
 
@@ -166,6 +167,8 @@ int ldmeshd_reload(struct ldmeshd *d, char *err, size_t errlen);
 void ldmeshd_start_drain(struct ldmeshd *d, int timeout_ms);
 /* The backend the config asks for; logs a fallback to epoll. */
 struct loop *ldmeshd_make_loop(const struct config *cfg);
+/* Removes path only if it is still the socket file we created (inode). */
+void ldmeshd_unlink_if_ours(const char *path, unsigned long long ino);
 /* Runs until drained; returns the exit code. */
 int ldmeshd_run(struct ldmeshd *d);
 

@@ -144,9 +144,9 @@ int main(int argc, char **argv)
 	log_info("ldmeshd %s ready: %s, io backend %s, config %s", LDMESH_VERSION, d->runtime_dir,
 		 loop_backend_name(d->loop), d->config_file ? d->config_file : "(built-in default)");
 	r = ldmeshd_run(d);
-	unlink(d->ctl_path);
+	ldmeshd_unlink_if_ours(d->ctl_path, d->ctl_ino);
 	if (d->handoff_fd >= 0) {
-		unlink(d->handoff_path);
+		ldmeshd_unlink_if_ours(d->handoff_path, d->handoff_ino);
 	}
 	d->loop->ops->free(d->loop);
 	config_free(d->cfg);
