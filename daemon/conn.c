@@ -320,7 +320,7 @@ static int down_deliver(struct ldmeshd *d, struct conn *c)
 			if (c->state != CS_PROXY) {
 				return 1;
 			}
-			if (h->out_len) {
+			if (h->out_len || h->opaque) {
 				return down_deliver(d, c);
 			}
 		}

@@ -64,6 +64,9 @@ static void queue_inject(struct l7 *h, int code, const char *reason, const char 
 
 static int out_put(struct l7 *h, const char *buf, size_t len)
 {
+	if (!len) {
+		return 0; /* buf may be NULL then */
+	}
 	if (h->out_len + len > h->out_cap) {
 		return -ENOSPC;
 	}
