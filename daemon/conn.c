@@ -5,6 +5,8 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <sys/syscall.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stddef.h>
@@ -206,6 +208,50 @@ void conn_close(struct ldmeshd *d, struct conn *c, int abort)
 	reap_add(d, c);
 }
 
+/*
+ * Unix sockets have no RST, but closing one with unread data in its receive
+ * queue makes the peer's next read fail with ECONNRESET.  Only the app's end
+ * can put data there: during the dial we still hold it; later we borrow it
+ * from the app with pidfd_getfd(), after checking by its abstract name
+ * (ldmesh-o-<cookie>-...) that the fd number still is this connection.
+ * Without the permission (no CAP_SYS_PTRACE over the app) the app sees
+ * end-of-file instead.
+ */
+static void reset_app_side(const struct conn *c)
+{
+	struct sockaddr_un sun;
+	socklen_t len = sizeof(sun);
+	char want[40];
+	int fd = c->app_end_fd, pidfd = -1, borrowed = 0;
+
+	if (fd < 0) {
+		if (c->kind != CONN_OUTBOUND || !c->pid || c->app_fd_num < 0) {
+			return;
+		}
+		pidfd = (int)syscall(SYS_pidfd_open, (pid_t)c->pid, 0);
+		if (pidfd < 0) {
+			return;
+		}
+		fd = (int)syscall(SYS_pidfd_getfd, pidfd, c->app_fd_num, 0);
+		close(pidfd);
+		if (fd < 0) {
+			return;
+		}
+		borrowed = 1;
+		snprintf(want, sizeof(want), LDM_NAME_OUT "%016" PRIx64 "-", c->cookie);
+		if (getsockname(fd, (struct sockaddr *)&sun, &len) < 0 || sun.sun_family != AF_UNIX ||
+		    len <= offsetof(struct sockaddr_un, sun_path) + 1 + strlen(want) ||
+		    sun.sun_path[0] != '\0' || strncmp(sun.sun_path + 1, want, strlen(want))) {
+			close(fd); /* the app reused the number: not ours to touch */
+			return;
+		}
+	}
+	send(fd, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (borrowed) {
+		close(fd);
+	}
+}
+
 static void conn_free(struct ldmeshd *d, struct conn *c)
 {
 	if (c->n_fd >= 0) {
@@ -217,11 +263,8 @@ static void conn_free(struct ldmeshd *d, struct conn *c)
 		d->loop->ops->forget_fd(d->loop, c->n_fd);
 		close(c->n_fd);
 	}
-	if (c->abort && c->app_end_fd >= 0 && c->a_fd >= 0) {
-		/* Unix sockets have no RST, but closing one with unread data makes
-		 * the peer's next read fail with ECONNRESET: put a byte in our own
-		 * receive queue through the app's end, then close. */
-		send(c->app_end_fd, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (c->abort && c->a_fd >= 0) {
+		reset_app_side(c);
 	}
 	if (c->a_fd >= 0) {
 		d->loop->ops->forget_fd(d->loop, c->a_fd);
@@ -843,13 +886,15 @@ static void filler_done(struct ldmeshd *d, struct conn *c, int res)
 		}
 		return;
 	}
-	/* The app's fd is writable now; give it back a normal send buffer.  We
-	 * keep its end open: it is how a reset reaches the app (conn_free). */
+	/* The app's fd is writable now; give it back a normal send buffer.  Its
+	 * end must not stay open here, or we would never see the app close. */
 	if (c->app_end_fd >= 0) {
 		int sb = (int)(c->sndbuf / 2);
 		if (sb > 0) {
 			setsockopt(c->app_end_fd, SOL_SOCKET, SO_SNDBUF, &sb, sizeof(sb));
 		}
+		close(c->app_end_fd);
+		c->app_end_fd = -1;
 	}
 	c->state = CS_PROXY;
 	pump_both(d, c);

@@ -86,6 +86,7 @@ struct conn {
 	uint32_t pid;     /* the app's pid, when known */
 	uint32_t filler_left;
 	uint32_t sndbuf;
+	int32_t app_fd_num;    /* outbound: the app's fd number at connect() */
 	struct ldm_addr peer;  /* the remote TCP address */
 	struct ldm_addr local; /* our TCP address */
 	char peer_id[LDM_PEER_ID_MAX + 1]; /* SPIFFE ID of the peer, "" if none */

@@ -302,6 +302,7 @@ static void handle_connect(struct ldmeshd *d, struct conn *c)
 	c->peer = h->addr;
 	c->filler_left = h->filler_len;
 	c->sndbuf = h->sndbuf;
+	c->app_fd_num = h->app_fd;
 	d->stats.handoffs_total++;
 	conn_start_outbound(d, c, tcp, app_end);
 }

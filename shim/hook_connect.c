@@ -125,6 +125,7 @@ static int handoff_connect(int fd, const struct ldm_addr *dst, int *unreachable)
 	h.addr = *dst;
 	h.flags = (fl & O_NONBLOCK) ? LDM_HF_NONBLOCK : 0;
 	h.filler_len = LDM_FILLER_LEN;
+	h.app_fd = fd;
 	h.sndbuf = (uint32_t)sndbuf;
 	fds[0] = fd;
 	fds[1] = u;

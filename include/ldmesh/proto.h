@@ -83,6 +83,8 @@ struct ldm_handoff {
 	uint32_t sndbuf;     /* CONNECT: SO_SNDBUF to restore on the app end */
 	uint32_t pid;        /* the app's pid, for logs and `ldmeshctl conns` */
 	uint32_t backlog;    /* LISTEN: the app's backlog */
+	int32_t app_fd;      /* CONNECT: the app's fd number (to reach it on a reset) */
+	uint32_t reserved;
 	struct ldm_addr addr; /* CONNECT: destination; LISTEN: bound address */
 	char listen_name[LDM_LISTEN_NAME_MAX]; /* LISTEN: NUL-terminated */
 };
