@@ -1398,6 +1398,14 @@ void conn_sweep(struct ldmeshd *d, int64_t now)
 			conn_close(d, c, 1);
 			continue;
 		}
+		if (c->state == CS_PROXY && c->l7 && c->l7->held_since &&
+		    now - c->l7->held_since >= L7_DETECT_MS) {
+			l7_detect_timeout(d, c);
+			if (c->state == CS_PROXY) {
+				pump_both(d, c);
+			}
+			continue;
+		}
 		if (c->state == CS_PROXY && d->cfg->idle_timeout_ms > 0 &&
 		    now - c->last_ms >= d->cfg->idle_timeout_ms) {
 			log_debug("conn %u idle for %d ms; closing", c->slot, d->cfg->idle_timeout_ms);

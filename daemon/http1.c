@@ -759,6 +759,11 @@ static int head_byte(struct http1_stream *s, unsigned char c)
 		} else if (*aux == 0 && !is_tchar(c)) {
 			s->error = "bad method";
 			return HB_FAIL;
+		} else if (*aux == 0 && pos >= sizeof(s->head.method) - 1) {
+			/* No method is this long: a token stream of another protocol,
+			 * decided now rather than after a whole line. */
+			s->error = "method too long";
+			return HB_FAIL;
 		} else if (c < 0x21 || c > 0x7e) {
 			s->error = "bad byte in request line";
 			return HB_FAIL;

@@ -140,6 +140,9 @@ void l7_down(struct ldmeshd *d, struct conn *c)
 		enum http1_event ev;
 
 		if (!avail || h->hold || h->opaque || room <= OUT_SLACK) {
+			if (!h->opaque && !h->requests && h->req.raw_len && !h->held_since) {
+				h->held_since = now_ms();
+			}
 			return;
 		}
 		/* Body bytes fit in what is left beyond room for one head. */
@@ -153,6 +156,7 @@ void l7_down(struct ldmeshd *d, struct conn *c)
 			break;
 		case HTTP1_HEAD:
 			p->off += (uint32_t)consumed;
+			h->held_since = 0;
 			if (on_request(d, c, h) < 0) {
 				conn_close(d, c, 1);
 				return;
@@ -193,6 +197,27 @@ void l7_down(struct ldmeshd *d, struct conn *c)
 		}
 		}
 	}
+}
+
+void l7_detect_timeout(struct ldmeshd *d, struct conn *c)
+{
+	struct l7 *h = c->l7;
+	size_t consumed = 0;
+
+	h->held_since = 0;
+	if (c->l7_policy) {
+		char peer[80];
+		addr_format(&c->peer, peer, sizeof(peer));
+		log_info("no HTTP request line from %s on port %u, where HTTP rules apply; closing",
+			 peer, ntohs(c->local.port));
+		conn_close(d, c, 1);
+		return;
+	}
+	http1_set_opaque(&h->req);
+	if (http1_feed(&h->req, "", 0, &consumed) == HTTP1_OPAQUE) {
+		out_put(h, h->req.raw, h->req.raw_len);
+	}
+	h->opaque = 1;
 }
 
 void l7_up_scan(struct ldmeshd *d, struct conn *c, const char *buf, size_t len)

@@ -36,6 +36,7 @@ struct l7 {
 	char inject[256];   /* a response of ours (403, 400) for the client */
 	uint32_t inject_len;
 	uint64_t requests, denied;
+	int64_t held_since; /* first line still undecided since (ms), 0: not */
 };
 
 /* Allocates the HTTP state of an inbound connection; NULL on no memory. */
@@ -51,6 +52,15 @@ void l7_down(struct ldmeshd *d, struct conn *c);
 
 /* Follows the app's responses in buf (sent on unchanged). */
 void l7_up_scan(struct ldmeshd *d, struct conn *c, const char *buf, size_t len);
+
+/*
+ * The client has said part of a first line and gone quiet for long enough
+ * that it is not an HTTP request (a short token protocol waiting for an
+ * answer).  Turns the connection opaque, handing the held bytes on; closes
+ * it when HTTP rules apply to the port.  Called by the sweep.
+ */
+void l7_detect_timeout(struct ldmeshd *d, struct conn *c);
+#define L7_DETECT_MS 1000
 
 /* 1 when an injected response may go to the client now. */
 int l7_inject_ready(const struct l7 *h);
