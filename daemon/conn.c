@@ -426,7 +426,15 @@ static int inject(struct ldmeshd *d, struct conn *c)
 static void pump_plain(struct ldmeshd *d, struct conn *c, struct pipe *p, enum ud_tag recv_tag,
 		       enum ud_tag send_tag)
 {
-	if (p->rpending || p->spending) {
+	if (p->spending) {
+		return;
+	}
+	/* Output of the HTTP layer may be ready while a read is posted. */
+	if (p == &c->down && c->l7 && c->l7->out_off < c->l7->out_len) {
+		down_deliver(d, c);
+		return;
+	}
+	if (p->rpending) {
 		return;
 	}
 	if (p == &c->down) {
@@ -1347,6 +1355,27 @@ void conn_complete(struct ldmeshd *d, struct conn *c, enum ud_tag tag, int res)
 	}
 }
 
+void conn_detect_sweep(struct ldmeshd *d, int64_t now)
+{
+	uint32_t i;
+
+	d->l7_detect_armed = 0;
+	for (i = 0; i < d->nslots; i++) {
+		struct conn *c = d->conns[i];
+		if (!c || c->state != CS_PROXY || !c->l7 || !c->l7->held_since) {
+			continue;
+		}
+		if (now - c->l7->held_since < L7_DETECT_MS) {
+			d->l7_detect_armed = 1;
+			continue;
+		}
+		l7_detect_timeout(d, c);
+		if (c->state == CS_PROXY) {
+			pump_both(d, c);
+		}
+	}
+}
+
 void conn_sweep(struct ldmeshd *d, int64_t now)
 {
 	uint32_t i;
@@ -1396,14 +1425,6 @@ void conn_sweep(struct ldmeshd *d, int64_t now)
 				log_info("%s connection %s timed out", conn_kind_name(c->kind), peer);
 			}
 			conn_close(d, c, 1);
-			continue;
-		}
-		if (c->state == CS_PROXY && c->l7 && c->l7->held_since &&
-		    now - c->l7->held_since >= L7_DETECT_MS) {
-			l7_detect_timeout(d, c);
-			if (c->state == CS_PROXY) {
-				pump_both(d, c);
-			}
 			continue;
 		}
 		if (c->state == CS_PROXY && d->cfg->idle_timeout_ms > 0 &&

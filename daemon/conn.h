@@ -169,6 +169,8 @@ int conn_submit_send(struct ldmeshd *d, struct conn *c, int fd, const void *buf,
 void conn_start_outbound(struct ldmeshd *d, struct conn *c, int tcp_fd, int app_end_fd);
 /* Inbound: a TCP connection accepted on a listener. */
 void conn_start_inbound(struct ldmeshd *d, int tcp_fd, int listener_slot);
+/* Hands quiet, undecided first lines on as opaque bytes (l7.h). */
+void conn_detect_sweep(struct ldmeshd *d, int64_t now);
 /* Applies timeouts; called about once a second. */
 void conn_sweep(struct ldmeshd *d, int64_t now);
 

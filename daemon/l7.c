@@ -140,8 +140,10 @@ void l7_down(struct ldmeshd *d, struct conn *c)
 		enum http1_event ev;
 
 		if (!avail || h->hold || h->opaque || room <= OUT_SLACK) {
-			if (!h->opaque && !h->requests && h->req.raw_len && !h->held_since) {
+			if (!h->opaque && !h->requests && h->req.raw_len && !h->held_since &&
+			    !c->l7_policy) {
 				h->held_since = now_ms();
+				d->l7_detect_armed = 1;
 			}
 			return;
 		}
@@ -205,14 +207,6 @@ void l7_detect_timeout(struct ldmeshd *d, struct conn *c)
 	size_t consumed = 0;
 
 	h->held_since = 0;
-	if (c->l7_policy) {
-		char peer[80];
-		addr_format(&c->peer, peer, sizeof(peer));
-		log_info("no HTTP request line from %s on port %u, where HTTP rules apply; closing",
-			 peer, ntohs(c->local.port));
-		conn_close(d, c, 1);
-		return;
-	}
 	http1_set_opaque(&h->req);
 	if (http1_feed(&h->req, "", 0, &consumed) == HTTP1_OPAQUE) {
 		out_put(h, h->req.raw, h->req.raw_len);

@@ -56,11 +56,11 @@ void l7_up_scan(struct ldmeshd *d, struct conn *c, const char *buf, size_t len);
 /*
  * The client has said part of a first line and gone quiet for long enough
  * that it is not an HTTP request (a short token protocol waiting for an
- * answer).  Turns the connection opaque, handing the held bytes on; closes
- * it when HTTP rules apply to the port.  Called by the sweep.
+ * answer).  Turns the connection opaque, handing the held bytes on.  Ports
+ * with HTTP rules never get here: they wait for a whole head.
  */
 void l7_detect_timeout(struct ldmeshd *d, struct conn *c);
-#define L7_DETECT_MS 1000
+#define L7_DETECT_MS 200
 
 /* 1 when an injected response may go to the client now. */
 int l7_inject_ready(const struct l7 *h);

@@ -170,6 +170,9 @@ int ldmeshd_run(struct ldmeshd *d)
 		handoff_arm(d);
 		ctl_arm(d);
 		admin_arm(d);
+		if (d->l7_detect_armed) {
+			timeout = 50; /* undecided first lines wait L7_DETECT_MS, not a second */
+		}
 		r = d->loop->ops->run(d->loop, d->nreap ? 0 : timeout, dispatch, d);
 		if (r < 0 && r != -EINTR) {
 			log_error("event loop: %s", strerror(-r));
@@ -189,6 +192,9 @@ int ldmeshd_run(struct ldmeshd *d)
 			d->handoff_retry_ms = 0;
 		}
 		listener_arm_all(d, now);
+		if (d->l7_detect_armed) {
+			conn_detect_sweep(d, now);
+		}
 		if (now >= next_sweep) {
 			conn_sweep(d, now);
 			identity_check(d, now);

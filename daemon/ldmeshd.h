@@ -96,6 +96,7 @@ struct ldmeshd {
 	struct conn **conns; /* slot -> conn, NULL when free */
 	uint32_t nslots, live;
 	uint32_t gen_counter;
+	int l7_detect_armed; /* some connection holds an undecided first line */
 	uint32_t *free_slots;
 	uint32_t nfree;
 	uint32_t live_by_kind[6];
