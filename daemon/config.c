@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "ldmesh/common.h"
+#include "policy.h"
 
 /* A per-pod config is a few kilobytes; this only stops /dev/zero. */
 #define CFG_MAX_FILE (16u << 20)
@@ -1259,6 +1260,49 @@ static int cfg_pol_unauth(struct cfg_ctx *x, const config_setting_t *s, void *ob
 	return cfg_get_bool(x, s, &((struct config_policy *)obj)->unauthenticated);
 }
 
+/*
+ * The policy engine's own pattern check, so that whatever it would refuse
+ * at load is reported here with file:line.  Config loading is
+ * single-threaded; the buffer holds one message at a time.
+ */
+static const char *cfg_why_pattern(enum policy_pattern_kind kind, const char *v,
+				   const char *(*first)(const char *))
+{
+	static char why[256];
+	const char *w = first(v);
+
+	if (w)
+		return w;
+	if (policy_check_pattern(kind, v, why, sizeof(why)) < 0)
+		return why;
+	return NULL;
+}
+
+static const char *cfg_why_pol_principal(const char *v)
+{
+	return cfg_why_pattern(PATTERN_PRINCIPAL, v, cfg_why_principal);
+}
+
+static const char *cfg_why_pol_namespace(const char *v)
+{
+	return cfg_why_pattern(PATTERN_NAMESPACE, v, cfg_why_namespace);
+}
+
+static const char *cfg_why_pol_method(const char *v)
+{
+	return cfg_why_pattern(PATTERN_METHOD, v, cfg_why_method);
+}
+
+static const char *cfg_why_pol_path(const char *v)
+{
+	return cfg_why_pattern(PATTERN_PATH, v, cfg_why_http_path);
+}
+
+static const char *cfg_why_pol_host(const char *v)
+{
+	return cfg_why_pattern(PATTERN_HOST, v, cfg_why_host);
+}
+
 /* The string-list keys of a policy, by where they land in the struct. */
 static const struct cfg_strlist {
 	const char *key;
@@ -1266,15 +1310,15 @@ static const struct cfg_strlist {
 	const char *(*why)(const char *);
 } cfg_policy_lists[] = {
 	{ "principals", offsetof(struct config_policy, principals),
-	  offsetof(struct config_policy, n_principals), cfg_why_principal },
+	  offsetof(struct config_policy, n_principals), cfg_why_pol_principal },
 	{ "namespaces", offsetof(struct config_policy, namespaces),
-	  offsetof(struct config_policy, n_namespaces), cfg_why_namespace },
+	  offsetof(struct config_policy, n_namespaces), cfg_why_pol_namespace },
 	{ "methods", offsetof(struct config_policy, methods),
-	  offsetof(struct config_policy, n_methods), cfg_why_method },
+	  offsetof(struct config_policy, n_methods), cfg_why_pol_method },
 	{ "paths", offsetof(struct config_policy, paths),
-	  offsetof(struct config_policy, n_paths), cfg_why_http_path },
+	  offsetof(struct config_policy, n_paths), cfg_why_pol_path },
 	{ "hosts", offsetof(struct config_policy, hosts),
-	  offsetof(struct config_policy, n_hosts), cfg_why_host },
+	  offsetof(struct config_policy, n_hosts), cfg_why_pol_host },
 };
 
 static int cfg_pol_list(struct cfg_ctx *x, const config_setting_t *s, void *obj)

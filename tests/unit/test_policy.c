@@ -772,40 +772,37 @@ struct compile_case {
 	const char *want;
 };
 
+/* config.c runs the policy engine's pattern check, so these are refused at
+ * load with file:line and the key; policy_compile refuses them as well. */
 static const struct compile_case compile_cases[] = {
 	{ "policies = ( { name = \"m\"; action = \"allow\"; methods = [ \"GET\", \"get\" ]; } );",
-	  "policies[0] (m): methods[1]: method \"get\" is not uppercase" },
+	  "methods[1]: \"get\" method \"get\" is not uppercase" },
 	{ "policies = ( { name = \"a\"; action = \"deny\"; },\n"
 	  " { name = \"h\"; action = \"allow\"; hosts = [ \"a@b\" ]; } );",
-	  "policies[1] (h): hosts[0]: host \"a@b\" contains '@'" },
+	  "policies[1].hosts[0]: \"a@b\" host \"a@b\" contains '@'" },
 	{ "policies = ( { name = \"p\"; action = \"allow\"; paths = [ \"/a/../b\" ]; } );",
-	  "policies[0] (p): paths[0]: path \"/a/../b\" has a '.' or '..' segment" },
+	  "paths[0]: \"/a/../b\" path \"/a/../b\" has a '.' or '..' segment" },
 	{ "policies = ( { name = \"w\"; action = \"allow\"; methods = [ \"*\" ]; } );",
-	  "policies[0] (w): methods[0]: method \"*\" uses a wildcard" },
+	  "methods[0]: \"*\" method \"*\" uses a wildcard" },
 	{ "policies = ( { name = \"v6\"; action = \"allow\"; hosts = [ \"fd00::1\" ]; } );",
-	  "hosts[0]: host \"fd00::1\" has several ':'" },
+	  "hosts[0]: \"fd00::1\" host \"fd00::1\" has several ':'" },
 };
 
 static void test_compile_errors(void **state)
 {
-	struct policy_set *p;
 	struct config *c;
 	char err[512];
 	size_t i;
 
 	for (i = 0; i < ARRAY_SIZE(compile_cases); i++) {
-		c = config_parse(compile_cases[i].text, NAME, err, sizeof(err));
-		if (!c)
-			fail_msg("compile case %zu: config rejected first: %s", i, err);
 		err[0] = '\0';
-		p = policy_compile(c, err, sizeof(err));
-		config_free(c);
-		if (p) {
-			policy_free(p);
-			fail_msg("compile case %zu compiled", i);
+		c = config_parse(compile_cases[i].text, NAME, err, sizeof(err));
+		if (c) {
+			config_free(c);
+			fail_msg("compile case %zu: the config check let it through", i);
 		}
-		if (!strstr(err, compile_cases[i].want))
-			fail_msg("compile case %zu: \"%s\" lacks \"%s\"", i, err,
+		if (!strstr(err, NAME ":") || !strstr(err, compile_cases[i].want))
+			fail_msg("compile case %zu: \"%s\" lacks file:line or \"%s\"", i, err,
 				 compile_cases[i].want);
 	}
 }
