@@ -328,6 +328,7 @@ static void *monitor_main(void *arg)
 	struct pollfd pfd[MONITOR_MAX + 1];
 	uint64_t ids[MONITOR_MAX + 1];
 	sigset_t all;
+	int retry_ms = 200; /* doubles while the daemon stays away or refuses */
 
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
@@ -357,7 +358,13 @@ static void *monitor_main(void *arg)
 		}
 		shim_unlock(&saved);
 
-		if (poll(pfd, (nfds_t)n, down ? 200 : -1) <= 0) {
+		if (!down) {
+			retry_ms = 200;
+		}
+		if (poll(pfd, (nfds_t)n, down ? retry_ms : -1) <= 0) {
+			if (down && retry_ms < 5000) {
+				retry_ms *= 2;
+			}
 			continue;
 		}
 		if (pfd[0].revents) {
