@@ -350,7 +350,10 @@ void handoff_header_done(struct ldmeshd *d, struct conn *c, int res)
 	}
 	if (c->msg.msg_flags & MSG_CTRUNC) {
 		take_fds(c);
-		reject(d, c, "too many fds attached");
+		/* The kernel drops fds it cannot install: more than a message may
+		 * carry, or this daemon is out of file descriptors. */
+		reject(d, c, "attached fds were dropped (more than 4, or the daemon is out of "
+			     "file descriptors: see RLIMIT_NOFILE)");
 		return;
 	}
 	take_fds(c);
