@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ldmesh/addr.h"
 #include "ldmesh/addrname.h"
 #include "ldmeshd.h"
 #include "l7.h"
@@ -54,23 +55,7 @@ void addr_format(const struct ldm_addr *a, char *buf, size_t len)
 
 int addr_from_sockaddr(const struct sockaddr *sa, socklen_t len, struct ldm_addr *out)
 {
-	memset(out, 0, sizeof(*out));
-	if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
-		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-		out->family = AF_INET;
-		out->port = s4->sin_port;
-		memcpy(out->addr, &s4->sin_addr, 4);
-		return 0;
-	}
-	if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
-		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-		out->family = AF_INET6;
-		out->port = s6->sin6_port;
-		out->scope_id = s6->sin6_scope_id;
-		memcpy(out->addr, &s6->sin6_addr, 16);
-		return 0;
-	}
-	return -EAFNOSUPPORT;
+	return ldm_addr_from_sockaddr(sa, len, out);
 }
 
 socklen_t addr_to_sockaddr(const struct ldm_addr *a, struct sockaddr_storage *out)
