@@ -64,6 +64,7 @@ deps:
 	@ci/deps.sh
 
 test: deps
+	$(MAKE) format-check
 	$(MAKE) all
 	$(MAKE) asan
 	ci/test.sh
@@ -81,8 +82,11 @@ install: all
 	install -m 0644 $(BUILD)/libldmesh.so $(DESTDIR)$(PREFIX)/lib/ldmesh/
 	install -m 0644 conf/ldmesh.conf $(DESTDIR)$(PREFIX)/share/ldmesh/
 
+FORMAT_SRC := $(wildcard shim/*.[ch] daemon/*.[ch] daemon/ctl/*.[ch] include/ldmesh/*.h \
+	tests/unit/*.c tests/e2e/progs/*.[ch] tests/fuzz/*.c)
+
 format-check:
-	clang-format --dry-run --Werror $(SHIM_SRC) $(wildcard daemon/*.[ch] daemon/ctl/*.c include/ldmesh/*.h)
+	@clang-format --dry-run --Werror $(FORMAT_SRC) && echo "format-check: ok"
 
 clean:
 	rm -rf build build-asan

@@ -90,7 +90,7 @@ void admin_accept_done(struct ldmeshd *d, int res, int more)
 static void respond(struct ldmeshd *d, struct conn *c, int code, const char *reason,
 		    const char *type, struct strbuf *body, int head_only)
 {
-	struct strbuf b = { 0 };
+	struct strbuf b = {0};
 
 	sb_printf(&b,
 		  "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
@@ -120,7 +120,7 @@ static int ready(const struct ldmeshd *d)
 
 static void handle(struct ldmeshd *d, struct conn *c)
 {
-	struct strbuf body = { 0 };
+	struct strbuf body = {0};
 	char method[8], path[256];
 	int head;
 
@@ -143,8 +143,8 @@ static void handle(struct ldmeshd *d, struct conn *c)
 	} else if (!strcmp(path, "/ready")) {
 		int ok = ready(d);
 		sb_printf(&body, ok ? "ready\n" : "not ready\n");
-		respond(d, c, ok ? 200 : 503, ok ? "OK" : "Service Unavailable", "text/plain", &body,
-			head);
+		respond(d, c, ok ? 200 : 503, ok ? "OK" : "Service Unavailable", "text/plain",
+			&body, head);
 	} else if (!strcmp(path, "/live")) {
 		sb_printf(&body, "live\n");
 		respond(d, c, 200, "OK", "text/plain", &body, head);
@@ -168,7 +168,7 @@ void admin_recv_done(struct ldmeshd *d, struct conn *c, int res)
 		return;
 	}
 	if (c->ctl_got >= ADMIN_MAX_REQUEST || memchr(c->ctl_in, '\0', c->ctl_got)) {
-		struct strbuf body = { 0 };
+		struct strbuf body = {0};
 		sb_printf(&body, "request head too large\n");
 		respond(d, c, 431, "Request Header Fields Too Large", "text/plain", &body, 0);
 		return;

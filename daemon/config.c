@@ -49,16 +49,16 @@
 /* Where messages go and which file they name. */
 struct cfg_ctx {
 	const char *name; /* borrowed: file name used in messages */
-	char *err;        /* borrowed: caller's buffer, may be NULL */
+	char *err; /* borrowed: caller's buffer, may be NULL */
 	size_t errlen;
 };
 
 /* State of one top-level walk. */
 struct cfg_state {
-	struct config *c;             /* borrowed: the config being filled */
+	struct config *c; /* borrowed: the config being filled */
 	const config_setting_t *root; /* borrowed: for cross-key checks */
-	int mtls_set;                 /* inbound.mtls was written */
-	int mesh_set;                 /* outbound.mesh_networks was written */
+	int mtls_set; /* inbound.mtls was written */
+	int mesh_set; /* outbound.mesh_networks was written */
 };
 
 /* One known key of a group and what parses it into obj. */
@@ -118,8 +118,7 @@ static void cfg_path(const config_setting_t *s, char *buf, size_t len)
 	int w;
 
 	buf[0] = '\0';
-	for (; s && !config_setting_is_root(s) && n < CFG_MAX_DEPTH;
-	     s = config_setting_parent(s))
+	for (; s && !config_setting_is_root(s) && n < CFG_MAX_DEPTH; s = config_setting_parent(s))
 		chain[n++] = s;
 	while (n > 0) {
 		const config_setting_t *e = chain[--n];
@@ -128,8 +127,7 @@ static void cfg_path(const config_setting_t *s, char *buf, size_t len)
 			w = snprintf(buf + off, len - off, "%s%s", off ? "." : "",
 				     config_setting_name(e));
 		else
-			w = snprintf(buf + off, len - off, "[%d]",
-				     config_setting_index(e));
+			w = snprintf(buf + off, len - off, "[%d]", config_setting_index(e));
 		if (w < 0 || (size_t)w >= len - off)
 			break;
 		off += (size_t)w;
@@ -138,8 +136,7 @@ static void cfg_path(const config_setting_t *s, char *buf, size_t len)
 
 /* "FILE:LINE: PATH: message" */
 LDM_PRINTF(3, 4)
-static int cfg_fail(struct cfg_ctx *x, const config_setting_t *s, const char *fmt,
-		    ...)
+static int cfg_fail(struct cfg_ctx *x, const config_setting_t *s, const char *fmt, ...)
 {
 	char path[256], msg[768];
 	va_list ap;
@@ -148,8 +145,8 @@ static int cfg_fail(struct cfg_ctx *x, const config_setting_t *s, const char *fm
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	cfg_path(s, path, sizeof(path));
-	return cfg_errf(x, "%s:%u: %s%s%s", cfg_file(x, s), cfg_line(s), path,
-			path[0] ? ": " : "", msg);
+	return cfg_errf(x, "%s:%u: %s%s%s", cfg_file(x, s), cfg_line(s), path, path[0] ? ": " : "",
+			msg);
 }
 
 /*
@@ -178,7 +175,7 @@ static const char *cfg_quote(const char *v, char *buf, size_t len)
 	return buf;
 }
 
-#define CFG_Q(v) cfg_quote((v), (char[96]){ 0 }, 96)
+#define CFG_Q(v) cfg_quote((v), (char[96]){0}, 96)
 
 /* Levenshtein distance of two short names, for "did you mean". */
 static size_t cfg_distance(const char *a, const char *b)
@@ -206,8 +203,8 @@ static size_t cfg_distance(const char *a, const char *b)
 	return row[lb];
 }
 
-static int cfg_unknown(struct cfg_ctx *x, const config_setting_t *s,
-		       const struct cfg_key *keys, size_t n)
+static int cfg_unknown(struct cfg_ctx *x, const config_setting_t *s, const struct cfg_key *keys,
+		       size_t n)
 {
 	const char *name = config_setting_name(s), *best = NULL;
 	size_t i, d, bestd = 3; /* a typo, not a different word */
@@ -223,15 +220,13 @@ static int cfg_unknown(struct cfg_ctx *x, const config_setting_t *s,
 	if (best)
 		snprintf(hint, sizeof(hint), " (did you mean %s?)", best);
 	cfg_path(s, path, sizeof(path));
-	return cfg_errf(x, "%s:%u: unknown key %s%s", cfg_file(x, s), cfg_line(s),
-			path, hint);
+	return cfg_errf(x, "%s:%u: unknown key %s%s", cfg_file(x, s), cfg_line(s), path, hint);
 }
 
 /* ------------------------------------------------------------------ */
 /* Typed access                                                        */
 
-static int cfg_get_string(struct cfg_ctx *x, const config_setting_t *s,
-			  const char **out)
+static int cfg_get_string(struct cfg_ctx *x, const config_setting_t *s, const char **out)
 {
 	*out = NULL;
 	if (config_setting_type(s) != CONFIG_TYPE_STRING)
@@ -240,8 +235,8 @@ static int cfg_get_string(struct cfg_ctx *x, const config_setting_t *s,
 	return 0;
 }
 
-static int cfg_get_int(struct cfg_ctx *x, const config_setting_t *s,
-		       long long min, long long max, long long *out)
+static int cfg_get_int(struct cfg_ctx *x, const config_setting_t *s, long long min, long long max,
+		       long long *out)
 {
 	long long v;
 
@@ -251,8 +246,7 @@ static int cfg_get_int(struct cfg_ctx *x, const config_setting_t *s,
 		return cfg_fail(x, s, "expected an integer");
 	v = config_setting_get_int64(s);
 	if (v < min || v > max)
-		return cfg_fail(x, s, "must be between %lld and %lld, got %lld", min,
-				max, v);
+		return cfg_fail(x, s, "must be between %lld and %lld, got %lld", min, max, v);
 	*out = v;
 	return 0;
 }
@@ -265,16 +259,16 @@ static int cfg_get_bool(struct cfg_ctx *x, const config_setting_t *s, int *out)
 	return 0;
 }
 
-static int cfg_get_enum(struct cfg_ctx *x, const config_setting_t *s,
-			const struct cfg_enum *tab, size_t n, int *out)
+static int cfg_get_enum(struct cfg_ctx *x, const config_setting_t *s, const struct cfg_enum *tab,
+			size_t n, int *out)
 {
 	char names[128] = "";
 	const char *v;
 	size_t i, off = 0;
 
 	for (i = 0; i < n && off < sizeof(names); i++)
-		off += (size_t)snprintf(names + off, sizeof(names) - off, "%s%s",
-					i ? ", " : "", tab[i].name);
+		off += (size_t)snprintf(names + off, sizeof(names) - off, "%s%s", i ? ", " : "",
+					tab[i].name);
 	if (config_setting_type(s) != CONFIG_TYPE_STRING)
 		return cfg_fail(x, s, "expected a string, one of %s", names);
 	v = config_setting_get_string(s);
@@ -297,15 +291,13 @@ static int cfg_get_seq(struct cfg_ctx *x, const config_setting_t *s, size_t *n)
 		return cfg_fail(x, s, "expected a list [ ... ]");
 	len = config_setting_length(s);
 	if (len > CFG_MAX_LIST)
-		return cfg_fail(x, s, "has %d entries; at most %d are allowed", len,
-				CFG_MAX_LIST);
+		return cfg_fail(x, s, "has %d entries; at most %d are allowed", len, CFG_MAX_LIST);
 	*n = (size_t)len;
 	return 0;
 }
 
 /* A list of groups: ( { ... }, { ... } ); an empty [ ] is accepted too. */
-static int cfg_get_group_list(struct cfg_ctx *x, const config_setting_t *s,
-			      size_t *n)
+static int cfg_get_group_list(struct cfg_ctx *x, const config_setting_t *s, size_t *n)
 {
 	int i, len;
 
@@ -315,8 +307,7 @@ static int cfg_get_group_list(struct cfg_ctx *x, const config_setting_t *s,
 		return cfg_fail(x, s, "expected a list of groups ( { ... }, ... )");
 	len = config_setting_length(s);
 	if (len > CFG_MAX_LIST)
-		return cfg_fail(x, s, "has %d entries; at most %d are allowed", len,
-				CFG_MAX_LIST);
+		return cfg_fail(x, s, "has %d entries; at most %d are allowed", len, CFG_MAX_LIST);
 	for (i = 0; i < len; i++) {
 		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
 
@@ -328,8 +319,8 @@ static int cfg_get_group_list(struct cfg_ctx *x, const config_setting_t *s,
 }
 
 /* Walks the members of a group in file order; unknown keys are errors. */
-static int cfg_walk(struct cfg_ctx *x, const config_setting_t *grp,
-		    const struct cfg_key *keys, size_t nkeys, void *obj)
+static int cfg_walk(struct cfg_ctx *x, const config_setting_t *grp, const struct cfg_key *keys,
+		    size_t nkeys, void *obj)
 {
 	int i, len, rc = 0;
 	size_t k;
@@ -349,8 +340,7 @@ static int cfg_walk(struct cfg_ctx *x, const config_setting_t *grp,
 	return rc;
 }
 
-static int cfg_require(struct cfg_ctx *x, const config_setting_t *grp,
-		       const char *key)
+static int cfg_require(struct cfg_ctx *x, const config_setting_t *grp, const char *key)
 {
 	if (config_setting_get_member(grp, key))
 		return 0;
@@ -364,8 +354,8 @@ static int cfg_dup(struct cfg_ctx *x, const char *v, char **out)
 }
 
 /* "\"value\" why", or just "why" for an empty value. */
-static int cfg_bad_value(struct cfg_ctx *x, const config_setting_t *s,
-			 const char *v, const char *why)
+static int cfg_bad_value(struct cfg_ctx *x, const config_setting_t *s, const char *v,
+			 const char *why)
 {
 	return v[0] ? cfg_fail(x, s, "%s %s", CFG_Q(v), why) : cfg_fail(x, s, "%s", why);
 }
@@ -401,8 +391,8 @@ static const char *cfg_why_name(const char *v)
 
 static int cfg_td_char(char ch)
 {
-	return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '.' ||
-	       ch == '-' || ch == '_';
+	return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' ||
+	       ch == '_';
 }
 
 static int cfg_seg_char(char ch)
@@ -478,8 +468,8 @@ static const char *cfg_why_namespace(const char *v)
 	if (strlen(v) > 63)
 		return "is longer than 63 characters";
 	for (; *v; v++)
-		if (!((*v >= 'a' && *v <= 'z') || (*v >= '0' && *v <= '9') ||
-		      *v == '-' || *v == '*'))
+		if (!((*v >= 'a' && *v <= 'z') || (*v >= '0' && *v <= '9') || *v == '-' ||
+		      *v == '*'))
 			return "is not a namespace: use lowercase letters, digits, '-' "
 			       "and '*'";
 	return NULL;
@@ -584,8 +574,7 @@ static int cfg_cidr_parse(const char *s, struct config_cidr *out)
 		goto out;
 	c.prefix_len = c.family == AF_INET ? 32 : 128;
 	if (slash) {
-		if (cfg_digits(slash + 1, 3, &prefix) < 0 ||
-		    prefix > (unsigned long)c.prefix_len)
+		if (cfg_digits(slash + 1, 3, &prefix) < 0 || prefix > (unsigned long)c.prefix_len)
 			goto out;
 		c.prefix_len = (int)prefix;
 	}
@@ -610,7 +599,7 @@ int config_parse_cidr(const char *s, struct config_cidr *out)
 
 static int cfg_v4mapped(const uint8_t *a)
 {
-	static const uint8_t pfx[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	static const uint8_t pfx[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 	return memcmp(a, pfx, sizeof(pfx)) == 0;
 }
@@ -626,8 +615,7 @@ int config_cidr_contains(const struct config_cidr *cidr, const struct ldm_addr *
 		a = addr->addr;
 	else if (cidr->family == AF_INET6 && addr->family == AF_INET6)
 		a = addr->addr;
-	else if (cidr->family == AF_INET && addr->family == AF_INET6 &&
-		 cfg_v4mapped(addr->addr))
+	else if (cidr->family == AF_INET && addr->family == AF_INET6 && cfg_v4mapped(addr->addr))
 		/* A dual-stack socket dialling ::ffff:10.1.2.3 goes to 10.1.2.3. */
 		a = addr->addr + 12;
 	if (!a)
@@ -724,8 +712,7 @@ out:
 /* ------------------------------------------------------------------ */
 /* Lists                                                               */
 
-static int cfg_port_list(struct cfg_ctx *x, const config_setting_t *s,
-			 uint16_t **out, size_t *nout)
+static int cfg_port_list(struct cfg_ctx *x, const config_setting_t *s, uint16_t **out, size_t *nout)
 {
 	size_t i, j, n;
 	long long v;
@@ -758,8 +745,7 @@ out:
 }
 
 static int cfg_string_list(struct cfg_ctx *x, const config_setting_t *s,
-			   const char *(*why)(const char *), char ***out,
-			   size_t *nout)
+			   const char *(*why)(const char *), char ***out, size_t *nout)
 {
 	const char *v, *bad;
 	size_t i, j, n;
@@ -799,8 +785,7 @@ out:
 }
 
 /* A CIDR string, with the message naming what is wrong with it. */
-static int cfg_cidr(struct cfg_ctx *x, const config_setting_t *s,
-		    struct config_cidr *out)
+static int cfg_cidr(struct cfg_ctx *x, const config_setting_t *s, struct config_cidr *out)
 {
 	char net[INET6_ADDRSTRLEN];
 	const char *v;
@@ -825,8 +810,8 @@ out:
 	return rc;
 }
 
-static int cfg_cidr_list(struct cfg_ctx *x, const config_setting_t *s,
-			 struct config_cidr **out, size_t *nout)
+static int cfg_cidr_list(struct cfg_ctx *x, const config_setting_t *s, struct config_cidr **out,
+			 size_t *nout)
 {
 	size_t i, j, n;
 	int rc;
@@ -889,9 +874,9 @@ static int cfg_id_bundle(struct cfg_ctx *x, const config_setting_t *s, void *obj
 }
 
 static const struct cfg_key cfg_identity_keys[] = {
-	{ "cert", cfg_id_cert },
-	{ "key", cfg_id_key },
-	{ "bundle", cfg_id_bundle },
+	{"cert", cfg_id_cert},
+	{"key", cfg_id_key},
+	{"bundle", cfg_id_bundle},
 };
 
 static int cfg_identity(struct cfg_ctx *x, const config_setting_t *s, void *obj)
@@ -916,13 +901,12 @@ out:
 /* inbound { mtls; ports = ( { port; mtls; } ) }                        */
 
 static const struct cfg_enum cfg_mtls_names[] = {
-	{ "strict", CONFIG_MTLS_STRICT },
-	{ "permissive", CONFIG_MTLS_PERMISSIVE },
-	{ "disable", CONFIG_MTLS_DISABLE },
+	{"strict", CONFIG_MTLS_STRICT},
+	{"permissive", CONFIG_MTLS_PERMISSIVE},
+	{"disable", CONFIG_MTLS_DISABLE},
 };
 
-static int cfg_mtls(struct cfg_ctx *x, const config_setting_t *s,
-		    enum config_mtls *out)
+static int cfg_mtls(struct cfg_ctx *x, const config_setting_t *s, enum config_mtls *out)
 {
 	int v = 0, rc;
 
@@ -949,8 +933,8 @@ static int cfg_inport_mtls(struct cfg_ctx *x, const config_setting_t *s, void *o
 }
 
 static const struct cfg_key cfg_inport_keys[] = {
-	{ "port", cfg_inport_port },
-	{ "mtls", cfg_inport_mtls },
+	{"port", cfg_inport_port},
+	{"mtls", cfg_inport_mtls},
 };
 
 static int cfg_in_mtls(struct cfg_ctx *x, const config_setting_t *s, void *obj)
@@ -1001,8 +985,8 @@ out:
 }
 
 static const struct cfg_key cfg_inbound_keys[] = {
-	{ "mtls", cfg_in_mtls },
-	{ "ports", cfg_in_ports },
+	{"mtls", cfg_in_mtls},
+	{"ports", cfg_in_ports},
 };
 
 static int cfg_inbound(struct cfg_ctx *x, const config_setting_t *s, void *obj)
@@ -1026,8 +1010,8 @@ static int cfg_eg_ports(struct cfg_ctx *x, const config_setting_t *s, void *obj)
 }
 
 static const struct cfg_key cfg_egress_rule_keys[] = {
-	{ "cidr", cfg_eg_cidr },
-	{ "ports", cfg_eg_ports },
+	{"cidr", cfg_eg_cidr},
+	{"ports", cfg_eg_ports},
 };
 
 static int cfg_out_mesh(struct cfg_ctx *x, const config_setting_t *s, void *obj)
@@ -1041,14 +1025,13 @@ static int cfg_out_mesh(struct cfg_ctx *x, const config_setting_t *s, void *obj)
 
 static int cfg_out_egress(struct cfg_ctx *x, const config_setting_t *s, void *obj)
 {
-	static const struct cfg_enum names[] = { { "allow", 1 }, { "deny", 0 } };
+	static const struct cfg_enum names[] = {{"allow", 1}, {"deny", 0}};
 
 	return cfg_get_enum(x, s, names, ARRAY_SIZE(names),
 			    &((struct cfg_state *)obj)->c->egress_allow_all);
 }
 
-static int cfg_out_egress_allow(struct cfg_ctx *x, const config_setting_t *s,
-				void *obj)
+static int cfg_out_egress_allow(struct cfg_ctx *x, const config_setting_t *s, void *obj)
 {
 	struct config *c = ((struct cfg_state *)obj)->c;
 	size_t i, n;
@@ -1066,8 +1049,8 @@ static int cfg_out_egress_allow(struct cfg_ctx *x, const config_setting_t *s,
 	for (i = 0; i < n && rc == 0; i++) {
 		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
 
-		rc = cfg_walk(x, e, cfg_egress_rule_keys,
-			      ARRAY_SIZE(cfg_egress_rule_keys), &c->egress_allow[i]);
+		rc = cfg_walk(x, e, cfg_egress_rule_keys, ARRAY_SIZE(cfg_egress_rule_keys),
+			      &c->egress_allow[i]);
 		if (rc == 0)
 			rc = cfg_require(x, e, "cidr");
 	}
@@ -1076,9 +1059,9 @@ out:
 }
 
 static const struct cfg_key cfg_outbound_keys[] = {
-	{ "mesh_networks", cfg_out_mesh },
-	{ "egress", cfg_out_egress },
-	{ "egress_allow", cfg_out_egress_allow },
+	{"mesh_networks", cfg_out_mesh},
+	{"egress", cfg_out_egress},
+	{"egress_allow", cfg_out_egress_allow},
 };
 
 static int cfg_outbound(struct cfg_ctx *x, const config_setting_t *s, void *obj)
@@ -1132,8 +1115,7 @@ static int cfg_svc_identity(struct cfg_ctx *x, const config_setting_t *s, void *
 	return rc;
 }
 
-static int cfg_svc_endpoints(struct cfg_ctx *x, const config_setting_t *s,
-			     void *obj)
+static int cfg_svc_endpoints(struct cfg_ctx *x, const config_setting_t *s, void *obj)
 {
 	struct config_service *svc = obj;
 	const char *v;
@@ -1178,10 +1160,10 @@ out:
 }
 
 static const struct cfg_key cfg_service_keys[] = {
-	{ "name", cfg_svc_name },
-	{ "port", cfg_svc_port },
-	{ "identity", cfg_svc_identity },
-	{ "endpoints", cfg_svc_endpoints },
+	{"name", cfg_svc_name},
+	{"port", cfg_svc_port},
+	{"identity", cfg_svc_identity},
+	{"endpoints", cfg_svc_endpoints},
 };
 
 static int cfg_services(struct cfg_ctx *x, const config_setting_t *s, void *obj)
@@ -1236,9 +1218,9 @@ static int cfg_pol_name(struct cfg_ctx *x, const config_setting_t *s, void *obj)
 static int cfg_pol_action(struct cfg_ctx *x, const config_setting_t *s, void *obj)
 {
 	static const struct cfg_enum names[] = {
-		{ "allow", CONFIG_ACTION_ALLOW },
-		{ "deny", CONFIG_ACTION_DENY },
-		{ "audit", CONFIG_ACTION_AUDIT },
+		{"allow", CONFIG_ACTION_ALLOW},
+		{"deny", CONFIG_ACTION_DENY},
+		{"audit", CONFIG_ACTION_AUDIT},
 	};
 	int v = 0, rc;
 
@@ -1309,16 +1291,16 @@ static const struct cfg_strlist {
 	size_t off_v, off_n;
 	const char *(*why)(const char *);
 } cfg_policy_lists[] = {
-	{ "principals", offsetof(struct config_policy, principals),
-	  offsetof(struct config_policy, n_principals), cfg_why_pol_principal },
-	{ "namespaces", offsetof(struct config_policy, namespaces),
-	  offsetof(struct config_policy, n_namespaces), cfg_why_pol_namespace },
-	{ "methods", offsetof(struct config_policy, methods),
-	  offsetof(struct config_policy, n_methods), cfg_why_pol_method },
-	{ "paths", offsetof(struct config_policy, paths),
-	  offsetof(struct config_policy, n_paths), cfg_why_pol_path },
-	{ "hosts", offsetof(struct config_policy, hosts),
-	  offsetof(struct config_policy, n_hosts), cfg_why_pol_host },
+	{"principals", offsetof(struct config_policy, principals),
+	 offsetof(struct config_policy, n_principals), cfg_why_pol_principal},
+	{"namespaces", offsetof(struct config_policy, namespaces),
+	 offsetof(struct config_policy, n_namespaces), cfg_why_pol_namespace},
+	{"methods", offsetof(struct config_policy, methods),
+	 offsetof(struct config_policy, n_methods), cfg_why_pol_method},
+	{"paths", offsetof(struct config_policy, paths), offsetof(struct config_policy, n_paths),
+	 cfg_why_pol_path},
+	{"hosts", offsetof(struct config_policy, hosts), offsetof(struct config_policy, n_hosts),
+	 cfg_why_pol_host},
 };
 
 static int cfg_pol_list(struct cfg_ctx *x, const config_setting_t *s, void *obj)
@@ -1333,15 +1315,15 @@ static int cfg_pol_list(struct cfg_ctx *x, const config_setting_t *s, void *obj)
 }
 
 static const struct cfg_key cfg_policy_keys[] = {
-	{ "name", cfg_pol_name },
-	{ "action", cfg_pol_action },
-	{ "ports", cfg_pol_ports },
-	{ "principals", cfg_pol_list },
-	{ "namespaces", cfg_pol_list },
-	{ "methods", cfg_pol_list },
-	{ "paths", cfg_pol_list },
-	{ "hosts", cfg_pol_list },
-	{ "unauthenticated", cfg_pol_unauth },
+	{"name", cfg_pol_name},
+	{"action", cfg_pol_action},
+	{"ports", cfg_pol_ports},
+	{"principals", cfg_pol_list},
+	{"namespaces", cfg_pol_list},
+	{"methods", cfg_pol_list},
+	{"paths", cfg_pol_list},
+	{"hosts", cfg_pol_list},
+	{"unauthenticated", cfg_pol_unauth},
 };
 
 static int cfg_policies(struct cfg_ctx *x, const config_setting_t *s, void *obj)
@@ -1404,8 +1386,8 @@ static int cfg_trust_domain(struct cfg_ctx *x, const config_setting_t *s, void *
 static int cfg_runtime_dir(struct cfg_ctx *x, const config_setting_t *s, void *obj)
 {
 	/* <runtime_dir>/handoff.sock must fit in sun_path with its NUL. */
-	const size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) -
-			   sizeof("/" LDM_HANDOFF_SOCK);
+	const size_t max =
+		sizeof(((struct sockaddr_un *)0)->sun_path) - sizeof("/" LDM_HANDOFF_SOCK);
 	const char *v, *bad = NULL;
 	int rc;
 
@@ -1450,7 +1432,7 @@ out:
 
 static int cfg_policy_default(struct cfg_ctx *x, const config_setting_t *s, void *obj)
 {
-	static const struct cfg_enum names[] = { { "allow", 0 }, { "deny", 1 } };
+	static const struct cfg_enum names[] = {{"allow", 0}, {"deny", 1}};
 
 	return cfg_get_enum(x, s, names, ARRAY_SIZE(names),
 			    &((struct cfg_state *)obj)->c->default_deny);
@@ -1461,14 +1443,13 @@ static const struct cfg_tunable {
 	size_t off;
 	long long min, max;
 } cfg_tunables[] = {
-	{ "workers", offsetof(struct config, workers), 1, 64 },
-	{ "connect_timeout_ms", offsetof(struct config, connect_timeout_ms), 1,
-	  3600000 },
-	{ "idle_timeout_ms", offsetof(struct config, idle_timeout_ms), 0, INT_MAX },
-	{ "drain_timeout_ms", offsetof(struct config, drain_timeout_ms), 0, INT_MAX },
-	{ "buffer_size", offsetof(struct config, buffer_size), 4096, 1048576 },
+	{"workers", offsetof(struct config, workers), 1, 64},
+	{"connect_timeout_ms", offsetof(struct config, connect_timeout_ms), 1, 3600000},
+	{"idle_timeout_ms", offsetof(struct config, idle_timeout_ms), 0, INT_MAX},
+	{"drain_timeout_ms", offsetof(struct config, drain_timeout_ms), 0, INT_MAX},
+	{"buffer_size", offsetof(struct config, buffer_size), 4096, 1048576},
 	/* 2^24 leaves room for a generation in a 64-bit io_uring user_data. */
-	{ "max_connections", offsetof(struct config, max_connections), 1, 1 << 24 },
+	{"max_connections", offsetof(struct config, max_connections), 1, 1 << 24},
 };
 
 static int cfg_tunable(struct cfg_ctx *x, const config_setting_t *s, void *obj)
@@ -1483,8 +1464,9 @@ static int cfg_tunable(struct cfg_ctx *x, const config_setting_t *s, void *obj)
 	rc = cfg_get_int(x, s, t->min, t->max, &v);
 	if (rc == 0 && t->off == offsetof(struct config, workers) && v > 1)
 		/* Said plainly rather than silently running one loop. */
-		return cfg_errf(x, "%s:%d: workers: this release runs one event loop per "
-				   "daemon; set workers = 1",
+		return cfg_errf(x,
+				"%s:%d: workers: this release runs one event loop per "
+				"daemon; set workers = 1",
 				x->name, config_setting_source_line(s));
 	if (rc == 0)
 		*(int *)(void *)(base + t->off) = (int)v;
@@ -1494,9 +1476,9 @@ static int cfg_tunable(struct cfg_ctx *x, const config_setting_t *s, void *obj)
 static int cfg_io_backend(struct cfg_ctx *x, const config_setting_t *s, void *obj)
 {
 	static const struct cfg_enum names[] = {
-		{ "auto", CONFIG_IO_AUTO },
-		{ "io_uring", CONFIG_IO_URING },
-		{ "epoll", CONFIG_IO_EPOLL },
+		{"auto", CONFIG_IO_AUTO},
+		{"io_uring", CONFIG_IO_URING},
+		{"epoll", CONFIG_IO_EPOLL},
 	};
 	int v = 0, rc;
 
@@ -1558,7 +1540,10 @@ out:
 static int cfg_log_level(struct cfg_ctx *x, const config_setting_t *s, void *obj)
 {
 	static const struct cfg_enum names[] = {
-		{ "error", 0 }, { "warn", 1 }, { "info", 2 }, { "debug", 3 },
+		{"error", 0},
+		{"warn", 1},
+		{"info", 2},
+		{"debug", 3},
 	};
 
 	return cfg_get_enum(x, s, names, ARRAY_SIZE(names),
@@ -1566,32 +1551,35 @@ static int cfg_log_level(struct cfg_ctx *x, const config_setting_t *s, void *obj
 }
 
 static const struct cfg_key cfg_top_keys[] = {
-	{ "trust_domain", cfg_trust_domain },
-	{ "runtime_dir", cfg_runtime_dir },
-	{ "admin_addr", cfg_admin_addr },
-	{ "identity", cfg_identity },
-	{ "inbound", cfg_inbound },
-	{ "outbound", cfg_outbound },
-	{ "services", cfg_services },
-	{ "policies", cfg_policies },
-	{ "policy_default", cfg_policy_default },
-	{ "workers", cfg_tunable },
-	{ "io_backend", cfg_io_backend },
-	{ "connect_timeout_ms", cfg_tunable },
-	{ "idle_timeout_ms", cfg_tunable },
-	{ "drain_timeout_ms", cfg_tunable },
-	{ "buffer_size", cfg_tunable },
-	{ "max_connections", cfg_tunable },
-	{ "allowed_uids", cfg_allowed_uids },
-	{ "access_log", cfg_access_log },
-	{ "log_level", cfg_log_level },
+	{"trust_domain", cfg_trust_domain},
+	{"runtime_dir", cfg_runtime_dir},
+	{"admin_addr", cfg_admin_addr},
+	{"identity", cfg_identity},
+	{"inbound", cfg_inbound},
+	{"outbound", cfg_outbound},
+	{"services", cfg_services},
+	{"policies", cfg_policies},
+	{"policy_default", cfg_policy_default},
+	{"workers", cfg_tunable},
+	{"io_backend", cfg_io_backend},
+	{"connect_timeout_ms", cfg_tunable},
+	{"idle_timeout_ms", cfg_tunable},
+	{"drain_timeout_ms", cfg_tunable},
+	{"buffer_size", cfg_tunable},
+	{"max_connections", cfg_tunable},
+	{"allowed_uids", cfg_allowed_uids},
+	{"access_log", cfg_access_log},
+	{"log_level", cfg_log_level},
 };
 
 /* ------------------------------------------------------------------ */
 /* Whole config                                                        */
 
 static const char *const cfg_default_mesh[] = {
-	"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fd00::/8",
+	"10.0.0.0/8",
+	"172.16.0.0/12",
+	"192.168.0.0/16",
+	"fd00::/8",
 };
 
 static int cfg_defaults(struct cfg_ctx *x, struct cfg_state *st)
@@ -1607,8 +1595,7 @@ static int cfg_defaults(struct cfg_ctx *x, struct cfg_state *st)
 	if (rc == 0 && !c->admin_addr)
 		rc = cfg_dup(x, "0.0.0.0:4191", &c->admin_addr);
 	if (rc == 0 && !st->mesh_set) {
-		c->mesh_networks = calloc(ARRAY_SIZE(cfg_default_mesh),
-					  sizeof(*c->mesh_networks));
+		c->mesh_networks = calloc(ARRAY_SIZE(cfg_default_mesh), sizeof(*c->mesh_networks));
 		if (!c->mesh_networks) {
 			rc = cfg_oom(x);
 		} else {
@@ -1636,8 +1623,7 @@ static int cfg_cross_check(struct cfg_ctx *x, struct cfg_state *st)
 		goto out;
 	in = config_setting_get_member(st->root, "inbound");
 	if (c->inbound_mtls != CONFIG_MTLS_DISABLE) {
-		rc = cfg_fail(x, in ? config_setting_get_member(in, "mtls") : NULL,
-			      "%s %s",
+		rc = cfg_fail(x, in ? config_setting_get_member(in, "mtls") : NULL, "%s %s",
 			      cfg_mtls_names[c->inbound_mtls].name, need);
 		goto out;
 	}
@@ -1646,8 +1632,7 @@ static int cfg_cross_check(struct cfg_ctx *x, struct cfg_state *st)
 		if (c->inbound_ports[i].mtls == CONFIG_MTLS_DISABLE)
 			continue;
 		e = list ? config_setting_get_elem(list, (unsigned)i) : NULL;
-		rc = cfg_fail(x, e ? config_setting_get_member(e, "mtls") : NULL,
-			      "%s %s",
+		rc = cfg_fail(x, e ? config_setting_get_member(e, "mtls") : NULL, "%s %s",
 			      cfg_mtls_names[c->inbound_ports[i].mtls].name, need);
 		goto out;
 	}
@@ -1664,10 +1649,9 @@ out:
 	return rc;
 }
 
-static int cfg_build(struct cfg_ctx *x, const config_setting_t *root,
-		     struct config *c)
+static int cfg_build(struct cfg_ctx *x, const config_setting_t *root, struct config *c)
 {
-	struct cfg_state st = { .c = c, .root = root };
+	struct cfg_state st = {.c = c, .root = root};
 	int rc;
 
 	c->inbound_mtls = CONFIG_MTLS_DISABLE;
@@ -1703,10 +1687,10 @@ static int cfg_build(struct cfg_ctx *x, const config_setting_t *root,
  *    token, so we report it instead and never hand libconfig the text.
  */
 struct cfg_scan {
-	unsigned include_line;  /* first @include, 0 if none */
-	unsigned string_line;   /* first misplaced string, 0 if none */
+	unsigned include_line; /* first @include, 0 if none */
+	unsigned string_line; /* first misplaced string, 0 if none */
 	unsigned overflow_line; /* first out-of-range literal, 0 if none */
-	char overflow[40];      /* that literal, truncated */
+	char overflow[40]; /* that literal, truncated */
 };
 
 /* Bracket nesting tracked for the string rule; deeper is given the benefit. */
@@ -1815,14 +1799,13 @@ static void cfg_prescan(const char *p, struct cfg_scan *sc)
 			prev = '?';
 		} else if (cfg_isalpha(*p) || *p == '*') {
 			/* A name or true/false: its digits are not numbers. */
-			for (p++; cfg_isalpha(*p) || cfg_isdigit(*p) || *p == '-' ||
-				  *p == '_' || *p == '*';
+			for (p++; cfg_isalpha(*p) || cfg_isdigit(*p) || *p == '-' || *p == '_' ||
+				  *p == '*';
 			     p++)
 				;
 			prev = 'n';
-		} else if (cfg_isdigit(*p) ||
-			   ((*p == '-' || *p == '+' || *p == '.') &&
-			    (cfg_isdigit(p[1]) || p[1] == '.'))) {
+		} else if (cfg_isdigit(*p) || ((*p == '-' || *p == '+' || *p == '.') &&
+					       (cfg_isdigit(p[1]) || p[1] == '.'))) {
 			p = cfg_scan_number(p, line, sc);
 			prev = 'n';
 		} else if (*p == '[' || *p == '(' || *p == '{') {
@@ -1844,10 +1827,10 @@ static void cfg_prescan(const char *p, struct cfg_scan *sc)
  * Parses one text.  name is used in messages; keep_name stores it as
  * config->file (the built-in default has none).
  */
-static struct config *cfg_parse_text(const char *text, const char *name,
-				     int keep_name, char *err, size_t errlen)
+static struct config *cfg_parse_text(const char *text, const char *name, int keep_name, char *err,
+				     size_t errlen)
 {
-	struct cfg_ctx x = { name ? name : CFG_STRING_NAME, err, errlen };
+	struct cfg_ctx x = {name ? name : CFG_STRING_NAME, err, errlen};
 	struct cfg_scan sc;
 	struct config *c = NULL;
 	config_t lc;
@@ -1869,15 +1852,15 @@ static struct config *cfg_parse_text(const char *text, const char *name,
 		goto out;
 	}
 	if (sc.string_line) {
-		cfg_errf(&x, "%s:%u: syntax error: unexpected string; strings are "
+		cfg_errf(&x,
+			 "%s:%u: syntax error: unexpected string; strings are "
 			 "values, as in key = \"value\";",
 			 x.name, sc.string_line);
 		goto out;
 	}
 	config_init(&lc);
 	if (!config_read_string(&lc, text)) {
-		cfg_errf(&x, "%s:%d: %s",
-			 config_error_file(&lc) ? config_error_file(&lc) : x.name,
+		cfg_errf(&x, "%s:%d: %s", config_error_file(&lc) ? config_error_file(&lc) : x.name,
 			 config_error_line(&lc),
 			 config_error_text(&lc) ? config_error_text(&lc) : "parse error");
 		goto out_destroy;
@@ -1912,8 +1895,7 @@ out:
 	return c;
 }
 
-struct config *config_parse(const char *text, const char *name, char *err,
-			    size_t errlen)
+struct config *config_parse(const char *text, const char *name, char *err, size_t errlen)
 {
 	return cfg_parse_text(text, name, 1, err, errlen);
 }
@@ -1978,7 +1960,7 @@ out:
 
 struct config *config_load(const char *file, char *err, size_t errlen)
 {
-	struct cfg_ctx x = { file ? file : "(null)", err, errlen };
+	struct cfg_ctx x = {file ? file : "(null)", err, errlen};
 	struct config *c = NULL;
 	const char *nul;
 	char *text = NULL;
@@ -2007,8 +1989,7 @@ struct config *config_load(const char *file, char *err, size_t errlen)
 	if (nul) {
 		for (const char *p = text; p < nul; p++)
 			line += *p == '\n';
-		cfg_errf(&x, "%s:%u: contains a NUL byte; is this a text file?", file,
-			 line);
+		cfg_errf(&x, "%s:%u: contains a NUL byte; is this a text file?", file, line);
 		goto out_free;
 	}
 	c = cfg_parse_text(text, file, 1, err, errlen);
@@ -2047,7 +2028,7 @@ struct config *config_default(const char *runtime_dir, char *err, size_t errlen)
 		"                    \"192.168.0.0/16\", \"fd00::/8\" ];\n"
 		"  egress = \"allow\";\n"
 		"};\n";
-	struct cfg_ctx x = { CFG_DEFAULT_NAME, err, errlen };
+	struct cfg_ctx x = {CFG_DEFAULT_NAME, err, errlen};
 	struct config *c = NULL;
 	char *esc, *text = NULL;
 

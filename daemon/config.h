@@ -35,7 +35,7 @@ struct config_egress_rule {
 };
 
 struct config_service {
-	char *name;     /* owned */
+	char *name; /* owned */
 	uint16_t port;
 	char *identity; /* owned, may be NULL: no pinned server identity */
 	struct ldm_addr *endpoints; /* owned */
@@ -45,46 +45,58 @@ struct config_service {
 struct config_policy {
 	char *name; /* owned */
 	enum config_action action;
-	uint16_t *ports; size_t n_ports;       /* owned; empty: every port */
-	char **principals; size_t n_principals; /* owned strings: spiffe:// IDs,
+	uint16_t *ports;
+	size_t n_ports; /* owned; empty: every port */
+	char **principals;
+	size_t n_principals; /* owned strings: spiffe:// IDs,
 						 * "*", or a prefix ending in '*' */
-	char **namespaces; size_t n_namespaces;
-	char **methods; size_t n_methods;
-	char **paths; size_t n_paths;
-	char **hosts; size_t n_hosts;
+	char **namespaces;
+	size_t n_namespaces;
+	char **methods;
+	size_t n_methods;
+	char **paths;
+	size_t n_paths;
+	char **hosts;
+	size_t n_hosts;
 	int unauthenticated; /* 1: rule matches callers without identity */
 };
 
 struct config {
-	char *file;         /* owned; NULL for the built-in default */
+	char *file; /* owned; NULL for the built-in default */
 	char *trust_domain; /* owned */
-	char *runtime_dir;  /* owned */
-	char *admin_addr;   /* owned, "" disables the admin listener */
+	char *runtime_dir; /* owned */
+	char *admin_addr; /* owned, "" disables the admin listener */
 
 	char *cert, *key, *bundle; /* owned; NULL when identity is not set */
 
 	enum config_mtls inbound_mtls;
-	struct config_port_mtls *inbound_ports; size_t n_inbound_ports;
+	struct config_port_mtls *inbound_ports;
+	size_t n_inbound_ports;
 
-	struct config_cidr *mesh_networks; size_t n_mesh_networks;
+	struct config_cidr *mesh_networks;
+	size_t n_mesh_networks;
 	int egress_allow_all; /* outbound.egress: 1 allow, 0 deny */
-	struct config_egress_rule *egress_allow; size_t n_egress_allow;
+	struct config_egress_rule *egress_allow;
+	size_t n_egress_allow;
 
-	struct config_service *services; size_t n_services;
-	struct config_policy *policies; size_t n_policies;
+	struct config_service *services;
+	size_t n_services;
+	struct config_policy *policies;
+	size_t n_policies;
 	int default_deny; /* policy_default = "deny" */
 
 	/* Daemon tuning (top-level keys). */
-	int workers;              /* workers = 1 */
+	int workers; /* workers = 1 */
 	enum config_io io_backend; /* io_backend = "auto" | "io_uring" | "epoll" */
-	int connect_timeout_ms;   /* connect_timeout_ms = 10000 */
-	int idle_timeout_ms;      /* idle_timeout_ms = 3600000, 0 = none */
-	int drain_timeout_ms;     /* drain_timeout_ms = 30000 */
-	int buffer_size;          /* buffer_size = 32768: bytes per direction */
-	int max_connections;      /* max_connections = 100000 */
-	uid_t *allowed_uids; size_t n_allowed_uids; /* empty: any local uid */
-	char *access_log;         /* owned, NULL: off; "stderr" or a path */
-	int log_level;            /* log_level = "info": 0 error .. 3 debug */
+	int connect_timeout_ms; /* connect_timeout_ms = 10000 */
+	int idle_timeout_ms; /* idle_timeout_ms = 3600000, 0 = none */
+	int drain_timeout_ms; /* drain_timeout_ms = 30000 */
+	int buffer_size; /* buffer_size = 32768: bytes per direction */
+	int max_connections; /* max_connections = 100000 */
+	uid_t *allowed_uids;
+	size_t n_allowed_uids; /* empty: any local uid */
+	char *access_log; /* owned, NULL: off; "stderr" or a path */
+	int log_level; /* log_level = "info": 0 error .. 3 debug */
 };
 
 /*
@@ -94,8 +106,7 @@ struct config {
 struct config *config_load(const char *file, char *err, size_t errlen);
 
 /* Same as config_load, from a string (for tests and the built-in default). */
-struct config *config_parse(const char *text, const char *name, char *err,
-			    size_t errlen);
+struct config *config_parse(const char *text, const char *name, char *err, size_t errlen);
 
 /* The built-in default used when ldmeshd runs without -c. */
 struct config *config_default(const char *runtime_dir, char *err, size_t errlen);

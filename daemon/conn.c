@@ -34,7 +34,8 @@ int64_t now_ms(void)
 
 const char *conn_kind_name(enum conn_kind k)
 {
-	static const char *const names[] = { "handoff", "outbound", "inbound", "link", "ctl", "admin" };
+	static const char *const names[] = {"handoff", "outbound", "inbound",
+					    "link",    "ctl",	   "admin"};
 	return (unsigned)k < ARRAY_SIZE(names) ? names[k] : "?";
 }
 
@@ -224,7 +225,8 @@ static void reset_app_side(const struct conn *c)
 		}
 		borrowed = 1;
 		snprintf(want, sizeof(want), LDM_NAME_OUT "%016" PRIx64 "-", c->cookie);
-		if (getsockname(fd, (struct sockaddr *)&sun, &len) < 0 || sun.sun_family != AF_UNIX ||
+		if (getsockname(fd, (struct sockaddr *)&sun, &len) < 0 ||
+		    sun.sun_family != AF_UNIX ||
 		    len <= offsetof(struct sockaddr_un, sun_path) + 1 + strlen(want) ||
 		    sun.sun_path[0] != '\0' || strncmp(sun.sun_path + 1, want, strlen(want))) {
 			close(fd); /* the app reused the number: not ours to touch */
@@ -242,7 +244,7 @@ static void conn_free(struct ldmeshd *d, struct conn *c)
 	if (c->n_fd >= 0) {
 		if (c->abort) {
 			/* Propagate the failure as a reset, not a clean end. */
-			struct linger lg = { 1, 0 };
+			struct linger lg = {1, 0};
 			setsockopt(c->n_fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 		}
 		d->loop->ops->forget_fd(d->loop, c->n_fd);
@@ -327,8 +329,8 @@ static int down_deliver(struct ldmeshd *d, struct conn *c)
 	}
 	if (h) {
 		if (h->out_off < h->out_len) {
-			if (conn_submit_send(d, c, c->a_fd, h->out + h->out_off, h->out_len - h->out_off,
-					     UD_L7_SEND) < 0) {
+			if (conn_submit_send(d, c, c->a_fd, h->out + h->out_off,
+					     h->out_len - h->out_off, UD_L7_SEND) < 0) {
 				conn_close(d, c, 1);
 				return 1;
 			}
@@ -359,8 +361,8 @@ static int down_deliver(struct ldmeshd *d, struct conn *c)
 		return 0;
 	}
 	if (p->off < p->len) {
-		if (conn_submit_send(d, c, c->a_fd, p->buf + p->off, p->len - p->off, UD_DOWN_SEND) <
-		    0) {
+		if (conn_submit_send(d, c, c->a_fd, p->buf + p->off, p->len - p->off,
+				     UD_DOWN_SEND) < 0) {
 			conn_close(d, c, 1);
 			return 1;
 		}
@@ -427,7 +429,8 @@ static void pump_plain(struct ldmeshd *d, struct conn *c, struct pipe *p, enum u
 			return;
 		}
 	} else if (p->off < p->len) {
-		if (conn_submit_send(d, c, p->dst, p->buf + p->off, p->len - p->off, send_tag) < 0) {
+		if (conn_submit_send(d, c, p->dst, p->buf + p->off, p->len - p->off, send_tag) <
+		    0) {
 			conn_close(d, c, 1);
 			return;
 		}
@@ -461,8 +464,8 @@ static void net_flush(struct ldmeshd *d, struct conn *c)
 	}
 	if (c->nout_off == c->nout_len) {
 		c->nout_off = 0;
-		c->nout_len = (uint32_t)tls_conn_out_take(c->tls, c->nout,
-							  (size_t)d->cfg->buffer_size);
+		c->nout_len =
+			(uint32_t)tls_conn_out_take(c->tls, c->nout, (size_t)d->cfg->buffer_size);
 		if (!c->nout_len) {
 			return;
 		}
@@ -477,8 +480,7 @@ static void net_flush(struct ldmeshd *d, struct conn *c)
 
 static int net_idle(const struct conn *c)
 {
-	return !c->nout_spending && c->nout_off == c->nout_len &&
-	       tls_conn_out_pending(c->tls) == 0;
+	return !c->nout_spending && c->nout_off == c->nout_len && tls_conn_out_pending(c->tls) == 0;
 }
 
 static void net_want_input(struct ldmeshd *d, struct conn *c)
@@ -529,8 +531,8 @@ static void pump_tls_up(struct ldmeshd *d, struct conn *c)
 		return;
 	}
 	if (!p->rpending) {
-		if (conn_submit_recv(d, c, c->a_fd, p->buf, (size_t)d->cfg->buffer_size, UD_UP_RECV) <
-		    0) {
+		if (conn_submit_recv(d, c, c->a_fd, p->buf, (size_t)d->cfg->buffer_size,
+				     UD_UP_RECV) < 0) {
 			conn_close(d, c, 1);
 			return;
 		}
@@ -834,9 +836,9 @@ static void outbound_ready(struct ldmeshd *d, struct conn *c)
 	}
 	c->state = CS_FILLER;
 	if (conn_submit_recv(d, c, c->a_fd, c->up.buf,
-			     c->filler_left < (uint32_t)d->cfg->buffer_size ?
-				     c->filler_left :
-				     (uint32_t)d->cfg->buffer_size,
+			     c->filler_left < (uint32_t)d->cfg->buffer_size
+				     ? c->filler_left
+				     : (uint32_t)d->cfg->buffer_size,
 			     UD_FILLER_RECV) < 0) {
 		conn_close(d, c, 1);
 	}
@@ -874,7 +876,8 @@ static void filler_done(struct ldmeshd *d, struct conn *c, int res)
 	}
 	c->filler_left -= (uint32_t)res < c->filler_left ? (uint32_t)res : c->filler_left;
 	if (c->filler_left) {
-		if (conn_submit_recv(d, c, c->a_fd, c->up.buf, c->filler_left, UD_FILLER_RECV) < 0) {
+		if (conn_submit_recv(d, c, c->a_fd, c->up.buf, c->filler_left, UD_FILLER_RECV) <
+		    0) {
 			conn_close(d, c, 1);
 		}
 		return;
@@ -1062,7 +1065,7 @@ static void connect_app(struct ldmeshd *d, struct conn *c)
  */
 static void inbound_admit(struct ldmeshd *d, struct conn *c)
 {
-	struct policy_request req = { 0 };
+	struct policy_request req = {0};
 	struct policy_result res;
 
 	req.principal = c->peer_id;
@@ -1136,8 +1139,8 @@ static void detect_done(struct ldmeshd *d, struct conn *c, int res)
 		return;
 	}
 	if (port_mtls(d, c->local.port) == CONFIG_MTLS_STRICT) {
-		log_warn("inbound plaintext connection from %s refused: port %u requires mTLS", peer,
-			 ntohs(c->local.port));
+		log_warn("inbound plaintext connection from %s refused: port %u requires mTLS",
+			 peer, ntohs(c->local.port));
 		d->stats.plaintext_refused_total++;
 		conn_close(d, c, 1);
 		return;
@@ -1170,7 +1173,7 @@ static void detect_timeout(struct ldmeshd *d, struct conn *c)
  */
 static void bind_inbound_name(const struct conn *c)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	char *p = sun.sun_path + 1;
 	size_t left = sizeof(sun.sun_path) - 1;
 	int w;
@@ -1244,9 +1247,9 @@ void conn_start_inbound(struct ldmeshd *d, int tcp_fd, int listener_slot)
 		return;
 	}
 	c->state = CS_DETECT;
-	c->deadline_ms = now_ms() + (port_mtls(d, c->local.port) == CONFIG_MTLS_PERMISSIVE ?
-					     DETECT_TIMEOUT_MS :
-					     d->cfg->connect_timeout_ms);
+	c->deadline_ms = now_ms() + (port_mtls(d, c->local.port) == CONFIG_MTLS_PERMISSIVE
+					     ? DETECT_TIMEOUT_MS
+					     : d->cfg->connect_timeout_ms);
 	if (conn_submit_recv(d, c, tcp_fd, c->down.buf + PREAMBLE_ROOM,
 			     (size_t)d->cfg->buffer_size - PREAMBLE_ROOM, UD_DETECT_RECV) < 0) {
 		conn_close(d, c, 1);
@@ -1387,8 +1390,8 @@ void conn_sweep(struct ldmeshd *d, int64_t now)
 			addr_format(&c->peer, peer, sizeof(peer));
 			if (c->state == CS_TLS_HS) {
 				int out = c->kind == CONN_OUTBOUND;
-				log_warn("%s TLS handshake with %s timed out", out ? "outbound" : "inbound",
-					 peer);
+				log_warn("%s TLS handshake with %s timed out",
+					 out ? "outbound" : "inbound", peer);
 				d->stats.handshake_errors_total[out][TLS_PROTOCOL]++;
 				if (out) {
 					handoff_record_dial(d, c, -ETIMEDOUT);
@@ -1407,14 +1410,16 @@ void conn_sweep(struct ldmeshd *d, int64_t now)
 					d->stats.ctl_errors_total++;
 				}
 			} else {
-				log_info("%s connection %s timed out", conn_kind_name(c->kind), peer);
+				log_info("%s connection %s timed out", conn_kind_name(c->kind),
+					 peer);
 			}
 			conn_close(d, c, 1);
 			continue;
 		}
 		if (c->state == CS_PROXY && d->cfg->idle_timeout_ms > 0 &&
 		    now - c->last_ms >= d->cfg->idle_timeout_ms) {
-			log_debug("conn %u idle for %d ms; closing", c->slot, d->cfg->idle_timeout_ms);
+			log_debug("conn %u idle for %d ms; closing", c->slot,
+				  d->cfg->idle_timeout_ms);
 			conn_close(d, c, 1);
 		}
 	}

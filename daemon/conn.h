@@ -19,36 +19,36 @@ struct ldmeshd;
 struct l7;
 
 enum conn_kind {
-	CONN_HANDOFF,  /* reading a shim header */
+	CONN_HANDOFF, /* reading a shim header */
 	CONN_OUTBOUND, /* app -> daemon -> remote */
-	CONN_INBOUND,  /* remote -> daemon -> app */
-	CONN_LINK,     /* a listener's registration link */
-	CONN_CTL,      /* a control-socket client */
-	CONN_ADMIN,    /* an HTTP client of the admin listener */
+	CONN_INBOUND, /* remote -> daemon -> app */
+	CONN_LINK, /* a listener's registration link */
+	CONN_CTL, /* a control-socket client */
+	CONN_ADMIN, /* an HTTP client of the admin listener */
 };
 
 enum conn_state {
-	CS_HEADER,     /* handoff: waiting for the header */
-	CS_DIAL,       /* outbound: connecting the app's socket */
-	CS_FILLER,     /* outbound: discarding the shim's filler */
-	CS_DETECT,     /* inbound: waiting for the first bytes (TLS or not) */
-	CS_TLS_HS,     /* TLS handshake with the peer daemon */
-	CS_APP_DIAL,   /* inbound: connecting to the app's Unix listener */
-	CS_PROXY,      /* bytes flow both ways */
-	CS_LINK,       /* link: waiting for end-of-file */
-	CS_CTL_READ,   /* ctl: reading the request */
-	CS_CTL_WRITE,  /* ctl/admin: writing the answer */
-	CS_CLOSING,    /* waiting for in-flight operations, then freed */
+	CS_HEADER, /* handoff: waiting for the header */
+	CS_DIAL, /* outbound: connecting the app's socket */
+	CS_FILLER, /* outbound: discarding the shim's filler */
+	CS_DETECT, /* inbound: waiting for the first bytes (TLS or not) */
+	CS_TLS_HS, /* TLS handshake with the peer daemon */
+	CS_APP_DIAL, /* inbound: connecting to the app's Unix listener */
+	CS_PROXY, /* bytes flow both ways */
+	CS_LINK, /* link: waiting for end-of-file */
+	CS_CTL_READ, /* ctl: reading the request */
+	CS_CTL_WRITE, /* ctl/admin: writing the answer */
+	CS_CLOSING, /* waiting for in-flight operations, then freed */
 };
 
 /* One direction of a proxied connection: src -> buf -> dst. */
 struct pipe {
-	char *buf;      /* borrowed from conn->bufs */
+	char *buf; /* borrowed from conn->bufs */
 	uint32_t len, off; /* bytes in buf; bytes already sent */
-	uint8_t eof;    /* src said end-of-file */
-	uint8_t shut;   /* dst got shutdown(SHUT_WR) */
+	uint8_t eof; /* src said end-of-file */
+	uint8_t shut; /* dst got shutdown(SHUT_WR) */
 	uint8_t rpending, spending;
-	int src, dst;   /* borrowed from the conn */
+	int src, dst; /* borrowed from the conn */
 	uint64_t bytes;
 };
 
@@ -57,42 +57,42 @@ struct conn {
 	uint32_t slot;
 	enum conn_kind kind;
 	enum conn_state state;
-	int a_fd;       /* Unix socket to the app (handoff/ctl/link socket) */
-	int n_fd;       /* TCP socket to the network */
+	int a_fd; /* Unix socket to the app (handoff/ctl/link socket) */
+	int n_fd; /* TCP socket to the network */
 	int app_end_fd; /* outbound: the app's end of a_fd, until the dial ends */
-	int inflight;   /* operations the loop still owns */
-	int abort;      /* closing because of an error: reset the TCP side */
-	struct pipe up;   /* app -> network */
+	int inflight; /* operations the loop still owns */
+	int abort; /* closing because of an error: reset the TCP side */
+	struct pipe up; /* app -> network */
 	struct pipe down; /* network -> app */
-	char *bufs;       /* 2 (plain) or 4 (TLS) * buffer_size */
+	char *bufs; /* 2 (plain) or 4 (TLS) * buffer_size */
 
 	/* TLS: the network side goes through tls; nin/nout hold ciphertext. */
 	struct tls_conn *tls; /* owned, NULL for plaintext */
-	char *nin, *nout;     /* borrowed from bufs */
+	char *nin, *nout; /* borrowed from bufs */
 	uint32_t nout_len, nout_off;
 	uint8_t nin_rpending, nout_spending, net_eof, notify_sent;
-	uint8_t tls_wanted;   /* outbound to a mesh destination, with an identity */
-	uint8_t in_mesh;      /* outbound: destination in mesh_networks or services */
+	uint8_t tls_wanted; /* outbound to a mesh destination, with an identity */
+	uint8_t in_mesh; /* outbound: destination in mesh_networks or services */
 	uint8_t handshake_failed;
 	uint8_t detect_expired; /* permissive detection timed out */
-	uint8_t verdict_wait;   /* client TLS: waiting for the server's verdict */
-	uint8_t bufs_tls;       /* bufs is TLS-sized */
-	uint8_t l7_policy;      /* inbound: decide each HTTP request */
-	uint8_t l7_done;        /* inbound: proved not HTTP; raw from now on */
-	struct l7 *l7;          /* owned: HTTP state of an inbound connection */
-	const char *pin;      /* borrowed from the config: pinned peer identity */
+	uint8_t verdict_wait; /* client TLS: waiting for the server's verdict */
+	uint8_t bufs_tls; /* bufs is TLS-sized */
+	uint8_t l7_policy; /* inbound: decide each HTTP request */
+	uint8_t l7_done; /* inbound: proved not HTTP; raw from now on */
+	struct l7 *l7; /* owned: HTTP state of an inbound connection */
+	const char *pin; /* borrowed from the config: pinned peer identity */
 
-	uint64_t cookie;  /* outbound: the shim's id; link: listener id */
-	uint32_t pid;     /* the app's pid, when known */
+	uint64_t cookie; /* outbound: the shim's id; link: listener id */
+	uint32_t pid; /* the app's pid, when known */
 	uint32_t filler_left;
 	uint32_t sndbuf;
-	int32_t app_fd_num;    /* outbound: the app's fd number at connect() */
-	struct ldm_addr peer;  /* the remote TCP address */
+	int32_t app_fd_num; /* outbound: the app's fd number at connect() */
+	struct ldm_addr peer; /* the remote TCP address */
 	struct ldm_addr local; /* our TCP address */
 	char peer_id[LDM_PEER_ID_MAX + 1]; /* SPIFFE ID of the peer, "" if none */
 	struct sockaddr_storage dial_sa; /* connect() target; must outlive the op */
 	socklen_t dial_len;
-	int listener_slot;     /* inbound/link: which listener */
+	int listener_slot; /* inbound/link: which listener */
 
 	/* handoff / ctl input */
 	struct ldm_handoff hdr;
@@ -103,10 +103,10 @@ struct conn {
 		char buf[CMSG_SPACE(sizeof(int) * 4)];
 		struct cmsghdr align;
 	} cmsg;
-	int hfds[4];   /* owned: fds received with a handoff header */
+	int hfds[4]; /* owned: fds received with a handoff header */
 	int nhfds;
 	uint32_t peer_uid;
-	char *ctl_in;  /* owned, LDM_CTL_MAX_REQUEST + 1 */
+	char *ctl_in; /* owned, LDM_CTL_MAX_REQUEST + 1 */
 	uint32_t ctl_got;
 	char *ctl_out; /* owned answer */
 	size_t ctl_out_len, ctl_out_off;
@@ -145,9 +145,18 @@ static inline uint64_t ud_make(enum ud_tag tag, uint32_t slot, uint32_t gen)
 {
 	return ((uint64_t)tag << 56) | ((uint64_t)(slot & 0xffffff) << 32) | gen;
 }
-static inline enum ud_tag ud_tag(uint64_t ud) { return (enum ud_tag)(ud >> 56); }
-static inline uint32_t ud_slot(uint64_t ud) { return (uint32_t)(ud >> 32) & 0xffffff; }
-static inline uint32_t ud_gen(uint64_t ud) { return (uint32_t)ud; }
+static inline enum ud_tag ud_tag(uint64_t ud)
+{
+	return (enum ud_tag)(ud >> 56);
+}
+static inline uint32_t ud_slot(uint64_t ud)
+{
+	return (uint32_t)(ud >> 32) & 0xffffff;
+}
+static inline uint32_t ud_gen(uint64_t ud)
+{
+	return (uint32_t)ud;
+}
 
 /* Allocates a conn of `kind` owning a_fd; NULL when out of slots or memory. */
 struct conn *conn_new(struct ldmeshd *d, enum conn_kind kind, int a_fd);

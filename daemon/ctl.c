@@ -22,7 +22,7 @@
 
 int ctl_open(struct ldmeshd *d)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	int s;
 
 	s = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -73,7 +73,7 @@ static void answer(struct ldmeshd *d, struct conn *c, struct strbuf *b)
 
 static void answer_err(struct ldmeshd *d, struct conn *c, const char *msg)
 {
-	struct strbuf b = { 0 };
+	struct strbuf b = {0};
 
 	sb_printf(&b, "ERR %s\n", msg);
 	answer(d, c, &b);
@@ -126,7 +126,7 @@ static void identity_status(struct ldmeshd *d, struct strbuf *b, int json)
 	char until[32] = "";
 	struct tm tm;
 	int i, dir;
-	static const char *const dirs[] = { "inbound", "outbound" };
+	static const char *const dirs[] = {"inbound", "outbound"};
 
 	if (info) {
 		gmtime_r(&info->not_after, &tm);
@@ -139,25 +139,28 @@ static void identity_status(struct ldmeshd *d, struct strbuf *b, int json)
 		} else {
 			sb_printf(b, "{\"spiffe_id\":");
 			sb_json_str(b, info->id);
-			sb_printf(b, ",\"serial\":\"%s\",\"not_after\":\"%s\",\"expired\":%s,"
-				     "\"roots\":%d,\"bundle\":",
-				  info->serial, until, time(NULL) >= info->not_after ? "true" : "false",
-				  info->n_roots);
+			sb_printf(b,
+				  ",\"serial\":\"%s\",\"not_after\":\"%s\",\"expired\":%s,"
+				  "\"roots\":%d,\"bundle\":",
+				  info->serial, until,
+				  time(NULL) >= info->not_after ? "true" : "false", info->n_roots);
 			sb_json_str(b, info->roots);
 			sb_printf(b, "}");
 		}
 		sb_printf(b, ",\"handshakes\":{");
 		for (dir = 0; dir < 2; dir++) {
-			sb_printf(b, "%s\"%s\":{\"ok\":%" PRIu64 ",\"resumed\":%" PRIu64, dir ? "," : "",
-				  dirs[dir], d->stats.handshakes_total[dir],
+			sb_printf(b, "%s\"%s\":{\"ok\":%" PRIu64 ",\"resumed\":%" PRIu64,
+				  dir ? "," : "", dirs[dir], d->stats.handshakes_total[dir],
 				  d->stats.handshakes_resumed_total[dir]);
 			for (i = 1; i < TLS_REASON_COUNT; i++) {
-				sb_printf(b, ",\"%s\":%" PRIu64, tls_reason_name((enum tls_reason)i),
+				sb_printf(b, ",\"%s\":%" PRIu64,
+					  tls_reason_name((enum tls_reason)i),
 					  d->stats.handshake_errors_total[dir][i]);
 			}
 			sb_printf(b, "}");
 		}
-		sb_printf(b, "},\"plaintext_refused_total\":%" PRIu64, d->stats.plaintext_refused_total);
+		sb_printf(b, "},\"plaintext_refused_total\":%" PRIu64,
+			  d->stats.plaintext_refused_total);
 		return;
 	}
 	if (!info) {
@@ -166,14 +169,17 @@ static void identity_status(struct ldmeshd *d, struct strbuf *b, int json)
 	}
 	sb_printf(b, "identity      %s\n", info->id);
 	sb_printf(b, "  serial      %s\n", info->serial);
-	sb_printf(b, "  not after   %s%s\n", until, time(NULL) >= info->not_after ? "  EXPIRED" : "");
+	sb_printf(b, "  not after   %s%s\n", until,
+		  time(NULL) >= info->not_after ? "  EXPIRED" : "");
 	sb_printf(b, "  bundle      %d root(s): %s\n", info->n_roots, info->roots);
 	for (dir = 0; dir < 2; dir++) {
 		uint64_t failed = 0;
 		for (i = 1; i < TLS_REASON_COUNT; i++) {
 			failed += d->stats.handshake_errors_total[dir][i];
 		}
-		sb_printf(b, "handshakes    %-8s %" PRIu64 " ok (%" PRIu64 " resumed), %" PRIu64 " failed",
+		sb_printf(b,
+			  "handshakes    %-8s %" PRIu64 " ok (%" PRIu64 " resumed), %" PRIu64
+			  " failed",
 			  dirs[dir], d->stats.handshakes_total[dir],
 			  d->stats.handshakes_resumed_total[dir], failed);
 		for (i = 1; i < TLS_REASON_COUNT; i++) {
@@ -184,7 +190,8 @@ static void identity_status(struct ldmeshd *d, struct strbuf *b, int json)
 		}
 		sb_printf(b, "\n");
 	}
-	sb_printf(b, "plaintext     %" PRIu64 " refused on strict ports\n", d->stats.plaintext_refused_total);
+	sb_printf(b, "plaintext     %" PRIu64 " refused on strict ports\n",
+		  d->stats.plaintext_refused_total);
 }
 
 static void status(struct ldmeshd *d, struct strbuf *b, int json)
@@ -194,7 +201,9 @@ static void status(struct ldmeshd *d, struct strbuf *b, int json)
 	int i, first = 1;
 
 	if (json) {
-		sb_printf(b, "{\"version\":\"%s\",\"pid\":%d,\"uptime_s\":%" PRId64 ",\"config_file\":",
+		sb_printf(b,
+			  "{\"version\":\"%s\",\"pid\":%d,\"uptime_s\":%" PRId64
+			  ",\"config_file\":",
 			  LDMESH_VERSION, (int)getpid(), up);
 		sb_json_str(b, file);
 		sb_printf(b, ",\"runtime_dir\":");
@@ -213,8 +222,8 @@ static void status(struct ldmeshd *d, struct strbuf *b, int json)
 		identity_status(d, b, 1);
 		sb_printf(b, ",\"listeners\":[");
 	} else {
-		sb_printf(b, "ldmeshd %s  pid %d  up %" PRId64 "s%s\n", LDMESH_VERSION, (int)getpid(),
-			  up, d->draining ? "  DRAINING" : "");
+		sb_printf(b, "ldmeshd %s  pid %d  up %" PRId64 "s%s\n", LDMESH_VERSION,
+			  (int)getpid(), up, d->draining ? "  DRAINING" : "");
 		sb_printf(b, "config        %s\n", file);
 		sb_printf(b, "runtime dir   %s\n", d->runtime_dir);
 		sb_printf(b, "io backend    %s\n", loop_backend_name(d->loop));
@@ -222,7 +231,9 @@ static void status(struct ldmeshd *d, struct strbuf *b, int json)
 		sb_printf(b, "connections   %u live (outbound %u, inbound %u)\n",
 			  d->live_by_kind[CONN_OUTBOUND] + d->live_by_kind[CONN_INBOUND],
 			  d->live_by_kind[CONN_OUTBOUND], d->live_by_kind[CONN_INBOUND]);
-		sb_printf(b, "handoffs      %" PRIu64 " (rejected %" PRIu64 ", failed dials %" PRIu64 ")\n",
+		sb_printf(b,
+			  "handoffs      %" PRIu64 " (rejected %" PRIu64 ", failed dials %" PRIu64
+			  ")\n",
 			  d->stats.handoffs_total, d->stats.handoff_errors_total,
 			  d->stats.dial_errors_total);
 		identity_status(d, b, 0);
@@ -237,7 +248,9 @@ static void status(struct ldmeshd *d, struct strbuf *b, int json)
 		}
 		addr_format(&l->addr, where, sizeof(where));
 		if (json) {
-			sb_printf(b, "%s{\"addr\":\"%s\",\"pid\":%u,\"processes\":%d,\"accepted\":%" PRIu64 "}",
+			sb_printf(b,
+				  "%s{\"addr\":\"%s\",\"pid\":%u,\"processes\":%d,\"accepted\":"
+				  "%" PRIu64 "}",
 				  first ? "" : ",", where, l->pid, l->links, l->accepted);
 		} else {
 			sb_printf(b, "  %-28s pid %-8u accepted %" PRIu64 "\n", where, l->pid,
@@ -280,19 +293,24 @@ static void conns(struct ldmeshd *d, struct strbuf *b, int json)
 		out = c->up.bytes;
 		if (json) {
 			sb_printf(b,
-				  "%s{\"direction\":\"%s\",\"local_addr\":\"%s\",\"peer_addr\":\"%s\","
+				  "%s{\"direction\":\"%s\",\"local_addr\":\"%s\",\"peer_addr\":\"%"
+				  "s\","
 				  "\"peer_id\":",
 				  first ? "" : ",", conn_kind_name(c->kind), local, peer);
 			sb_json_str(b, c->peer_id);
 			sb_printf(b,
-				  ",\"tls\":%s,\"tls_version\":\"%s\",\"state\":\"%s\",\"bytes_in\":%" PRIu64
-				  ",\"bytes_out\":%" PRIu64 ",\"age_ms\":%" PRId64 ",\"pid\":%u}",
-				  tlsv[0] ? "true" : "false", tlsv, state, in, out, now - c->started_ms,
-				  c->pid);
+				  ",\"tls\":%s,\"tls_version\":\"%s\",\"state\":\"%s\",\"bytes_"
+				  "in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ",\"age_ms\":%" PRId64
+				  ",\"pid\":%u}",
+				  tlsv[0] ? "true" : "false", tlsv, state, in, out,
+				  now - c->started_ms, c->pid);
 		} else {
-			sb_printf(b, "%-9s %-26s %-26s %-8s %-7s %12" PRIu64 " %12" PRIu64 " %9" PRId64 " %s\n",
-				  conn_kind_name(c->kind), local, peer, state, tlsv[0] ? tlsv : "no", in, out,
-				  now - c->started_ms, c->peer_id[0] ? c->peer_id : "-");
+			sb_printf(b,
+				  "%-9s %-26s %-26s %-8s %-7s %12" PRIu64 " %12" PRIu64 " %9" PRId64
+				  " %s\n",
+				  conn_kind_name(c->kind), local, peer, state,
+				  tlsv[0] ? tlsv : "no", in, out, now - c->started_ms,
+				  c->peer_id[0] ? c->peer_id : "-");
 		}
 		first = 0;
 	}
@@ -305,7 +323,7 @@ static void conns(struct ldmeshd *d, struct strbuf *b, int json)
  * decision, without sending traffic. */
 static int policy_check(struct ldmeshd *d, struct strbuf *b, int json, char **w, int n)
 {
-	struct policy_request req = { 0 };
+	struct policy_request req = {0};
 	struct policy_result res;
 	char *end;
 	long port;
@@ -336,8 +354,8 @@ static int policy_check(struct ldmeshd *d, struct strbuf *b, int json, char **w,
 		}
 		sb_printf(b, "]}\n");
 	} else {
-		sb_printf(b, "decision %s\nrule     %s\n", res.decision == POLICY_ALLOW ? "allow" : "deny",
-			  res.rule);
+		sb_printf(b, "decision %s\nrule     %s\n",
+			  res.decision == POLICY_ALLOW ? "allow" : "deny", res.rule);
 		for (i = 0; i < res.n_audit; i++) {
 			sb_printf(b, "audit    %s\n", res.audit[i]);
 		}
@@ -349,7 +367,7 @@ static void handle(struct ldmeshd *d, struct conn *c, char *line)
 {
 	char *words[8];
 	int n = 0, json;
-	struct strbuf b = { 0 };
+	struct strbuf b = {0};
 	char *save = NULL, *w;
 
 	for (w = strtok_r(line, " \t", &save); w && n < (int)ARRAY_SIZE(words);
@@ -380,15 +398,17 @@ static void handle(struct ldmeshd *d, struct conn *c, char *line)
 	} else if (!strcmp(words[2], "policy-check")) {
 		if (policy_check(d, &b, json, words + 3, n - 3) < 0) {
 			sb_fini(&b);
-			answer_err(d, c, "usage: policy-check FROM PORT METHOD PATH ('-' for absent)");
+			answer_err(d, c,
+				   "usage: policy-check FROM PORT METHOD PATH ('-' for absent)");
 			return;
 		}
 	} else if (!strcmp(words[2], "drain")) {
 		int secs = n > 3 ? atoi(words[3]) : 0;
 		int ms = secs > 0 ? secs * 1000 : d->cfg->drain_timeout_ms;
 		ldmeshd_start_drain(d, ms);
-		sb_printf(&b, json ? "{\"draining\":true,\"timeout_ms\":%d}\n" :
-				     "draining (up to %d ms)\n",
+		sb_printf(&b,
+			  json ? "{\"draining\":true,\"timeout_ms\":%d}\n"
+			       : "draining (up to %d ms)\n",
 			  ms);
 	} else {
 		char msg[128];

@@ -45,7 +45,9 @@ void policy_account(struct ldmeshd *d, const struct policy_request *req,
 	for (i = 0; i < res->n_audit; i++) {
 		count(d, res->audit[i], req->port, 2);
 		log_info("policy audit: rule %s matched %s on port %u%s%s%s%s (decision %s by %s)",
-			 res->audit[i], req->principal && req->principal[0] ? req->principal : "an unauthenticated caller",
+			 res->audit[i],
+			 req->principal && req->principal[0] ? req->principal
+							     : "an unauthenticated caller",
 			 req->port, req->method ? " " : "", req->method ? req->method : "",
 			 req->path ? " " : "", req->path ? req->path : "",
 			 res->decision == POLICY_ALLOW ? "allow" : "deny", res->rule);

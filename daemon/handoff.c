@@ -21,7 +21,7 @@
 
 static int unix_listen_at(const char *path, mode_t mode)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	char tmp[sizeof(sun.sun_path)];
 	int s;
 
@@ -104,8 +104,8 @@ static void arm_header_recv(struct ldmeshd *d, struct conn *c)
 	c->msg.msg_iovlen = 1;
 	c->msg.msg_control = c->cmsg.buf;
 	c->msg.msg_controllen = sizeof(c->cmsg.buf);
-	if (d->loop->ops->recvmsg(d->loop, c->a_fd, &c->msg, ud_make(UD_HDR_RECV, c->slot, c->gen)) <
-	    0) {
+	if (d->loop->ops->recvmsg(d->loop, c->a_fd, &c->msg,
+				  ud_make(UD_HDR_RECV, c->slot, c->gen)) < 0) {
 		conn_close(d, c, 1);
 		return;
 	}
@@ -133,8 +133,8 @@ void handoff_accept_done(struct ldmeshd *d, int res, int more)
 		return;
 	}
 	if (!uid_allowed(d, cred.uid)) {
-		log_warn("handoff from pid %d uid %u refused: uid not in allowed_uids", (int)cred.pid,
-			 (unsigned)cred.uid);
+		log_warn("handoff from pid %d uid %u refused: uid not in allowed_uids",
+			 (int)cred.pid, (unsigned)cred.uid);
 		d->stats.handoff_errors_total++;
 		close(res);
 		return;
@@ -205,9 +205,8 @@ static int send_status(int fd, uint64_t cookie, int err, const struct ldm_addr *
 		st.peer = *peer;
 	}
 	/* Tiny answer on a fresh socket: it fits, no need to queue it. */
-	return send(fd, &st, sizeof(st), MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof(st) ?
-		       0 :
-		       -EIO;
+	return send(fd, &st, sizeof(st), MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof(st) ? 0
+											     : -EIO;
 }
 
 void handoff_record_dial(struct ldmeshd *d, const struct conn *c, int err)
@@ -227,9 +226,10 @@ static void handle_query(struct ldmeshd *d, struct conn *c)
 
 	for (i = 0; i < d->nslots; i++) {
 		struct conn *o = d->conns[i];
-		if (o && o->kind == CONN_OUTBOUND && o->cookie == cookie && o->state != CS_CLOSING) {
-			send_status(c->a_fd, cookie, o->state == CS_DIAL ? -EINPROGRESS : 0, &o->local,
-				    &o->peer);
+		if (o && o->kind == CONN_OUTBOUND && o->cookie == cookie &&
+		    o->state != CS_CLOSING) {
+			send_status(c->a_fd, cookie, o->state == CS_DIAL ? -EINPROGRESS : 0,
+				    &o->local, &o->peer);
 			conn_close(d, c, 0);
 			return;
 		}
@@ -352,8 +352,9 @@ void handoff_header_done(struct ldmeshd *d, struct conn *c, int res)
 		take_fds(c);
 		/* The kernel drops fds it cannot install: more than a message may
 		 * carry, or this daemon is out of file descriptors. */
-		reject(d, c, "attached fds were dropped (more than 4, or the daemon is out of "
-			     "file descriptors: see RLIMIT_NOFILE)");
+		reject(d, c,
+		       "attached fds were dropped (more than 4, or the daemon is out of "
+		       "file descriptors: see RLIMIT_NOFILE)");
 		return;
 	}
 	take_fds(c);

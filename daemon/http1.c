@@ -19,23 +19,23 @@
 #include "http1.h"
 
 enum {
-	ST_START,         /* between messages, nothing held */
-	ST_LEAD_CR,       /* request side: CR of an empty line before a request */
-	ST_HEAD,          /* inside a head line */
-	ST_HEAD_CR,       /* CR seen in a head, LF must follow */
-	ST_BODY_LEN,      /* body_left bytes of Content-Length body */
-	ST_BODY_EOF,      /* response body delimited by close */
-	ST_CHUNK_SIZE,    /* hex digits */
-	ST_CHUNK_BWS,     /* whitespace after the size, before ';' or CR */
-	ST_CHUNK_EXT,     /* ";ext..." up to CR */
+	ST_START, /* between messages, nothing held */
+	ST_LEAD_CR, /* request side: CR of an empty line before a request */
+	ST_HEAD, /* inside a head line */
+	ST_HEAD_CR, /* CR seen in a head, LF must follow */
+	ST_BODY_LEN, /* body_left bytes of Content-Length body */
+	ST_BODY_EOF, /* response body delimited by close */
+	ST_CHUNK_SIZE, /* hex digits */
+	ST_CHUNK_BWS, /* whitespace after the size, before ';' or CR */
+	ST_CHUNK_EXT, /* ";ext..." up to CR */
 	ST_CHUNK_SIZE_LF, /* LF ending the size line */
-	ST_CHUNK_DATA,    /* body_left bytes of chunk data */
+	ST_CHUNK_DATA, /* body_left bytes of chunk data */
 	ST_CHUNK_DATA_CR, /* CRLF after chunk data */
 	ST_CHUNK_DATA_LF,
 	ST_TRAILER_START, /* start of a trailer line (or the final CRLF) */
 	ST_TRAILER_NAME,
 	ST_TRAILER_VALUE,
-	ST_TRAILER_LF,     /* LF ending a trailer line */
+	ST_TRAILER_LF, /* LF ending a trailer line */
 	ST_TRAILER_END_LF, /* LF ending the message */
 	ST_OPAQUE,
 	ST_ERROR,
@@ -43,27 +43,27 @@ enum {
 
 /* Slots of s->internal. */
 enum {
-	I_LINE,    /* offset in raw of the head line being read */
-	I_FLAGS,   /* F_* and M_* below */
-	I_AUX,     /* per line: spaces in the request line, or colon seen;
+	I_LINE, /* offset in raw of the head line being read */
+	I_FLAGS, /* F_* and M_* below */
+	I_AUX, /* per line: spaces in the request line, or colon seen;
 		    * per chunk: size digits, or extension bytes */
 	I_TRAILER, /* trailer bytes so far */
-	I_FIFO_N,  /* kinds recorded in head_fifo */
+	I_FIFO_N, /* kinds recorded in head_fifo */
 	I_FIFO_LOST, /* requests noted while head_fifo was full */
 };
 
 /* Stream flags. */
-#define F_SNIFF 0x1       /* the next head may turn out OPAQUE */
-#define F_RELEASE 0x2     /* raw was reported: free it on the next call */
-#define F_HELD 0x4        /* OPAQUE: raw holds bytes to hand back */
-#define F_HEAD_READY 0x8  /* a head was just reported (rewrite allowed) */
+#define F_SNIFF 0x1 /* the next head may turn out OPAQUE */
+#define F_RELEASE 0x2 /* raw was reported: free it on the next call */
+#define F_HELD 0x4 /* OPAQUE: raw holds bytes to hand back */
+#define F_HEAD_READY 0x8 /* a head was just reported (rewrite allowed) */
 /* Per-message flags, cleared when a head starts. */
-#define M_HOST 0x100             /* Host header seen */
-#define M_TARGET_HOST 0x200      /* host came from the request target */
-#define M_TE 0x400               /* Transfer-Encoding present */
-#define M_TE_CHUNKED_LAST 0x800  /* the last coding so far is chunked */
+#define M_HOST 0x100 /* Host header seen */
+#define M_TARGET_HOST 0x200 /* host came from the request target */
+#define M_TE 0x400 /* Transfer-Encoding present */
+#define M_TE_CHUNKED_LAST 0x800 /* the last coding so far is chunked */
 #define M_TE_CHUNKED_SEEN 0x1000 /* chunked appeared */
-#define M_TE_BAD 0x2000          /* chunked twice, or a bad coding token */
+#define M_TE_BAD 0x2000 /* chunked twice, or a bad coding token */
 #define M_CONN_CLOSE 0x4000
 #define M_CONN_KEEPALIVE 0x8000
 #define M_CONN_UPGRADE 0x10000
@@ -131,9 +131,8 @@ static int contains(const char *p, size_t n, const char *lit)
 
 static int is_registered_method(const char *p, size_t n)
 {
-	static const char *const methods[] = { "GET",     "HEAD",    "POST",
-					       "PUT",     "DELETE",  "CONNECT",
-					       "OPTIONS", "TRACE",   "PATCH" };
+	static const char *const methods[] = {"GET",	 "HEAD",    "POST",  "PUT",  "DELETE",
+					      "CONNECT", "OPTIONS", "TRACE", "PATCH"};
 	size_t i;
 
 	for (i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
@@ -340,8 +339,8 @@ static int absolute_target(struct http1_stream *s, const char *t, size_t n)
 	const char *at;
 
 	while (i < n && ((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z') ||
-			 (i > 0 && ((t[i] >= '0' && t[i] <= '9') || t[i] == '+' ||
-				    t[i] == '-' || t[i] == '.')))) {
+			 (i > 0 && ((t[i] >= '0' && t[i] <= '9') || t[i] == '+' || t[i] == '-' ||
+				    t[i] == '.')))) {
 		i++;
 	}
 	if (i == 0 || n - i < 3 || memcmp(t + i, "://", 3) != 0) {
@@ -453,8 +452,8 @@ static int status_line(struct http1_stream *s, size_t end)
 		s->error = "unsupported HTTP version";
 		return HB_FAIL;
 	}
-	if (end < 12 || p[9] < '1' || p[9] > '9' || p[10] < '0' || p[10] > '9' ||
-	    p[11] < '0' || p[11] > '9' || (end > 12 && p[12] != ' ')) {
+	if (end < 12 || p[9] < '1' || p[9] > '9' || p[10] < '0' || p[10] > '9' || p[11] < '0' ||
+	    p[11] > '9' || (end > 12 && p[12] != ' ')) {
 		s->error = "malformed status line";
 		return HB_FAIL;
 	}
@@ -803,8 +802,7 @@ static enum http1_event go_error(struct http1_stream *s)
 }
 
 /* OPAQUE: held bytes (taken by earlier calls) go back to the caller. */
-static enum http1_event go_opaque(struct http1_stream *s, size_t held, size_t len,
-				  size_t *consumed)
+static enum http1_event go_opaque(struct http1_stream *s, size_t held, size_t len, size_t *consumed)
 {
 	s->raw_len = held;
 	if (held == 0) {
@@ -1094,8 +1092,7 @@ out:
 	return i > 0 ? HTTP1_BODY : HTTP1_MORE;
 }
 
-enum http1_event http1_feed(struct http1_stream *s, const char *buf, size_t len,
-			    size_t *consumed)
+enum http1_event http1_feed(struct http1_stream *s, const char *buf, size_t len, size_t *consumed)
 {
 	const unsigned char *p = (const unsigned char *)buf;
 	int *fl = &s->internal[I_FLAGS];
@@ -1176,8 +1173,8 @@ static int put(char *out, size_t outlen, size_t *n, const char *p, size_t len)
 	return 0;
 }
 
-int http1_rewrite_head(const struct http1_stream *s, const char *const *drop,
-		       const char *extra, char *out, size_t outlen)
+int http1_rewrite_head(const struct http1_stream *s, const char *const *drop, const char *extra,
+		       char *out, size_t outlen)
 {
 	size_t n = 0;
 	int i;

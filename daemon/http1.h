@@ -76,8 +76,8 @@ enum http1_dir { HTTP1_REQUEST, HTTP1_RESPONSE };
 enum http1_event { HTTP1_MORE, HTTP1_HEAD, HTTP1_BODY, HTTP1_OPAQUE, HTTP1_ERROR };
 
 struct http1_head {
-	int minor;            /* HTTP/1.<minor> */
-	char method[16];      /* request */
+	int minor; /* HTTP/1.<minor> */
+	char method[16]; /* request */
 	/* Request: the target up to '?' for origin-form ("/a/b"); the path of
 	 * an absolute-form target ("http://h/a/b" gives "/a/b", "/" when it
 	 * has none); "*" for asterisk-form; "" for CONNECT (authority-form).
@@ -88,7 +88,7 @@ struct http1_head {
 	 * absolute-form or CONNECT target, which takes precedence as in RFC
 	 * 9112 section 3.2.2; "" when absent. */
 	char host[256];
-	int status;           /* response */
+	int status; /* response */
 	int64_t content_length; /* -1 when absent */
 	/* conn_close: the connection ends after this message (Connection:
 	 * close, HTTP/1.0 without keep-alive, a response delimited by close).
@@ -99,25 +99,27 @@ struct http1_head {
 	unsigned chunked : 1, conn_close : 1, expect_continue : 1, upgrade : 1;
 	/* header lines as offsets into raw, for rewriting; line_len includes
 	 * the CRLF, name_len does not include the colon */
-	struct { uint16_t name_off, name_len, line_off, line_len; } hdr[100];
-	int n_hdr;            /* a head with more header lines is an error */
+	struct {
+		uint16_t name_off, name_len, line_off, line_len;
+	} hdr[100];
+	int n_hdr; /* a head with more header lines is an error */
 	uint16_t first_line_len; /* bytes of the request/status line incl. CRLF */
 };
 
 struct http1_stream {
 	enum http1_dir dir;
-	int state;              /* internal */
-	int64_t body_left;      /* internal */
+	int state; /* internal */
+	int64_t body_left; /* internal */
 	/* owned: allocated while a head is read, HTTP1_MAX_HEAD bytes; while
 	 * HTTP1_MORE is returned raw_len counts the bytes held */
 	char *raw;
 	size_t raw_len;
 	struct http1_head head;
-	const char *error;      /* HTTP1_ERROR: why, a static string */
+	const char *error; /* HTTP1_ERROR: why, a static string */
 	/* response side: which pending requests were HEAD (FIFO) */
 	uint8_t head_fifo[HTTP1_MAX_PIPELINE];
 	int fifo_r, fifo_w;
-	int internal[8];        /* chunk parser state, free for the implementation */
+	int internal[8]; /* chunk parser state, free for the implementation */
 };
 
 void http1_init(struct http1_stream *s, enum http1_dir dir);
@@ -141,8 +143,7 @@ void http1_fini(struct http1_stream *s);
  *   Later reports have raw_len 0.
  * HTTP1_ERROR: *consumed is 0 and every later call fails the same way.
  */
-enum http1_event http1_feed(struct http1_stream *s, const char *buf, size_t len,
-			    size_t *consumed);
+enum http1_event http1_feed(struct http1_stream *s, const char *buf, size_t len, size_t *consumed);
 
 /* Tells the response side that the next pending request was a HEAD (or
  * not), so its response has no body.  Call once per request head seen.
@@ -176,7 +177,7 @@ int http1_idle(const struct http1_stream *s);
  * extra is not a sequence of non-empty CRLF-terminated lines, since a stray
  * CR, LF or blank line there would end or split the head.
  */
-int http1_rewrite_head(const struct http1_stream *s, const char *const *drop,
-		       const char *extra, char *out, size_t outlen);
+int http1_rewrite_head(const struct http1_stream *s, const char *const *drop, const char *extra,
+		       char *out, size_t outlen);
 
 #endif

@@ -110,13 +110,15 @@ void identity_check(struct ldmeshd *d, int64_t now)
 			if (cur[0].missing || cur[1].missing || cur[2].missing) {
 				/* Mid-rotation by a writer that does not rename: wait. */
 				if (memcmp(cur, d->id_stamps, sizeof(cur))) {
-					log_warn("identity files changed but one is missing; keeping the "
+					log_warn("identity files changed but one is missing; "
+						 "keeping the "
 						 "current identity");
 					memcpy(d->id_stamps, cur, sizeof(cur));
 					d->stats.identity_reload_errors_total++;
 				}
 			} else if (identity_load(d, err, sizeof(err)) < 0) {
-				log_error("identity files changed but cannot be used (%s); keeping the "
+				log_error("identity files changed but cannot be used (%s); keeping "
+					  "the "
 					  "current identity",
 					  err);
 				memcpy(d->id_stamps, cur, sizeof(cur));

@@ -48,8 +48,7 @@ int l7_inject_ready(const struct l7 *h)
 	return h->inject_len && h->answered >= h->forwarded && http1_idle(&h->resp);
 }
 
-static void queue_inject(struct l7 *h, int code, const char *reason, const char *body,
-			 int close)
+static void queue_inject(struct l7 *h, int code, const char *reason, const char *body, int close)
 {
 	int n = snprintf(h->inject, sizeof(h->inject),
 			 "HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %zu\r\n"
@@ -78,7 +77,7 @@ static int out_put(struct l7 *h, const char *buf, size_t len)
 /* A request head: decide, then pass it on with the caller's identity. */
 static int on_request(struct ldmeshd *d, struct conn *c, struct l7 *h)
 {
-	static const char *const drop[] = { "x-forwarded-client-cert", NULL };
+	static const char *const drop[] = {"x-forwarded-client-cert", NULL};
 	const struct http1_head *hd = &h->req.head;
 	const struct tls_svid_info *own = d->tls ? tls_ctx_info(d->tls) : NULL;
 	char xfcc[2 * LDM_PEER_ID_MAX + 64] = "";
@@ -86,7 +85,7 @@ static int on_request(struct ldmeshd *d, struct conn *c, struct l7 *h)
 
 	h->requests++;
 	if (c->l7_policy) {
-		struct policy_request req = { 0 };
+		struct policy_request req = {0};
 		struct policy_result res;
 
 		req.principal = c->peer_id;
@@ -100,8 +99,8 @@ static int on_request(struct ldmeshd *d, struct conn *c, struct l7 *h)
 			char peer[80];
 			addr_format(&c->peer, peer, sizeof(peer));
 			log_info("request %s %s from %s (%s) on port %u denied by %s", hd->method,
-				 hd->path, peer, c->peer_id[0] ? c->peer_id : "no identity", req.port,
-				 res.rule);
+				 hd->path, peer, c->peer_id[0] ? c->peer_id : "no identity",
+				 req.port, res.rule);
 			h->denied++;
 			/* The body is dropped; keep the connection unless the client
 			 * might still hold its body back (100-continue) or switches
@@ -174,7 +173,8 @@ void l7_down(struct ldmeshd *d, struct conn *c)
 			if (c->l7_policy) {
 				char peer[80];
 				addr_format(&c->peer, peer, sizeof(peer));
-				log_info("non-HTTP traffic from %s on port %u, where HTTP rules apply; "
+				log_info("non-HTTP traffic from %s on port %u, where HTTP rules "
+					 "apply; "
 					 "closing",
 					 peer, ntohs(c->local.port));
 				conn_close(d, c, 1);
@@ -244,8 +244,8 @@ void l7_up_scan(struct ldmeshd *d, struct conn *c, const char *buf, size_t len)
 			return;
 		case HTTP1_ERROR:
 			h->resp_broken = 1;
-			log_debug("conn %u: app response not HTTP/1 (%s); no longer tracked", c->slot,
-				  h->resp.error ? h->resp.error : "?");
+			log_debug("conn %u: app response not HTTP/1 (%s); no longer tracked",
+				  c->slot, h->resp.error ? h->resp.error : "?");
 			return;
 		default:
 			break;

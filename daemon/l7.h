@@ -24,16 +24,16 @@ struct conn;
 
 struct l7 {
 	struct http1_stream req, resp;
-	char *out;          /* owned: bytes for the app, out_cap */
+	char *out; /* owned: bytes for the app, out_cap */
 	uint32_t out_len, out_off, out_cap;
 	uint32_t forwarded; /* request heads passed to the app */
-	uint32_t answered;  /* final response heads the app sent */
-	uint8_t opaque;     /* not (or no longer) HTTP: raw bytes both ways */
-	uint8_t skip_body;  /* dropping the body of a denied request */
-	uint8_t hold;       /* a denied request waits for earlier responses */
+	uint32_t answered; /* final response heads the app sent */
+	uint8_t opaque; /* not (or no longer) HTTP: raw bytes both ways */
+	uint8_t skip_body; /* dropping the body of a denied request */
+	uint8_t hold; /* a denied request waits for earlier responses */
 	uint8_t resp_broken; /* response framing lost: deny by closing */
 	uint8_t close_after; /* end the connection once inject is out */
-	char inject[256];   /* a response of ours (403, 400) for the client */
+	char inject[256]; /* a response of ours (403, 400) for the client */
 	uint32_t inject_len;
 	uint64_t requests, denied;
 	int64_t held_since; /* first line still undecided since (ms), 0: not */

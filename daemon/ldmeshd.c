@@ -114,8 +114,8 @@ void ldmeshd_start_drain(struct ldmeshd *d, int timeout_ms)
 	}
 	d->draining = 1;
 	d->drain_deadline_ms = now_ms() + timeout_ms;
-	log_info("draining: no new connections; waiting up to %d ms for %u live ones",
-		 timeout_ms, d->live_by_kind[CONN_OUTBOUND] + d->live_by_kind[CONN_INBOUND]);
+	log_info("draining: no new connections; waiting up to %d ms for %u live ones", timeout_ms,
+		 d->live_by_kind[CONN_OUTBOUND] + d->live_by_kind[CONN_INBOUND]);
 	/* New shim calls now fail fast (closed), and the next daemon can bind. */
 	if (d->handoff_fd >= 0) {
 		ldmeshd_unlink_if_ours(d->handoff_path, d->handoff_ino);
@@ -201,7 +201,8 @@ int ldmeshd_run(struct ldmeshd *d)
 			next_sweep = now + 1000;
 		}
 		if (d->draining) {
-			uint32_t live = d->live_by_kind[CONN_OUTBOUND] + d->live_by_kind[CONN_INBOUND];
+			uint32_t live =
+				d->live_by_kind[CONN_OUTBOUND] + d->live_by_kind[CONN_INBOUND];
 			if (live == 0 || d->got_int) {
 				log_info("drained; exiting");
 				return 0;
@@ -213,4 +214,3 @@ int ldmeshd_run(struct ldmeshd *d)
 		}
 	}
 }
-

@@ -23,9 +23,9 @@ struct listener {
 	int closing;
 	uint32_t gen;
 	uint64_t id;
-	int tcp_fd;  /* owned */
-	int links;   /* registration links still open */
-	int armed;   /* an accept is in flight */
+	int tcp_fd; /* owned */
+	int links; /* registration links still open */
+	int armed; /* an accept is in flight */
 	int64_t retry_ms; /* accept failed (EMFILE): re-arm at this time */
 	uint32_t pid;
 	struct ldm_addr addr;
@@ -41,7 +41,7 @@ struct dial_result {
 };
 
 struct ldmeshd_stats {
-	uint64_t handoffs_total;      /* CONNECT handoffs accepted */
+	uint64_t handoffs_total; /* CONNECT handoffs accepted */
 	uint64_t handoff_errors_total; /* malformed or refused shim messages */
 	uint64_t ctl_errors_total;
 	uint64_t inbound_total, outbound_total;
@@ -51,8 +51,8 @@ struct ldmeshd_stats {
 	uint64_t handshakes_total[2];
 	uint64_t handshakes_resumed_total[2];
 	uint64_t handshake_errors_total[2][TLS_REASON_COUNT];
-	uint64_t plaintext_refused_total;   /* strict port, client without TLS */
-	uint64_t plaintext_accepted_total;  /* permissive port, client without TLS */
+	uint64_t plaintext_refused_total; /* strict port, client without TLS */
+	uint64_t plaintext_accepted_total; /* permissive port, client without TLS */
 	uint64_t identity_reloads_total, identity_reload_errors_total;
 };
 
@@ -74,19 +74,19 @@ struct file_stamp {
 };
 
 struct ldmeshd {
-	struct config *cfg;      /* owned; swapped by reload */
+	struct config *cfg; /* owned; swapped by reload */
 	const char *config_file; /* borrowed from argv, NULL: built-in default */
-	char *runtime_dir;       /* owned */
-	struct loop *loop;       /* owned */
-	struct tls_ctx *tls;     /* owned reference, NULL without identity */
+	char *runtime_dir; /* owned */
+	struct loop *loop; /* owned */
+	struct tls_ctx *tls; /* owned reference, NULL without identity */
 	struct policy_set *policy; /* owned; swapped with the config */
 	struct decision_count decisions[DECISION_SERIES_MAX];
 	int n_decisions;
 	struct file_stamp id_stamps[3]; /* cert, key, bundle */
 	int64_t id_expiry_logged_ms;
-	int handoff_fd;          /* owned, -1 while draining */
-	int ctl_fd;              /* owned */
-	int admin_fd;            /* owned, -1 when admin_addr is "" */
+	int handoff_fd; /* owned, -1 while draining */
+	int ctl_fd; /* owned */
+	int admin_fd; /* owned, -1 when admin_addr is "" */
 	int admin_armed;
 	char handoff_path[128], ctl_path[128];
 	unsigned long long handoff_ino, ctl_ino; /* of the socket files we made */
@@ -100,7 +100,7 @@ struct ldmeshd {
 	uint32_t *free_slots;
 	uint32_t nfree;
 	uint32_t live_by_kind[6];
-	struct conn **reap;  /* closing conns to check at the end of the turn */
+	struct conn **reap; /* closing conns to check at the end of the turn */
 	uint32_t nreap, capreap;
 
 	struct listener listeners[LISTENERS_MAX];

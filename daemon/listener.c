@@ -21,8 +21,8 @@ static void arm(struct ldmeshd *d, int slot)
 	if (l->armed || l->closing || d->draining) {
 		return;
 	}
-	if (d->loop->ops->accept(d->loop, l->tcp_fd, ud_make(UD_LISTENER_ACCEPT, (uint32_t)slot,
-								 l->gen)) == 0) {
+	if (d->loop->ops->accept(d->loop, l->tcp_fd,
+				 ud_make(UD_LISTENER_ACCEPT, (uint32_t)slot, l->gen)) == 0) {
 		l->armed = 1;
 		l->retry_ms = 0;
 	} else {
@@ -30,8 +30,7 @@ static void arm(struct ldmeshd *d, int slot)
 	}
 }
 
-int listener_register(struct ldmeshd *d, const struct ldm_handoff *h, int tcp_fd,
-		      struct conn *link)
+int listener_register(struct ldmeshd *d, const struct ldm_handoff *h, int tcp_fd, struct conn *link)
 {
 	char where[80];
 	int i, free_slot = -1;

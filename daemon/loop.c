@@ -86,8 +86,7 @@ static int u_recvmsg(struct loop *l, int fd, struct msghdr *msg, uint64_t ud)
 	return 0;
 }
 
-static int u_connect(struct loop *l, int fd, const struct sockaddr *sa, socklen_t len,
-		     uint64_t ud)
+static int u_connect(struct loop *l, int fd, const struct sockaddr *sa, socklen_t len, uint64_t ud)
 {
 	struct io_uring_sqe *sqe = get_sqe((struct loop_uring *)l);
 
@@ -127,8 +126,7 @@ static int u_run(struct loop *l, int timeout_ms, loop_cb cb, void *ctx)
 	unsigned head, n = 0;
 	int r, delivered = 0;
 
-	r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, timeout_ms >= 0 ? &ts : NULL,
-					     NULL);
+	r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, timeout_ms >= 0 ? &ts : NULL, NULL);
 	if (r < 0 && r != -ETIME && r != -EINTR) {
 		return r;
 	}

@@ -40,9 +40,9 @@ struct loop_epoll {
 	int epfd;
 	struct ep_fd *fds; /* indexed by fd */
 	int nfds;
-	int *dirty;        /* fds with work to try this turn */
+	int *dirty; /* fds with work to try this turn */
 	int ndirty, capdirty;
-	int *spare;        /* the other list, swapped in by run_dirty */
+	int *spare; /* the other list, swapped in by run_dirty */
 	int capspare;
 	struct ep_cqe *cq; /* completions to deliver */
 	int ncq, capcq;
@@ -77,7 +77,7 @@ static int push_cqe(struct loop_epoll *e, uint64_t ud, int res, int more)
 		e->cq = p;
 		e->capcq = cap;
 	}
-	e->cq[e->ncq++] = (struct ep_cqe){ ud, res, more };
+	e->cq[e->ncq++] = (struct ep_cqe){ud, res, more};
 	return 0;
 }
 
@@ -148,32 +148,31 @@ static int queue_op(struct loop_epoll *e, int fd, int write, const struct ep_op 
 
 static int e_accept(struct loop *l, int fd, uint64_t ud)
 {
-	struct ep_op op = { .type = EP_ACCEPT, .ud = ud };
+	struct ep_op op = {.type = EP_ACCEPT, .ud = ud};
 	return queue_op((struct loop_epoll *)l, fd, 0, &op);
 }
 
 static int e_recv(struct loop *l, int fd, void *buf, size_t len, uint64_t ud)
 {
-	struct ep_op op = { .type = EP_RECV, .ud = ud, .buf = buf, .len = len };
+	struct ep_op op = {.type = EP_RECV, .ud = ud, .buf = buf, .len = len};
 	return queue_op((struct loop_epoll *)l, fd, 0, &op);
 }
 
 static int e_send(struct loop *l, int fd, const void *buf, size_t len, uint64_t ud)
 {
-	struct ep_op op = { .type = EP_SEND, .ud = ud, .buf = (void *)buf, .len = len };
+	struct ep_op op = {.type = EP_SEND, .ud = ud, .buf = (void *)buf, .len = len};
 	return queue_op((struct loop_epoll *)l, fd, 1, &op);
 }
 
 static int e_recvmsg(struct loop *l, int fd, struct msghdr *msg, uint64_t ud)
 {
-	struct ep_op op = { .type = EP_RECVMSG, .ud = ud, .msg = msg };
+	struct ep_op op = {.type = EP_RECVMSG, .ud = ud, .msg = msg};
 	return queue_op((struct loop_epoll *)l, fd, 0, &op);
 }
 
-static int e_connect(struct loop *l, int fd, const struct sockaddr *sa, socklen_t len,
-		     uint64_t ud)
+static int e_connect(struct loop *l, int fd, const struct sockaddr *sa, socklen_t len, uint64_t ud)
 {
-	struct ep_op op = { .type = EP_CONNECT, .ud = ud, .salen = len };
+	struct ep_op op = {.type = EP_CONNECT, .ud = ud, .salen = len};
 
 	if (len > sizeof(op.sa)) {
 		return -EINVAL;
@@ -201,7 +200,7 @@ static int e_cancel_fd(struct loop *l, int fd)
 		epoll_ctl(e->epfd, EPOLL_CTL_DEL, fd, NULL);
 	}
 	/* Keep the dirty flag: the fd may still sit in the dirty list. */
-	*f = (struct ep_fd){ .dirty = f->dirty };
+	*f = (struct ep_fd){.dirty = f->dirty};
 	return 0;
 }
 
@@ -308,7 +307,8 @@ static void attempt(struct loop_epoll *e, int fd)
 	if (f->rd.type != EP_NONE && f->readable) {
 		try_read(e, fd, f);
 	}
-	if (f->wr.type != EP_NONE && (f->writable || (f->wr.type == EP_CONNECT && !f->connecting))) {
+	if (f->wr.type != EP_NONE &&
+	    (f->writable || (f->wr.type == EP_CONNECT && !f->connecting))) {
 		try_write(e, fd, f);
 	}
 }
@@ -342,7 +342,8 @@ static int e_run(struct loop *l, int timeout_ms, loop_cb cb, void *ctx)
 	int n, i, intr = 0, delivered;
 
 	run_dirty(e);
-	n = epoll_wait(e->epfd, evs, (int)(sizeof(evs) / sizeof(evs[0])), e->ncq || e->ndirty ? 0 : timeout_ms);
+	n = epoll_wait(e->epfd, evs, (int)(sizeof(evs) / sizeof(evs[0])),
+		       e->ncq || e->ndirty ? 0 : timeout_ms);
 	if (n < 0) {
 		if (errno != EINTR) {
 			return -errno;

@@ -55,11 +55,11 @@ static void raise_nofile(void)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "runtime-dir", required_argument, NULL, 'r' },
-		{ "version", no_argument, NULL, 'V' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		{"config", required_argument, NULL, 'c'},
+		{"runtime-dir", required_argument, NULL, 'r'},
+		{"version", no_argument, NULL, 'V'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
 	static struct ldmeshd daemon_state;
 	struct ldmeshd *d = &daemon_state;
@@ -92,8 +92,8 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 1;
 	}
-	d->cfg = d->config_file ? config_load(d->config_file, err, sizeof(err)) :
-				  config_default(runtime_override, err, sizeof(err));
+	d->cfg = d->config_file ? config_load(d->config_file, err, sizeof(err))
+				: config_default(runtime_override, err, sizeof(err));
 	if (!d->cfg) {
 		fprintf(stderr, "ldmeshd: %s\n", err);
 		return 1;
@@ -142,7 +142,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_info("ldmeshd %s ready: %s, io backend %s, config %s", LDMESH_VERSION, d->runtime_dir,
-		 loop_backend_name(d->loop), d->config_file ? d->config_file : "(built-in default)");
+		 loop_backend_name(d->loop),
+		 d->config_file ? d->config_file : "(built-in default)");
 	r = ldmeshd_run(d);
 	ldmeshd_unlink_if_ours(d->ctl_path, d->ctl_ino);
 	if (d->handoff_fd >= 0) {

@@ -9,7 +9,7 @@
 #include "ldmeshd.h"
 #include "strbuf.h"
 
-static const char *const dirs[] = { "inbound", "outbound" };
+static const char *const dirs[] = {"inbound", "outbound"};
 
 static void help(struct strbuf *b, const char *name, const char *type, const char *text)
 {
@@ -42,9 +42,13 @@ void metrics_render(struct ldmeshd *d, struct strbuf *b)
 
 	help(b, "ldmesh_tls_handshakes_total", "counter", "Completed mTLS handshakes.");
 	for (dir = 0; dir < 2; dir++) {
-		sb_printf(b, "ldmesh_tls_handshakes_total{direction=\"%s\",resumed=\"false\"} %" PRIu64 "\n",
+		sb_printf(b,
+			  "ldmesh_tls_handshakes_total{direction=\"%s\",resumed=\"false\"} %" PRIu64
+			  "\n",
 			  dirs[dir], s->handshakes_total[dir] - s->handshakes_resumed_total[dir]);
-		sb_printf(b, "ldmesh_tls_handshakes_total{direction=\"%s\",resumed=\"true\"} %" PRIu64 "\n",
+		sb_printf(b,
+			  "ldmesh_tls_handshakes_total{direction=\"%s\",resumed=\"true\"} %" PRIu64
+			  "\n",
 			  dirs[dir], s->handshakes_resumed_total[dir]);
 	}
 	help(b, "ldmesh_tls_handshake_errors_total", "counter",
@@ -52,8 +56,8 @@ void metrics_render(struct ldmeshd *d, struct strbuf *b)
 	for (dir = 0; dir < 2; dir++) {
 		for (r = 1; r < TLS_REASON_COUNT; r++) {
 			sb_printf(b,
-				  "ldmesh_tls_handshake_errors_total{direction=\"%s\",reason=\"%s\"} %" PRIu64
-				  "\n",
+				  "ldmesh_tls_handshake_errors_total{direction=\"%s\",reason=\"%"
+				  "s\"} %" PRIu64 "\n",
 				  dirs[dir], tls_reason_name((enum tls_reason)r),
 				  s->handshake_errors_total[dir][r]);
 		}
@@ -64,7 +68,8 @@ void metrics_render(struct ldmeshd *d, struct strbuf *b)
 	help(b, "ldmesh_plaintext_accepted_total", "counter",
 	     "Plaintext connections served on permissive ports.");
 	sb_printf(b, "ldmesh_plaintext_accepted_total %" PRIu64 "\n", s->plaintext_accepted_total);
-	help(b, "ldmesh_identity_reloads_total", "counter", "Identity (SVID) loads that succeeded.");
+	help(b, "ldmesh_identity_reloads_total", "counter",
+	     "Identity (SVID) loads that succeeded.");
 	sb_printf(b, "ldmesh_identity_reloads_total %" PRIu64 "\n", s->identity_reloads_total);
 	help(b, "ldmesh_identity_reload_errors_total", "counter",
 	     "Identity file changes that could not be used.");
@@ -78,16 +83,20 @@ void metrics_render(struct ldmeshd *d, struct strbuf *b)
 		sb_printf(b, "ldmesh_identity_expiry_timestamp_seconds %lld\n",
 			  (long long)info->not_after);
 		help(b, "ldmesh_identity_valid", "gauge",
-		     "1 while this pod's SVID is within its validity period, 0 when expired or not yet valid.");
+		     "1 while this pod's SVID is within its validity period, 0 when expired or not "
+		     "yet valid.");
 		sb_printf(b, "ldmesh_identity_valid %d\n",
 			  now >= info->not_before && now < info->not_after);
 	}
 	help(b, "ldmesh_policy_decisions_total", "counter",
-	     "Authorization decisions by decision, deciding rule and port (audit: audit rules that matched).");
+	     "Authorization decisions by decision, deciding rule and port (audit: audit rules that "
+	     "matched).");
 	for (r = 0; r < d->n_decisions; r++) {
-		static const char *const names[] = { "allow", "deny", "audit" };
+		static const char *const names[] = {"allow", "deny", "audit"};
 		const struct decision_count *e = &d->decisions[r];
-		sb_printf(b, "ldmesh_policy_decisions_total{decision=\"%s\",rule=\"%s\",port=\"%u\"} %" PRIu64 "\n",
+		sb_printf(b,
+			  "ldmesh_policy_decisions_total{decision=\"%s\",rule=\"%s\",port=\"%u\"} "
+			  "%" PRIu64 "\n",
 			  names[e->decision], e->rule, e->port, e->count);
 	}
 	help(b, "ldmesh_connections", "gauge", "Live proxied connections.");

@@ -44,9 +44,9 @@
 #include "spiffe.h"
 
 /* Longest patterns accepted, in bytes. */
-#define POL_NS_MAX 63          /* a Kubernetes namespace is a DNS label */
+#define POL_NS_MAX 63 /* a Kubernetes namespace is a DNS label */
 #define POL_METHOD_MAX 32
-#define POL_PATH_MAX 2048      /* what the HTTP/1 parser keeps of a target */
+#define POL_PATH_MAX 2048 /* what the HTTP/1 parser keeps of a target */
 #define POL_HOST_MAX (255 + 6) /* a DNS name and ":65535" */
 /* Request paths up to this many bytes are normalised; longer ones are
  * treated as unreadable (fail closed). */
@@ -67,7 +67,7 @@ struct pol_principal {
 struct pol_pattern {
 	const char *s; /* arena */
 	size_t len;
-	int glob;      /* contains '*' or '?' */
+	int glob; /* contains '*' or '?' */
 };
 
 struct pol_host {
@@ -80,12 +80,18 @@ struct pol_host {
 struct pol_rule {
 	const char *name; /* arena; what policy_result.rule points to */
 	enum config_action action;
-	uint16_t *ports; size_t n_ports; /* arena, sorted; empty: any */
-	struct pol_principal *principals; size_t n_principals;
-	struct pol_pattern *namespaces; size_t n_namespaces;
-	const char **methods; size_t n_methods;
-	struct pol_pattern *paths; size_t n_paths;
-	struct pol_host *hosts; size_t n_hosts;
+	uint16_t *ports;
+	size_t n_ports; /* arena, sorted; empty: any */
+	struct pol_principal *principals;
+	size_t n_principals;
+	struct pol_pattern *namespaces;
+	size_t n_namespaces;
+	const char **methods;
+	size_t n_methods;
+	struct pol_pattern *paths;
+	size_t n_paths;
+	struct pol_host *hosts;
+	size_t n_hosts;
 	int unauthenticated;
 	int l7; /* sets methods, paths or hosts */
 };
@@ -143,10 +149,8 @@ static const char *pol_quote(const char *s, char *buf, size_t len)
 }
 
 static const char *const pol_kind_names[] = {
-	[PATTERN_PRINCIPAL] = "principal",
-	[PATTERN_NAMESPACE] = "namespace",
-	[PATTERN_METHOD] = "method",
-	[PATTERN_PATH] = "path",
+	[PATTERN_PRINCIPAL] = "principal", [PATTERN_NAMESPACE] = "namespace",
+	[PATTERN_METHOD] = "method",	   [PATTERN_PATH] = "path",
 	[PATTERN_HOST] = "host",
 };
 
@@ -189,8 +193,7 @@ static const char *pol_why_bytes(const char *p, struct pol_why *w)
 
 static int pol_td_char(char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
-	       c == '-' || c == '_';
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_';
 }
 
 static int pol_seg_char(char c)
@@ -204,8 +207,7 @@ static int pol_seg_char(char c)
  * last segment (or partial trust domain).  Every byte must be one a SPIFFE
  * ID may hold, so the prefix can match something.
  */
-static const char *pol_why_principal_prefix(const char *p, size_t n,
-					     struct pol_why *w)
+static const char *pol_why_principal_prefix(const char *p, size_t n, struct pol_why *w)
 {
 	const char *end = p + n, *td = p + SPIFFE_SCHEME_LEN, *seg, *q;
 
@@ -215,8 +217,7 @@ static const char *pol_why_principal_prefix(const char *p, size_t n,
 			       "digits, '.', '-' and '_'";
 	if (q < end && q == td)
 		return "has an empty trust domain";
-	if (q < end && spiffe_td_check_n(td, (size_t)(q - td), w->buf,
-					 sizeof(w->buf)) < 0)
+	if (q < end && spiffe_td_check_n(td, (size_t)(q - td), w->buf, sizeof(w->buf)) < 0)
 		return w->buf;
 	while (q < end) {
 		for (seg = ++q; q < end && *q != '/'; q++)
@@ -243,8 +244,8 @@ static const char *pol_why_principal(const char *p, struct pol_why *w)
 	if (strcmp(p, "*") == 0)
 		return NULL;
 	if (n > SPIFFE_ID_MAX) {
-		snprintf(w->buf, sizeof(w->buf), "is %zu bytes long; the limit is %d",
-			 n, SPIFFE_ID_MAX);
+		snprintf(w->buf, sizeof(w->buf), "is %zu bytes long; the limit is %d", n,
+			 SPIFFE_ID_MAX);
 		return w->buf;
 	}
 	bad = pol_why_bytes(p, w);
@@ -277,8 +278,7 @@ static const char *pol_why_namespace(const char *p, struct pol_why *w)
 	if (bad)
 		return bad;
 	for (; *p; p++) {
-		if ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' ||
-		    *p == '*')
+		if ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '*')
 			continue;
 		if (*p >= 'A' && *p <= 'Z')
 			return "has an uppercase letter; Kubernetes namespaces are lowercase";
@@ -311,8 +311,8 @@ static const char *pol_why_method(const char *p, struct pol_why *w)
 			       "out to match any method)";
 		if (strchr("!#$%&'+-.^_`|~", *p))
 			continue;
-		snprintf(w->buf, sizeof(w->buf),
-			 "contains '%c', which an HTTP method token cannot", *p);
+		snprintf(w->buf, sizeof(w->buf), "contains '%c', which an HTTP method token cannot",
+			 *p);
 		return w->buf;
 	}
 	return NULL;
@@ -331,8 +331,8 @@ static int pol_hexval(char c)
 
 static int pol_unreserved(unsigned char c)
 {
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-	       (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~';
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	       c == '-' || c == '.' || c == '_' || c == '~';
 }
 
 static const char *pol_why_path(const char *p, struct pol_why *w)
@@ -398,9 +398,8 @@ static const char *pol_why_path(const char *p, struct pol_why *w)
 
 static int pol_host_char(char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	       (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '*' ||
-	       c == '?';
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '-' || c == '.' || c == '_' || c == '*' || c == '?';
 }
 
 /*
@@ -496,8 +495,8 @@ static const char *pol_why_host(const char *p, struct pol_why *w)
 	return NULL;
 }
 
-int policy_check_pattern(enum policy_pattern_kind kind, const char *pattern,
-			 char *err, size_t errlen)
+int policy_check_pattern(enum policy_pattern_kind kind, const char *pattern, char *err,
+			 size_t errlen)
 {
 	struct pol_why w;
 	const char *why;
@@ -530,8 +529,8 @@ int policy_check_pattern(enum policy_pattern_kind kind, const char *pattern,
 	}
 	if (!why)
 		return 0;
-	pol_err(err, errlen, "%s %s %s", pol_kind_names[kind],
-		pol_quote(pattern, q, sizeof(q)), why);
+	pol_err(err, errlen, "%s %s %s", pol_kind_names[kind], pol_quote(pattern, q, sizeof(q)),
+		why);
 	return -EINVAL;
 }
 
@@ -560,8 +559,7 @@ static int pol_piece_eq(const char *p, const char *s, size_t n, int fold)
 }
 
 /* Leftmost position of piece p[0..pn) in s[0..sn), or -1. */
-static ptrdiff_t pol_piece_find(const char *p, size_t pn, const char *s, size_t sn,
-				int fold)
+static ptrdiff_t pol_piece_find(const char *p, size_t pn, const char *s, size_t sn, int fold)
 {
 	size_t i;
 
@@ -674,8 +672,7 @@ static void pol_fill_patterns(struct pol_arena *a, char *const *in, size_t n,
 	*out = v;
 }
 
-static void pol_fill_rule(struct pol_arena *a, const struct config_policy *cp,
-			  struct pol_rule *r)
+static void pol_fill_rule(struct pol_arena *a, const struct config_policy *cp, struct pol_rule *r)
 {
 	size_t i, len;
 
@@ -752,9 +749,8 @@ static void pol_fill_rule(struct pol_arena *a, const struct config_policy *cp,
 /* Lays out the rules (deny, allow, audit) and everything they point to. */
 static void pol_fill(struct pol_arena *a, const struct config *cfg, struct policy_set *p)
 {
-	static const enum config_action order[] = { CONFIG_ACTION_DENY,
-						    CONFIG_ACTION_ALLOW,
-						    CONFIG_ACTION_AUDIT };
+	static const enum config_action order[] = {CONFIG_ACTION_DENY, CONFIG_ACTION_ALLOW,
+						   CONFIG_ACTION_AUDIT};
 	struct pol_rule scratch, *r;
 	size_t i, j, n = 0;
 
@@ -779,8 +775,8 @@ static void pol_fill(struct pol_arena *a, const struct config *cfg, struct polic
 }
 
 static int pol_check_list(const struct config_policy *cp, size_t idx, const char *key,
-			  enum policy_pattern_kind kind, char *const *v, size_t n,
-			  char *err, size_t errlen)
+			  enum policy_pattern_kind kind, char *const *v, size_t n, char *err,
+			  size_t errlen)
 {
 	char why[512];
 	size_t i;
@@ -788,8 +784,7 @@ static int pol_check_list(const struct config_policy *cp, size_t idx, const char
 	for (i = 0; i < n; i++) {
 		if (policy_check_pattern(kind, v[i], why, sizeof(why)) == 0)
 			continue;
-		pol_err(err, errlen, "policies[%zu] (%s): %s[%zu]: %s", idx, cp->name,
-			key, i, why);
+		pol_err(err, errlen, "policies[%zu] (%s): %s[%zu]: %s", idx, cp->name, key, i, why);
 		return -EINVAL;
 	}
 	return 0;
@@ -824,12 +819,12 @@ static int pol_check(const struct config *cfg, char *err, size_t errlen)
 				   cp->n_principals, err, errlen) ||
 		    pol_check_list(cp, i, "namespaces", PATTERN_NAMESPACE, cp->namespaces,
 				   cp->n_namespaces, err, errlen) ||
-		    pol_check_list(cp, i, "methods", PATTERN_METHOD, cp->methods,
-				   cp->n_methods, err, errlen) ||
-		    pol_check_list(cp, i, "paths", PATTERN_PATH, cp->paths, cp->n_paths,
+		    pol_check_list(cp, i, "methods", PATTERN_METHOD, cp->methods, cp->n_methods,
 				   err, errlen) ||
-		    pol_check_list(cp, i, "hosts", PATTERN_HOST, cp->hosts, cp->n_hosts,
-				   err, errlen))
+		    pol_check_list(cp, i, "paths", PATTERN_PATH, cp->paths, cp->n_paths, err,
+				   errlen) ||
+		    pol_check_list(cp, i, "hosts", PATTERN_HOST, cp->hosts, cp->n_hosts, err,
+				   errlen))
 			return -EINVAL;
 	}
 	return 0;
@@ -837,7 +832,7 @@ static int pol_check(const struct config *cfg, char *err, size_t errlen)
 
 struct policy_set *policy_compile(const struct config *cfg, char *err, size_t errlen)
 {
-	struct pol_arena a = { NULL, 0 };
+	struct pol_arena a = {NULL, 0};
 	struct policy_set *p = NULL;
 
 	if (cfg && pol_check(cfg, err, errlen) < 0)
@@ -881,7 +876,7 @@ void policy_free(struct policy_set *p)
 /* What eval knows about the request, computed once. */
 struct pol_req {
 	const char *principal; /* NULL: unauthenticated */
-	const char *ns;        /* into principal; NULL: no namespace */
+	const char *ns; /* into principal; NULL: no namespace */
 	size_t ns_len;
 	uint16_t port;
 	int http;
@@ -889,7 +884,7 @@ struct pol_req {
 	/* Path: normalised on first use. */
 	const char *raw_path;
 	int path_state; /* 0 not yet, 1 ready, -1 unreadable */
-	char *path_buf;  /* caller's stack buffer, POL_NORM_MAX + 1 bytes */
+	char *path_buf; /* caller's stack buffer, POL_NORM_MAX + 1 bytes */
 	size_t path_len;
 	/* Host split once; name NULL when absent. */
 	const char *host_name;
@@ -1059,9 +1054,9 @@ static int pol_path_match(const struct pol_rule *r, struct pol_req *q)
 	size_t i;
 
 	if (q->path_state == 0) {
-		ptrdiff_t n = q->raw_path ? pol_normalize_path(q->raw_path, q->path_buf,
-							       POL_NORM_MAX + 1)
-					  : -1;
+		ptrdiff_t n =
+			q->raw_path ? pol_normalize_path(q->raw_path, q->path_buf, POL_NORM_MAX + 1)
+				    : -1;
 
 		q->path_state = n < 0 ? -1 : 1;
 		q->path_len = n < 0 ? 0 : (size_t)n;
@@ -1085,9 +1080,8 @@ static int pol_host_match(const struct pol_rule *r, const struct pol_req *q)
 		h = &r->hosts[i];
 		if (!pol_glob_n(h->name, h->name_len, q->host_name, q->host_name_len, 1))
 			continue;
-		if (!h->port ||
-		    (q->host_port &&
-		     pol_glob_n(h->port, h->port_len, q->host_port, q->host_port_len, 0)))
+		if (!h->port || (q->host_port && pol_glob_n(h->port, h->port_len, q->host_port,
+							    q->host_port_len, 0)))
 			return 1;
 	}
 	return 0;
@@ -1118,8 +1112,7 @@ static int pol_rule_match(const struct pol_rule *r, struct pol_req *q)
 	return 1;
 }
 
-static void pol_req_init(struct pol_req *q, const struct policy_request *req,
-			 char *path_buf)
+static void pol_req_init(struct pol_req *q, const struct policy_request *req, char *path_buf)
 {
 	memset(q, 0, sizeof(*q));
 	q->principal = req->principal && req->principal[0] ? req->principal : NULL;
@@ -1134,8 +1127,7 @@ static void pol_req_init(struct pol_req *q, const struct policy_request *req,
 		size_t n = strlen(req->host);
 
 		q->host_name = req->host;
-		q->host_name_len = pol_host_split(req->host, n, &q->host_port,
-						  &q->host_port_len);
+		q->host_name_len = pol_host_split(req->host, n, &q->host_port, &q->host_port_len);
 		if (q->host_name_len > 1 && req->host[q->host_name_len - 1] == '.')
 			q->host_name_len--;
 	}
@@ -1194,7 +1186,7 @@ void policy_eval(const struct policy_set *p, const struct policy_request *req,
 
 int policy_needs_request(const struct policy_set *p, uint16_t port, const char *principal)
 {
-	const struct policy_request req = { .principal = principal, .port = port };
+	const struct policy_request req = {.principal = principal, .port = port};
 	const struct pol_rule *r, *end;
 	struct pol_req q;
 	size_t n;

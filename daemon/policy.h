@@ -44,10 +44,10 @@ enum policy_decision { POLICY_ALLOW, POLICY_DENY };
 
 struct policy_request {
 	const char *principal; /* caller's SPIFFE ID; NULL or "" when unauthenticated */
-	uint16_t port;         /* destination port, host order */
-	const char *method;    /* NULL: not an HTTP request (TCP-level decision) */
-	const char *path;      /* request target without the query; NULL if not HTTP */
-	const char *host;      /* Host header (may carry :port); NULL if absent */
+	uint16_t port; /* destination port, host order */
+	const char *method; /* NULL: not an HTTP request (TCP-level decision) */
+	const char *path; /* request target without the query; NULL if not HTTP */
+	const char *host; /* Host header (may carry :port); NULL if absent */
 };
 
 struct policy_result {
@@ -85,8 +85,15 @@ int policy_needs_request(const struct policy_set *p, uint16_t port, const char *
  * Checks one pattern of the given kind; 0 or -EINVAL with a sentence.
  * Exposed for the fuzz target and the config tests.
  */
-enum policy_pattern_kind { PATTERN_PRINCIPAL, PATTERN_NAMESPACE, PATTERN_METHOD, PATTERN_PATH, PATTERN_HOST };
-int policy_check_pattern(enum policy_pattern_kind kind, const char *pattern, char *err, size_t errlen);
+enum policy_pattern_kind {
+	PATTERN_PRINCIPAL,
+	PATTERN_NAMESPACE,
+	PATTERN_METHOD,
+	PATTERN_PATH,
+	PATTERN_HOST
+};
+int policy_check_pattern(enum policy_pattern_kind kind, const char *pattern, char *err,
+			 size_t errlen);
 /* Glob match with * and ?; case-insensitive when fold is set. */
 int policy_glob(const char *pattern, const char *s, int fold);
 

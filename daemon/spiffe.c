@@ -36,14 +36,13 @@ static void describe_char(unsigned char c, char *buf, size_t len)
 
 static int td_char_ok(unsigned char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
-	       c == '-' || c == '_';
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_';
 }
 
 static int path_char_ok(unsigned char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	       (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_';
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '.' || c == '-' || c == '_';
 }
 
 /* Shared by spiffe_trust_domain_check and spiffe_id_parse: td need not be
@@ -105,8 +104,7 @@ int spiffe_id_parse(const char *id, struct spiffe_id *out, char *err, size_t len
 		return -EINVAL;
 	}
 	if (n > SPIFFE_ID_MAX) {
-		set_err(err, len, "SPIFFE ID is %zu bytes long; the limit is %d", n,
-			SPIFFE_ID_MAX);
+		set_err(err, len, "SPIFFE ID is %zu bytes long; the limit is %d", n, SPIFFE_ID_MAX);
 		return -EINVAL;
 	}
 	if (strncmp(id, SPIFFE_SCHEME, SPIFFE_SCHEME_LEN) != 0) {
@@ -191,8 +189,8 @@ int spiffe_id_parse(const char *id, struct spiffe_id *out, char *err, size_t len
 		}
 		if ((s - seg == 1 && seg[0] == '.') ||
 		    (s - seg == 2 && seg[0] == '.' && seg[1] == '.')) {
-			set_err(err, len, "path segment '%.*s' is not allowed",
-				(int)(s - seg), seg);
+			set_err(err, len, "path segment '%.*s' is not allowed", (int)(s - seg),
+				seg);
 			return -EINVAL;
 		}
 		if (*s == '\0')
@@ -208,4 +206,3 @@ int spiffe_id_parse(const char *id, struct spiffe_id *out, char *err, size_t len
 	}
 	return 0;
 }
-

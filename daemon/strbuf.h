@@ -7,9 +7,9 @@
 #include "ldmesh/common.h"
 
 struct strbuf {
-	char *s;    /* owned, NUL-terminated */
+	char *s; /* owned, NUL-terminated */
 	size_t len, cap;
-	int oom;    /* an append failed: the text is incomplete */
+	int oom; /* an append failed: the text is incomplete */
 };
 
 void sb_printf(struct strbuf *b, const char *fmt, ...) LDM_PRINTF(2, 3);

@@ -34,12 +34,12 @@ struct tls_ctx {
 };
 
 struct tls_conn {
-	SSL *ssl;          /* owned; owns rbio and wbio */
-	BIO *rbio, *wbio;  /* borrowed from ssl */
+	SSL *ssl; /* owned; owns rbio and wbio */
+	BIO *rbio, *wbio; /* borrowed from ssl */
 	struct tls_ctx *ctx; /* reference */
 	int server;
 	int done;
-	int finished;    /* client: our Finished is sent; awaiting the verdict */
+	int finished; /* client: our Finished is sent; awaiting the verdict */
 	int ticket_seen; /* client: the server sent a session ticket */
 	enum tls_reason reason;
 	char detail[320];
@@ -53,9 +53,18 @@ static int conn_index = -1; /* SSL ex_data slot for struct tls_conn */
 const char *tls_reason_name(enum tls_reason r)
 {
 	static const char *const names[] = {
-		"ok",           "unknown_ca",       "expired",         "not_yet_valid",
-		"no_uri_san",   "multiple_uri_san", "bad_spiffe_id",   "trust_domain_mismatch",
-		"identity_mismatch", "no_peer_certificate", "peer_refused", "protocol",
+		"ok",
+		"unknown_ca",
+		"expired",
+		"not_yet_valid",
+		"no_uri_san",
+		"multiple_uri_san",
+		"bad_spiffe_id",
+		"trust_domain_mismatch",
+		"identity_mismatch",
+		"no_peer_certificate",
+		"peer_refused",
+		"protocol",
 	};
 	return (unsigned)r < TLS_REASON_COUNT ? names[r] : "protocol";
 }
@@ -276,8 +285,8 @@ static void describe_roots(struct tls_ctx *t, const char *bundle)
 			time_t na = asn1_to_time(X509_get0_notAfter(x));
 			gmtime_r(&na, &tm);
 			off += (size_t)snprintf(t->info.roots + off, sizeof(t->info.roots) - off,
-						"%s%s (until %04d-%02d-%02d)", off ? "; " : "", subj,
-						tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+						"%s%s (until %04d-%02d-%02d)", off ? "; " : "",
+						subj, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
 		}
 		t->info.n_roots++;
 		X509_free(x);
@@ -575,8 +584,8 @@ int tls_conn_handshake(struct tls_conn *c)
 			}
 			return handshake_error(c);
 		}
-		why = tls_check_svid(SSL_get0_peer_certificate(c->ssl), c->ctx->trust_domain, c->pin,
-				     c->peer_id, sizeof(c->peer_id));
+		why = tls_check_svid(SSL_get0_peer_certificate(c->ssl), c->ctx->trust_domain,
+				     c->pin, c->peer_id, sizeof(c->peer_id));
 		if (why != TLS_OK) {
 			/* Only a resumed session gets here: verify_cb ran otherwise. */
 			snprintf(c->detail, sizeof(c->detail), "peer certificate %s%s%.200s",

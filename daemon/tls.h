@@ -20,17 +20,17 @@ struct config;
 /* Why a handshake failed; also the `reason` label of the error metric. */
 enum tls_reason {
 	TLS_OK = 0,
-	TLS_UNKNOWN_CA,       /* chain does not lead to a root in the bundle */
-	TLS_EXPIRED,          /* certificate past notAfter */
-	TLS_NOT_YET_VALID,    /* certificate before notBefore */
-	TLS_NO_URI_SAN,       /* no URI SAN: not an SVID */
+	TLS_UNKNOWN_CA, /* chain does not lead to a root in the bundle */
+	TLS_EXPIRED, /* certificate past notAfter */
+	TLS_NOT_YET_VALID, /* certificate before notBefore */
+	TLS_NO_URI_SAN, /* no URI SAN: not an SVID */
 	TLS_MULTIPLE_URI_SAN, /* more than one URI SAN */
-	TLS_BAD_SPIFFE_ID,    /* URI SAN is not a valid SPIFFE ID */
-	TLS_TRUST_DOMAIN,     /* SPIFFE ID from another trust domain */
-	TLS_ID_MISMATCH,      /* not the identity pinned for the service */
-	TLS_NO_PEER_CERT,     /* peer presented no certificate */
-	TLS_PEER_ALERT,       /* the peer refused us (it sent an alert) */
-	TLS_PROTOCOL,         /* anything else: bad records, wrong version */
+	TLS_BAD_SPIFFE_ID, /* URI SAN is not a valid SPIFFE ID */
+	TLS_TRUST_DOMAIN, /* SPIFFE ID from another trust domain */
+	TLS_ID_MISMATCH, /* not the identity pinned for the service */
+	TLS_NO_PEER_CERT, /* peer presented no certificate */
+	TLS_PEER_ALERT, /* the peer refused us (it sent an alert) */
+	TLS_PROTOCOL, /* anything else: bad records, wrong version */
 	TLS_REASON_COUNT
 };
 
@@ -39,10 +39,10 @@ const char *tls_reason_name(enum tls_reason r);
 /* Our own SVID, as loaded. */
 struct tls_svid_info {
 	char id[LDM_PEER_ID_MAX + 1];
-	char serial[80];   /* hex */
+	char serial[80]; /* hex */
 	time_t not_before, not_after;
 	int n_roots;
-	char roots[512];   /* "subject (not after ...); ..." */
+	char roots[512]; /* "subject (not after ...); ..." */
 };
 
 struct tls_ctx;

@@ -17,7 +17,7 @@ static int read_full(int s, void *buf, size_t len)
 	size_t got = 0;
 
 	while (got < len) {
-		struct pollfd p = { .fd = s, .events = POLLIN };
+		struct pollfd p = {.fd = s, .events = POLLIN};
 		ssize_t n = recv(s, (char *)buf + got, len - got, MSG_DONTWAIT);
 
 		if (n > 0) {

@@ -21,7 +21,7 @@ static const char filler[LDM_FILLER_LEN];
 /* Outcome of the dial as seen on the app's fd, without blocking. */
 int connect_check(int fd, struct managed *m)
 {
-	struct pollfd p = { .fd = fd, .events = POLLOUT | POLLIN | POLLRDHUP };
+	struct pollfd p = {.fd = fd, .events = POLLOUT | POLLIN | POLLRDHUP};
 	struct ldm_status st;
 	int r;
 
@@ -78,7 +78,7 @@ static int connect_again(int fd, struct managed *m)
 static int wait_connected(int fd, struct managed *m)
 {
 	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLOUT | POLLIN | POLLRDHUP };
+		struct pollfd p = {.fd = fd, .events = POLLOUT | POLLIN | POLLRDHUP};
 		sigset_t saved;
 		int r;
 
@@ -214,13 +214,15 @@ SHIM_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 	if (unreachable) {
 		/* No usable daemon.  Fail closed unless the operator chose otherwise. */
 		if (shim.fail_open) {
-			shim_log(SHIM_ERR, "ldmeshd unreachable at %s (%s); LDMESH_FAIL_OPEN=1, "
-					   "connecting without the mesh",
+			shim_log(SHIM_ERR,
+				 "ldmeshd unreachable at %s (%s); LDMESH_FAIL_OPEN=1, "
+				 "connecting without the mesh",
 				 shim.handoff_path, strerror(-r));
 			return real.connect(fd, addr, len);
 		}
-		shim_log(SHIM_ERR, "ldmeshd unreachable at %s (%s); refusing connection "
-				   "(fail closed)",
+		shim_log(SHIM_ERR,
+			 "ldmeshd unreachable at %s (%s); refusing connection "
+			 "(fail closed)",
 			 shim.handoff_path, strerror(-r));
 		r = -ECONNREFUSED;
 	}

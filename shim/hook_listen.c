@@ -18,7 +18,7 @@
 
 static int unix_listener(const char *name, int backlog)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	size_t n = strlen(name);
 	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
@@ -28,7 +28,8 @@ static int unix_listener(const char *name, int backlog)
 	/* Abstract address: lives in the pod's network namespace, no file to
 	 * clean up.  accept() checks the peer is the daemon. */
 	memcpy(sun.sun_path + 1, name, n);
-	if (bind(s, (struct sockaddr *)&sun, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) < 0 ||
+	if (bind(s, (struct sockaddr *)&sun,
+		 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) < 0 ||
 	    real.listen(s, backlog) < 0) {
 		int err = -errno;
 		real.close(s);

@@ -176,7 +176,8 @@ SHIM_EXPORT int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
 	}
 	if (!fdtab_maybe(fd)) {
 		r = real.getpeername(fd, addr, len);
-		if (r < 0 || !addr || !len || *len < sizeof(sa_family_t) || addr->sa_family != AF_UNIX) {
+		if (r < 0 || !addr || !len || *len < sizeof(sa_family_t) ||
+		    addr->sa_family != AF_UNIX) {
 			return r;
 		}
 	}
@@ -217,7 +218,8 @@ SHIM_EXPORT int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
 	}
 	if (!fdtab_maybe(fd)) {
 		r = real.getsockname(fd, addr, len);
-		if (r < 0 || !addr || !len || *len < sizeof(sa_family_t) || addr->sa_family != AF_UNIX) {
+		if (r < 0 || !addr || !len || *len < sizeof(sa_family_t) ||
+		    addr->sa_family != AF_UNIX) {
 			return r;
 		}
 	}
@@ -230,14 +232,15 @@ SHIM_EXPORT int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
 		if (!m->local_len && m->kind == MANAGED_CONN && !m->connecting && !m->failed) {
 			struct ldm_status st;
 			if (link_query(m->cookie, &st) == 0 && st.err == 0 && st.local.family) {
-				m->local_len = shim_ldm_to_sockaddr(&st.local, m->family, &m->local);
+				m->local_len =
+					shim_ldm_to_sockaddr(&st.local, m->family, &m->local);
 			}
 		}
 		if (m->local_len) {
 			shim_copy_addr(&m->local, m->local_len, addr, len);
 		} else {
 			/* Not bound yet (or unknown): the wildcard, port 0. */
-			struct ldm_addr any = { .family = (uint16_t)m->family };
+			struct ldm_addr any = {.family = (uint16_t)m->family};
 			struct sockaddr_storage tmp;
 			socklen_t tl = shim_ldm_to_sockaddr(&any, m->family, &tmp);
 			shim_copy_addr(&tmp, tl, addr, len);

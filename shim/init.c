@@ -193,8 +193,8 @@ static void do_init(void)
 	if (!v || !*v) {
 		v = LDM_DEFAULT_RUNTIME_DIR;
 	}
-	if (snprintf(shim.handoff_path, sizeof(shim.handoff_path), "%s/%s", v,
-		     LDM_HANDOFF_SOCK) >= (int)sizeof(shim.handoff_path)) {
+	if (snprintf(shim.handoff_path, sizeof(shim.handoff_path), "%s/%s", v, LDM_HANDOFF_SOCK) >=
+	    (int)sizeof(shim.handoff_path)) {
 		shim_log(SHIM_ERR, "LDMESH_RUNTIME_DIR too long: %s", v);
 		return;
 	}
@@ -279,7 +279,7 @@ static int cidr_match(const struct shim_cidr *c, const uint8_t *addr)
 	return 1;
 }
 
-static const uint8_t v4mapped_prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+static const uint8_t v4mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 int shim_bypass(const struct ldm_addr *a)
 {
@@ -349,8 +349,8 @@ socklen_t shim_ldm_to_sockaddr(const struct ldm_addr *a, int family, struct sock
 	return sizeof(*s4);
 }
 
-void shim_copy_addr(const struct sockaddr_storage *src, socklen_t srclen,
-		    struct sockaddr *addr, socklen_t *len)
+void shim_copy_addr(const struct sockaddr_storage *src, socklen_t srclen, struct sockaddr *addr,
+		    socklen_t *len)
 {
 	if (!addr || !len) {
 		return;

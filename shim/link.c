@@ -27,7 +27,7 @@ static int64_t now_ms(void)
 
 static int try_connect(const char *bind_name)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	struct ucred cred;
 	socklen_t clen = sizeof(cred);
 	int s;
@@ -77,7 +77,7 @@ int link_open(int wait, const char *bind_name)
 	shim_log(SHIM_INFO, "waiting up to %d ms for ldmeshd at %s", shim.wait_ready_ms,
 		 shim.handoff_path);
 	while (now_ms() < deadline) {
-		struct timespec ts = { 0, 20 * 1000 * 1000 };
+		struct timespec ts = {0, 20 * 1000 * 1000};
 		nanosleep(&ts, NULL);
 		s = try_connect(bind_name);
 		if (s >= 0) {
@@ -121,18 +121,18 @@ void link_fill_header(struct ldm_handoff *h, enum ldm_op op, uint64_t cookie)
 	h->pid = (uint32_t)getpid();
 }
 
-int link_send(int sock, const struct ldm_handoff *h, const int *fds, int nfds,
-	      const void *extra, size_t extra_len)
+int link_send(int sock, const struct ldm_handoff *h, const int *fds, int nfds, const void *extra,
+	      size_t extra_len)
 {
 	union {
 		char buf[CMSG_SPACE(sizeof(int) * 4)];
 		struct cmsghdr align;
 	} u;
 	struct iovec iov[2] = {
-		{ .iov_base = (void *)h, .iov_len = sizeof(*h) },
-		{ .iov_base = (void *)extra, .iov_len = extra_len },
+		{.iov_base = (void *)h, .iov_len = sizeof(*h)},
+		{.iov_base = (void *)extra, .iov_len = extra_len},
 	};
-	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = extra_len ? 2 : 1 };
+	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = extra_len ? 2 : 1};
 	ssize_t n;
 
 	if (nfds > 0) {
@@ -163,7 +163,7 @@ int link_recv_status(int sock, struct ldm_status *st, int timeout_ms)
 	int64_t deadline = now_ms() + timeout_ms;
 
 	while (got < sizeof(*st)) {
-		struct pollfd p = { .fd = sock, .events = POLLIN };
+		struct pollfd p = {.fd = sock, .events = POLLIN};
 		int left = (int)(deadline - now_ms());
 		ssize_t n;
 
@@ -342,18 +342,18 @@ static void *monitor_main(void *arg)
 			shim_unlock(&saved);
 			return NULL;
 		}
-		pfd[0] = (struct pollfd){ .fd = shim.wake_rd, .events = POLLIN };
+		pfd[0] = (struct pollfd){.fd = shim.wake_rd, .events = POLLIN};
 		for (r = shim.listeners; r && n <= MONITOR_MAX; r = r->next) {
 			if (r->link_fd < 0) {
 				if (link_register_listener(r, 0) == 0) {
-					shim_log(SHIM_INFO, "listener %s re-registered with ldmeshd",
-						 r->name);
+					shim_log(SHIM_INFO,
+						 "listener %s re-registered with ldmeshd", r->name);
 				} else {
 					down = 1;
 					continue;
 				}
 			}
-			pfd[n] = (struct pollfd){ .fd = r->link_fd, .events = POLLIN };
+			pfd[n] = (struct pollfd){.fd = r->link_fd, .events = POLLIN};
 			ids[n++] = r->id;
 		}
 		shim_unlock(&saved);
@@ -379,7 +379,8 @@ static void *monitor_main(void *arg)
 			}
 			for (r = shim.listeners; r; r = r->next) {
 				if (r->id == ids[i] && r->link_fd == pfd[i].fd) {
-					shim_log(SHIM_INFO, "ldmeshd went away; holding %s", r->name);
+					shim_log(SHIM_INFO, "ldmeshd went away; holding %s",
+						 r->name);
 					fdtab_clear_hidden(r->link_fd);
 					real.close(r->link_fd);
 					r->link_fd = -1;

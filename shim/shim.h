@@ -41,14 +41,14 @@ struct shim_real {
 
 /* A listening socket handed to the daemon; shared by dups and forks. */
 struct listener_reg {
-	int refs;            /* under shim.lock */
-	uint64_t id;         /* random, names the registration in the daemon */
-	int tcp_fd;          /* owned, hidden: the real listening TCP socket */
-	int link_fd;         /* owned, hidden: registration connection, -1 when down */
+	int refs; /* under shim.lock */
+	uint64_t id; /* random, names the registration in the daemon */
+	int tcp_fd; /* owned, hidden: the real listening TCP socket */
+	int link_fd; /* owned, hidden: registration connection, -1 when down */
 	int backlog;
 	struct ldm_addr addr;
 	char name[LDM_LISTEN_NAME_MAX]; /* abstract name of the app's Unix listener */
-	struct listener_reg *next;      /* shim.listeners */
+	struct listener_reg *next; /* shim.listeners */
 };
 
 enum managed_kind { MANAGED_CONN, MANAGED_LISTENER };
@@ -59,16 +59,18 @@ enum managed_kind { MANAGED_CONN, MANAGED_LISTENER };
 struct managed {
 	int refs; /* under shim.lock */
 	enum managed_kind kind;
-	int family;   /* the app's socket domain: AF_INET or AF_INET6 */
+	int family; /* the app's socket domain: AF_INET or AF_INET6 */
 	int connecting; /* outbound dial not yet confirmed */
-	int failed;     /* dial failed, error already reported */
-	int fail_err;   /* positive errno of a failed dial */
-	int linger0;    /* SO_LINGER {1, 0}: closing means reset */
+	int failed; /* dial failed, error already reported */
+	int fail_err; /* positive errno of a failed dial */
+	int linger0; /* SO_LINGER {1, 0}: closing means reset */
 	uint64_t cookie; /* outbound: ours; inbound: the preamble's conn_id */
 	struct sockaddr_storage peer, local;
 	socklen_t peer_len, local_len; /* 0: unknown */
-	struct listener_reg *reg;      /* MANAGED_LISTENER: owned reference */
-	struct { int level, name, val; } opts[MANAGED_MAX_OPTS];
+	struct listener_reg *reg; /* MANAGED_LISTENER: owned reference */
+	struct {
+		int level, name, val;
+	} opts[MANAGED_MAX_OPTS];
 	int n_opts;
 };
 
@@ -81,8 +83,8 @@ struct shim_cidr {
 };
 
 struct shim_state {
-	int active;            /* 0 inside ldmeshd or when init failed */
-	int log_level;         /* 0 off, 1 error, 2 info, 3 debug */
+	int active; /* 0 inside ldmeshd or when init failed */
+	int log_level; /* 0 off, 1 error, 2 info, 3 debug */
 	int fail_open;
 	int wait_ready_ms;
 	atomic_int ready_seen; /* the daemon answered once in this process */
@@ -97,12 +99,12 @@ struct shim_state {
 	int cap;
 	atomic_int any_managed;
 	struct listener_reg *listeners;
-	uid_t daemon_uid;       /* from SO_PEERCRED on the last link */
+	uid_t daemon_uid; /* from SO_PEERCRED on the last link */
 	atomic_uint_fast64_t cookie_next;
 
-	pid_t pid;              /* updated in the fork child */
-	pid_t monitor_pid;      /* process whose monitor thread runs, 0: none */
-	int wake_rd, wake_wr;   /* hidden pipe that wakes the monitor */
+	pid_t pid; /* updated in the fork child */
+	pid_t monitor_pid; /* process whose monitor thread runs, 0: none */
+	int wake_rd, wake_wr; /* hidden pipe that wakes the monitor */
 };
 
 extern struct shim_state shim;
@@ -122,8 +124,8 @@ int shim_bypass(const struct ldm_addr *a);
 int shim_sockaddr_to_ldm(const struct sockaddr *sa, socklen_t len, struct ldm_addr *out);
 socklen_t shim_ldm_to_sockaddr(const struct ldm_addr *a, int family, struct sockaddr_storage *out);
 /* Copies src to the caller's (addr, *len) with kernel truncation rules. */
-void shim_copy_addr(const struct sockaddr_storage *src, socklen_t srclen,
-		    struct sockaddr *addr, socklen_t *len);
+void shim_copy_addr(const struct sockaddr_storage *src, socklen_t srclen, struct sockaddr *addr,
+		    socklen_t *len);
 /* Blocks every signal while the shim lock is held (close is async-signal-safe). */
 void shim_lock(sigset_t *saved);
 void shim_unlock(const sigset_t *saved);
@@ -135,7 +137,7 @@ int fdtab_maybe(int fd);
 struct managed *fdtab_lookup(int fd); /* no reference taken */
 int fdtab_is_hidden(int fd);
 int fdtab_set(int fd, struct managed *m); /* takes a reference on m */
-struct managed *fdtab_take(int fd);       /* removes, returns the table's reference */
+struct managed *fdtab_take(int fd); /* removes, returns the table's reference */
 void fdtab_mark_hidden(int fd);
 void fdtab_clear_hidden(int fd);
 struct managed *managed_new(enum managed_kind kind, int family);
@@ -146,8 +148,8 @@ int fdtab_relocate_hidden(int fd);
 /* link.c */
 /* Connects to the daemon's handoff socket; waits for readiness the first time. */
 int link_open(int wait, const char *bind_name);
-int link_send(int sock, const struct ldm_handoff *h, const int *fds, int nfds,
-	      const void *extra, size_t extra_len);
+int link_send(int sock, const struct ldm_handoff *h, const int *fds, int nfds, const void *extra,
+	      size_t extra_len);
 int link_recv_status(int sock, struct ldm_status *st, int timeout_ms);
 /* Asks the daemon about connection `cookie`; fills st. */
 int link_query(uint64_t cookie, struct ldm_status *st);

@@ -65,8 +65,8 @@ static void set_ssl_err(char *err, size_t len, const char *what)
 
 /* ---- files ---------------------------------------------------------- */
 
-static int join_path(char *buf, size_t size, const char *dir, const char *name,
-		     char *err, size_t len)
+static int join_path(char *buf, size_t size, const char *dir, const char *name, char *err,
+		     size_t len)
 {
 	int n = snprintf(buf, size, "%s/%s", dir, name);
 
@@ -136,8 +136,8 @@ static int path_exists(const char *path)
  * one.  The temporary file is created 0600 and only then given mode, so a
  * key is never readable by others, not even for a moment.
  */
-static int write_atomic(const char *dir, const char *name, mode_t mode,
-			const char *data, size_t n, char *err, size_t len)
+static int write_atomic(const char *dir, const char *name, mode_t mode, const char *data, size_t n,
+			char *err, size_t len)
 {
 	char dst[PATH_MAX], tmp[PATH_MAX];
 	int fd = -1, dfd, rc;
@@ -212,8 +212,8 @@ err_unlink:
  * Encodes first (if not NULL) then every certificate of more (if not NULL)
  * as PEM and writes them atomically; both are borrowed.
  */
-static int write_certs(const char *dir, const char *name, X509 *first,
-		       STACK_OF(X509) *more, char *err, size_t len)
+static int write_certs(const char *dir, const char *name, X509 *first, STACK_OF(X509) * more,
+		       char *err, size_t len)
 {
 	BIO *b = BIO_new(BIO_s_mem());
 	char *data;
@@ -242,8 +242,7 @@ err_encode:
 }
 
 /* PKCS#8 PEM, unencrypted: the daemon reads it unattended. */
-static int write_key(const char *dir, const char *name, EVP_PKEY *key, char *err,
-		     size_t len)
+static int write_key(const char *dir, const char *name, EVP_PKEY *key, char *err, size_t len)
 {
 	/* secmem: the buffer holding the key is wiped when freed. */
 	BIO *b = BIO_new(BIO_s_secmem());
@@ -267,13 +266,13 @@ out:
 	return rc;
 }
 
-static void certs_free(STACK_OF(X509) *certs)
+static void certs_free(STACK_OF(X509) * certs)
 {
 	sk_X509_pop_free(certs, X509_free);
 }
 
 /* Reads every certificate in a PEM file; at least one must be there. */
-static STACK_OF(X509) *read_certs(const char *path, char *err, size_t len)
+static STACK_OF(X509) * read_certs(const char *path, char *err, size_t len)
 {
 	STACK_OF(X509) *certs = NULL;
 	BIO *b;
@@ -389,8 +388,7 @@ out:
 }
 
 /* value uses the openssl.cnf syntax; only fixed strings are passed here. */
-static int add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value, char *err,
-		   size_t len)
+static int add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value, char *err, size_t len)
 {
 	X509_EXTENSION *ext = X509V3_EXT_nconf_nid(NULL, ctx, nid, value);
 	int ok;
@@ -429,8 +427,7 @@ static int add_uri_san(X509 *x, const char *uri, int critical, char *err, size_t
 	if (!sk_GENERAL_NAME_push(gens, gn))
 		goto err_free;
 	gn = NULL; /* owned by gens now */
-	if (X509_add1_ext_i2d(x, NID_subject_alt_name, gens, critical,
-			      X509V3_ADD_DEFAULT) != 1)
+	if (X509_add1_ext_i2d(x, NID_subject_alt_name, gens, critical, X509V3_ADD_DEFAULT) != 1)
 		goto err_free;
 	rc = 0;
 err_free:
@@ -448,8 +445,7 @@ static void format_time(const ASN1_TIME *t, char *buf, size_t len)
 
 	if (!buf || len == 0)
 		return;
-	if (ASN1_TIME_to_tm(t, &tm) != 1 ||
-	    strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+	if (ASN1_TIME_to_tm(t, &tm) != 1 || strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
 		snprintf(buf, len, "?");
 }
 
@@ -457,8 +453,8 @@ static void format_time(const ASN1_TIME *t, char *buf, size_t len)
  * The CA's trust domain comes from its URI SAN "spiffe://TD", which
  * `ca init` writes; that ties a bundle to one trust domain.
  */
-static int ca_trust_domain(X509 *ca, const char *path, char *td, size_t td_size,
-			   char *err, size_t len)
+static int ca_trust_domain(X509 *ca, const char *path, char *td, size_t td_size, char *err,
+			   size_t len)
 {
 	GENERAL_NAMES *gens = X509_get_ext_d2i(ca, NID_subject_alt_name, NULL, NULL);
 	int rc = -EINVAL;
@@ -484,8 +480,7 @@ static int ca_trust_domain(X509 *ca, const char *path, char *td, size_t td_size,
 			char why[256];
 
 			snprintf(why, sizeof(why), "%s", err);
-			set_err(err, len, "the URI SAN of %s is not a trust domain: %s", path,
-				why);
+			set_err(err, len, "the URI SAN of %s is not a trust domain: %s", path, why);
 			goto out;
 		}
 		if (tdn >= td_size) {
@@ -506,8 +501,7 @@ out:
 	return rc;
 }
 
-int ca_init(const struct ca_init_opts *o, char *not_after, size_t na_len, char *err,
-	    size_t len)
+int ca_init(const struct ca_init_opts *o, char *not_after, size_t na_len, char *err, size_t len)
 {
 	char cert_path[PATH_MAX], key_path[PATH_MAX];
 	char uri[SPIFFE_SCHEME_LEN + SPIFFE_TD_MAX + 1];
@@ -530,7 +524,7 @@ int ca_init(const struct ca_init_opts *o, char *not_after, size_t na_len, char *
 	if (rc)
 		return rc;
 	if (!o->force) {
-		const char *found = path_exists(cert_path) ? cert_path
+		const char *found = path_exists(cert_path)  ? cert_path
 				    : path_exists(key_path) ? key_path
 							    : NULL;
 
@@ -566,11 +560,9 @@ int ca_init(const struct ca_init_opts *o, char *not_after, size_t na_len, char *
 	}
 	name = X509_get_subject_name(x);
 	if (!X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
-					(const unsigned char *)"ldmesh root CA", -1, -1,
-					0) ||
+					(const unsigned char *)"ldmesh root CA", -1, -1, 0) ||
 	    !X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8,
-					(const unsigned char *)o->trust_domain, -1, -1,
-					0) ||
+					(const unsigned char *)o->trust_domain, -1, -1, 0) ||
 	    !X509_set_issuer_name(x, name) || !X509_set_pubkey(x, key)) {
 		set_ssl_err(err, len, "cannot set the subject");
 		goto out;
@@ -580,8 +572,7 @@ int ca_init(const struct ca_init_opts *o, char *not_after, size_t na_len, char *
 	snprintf(uri, sizeof(uri), SPIFFE_SCHEME "%s", o->trust_domain);
 	rc = add_ext(x, &ctx, NID_basic_constraints, "critical,CA:TRUE", err, len);
 	if (!rc)
-		rc = add_ext(x, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign", err,
-			     len);
+		rc = add_ext(x, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign", err, len);
 	if (!rc)
 		rc = add_ext(x, &ctx, NID_subject_key_identifier, "hash", err, len);
 	if (!rc)
@@ -614,8 +605,7 @@ static const EVP_MD *sign_md(EVP_PKEY *key)
 	return (id == EVP_PKEY_ED25519 || id == EVP_PKEY_ED448) ? NULL : EVP_sha256();
 }
 
-int ca_issue(const struct ca_issue_opts *o, char *not_after, size_t na_len,
-	     char *err, size_t len)
+int ca_issue(const struct ca_issue_opts *o, char *not_after, size_t na_len, char *err, size_t len)
 {
 	char cert_path[PATH_MAX], key_path[PATH_MAX];
 	char ca_td[SPIFFE_TD_MAX + 1];
@@ -649,8 +639,8 @@ int ca_issue(const struct ca_issue_opts *o, char *not_after, size_t na_len,
 		goto out;
 	if (X509_check_private_key(ca, ca_key) != 1) {
 		ERR_clear_error();
-		set_err(err, len, "%s does not belong to the first certificate in %s",
-			key_path, cert_path);
+		set_err(err, len, "%s does not belong to the first certificate in %s", key_path,
+			cert_path);
 		goto out;
 	}
 	if (X509_check_ca(ca) == 0) {
@@ -703,8 +693,7 @@ int ca_issue(const struct ca_issue_opts *o, char *not_after, size_t na_len,
 	 * The subject stays empty: the SPIFFE ID lives in the URI SAN only, so
 	 * nothing can match on a second, diverging copy of it.
 	 */
-	if (!X509_set_issuer_name(x, X509_get_subject_name(ca)) ||
-	    !X509_set_pubkey(x, key)) {
+	if (!X509_set_issuer_name(x, X509_get_subject_name(ca)) || !X509_set_pubkey(x, key)) {
 		set_ssl_err(err, len, "cannot set the issuer");
 		goto out;
 	}
@@ -712,16 +701,14 @@ int ca_issue(const struct ca_issue_opts *o, char *not_after, size_t na_len,
 	X509V3_set_ctx(&ctx, ca, x, NULL, NULL, 0);
 	rc = add_ext(x, &ctx, NID_basic_constraints, "critical,CA:FALSE", err, len);
 	if (!rc)
-		rc = add_ext(x, &ctx, NID_key_usage,
-			     "critical,digitalSignature,keyAgreement", err, len);
-	if (!rc)
-		rc = add_ext(x, &ctx, NID_ext_key_usage, "serverAuth,clientAuth", err,
+		rc = add_ext(x, &ctx, NID_key_usage, "critical,digitalSignature,keyAgreement", err,
 			     len);
+	if (!rc)
+		rc = add_ext(x, &ctx, NID_ext_key_usage, "serverAuth,clientAuth", err, len);
 	if (!rc)
 		rc = add_ext(x, &ctx, NID_subject_key_identifier, "hash", err, len);
 	if (!rc)
-		rc = add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always", err,
-			     len);
+		rc = add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always", err, len);
 	/* RFC 5280 4.2.1.6: with an empty subject the SAN must be critical. */
 	if (!rc)
 		rc = add_uri_san(x, o->id, 1, err, len);

@@ -16,10 +16,10 @@
 #include "spiffe.h"
 
 struct ca_init_opts {
-	const char *dir;          /* borrowed; created (0700) if missing */
+	const char *dir; /* borrowed; created (0700) if missing */
 	const char *trust_domain; /* borrowed; checked here */
-	int days;                 /* validity of the root, > 0 */
-	int force;                /* replace an existing ca.pem/ca-key.pem */
+	int days; /* validity of the root, > 0 */
+	int force; /* replace an existing ca.pem/ca-key.pem */
 };
 
 /*
@@ -29,14 +29,13 @@ struct ca_init_opts {
  * success, *not_after (if not NULL) gets the root's expiry as
  * "YYYY-MM-DD HH:MM:SS UTC".
  */
-int ca_init(const struct ca_init_opts *opts, char *not_after, size_t na_len,
-	    char *err, size_t len);
+int ca_init(const struct ca_init_opts *opts, char *not_after, size_t na_len, char *err, size_t len);
 
 struct ca_issue_opts {
 	const char *dir; /* borrowed; holds ca.pem and ca-key.pem */
-	const char *id;  /* borrowed; SPIFFE ID, checked here */
+	const char *id; /* borrowed; SPIFFE ID, checked here */
 	const char *out; /* borrowed; created (0700) if missing */
-	int hours;       /* validity of the SVID, > 0 */
+	int hours; /* validity of the SVID, > 0 */
 };
 
 /*
@@ -50,7 +49,7 @@ struct ca_issue_opts {
  * CA.  On success, *not_after (if not NULL) gets the SVID's expiry as
  * "YYYY-MM-DD HH:MM:SS UTC".
  */
-int ca_issue(const struct ca_issue_opts *opts, char *not_after, size_t na_len,
-	     char *err, size_t len);
+int ca_issue(const struct ca_issue_opts *opts, char *not_after, size_t na_len, char *err,
+	     size_t len);
 
 #endif

@@ -55,7 +55,7 @@ struct cli {
 	int json;
 	int help;
 	int version;
-	int argc;    /* words left once global flags are taken out */
+	int argc; /* words left once global flags are taken out */
 	char **argv; /* owned array of borrowed strings, NULL-terminated */
 };
 
@@ -183,15 +183,15 @@ static int cli_parse_globals(struct cli *c, int argc, char **argv)
 struct opt {
 	const char *name; /* "--timeout" */
 	const char **value; /* NULL for a flag without a value */
-	int *flag;          /* set to 1 when a value-less flag is present */
+	int *flag; /* set to 1 when a value-less flag is present */
 };
 
 /*
  * Parses a verb's own options ("--name VALUE", "--name=VALUE", "--flag").
  * No positional arguments are accepted.  Prints the usage error itself.
  */
-static int parse_opts(const char *synopsis, int argc, char **argv,
-		      const struct opt *opts, size_t n_opts)
+static int parse_opts(const char *synopsis, int argc, char **argv, const struct opt *opts,
+		      size_t n_opts)
 {
 	for (int i = 0; i < argc; i++) {
 		const char *a = argv[i];
@@ -212,8 +212,7 @@ static int parse_opts(const char *synopsis, int argc, char **argv,
 		eq = strchr(a, '=');
 		nlen = eq ? (size_t)(eq - a) : strlen(a);
 		for (size_t k = 0; k < n_opts; k++) {
-			if (strlen(opts[k].name) == nlen &&
-			    strncmp(opts[k].name, a, nlen) == 0) {
+			if (strlen(opts[k].name) == nlen && strncmp(opts[k].name, a, nlen) == 0) {
 				o = &opts[k];
 				break;
 			}
@@ -307,7 +306,7 @@ static int make_sun(struct sockaddr_un *sun, const char *dir, const char *name)
 static int unix_connect(const char *dir, const char *name, int timeout_s)
 {
 	struct sockaddr_un sun;
-	struct timeval tv = { .tv_sec = timeout_s };
+	struct timeval tv = {.tv_sec = timeout_s};
 	int fd, rc;
 
 	rc = make_sun(&sun, dir, name);
@@ -316,9 +315,8 @@ static int unix_connect(const char *dir, const char *name, int timeout_s)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (timeout_s > 0 &&
-	    (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
-	     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0)) {
+	if (timeout_s > 0 && (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
+			      setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0)) {
 		rc = -errno;
 		goto err_close;
 	}
@@ -341,8 +339,7 @@ static void report_unreachable(const char *dir, int err)
 		hint = " (is ldmeshd running? see --runtime-dir and LDMESH_RUNTIME_DIR)";
 	else if (err == -EACCES || err == -EPERM)
 		hint = " (ctl.sock is mode 0600: run as root or as the daemon's user)";
-	errorf("cannot reach ldmeshd at %s/%s: %s%s", dir, LDM_CTL_SOCK, strerror(-err),
-	       hint);
+	errorf("cannot reach ldmeshd at %s/%s: %s%s", dir, LDM_CTL_SOCK, strerror(-err), hint);
 }
 
 /*
@@ -350,8 +347,8 @@ static void report_unreachable(const char *dir, int err)
  * Words must be single tokens: the protocol separates them by spaces.
  * Returns EXIT_OK with *ans filled, or an exit code after printing why.
  */
-static int ctl_exchange(const struct cli *c, const char *const *words, size_t n,
-			int timeout_s, struct answer *ans)
+static int ctl_exchange(const struct cli *c, const char *const *words, size_t n, int timeout_s,
+			struct answer *ans)
 {
 	char line[LDM_CTL_MAX_REQUEST + 2];
 	size_t len, off = 0, cap = 0;
@@ -455,10 +452,10 @@ err_close:
  * and, if body_out is given, is also handed back (owned by the caller);
  * on "ERR msg" msg goes to stderr and the result is EXIT_ERROR.
  */
-static int ctl_call(const struct cli *c, const char *const *words, size_t n,
-		    int timeout_s, struct answer *body_out)
+static int ctl_call(const struct cli *c, const char *const *words, size_t n, int timeout_s,
+		    struct answer *body_out)
 {
-	struct answer ans = { 0 };
+	struct answer ans = {0};
 	int rc = ctl_exchange(c, words, n, timeout_s, &ans);
 
 	if (rc != EXIT_OK)
@@ -497,7 +494,7 @@ static int ctl_call(const struct cli *c, const char *const *words, size_t n,
 static int cmd_plain(const struct cli *c, const char *verb)
 {
 	char synopsis[64];
-	const char *words[] = { verb };
+	const char *words[] = {verb};
 
 	snprintf(synopsis, sizeof(synopsis), "%s", verb);
 	if (parse_opts(synopsis, c->argc - 1, c->argv + 1, NULL, 0))
@@ -509,8 +506,8 @@ static int cmd_drain(const struct cli *c)
 {
 	static const char synopsis[] = "drain [--timeout S]";
 	const char *timeout = NULL;
-	const struct opt opts[] = { { "--timeout", &timeout, NULL } };
-	const char *words[2] = { "drain", NULL };
+	const struct opt opts[] = {{"--timeout", &timeout, NULL}};
+	const char *words[2] = {"drain", NULL};
 	long secs = 0;
 
 	if (parse_opts(synopsis, c->argc - 1, c->argv + 1, opts, ARRAY_SIZE(opts)))
@@ -571,13 +568,13 @@ static int cmd_policy(const struct cli *c)
 		"policy check [--from SPIFFE_ID] --port P [--method M] [--path PATH]";
 	const char *from = NULL, *port = NULL, *method = NULL, *path = NULL;
 	const struct opt opts[] = {
-		{ "--from", &from, NULL },
-		{ "--port", &port, NULL },
-		{ "--method", &method, NULL },
-		{ "--path", &path, NULL },
+		{"--from", &from, NULL},
+		{"--port", &port, NULL},
+		{"--method", &method, NULL},
+		{"--path", &path, NULL},
 	};
 	const char *words[5];
-	struct answer body = { 0 };
+	struct answer body = {0};
 	const char *decision;
 	char err[512];
 	long p;
@@ -598,8 +595,7 @@ static int cmd_policy(const struct cli *c)
 	if (method && !is_token(method))
 		return usage_error(synopsis, "--method '%s' is not an HTTP method", method);
 	if (path && (path[0] != '/' || strpbrk(path, " \t\r\n")))
-		return usage_error(synopsis,
-				   "--path must start with '/' and hold no spaces");
+		return usage_error(synopsis, "--path must start with '/' and hold no spaces");
 	if (path && !method)
 		method = "GET"; /* a path alone means a plain request */
 
@@ -623,19 +619,19 @@ static int cmd_policy(const struct cli *c)
 /* ---- ca ------------------------------------------------------------- */
 
 struct file_entry {
-	const char *key;  /* JSON member name */
+	const char *key; /* JSON member name */
 	const char *name; /* file name inside the directory */
 };
 
 static const struct file_entry ca_init_files[] = {
-	{ "cert", "ca.pem" },
-	{ "key", "ca-key.pem" },
+	{"cert", "ca.pem"},
+	{"key", "ca-key.pem"},
 };
 
 static const struct file_entry ca_issue_files[] = {
-	{ "cert", "svid.pem" },
-	{ "key", "svid-key.pem" },
-	{ "bundle", "bundle.pem" },
+	{"cert", "svid.pem"},
+	{"key", "svid-key.pem"},
+	{"bundle", "bundle.pem"},
 };
 
 /*
@@ -643,8 +639,7 @@ static const struct file_entry ca_issue_files[] = {
  * ..."), or one JSON object {"<what>": value, "cert": path, ...,
  * "not_after": "..."}.
  */
-static void print_files(int json, const char *label, const char *what,
-			const char *value,
+static void print_files(int json, const char *label, const char *what, const char *value,
 			const char *dir, const struct file_entry *files, size_t n,
 			const char *not_after)
 {
@@ -670,15 +665,14 @@ static void print_files(int json, const char *label, const char *what,
 
 static int cmd_ca_init(const struct cli *c)
 {
-	static const char synopsis[] =
-		"ca init --dir DIR --trust-domain TD [--days N] [--force]";
+	static const char synopsis[] = "ca init --dir DIR --trust-domain TD [--days N] [--force]";
 	const char *dir = NULL, *td = NULL, *days = NULL;
 	int force = 0;
 	const struct opt opts[] = {
-		{ "--dir", &dir, NULL },
-		{ "--trust-domain", &td, NULL },
-		{ "--days", &days, NULL },
-		{ "--force", NULL, &force },
+		{"--dir", &dir, NULL},
+		{"--trust-domain", &td, NULL},
+		{"--days", &days, NULL},
+		{"--force", NULL, &force},
 	};
 	struct ca_init_opts o;
 	char err[1024], not_after[64] = "";
@@ -689,10 +683,8 @@ static int cmd_ca_init(const struct cli *c)
 	    require(synopsis, dir, "--dir") || require(synopsis, td, "--trust-domain"))
 		return EXIT_ERROR;
 	if (days && parse_int(days, 1, CA_DAYS_MAX, &d))
-		return usage_error(synopsis, "--days wants 1-%d, not '%s'", CA_DAYS_MAX,
-				   days);
-	o = (struct ca_init_opts){ .dir = dir, .trust_domain = td, .days = (int)d,
-				   .force = force };
+		return usage_error(synopsis, "--days wants 1-%d, not '%s'", CA_DAYS_MAX, days);
+	o = (struct ca_init_opts){.dir = dir, .trust_domain = td, .days = (int)d, .force = force};
 	rc = ca_init(&o, not_after, sizeof(not_after), err, sizeof(err));
 	if (rc) {
 		errorf("ca init: %s", err);
@@ -705,14 +697,13 @@ static int cmd_ca_init(const struct cli *c)
 
 static int cmd_ca_issue(const struct cli *c)
 {
-	static const char synopsis[] =
-		"ca issue --dir DIR --id SPIFFE_ID --out OUT [--hours N]";
+	static const char synopsis[] = "ca issue --dir DIR --id SPIFFE_ID --out OUT [--hours N]";
 	const char *dir = NULL, *id = NULL, *out = NULL, *hours = NULL;
 	const struct opt opts[] = {
-		{ "--dir", &dir, NULL },
-		{ "--id", &id, NULL },
-		{ "--out", &out, NULL },
-		{ "--hours", &hours, NULL },
+		{"--dir", &dir, NULL},
+		{"--id", &id, NULL},
+		{"--out", &out, NULL},
+		{"--hours", &hours, NULL},
 	};
 	struct ca_issue_opts o;
 	char err[1024], not_after[64] = "";
@@ -724,16 +715,15 @@ static int cmd_ca_issue(const struct cli *c)
 	    require(synopsis, out, "--out"))
 		return EXIT_ERROR;
 	if (hours && parse_int(hours, 1, CA_HOURS_MAX, &h))
-		return usage_error(synopsis, "--hours wants 1-%d, not '%s'", CA_HOURS_MAX,
-				   hours);
-	o = (struct ca_issue_opts){ .dir = dir, .id = id, .out = out, .hours = (int)h };
+		return usage_error(synopsis, "--hours wants 1-%d, not '%s'", CA_HOURS_MAX, hours);
+	o = (struct ca_issue_opts){.dir = dir, .id = id, .out = out, .hours = (int)h};
 	rc = ca_issue(&o, not_after, sizeof(not_after), err, sizeof(err));
 	if (rc) {
 		errorf("ca issue: %s", err);
 		return EXIT_ERROR;
 	}
-	print_files(c->json, "SVID", "id", id, out, ca_issue_files,
-		    ARRAY_SIZE(ca_issue_files), not_after);
+	print_files(c->json, "SVID", "id", id, out, ca_issue_files, ARRAY_SIZE(ca_issue_files),
+		    not_after);
 	return EXIT_OK;
 }
 
@@ -745,8 +735,7 @@ static int cmd_ca(const struct cli *c)
 		return cmd_ca_issue(c);
 	if (c->argc < 2)
 		return usage_error("ca init|issue ...", "ca needs a subcommand");
-	return usage_error("ca init|issue ...", "unknown ca subcommand '%s'",
-			   c->argv[1]);
+	return usage_error("ca init|issue ...", "unknown ca subcommand '%s'", c->argv[1]);
 }
 
 /* ---- run ------------------------------------------------------------ */
@@ -757,8 +746,7 @@ static int cmd_ca(const struct cli *c)
  */
 static volatile sig_atomic_t run_child_pid;
 
-static const int run_forwarded_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT,
-					     SIGUSR1, SIGUSR2 };
+static const int run_forwarded_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
 
 static void run_forward_signal(int sig, siginfo_t *si, void *uctx)
 {
@@ -798,8 +786,8 @@ static int exe_dir(char *buf, size_t size)
  * (relative to ldmeshctl's directory) that is accessible with `mode`.
  * Writes the canonical absolute path into out.
  */
-static int find_file(const char *what, const char *env, const char *const *cands,
-		     size_t n, int mode, char *out)
+static int find_file(const char *what, const char *env, const char *const *cands, size_t n,
+		     int mode, char *out)
 {
 	char dir[PATH_MAX], path[PATH_MAX * 2], tried[PATH_MAX * 4] = "";
 	const char *v = getenv(env);
@@ -816,8 +804,7 @@ static int find_file(const char *what, const char *env, const char *const *cands
 	}
 	rc = exe_dir(dir, sizeof(dir));
 	if (rc) {
-		errorf("cannot find %s: /proc/self/exe: %s; set %s", what, strerror(-rc),
-		       env);
+		errorf("cannot find %s: /proc/self/exe: %s; set %s", what, strerror(-rc), env);
 		return rc;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -885,7 +872,7 @@ static long ms_since(const struct timespec *t0)
 
 static void sleep_ms(long ms)
 {
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
 
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
@@ -908,8 +895,7 @@ static void describe_status(int st, char *buf, size_t len)
  * still be closing connections; PR_SET_PDEATHSIG stops it if ldmeshctl
  * dies without cleaning up.  Returns its pid or -errno.
  */
-static pid_t daemon_start(const char *ldmeshd, const char *config,
-			  const char *runtime_dir)
+static pid_t daemon_start(const char *ldmeshd, const char *config, const char *runtime_dir)
 {
 	const char *argv[6];
 	pid_t parent = getpid(), pid;
@@ -951,8 +937,7 @@ static pid_t daemon_start(const char *ldmeshd, const char *config,
 	}
 	dup2(STDERR_FILENO, STDOUT_FILENO);
 	execv(ldmeshd, (char *const *)argv);
-	dprintf(STDERR_FILENO, "ldmeshctl: cannot run %s: %s\n", ldmeshd,
-		strerror(errno));
+	dprintf(STDERR_FILENO, "ldmeshctl: cannot run %s: %s\n", ldmeshd, strerror(errno));
 	_exit(127);
 }
 
@@ -1022,8 +1007,8 @@ static int daemon_wait_ready(pid_t pid, const char *runtime_dir)
  */
 static int run_child(char **cmd, const char *shim, const char *runtime_dir)
 {
-	struct sigaction sa = { .sa_sigaction = run_forward_signal,
-				.sa_flags = SA_SIGINFO | SA_RESTART };
+	struct sigaction sa = {.sa_sigaction = run_forward_signal,
+			       .sa_flags = SA_SIGINFO | SA_RESTART};
 	sigset_t set, old;
 	pid_t pid;
 	int st;
@@ -1068,9 +1053,8 @@ static int run_child(char **cmd, const char *shim, const char *runtime_dir)
 static int cmd_run(const struct cli *c)
 {
 	static const char synopsis[] = "run [--config FILE] -- CMD [ARGS...]";
-	static const char *const shim_cands[] = { "libldmesh.so",
-						  "../lib/ldmesh/libldmesh.so" };
-	static const char *const daemon_cands[] = { "ldmeshd" };
+	static const char *const shim_cands[] = {"libldmesh.so", "../lib/ldmesh/libldmesh.so"};
+	static const char *const daemon_cands[] = {"ldmeshd"};
 	char shim[PATH_MAX], ldmeshd[PATH_MAX], rt[PATH_MAX];
 	const char *config = NULL;
 	char **cmd = NULL;
@@ -1114,15 +1098,14 @@ static int cmd_run(const struct cli *c)
 		char cwd[PATH_MAX];
 
 		if (!getcwd(cwd, sizeof(cwd)) ||
-		    snprintf(rt, sizeof(rt), "%s/%s", cwd, c->runtime_dir) >=
-			    (int)sizeof(rt)) {
+		    snprintf(rt, sizeof(rt), "%s/%s", cwd, c->runtime_dir) >= (int)sizeof(rt)) {
 			errorf("cannot make --runtime-dir %s absolute", c->runtime_dir);
 			return EXIT_ERROR;
 		}
 	}
 
-	if (find_file("libldmesh.so", "LDMESH_SHIM", shim_cands, ARRAY_SIZE(shim_cands),
-		      R_OK, shim))
+	if (find_file("libldmesh.so", "LDMESH_SHIM", shim_cands, ARRAY_SIZE(shim_cands), R_OK,
+		      shim))
 		return EXIT_ERROR;
 	/* LD_PRELOAD splits on spaces and colons; such a path cannot be named. */
 	if (strpbrk(shim, " :")) {
@@ -1137,13 +1120,13 @@ static int cmd_run(const struct cli *c)
 		/* A daemon serves this runtime dir already: become the command. */
 		close(fd);
 		if (config)
-			errorf("note: ldmeshd already serves %s; --config %s is not used",
-			       rt, config);
+			errorf("note: ldmeshd already serves %s; --config %s is not used", rt,
+			       config);
 		return exec_in_mesh(cmd, shim, rt);
 	}
 
-	if (find_file("ldmeshd", "LDMESH_DAEMON", daemon_cands,
-		      ARRAY_SIZE(daemon_cands), X_OK, ldmeshd))
+	if (find_file("ldmeshd", "LDMESH_DAEMON", daemon_cands, ARRAY_SIZE(daemon_cands), X_OK,
+		      ldmeshd))
 		return EXIT_ERROR;
 	dpid = daemon_start(ldmeshd, config, rt);
 	if (dpid < 0)
@@ -1160,7 +1143,7 @@ static int cmd_run(const struct cli *c)
 
 int main(int argc, char **argv)
 {
-	struct cli c = { 0 };
+	struct cli c = {0};
 	const char *verb;
 	int rc;
 
@@ -1186,8 +1169,8 @@ int main(int argc, char **argv)
 
 	verb = c.argv[0];
 	if (strcmp(verb, "status") == 0 || strcmp(verb, "conns") == 0 ||
-	    strcmp(verb, "stats") == 0 || strcmp(verb, "top") == 0 ||
-	    strcmp(verb, "reload") == 0 || strcmp(verb, "check") == 0)
+	    strcmp(verb, "stats") == 0 || strcmp(verb, "top") == 0 || strcmp(verb, "reload") == 0 ||
+	    strcmp(verb, "check") == 0)
 		rc = cmd_plain(&c, verb);
 	else if (strcmp(verb, "drain") == 0)
 		rc = cmd_drain(&c);

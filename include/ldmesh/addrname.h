@@ -67,7 +67,8 @@ static inline int addrname_get(const char *p, struct ldm_addr *a)
 		return -1;
 	}
 	if (strnlen(p, 1 + 4 + 2 * (size_t)n) < 1 + 4 + 2 * (size_t)n ||
-	    addrname_hex(p + 1, (uint8_t *)&a->port, 2) < 0 || addrname_hex(p + 5, a->addr, n) < 0) {
+	    addrname_hex(p + 1, (uint8_t *)&a->port, 2) < 0 ||
+	    addrname_hex(p + 5, a->addr, n) < 0) {
 		return -1;
 	}
 	return 1 + 4 + 2 * n;

@@ -7,8 +7,7 @@
 #define LDMESH_VERSION "0.1.0"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define container_of(ptr, type, member) \
-	((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 #define LDM_UNUSED __attribute__((unused))
 #define LDM_PRINTF(f, a) __attribute__((format(printf, f, a)))

@@ -42,7 +42,7 @@
 #include <stdint.h>
 
 #define LDM_HANDOFF_MAGIC 0x484d444cu /* "LDMH" little-endian */
-#define LDM_STATUS_MAGIC 0x534d444cu  /* "LDMS" */
+#define LDM_STATUS_MAGIC 0x534d444cu /* "LDMS" */
 #define LDM_PREAMBLE_MAGIC 0x504d444cu /* "LDMP" */
 #define LDM_PROTO_VERSION 1
 
@@ -67,23 +67,23 @@ enum ldm_op {
 /* An IPv4 or IPv6 TCP address. */
 struct ldm_addr {
 	uint16_t family; /* AF_INET or AF_INET6 */
-	uint16_t port;   /* network byte order */
+	uint16_t port; /* network byte order */
 	uint32_t scope_id;
 	uint8_t addr[16]; /* 4 bytes for AF_INET */
 };
 
 struct ldm_handoff {
-	uint32_t magic;   /* LDM_HANDOFF_MAGIC */
+	uint32_t magic; /* LDM_HANDOFF_MAGIC */
 	uint16_t version; /* LDM_PROTO_VERSION */
-	uint16_t op;      /* enum ldm_op */
-	uint32_t len;     /* sizeof(struct ldm_handoff) */
-	uint32_t flags;   /* LDM_HF_* */
-	uint64_t cookie;  /* CONNECT/QUERY: connection id; LISTEN: listener id */
+	uint16_t op; /* enum ldm_op */
+	uint32_t len; /* sizeof(struct ldm_handoff) */
+	uint32_t flags; /* LDM_HF_* */
+	uint64_t cookie; /* CONNECT/QUERY: connection id; LISTEN: listener id */
 	uint32_t filler_len; /* CONNECT: filler bytes after the header */
-	uint32_t sndbuf;     /* CONNECT: SO_SNDBUF to restore on the app end */
-	uint32_t pid;        /* the app's pid, for logs and `ldmeshctl conns` */
-	uint32_t backlog;    /* LISTEN: the app's backlog */
-	int32_t app_fd;      /* CONNECT: the app's fd number (to reach it on a reset) */
+	uint32_t sndbuf; /* CONNECT: SO_SNDBUF to restore on the app end */
+	uint32_t pid; /* the app's pid, for logs and `ldmeshctl conns` */
+	uint32_t backlog; /* LISTEN: the app's backlog */
+	int32_t app_fd; /* CONNECT: the app's fd number (to reach it on a reset) */
 	uint32_t reserved;
 	struct ldm_addr addr; /* CONNECT: destination; LISTEN: bound address */
 	char listen_name[LDM_LISTEN_NAME_MAX]; /* LISTEN: NUL-terminated */
@@ -91,10 +91,10 @@ struct ldm_handoff {
 
 struct ldm_status {
 	uint32_t magic; /* LDM_STATUS_MAGIC */
-	int32_t err;    /* 0 or -errno */
+	int32_t err; /* 0 or -errno */
 	uint64_t cookie;
 	struct ldm_addr local; /* QUERY: the TCP socket's local address */
-	struct ldm_addr peer;  /* QUERY: the TCP socket's peer address */
+	struct ldm_addr peer; /* QUERY: the TCP socket's peer address */
 };
 
 /*
@@ -103,11 +103,11 @@ struct ldm_status {
  * NUL-terminated, 0 when the peer has none) follow the fixed part.
  */
 struct ldm_preamble {
-	uint32_t magic;   /* LDM_PREAMBLE_MAGIC */
+	uint32_t magic; /* LDM_PREAMBLE_MAGIC */
 	uint16_t version; /* LDM_PROTO_VERSION */
-	uint16_t id_len;  /* <= LDM_PEER_ID_MAX */
+	uint16_t id_len; /* <= LDM_PEER_ID_MAX */
 	uint64_t conn_id; /* names the connection in LDM_OP_RESET */
-	struct ldm_addr peer;  /* the TCP client's address */
+	struct ldm_addr peer; /* the TCP client's address */
 	struct ldm_addr local; /* the TCP address the client reached */
 };
 

@@ -24,21 +24,20 @@
 
 #include "http1.h"
 
-#define CHECK(x)                                                                  \
-	do {                                                                      \
-		if (!(x)) {                                                       \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, \
-				#x);                                              \
-			abort();                                                  \
-		}                                                                 \
+#define CHECK(x)                                                                                   \
+	do {                                                                                       \
+		if (!(x)) {                                                                        \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #x);      \
+			abort();                                                                   \
+		}                                                                                  \
 	} while (0)
 
 #define MAX_EVENTS 4096
 
 struct event {
 	int ev;
-	size_t n;    /* BODY/OPAQUE: bytes (merged); HEAD: raw_len */
-	size_t pos;  /* input offset of the first byte */
+	size_t n; /* BODY/OPAQUE: bytes (merged); HEAD: raw_len */
+	size_t pos; /* input offset of the first byte */
 	const char *error;
 	int status, minor, n_hdr;
 	int64_t content_length;
@@ -85,7 +84,7 @@ static int count_xfcc(const struct http1_stream *s)
 
 static void check_rewrite(const struct http1_stream *s)
 {
-	static const char *const drop[] = { xfcc, NULL };
+	static const char *const drop[] = {xfcc, NULL};
 	static char out[HTTP1_MAX_HEAD + sizeof(extra)];
 	struct http1_stream again;
 	size_t n;
@@ -178,7 +177,8 @@ static void run(enum http1_dir dir, uint8_t notes, const uint8_t *in, size_t len
 				t->e[t->n].n_hdr = s.head.n_hdr;
 				t->e[t->n].content_length = s.head.content_length;
 				t->e[t->n].flags = s.head.chunked | s.head.conn_close << 1 |
-						   s.head.expect_continue << 2 | s.head.upgrade << 3;
+						   s.head.expect_continue << 2 |
+						   s.head.upgrade << 3;
 				memcpy(t->e[t->n].method, s.head.method, sizeof(s.head.method));
 				memcpy(t->e[t->n].path, s.head.path, sizeof(s.head.path));
 				memcpy(t->e[t->n].host, s.head.host, sizeof(s.head.host));
@@ -206,7 +206,8 @@ static void run(enum http1_dir dir, uint8_t notes, const uint8_t *in, size_t len
 				t->e[t->n].pos = fwd;
 				t->e[t->n].error = s.error;
 				t->n++;
-				CHECK(http1_feed(&s, (const char *)in, len, &n) == HTTP1_ERROR && n == 0);
+				CHECK(http1_feed(&s, (const char *)in, len, &n) == HTTP1_ERROR &&
+				      n == 0);
 				goto done;
 			}
 			off += n;
@@ -232,7 +233,8 @@ static void same(const struct trace *a, const struct trace *b)
 		const struct event *x = &a->e[i], *y = &b->e[i];
 
 		CHECK(x->ev == y->ev && x->n == y->n && x->pos == y->pos);
-		CHECK(x->error == y->error || (x->error && y->error && !strcmp(x->error, y->error)));
+		CHECK(x->error == y->error ||
+		      (x->error && y->error && !strcmp(x->error, y->error)));
 		CHECK(x->status == y->status && x->minor == y->minor && x->n_hdr == y->n_hdr);
 		CHECK(x->content_length == y->content_length && x->flags == y->flags);
 		CHECK(!strcmp(x->method, y->method) && !strcmp(x->path, y->path) &&
@@ -243,7 +245,7 @@ static void same(const struct trace *a, const struct trace *b)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct event ev_whole[MAX_EVENTS], ev_cut[MAX_EVENTS];
-	struct trace whole = { ev_whole, 0 }, cut = { ev_cut, 0 };
+	struct trace whole = {ev_whole, 0}, cut = {ev_cut, 0};
 	const uint8_t *in;
 	size_t len, split, *bytes, i;
 	uint8_t notes;

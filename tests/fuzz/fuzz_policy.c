@@ -31,8 +31,7 @@
 
 #define MAX_INPUT 8192
 
-static const char *const kind_names[] = { "principal", "namespace", "method", "path",
-					  "host" };
+static const char *const kind_names[] = {"principal", "namespace", "method", "path", "host"};
 
 /* The textbook matcher: exponential in the worst case, so short inputs only. */
 static int ref_glob(const char *p, const char *s, int fold)
@@ -64,13 +63,12 @@ static size_t count_stars(const char *p)
 }
 
 /* One rule using the pattern; the subject goes where the kind says. */
-static void eval_one(enum policy_pattern_kind kind, char *pattern, const char *subject,
-		     int action)
+static void eval_one(enum policy_pattern_kind kind, char *pattern, const char *subject, int action)
 {
-	char *list[1] = { pattern }, err[512];
-	struct config_policy pol = { .name = "fuzz", .action = (enum config_action)action };
-	struct config cfg = { .policies = &pol, .n_policies = 1 };
-	struct policy_request req = { .port = 80 };
+	char *list[1] = {pattern}, err[512];
+	struct config_policy pol = {.name = "fuzz", .action = (enum config_action)action};
+	struct config cfg = {.policies = &pol, .n_policies = 1};
+	struct policy_request req = {.port = 80};
 	struct policy_result res;
 	struct policy_set *p;
 
@@ -136,8 +134,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	err[0] = '\0';
 	rc = policy_check_pattern(kind, pattern, err, sizeof(err));
 	if (rc != 0) {
-		if (!err[0] || strchr(err, '\n') || strncmp(err, kind_names[kind],
-							    strlen(kind_names[kind])) != 0) {
+		if (!err[0] || strchr(err, '\n') ||
+		    strncmp(err, kind_names[kind], strlen(kind_names[kind])) != 0) {
 			fprintf(stderr, "bad message for a refused pattern: \"%s\"\n", err);
 			abort();
 		}
@@ -148,8 +146,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rc = policy_glob(pattern, subject, fold);
 	if (strlen(pattern) <= 16 && strlen(subject) <= 32 && count_stars(pattern) <= 6 &&
 	    rc != ref_glob(pattern, subject, fold)) {
-		fprintf(stderr, "glob \"%s\" on \"%s\": %d, reference %d\n", pattern,
-			subject, rc, !rc);
+		fprintf(stderr, "glob \"%s\" on \"%s\": %d, reference %d\n", pattern, subject, rc,
+			!rc);
 		abort();
 	}
 	/* Without wildcards a pattern matches itself. */

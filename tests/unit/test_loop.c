@@ -48,8 +48,8 @@ struct backend {
 	const char *name;
 };
 
-static const struct backend be_uring = { LOOP_IO_URING, "io_uring" };
-static const struct backend be_epoll = { LOOP_EPOLL, "epoll" };
+static const struct backend be_uring = {LOOP_IO_URING, "io_uring"};
+static const struct backend be_epoll = {LOOP_EPOLL, "epoll"};
 
 struct cqe {
 	uint64_t ud;
@@ -58,8 +58,8 @@ struct cqe {
 
 struct col {
 	struct cqe c[512];
-	int n;          /* completions delivered to the callback */
-	long reported;  /* sum of run()'s return values */
+	int n; /* completions delivered to the callback */
+	long reported; /* sum of run()'s return values */
 };
 
 static void collect(void *ctx, uint64_t ud, int res, int more)
@@ -67,7 +67,7 @@ static void collect(void *ctx, uint64_t ud, int res, int more)
 	struct col *col = ctx;
 
 	assert_true(col->n < (int)ARRAY_SIZE(col->c));
-	col->c[col->n++] = (struct cqe){ ud, res, more };
+	col->c[col->n++] = (struct cqe){ud, res, more};
 }
 
 static struct loop *open_loop(void **state, unsigned entries)
@@ -79,10 +79,12 @@ static struct loop *open_loop(void **state, unsigned entries)
 	if (b->kind == LOOP_IO_URING) {
 		l = loop_uring_new(entries, &err);
 		if (!l) {
-			fail_msg("io_uring is not available on this machine: loop_uring_new: %s "
-				 "(kernel.io_uring_disabled, a seccomp profile, or an old kernel?). "
-				 "The io_uring backend is untested here; this is a failure, not a skip.",
-				 strerror(-err));
+			fail_msg(
+				"io_uring is not available on this machine: loop_uring_new: %s "
+				"(kernel.io_uring_disabled, a seccomp profile, or an old kernel?). "
+				"The io_uring backend is untested here; this is a failure, not a "
+				"skip.",
+				strerror(-err));
 		}
 	} else {
 		l = loop_epoll_new(64, &err);
@@ -191,7 +193,7 @@ static void run_for(struct loop *l, struct col *col, int ms)
 
 static int tcp_listener(uint16_t *port)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET };
+	struct sockaddr_in sa = {.sin_family = AF_INET};
 	socklen_t len = sizeof(sa);
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
@@ -207,7 +209,7 @@ static int tcp_listener(uint16_t *port)
 
 static struct sockaddr_in loopback(uint16_t port)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
 
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	return sa;
@@ -252,7 +254,7 @@ static void nb_socketpair(int sv[2])
 static void test_run_timeout(void **state)
 {
 	struct loop *l = open_loop(state, 64);
-	struct col col = { .n = 0 };
+	struct col col = {.n = 0};
 	long t0, dt;
 	int sv[2], r;
 	char buf[16];
@@ -288,7 +290,7 @@ static void test_run_timeout(void **state)
 static void test_accept_multishot(void **state)
 {
 	struct loop *l = open_loop(state, 64);
-	struct col col = { .n = 0 };
+	struct col col = {.n = 0};
 	uint16_t port;
 	int lfd = tcp_listener(&port), clients[5], accepted[5];
 	int i, j, n = 0;
@@ -361,7 +363,7 @@ static void test_accept_burst(void **state)
 {
 	enum { N = 150 };
 	struct loop *l = open_loop(state, 8);
-	struct col col = { .n = 0 };
+	struct col col = {.n = 0};
 	uint16_t port;
 	int lfd = tcp_listener(&port), clients[N], accepted = 0, rearms = 0, i, seen = 0;
 	long deadline;
@@ -417,7 +419,7 @@ static void test_accept_burst(void **state)
 static void test_socketpair_recv_send(void **state)
 {
 	struct loop *l = open_loop(state, 64);
-	struct col col = { .n = 0 };
+	struct col col = {.n = 0};
 	char buf[64], buf2[64];
 	int sv[2];
 	const struct cqe *c;
@@ -481,7 +483,7 @@ static void test_socketpair_recv_send(void **state)
 static void test_tcp_connect_send_recv(void **state)
 {
 	struct loop *l = open_loop(state, 64);
-	struct col col = { .n = 0 };
+	struct col col = {.n = 0};
 	uint16_t port;
 	int lfd = tcp_listener(&port), cfd, sfd, i;
 	struct sockaddr_in sa = loopback(port);
@@ -498,7 +500,8 @@ static void test_tcp_connect_send_recv(void **state)
 	cfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	assert_true(cfd >= 0);
 	assert_int_equal(l->ops->accept(l, lfd, UD_ACCEPT), 0);
-	assert_int_equal(l->ops->connect(l, cfd, (struct sockaddr *)&sa, sizeof(sa), UD_CONNECT), 0);
+	assert_int_equal(l->ops->connect(l, cfd, (struct sockaddr *)&sa, sizeof(sa), UD_CONNECT),
+			 0);
 	assert_int_equal(run_until(l, &col, UD_CONNECT, 1), 1);
 	assert_int_equal(last_ud(&col, UD_CONNECT)->res, 0);
 	assert_int_equal(run_until(l, &col, UD_ACCEPT, 1), 1);
@@ -520,8 +523,8 @@ static void test_tcp_connect_send_recv(void **state)
 				assert_true(c->res > 0);
 				sent += (size_t)c->res;
 				if (sent < TOTAL) {
-					assert_int_equal(l->ops->send(l, cfd, out + sent, TOTAL - sent,
-								      UD_SEND),
+					assert_int_equal(l->ops->send(l, cfd, out + sent,
+								      TOTAL - sent, UD_SEND),
 							 0);
 				}
 			} else if (c->ud == UD_RECV) {
@@ -579,7 +582,7 @@ static void test_tcp_connect_send_recv(void **state)
 static void test_connect_refused(void **state)
 {
 	struct loop *l = open_loop(state, 64);
-	struct col col = { .n = 0 };
+	struct col col = {.n = 0};
 	struct sockaddr_in sa = loopback(0);
 	socklen_t len = sizeof(sa);
 	int hold, fd, i;
@@ -595,8 +598,8 @@ static void test_connect_refused(void **state)
 	for (i = 1; i <= 2; i++) {
 		fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		assert_true(fd >= 0);
-		assert_int_equal(l->ops->connect(l, fd, (struct sockaddr *)&sa, sizeof(sa), UD_CONNECT),
-				 0);
+		assert_int_equal(
+			l->ops->connect(l, fd, (struct sockaddr *)&sa, sizeof(sa), UD_CONNECT), 0);
 		assert_int_equal(run_until(l, &col, UD_CONNECT, i), i);
 		assert_int_equal(last_ud(&col, UD_CONNECT)->res, -ECONNREFUSED);
 		l->ops->forget_fd(l, fd);
@@ -609,15 +612,15 @@ static void test_connect_refused(void **state)
 static void test_recvmsg_scm_rights(void **state)
 {
 	struct loop *l = open_loop(state, 64);
-	struct col col = { .n = 0 };
+	struct col col = {.n = 0};
 	int sv[2], pfd[2], got_fd = -1;
 	char data[32], rbuf[8];
 	union {
 		char buf[CMSG_SPACE(sizeof(int))];
 		struct cmsghdr align;
 	} ctl, sctl;
-	struct iovec iov = { data, sizeof(data) }, siov = { "fd!", 3 };
-	struct msghdr msg = { 0 }, smsg = { 0 };
+	struct iovec iov = {data, sizeof(data)}, siov = {"fd!", 3};
+	struct msghdr msg = {0}, smsg = {0};
 	struct cmsghdr *cm;
 
 	nb_socketpair(sv);
@@ -675,7 +678,7 @@ static void test_recvmsg_scm_rights(void **state)
 static void test_cancel_pending(void **state)
 {
 	struct loop *l = open_loop(state, 64);
-	struct col col = { .n = 0 };
+	struct col col = {.n = 0};
 	char buf[64], fill[65536];
 	int sv[2];
 	ssize_t w;
@@ -738,7 +741,7 @@ static void test_many_ops_one_turn(void **state)
 {
 	enum { N = 40 };
 	struct loop *l = open_loop(state, 8);
-	struct col col = { .n = 0 };
+	struct col col = {.n = 0};
 	int sv[N][2], i, r;
 	char bufs[N][8];
 	long deadline;
@@ -772,21 +775,19 @@ static void test_many_ops_one_turn(void **state)
 	l->ops->free(l);
 }
 
-#define BOTH(f)                                              \
-	{ "io_uring: " #f, f, NULL, NULL, (void *)&be_uring }, \
-	{ "epoll: " #f, f, NULL, NULL, (void *)&be_epoll }
+#define BOTH(f)                                                                                    \
+	{"io_uring: " #f, f, NULL, NULL, (void *)&be_uring},                                       \
+	{                                                                                          \
+		"epoll: " #f, f, NULL, NULL, (void *)&be_epoll                                     \
+	}
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		BOTH(test_run_timeout),
-		BOTH(test_accept_multishot),
-		BOTH(test_accept_burst),
-		BOTH(test_socketpair_recv_send),
-		BOTH(test_tcp_connect_send_recv),
-		BOTH(test_connect_refused),
-		BOTH(test_recvmsg_scm_rights),
-		BOTH(test_cancel_pending),
+		BOTH(test_run_timeout),		  BOTH(test_accept_multishot),
+		BOTH(test_accept_burst),	  BOTH(test_socketpair_recv_send),
+		BOTH(test_tcp_connect_send_recv), BOTH(test_connect_refused),
+		BOTH(test_recvmsg_scm_rights),	  BOTH(test_cancel_pending),
 		BOTH(test_many_ops_one_turn),
 	};
 

@@ -24,83 +24,79 @@
 struct id_case {
 	const char *name;
 	const char *id;
-	int rc;           /* 0 or -EINVAL */
-	const char *td;   /* expected trust domain when rc == 0 */
+	int rc; /* 0 or -EINVAL */
+	const char *td; /* expected trust domain when rc == 0 */
 	const char *path; /* expected path when rc == 0 */
 	const char *want; /* substring of the message when rc != 0 */
 };
 
 static const struct id_case id_cases[] = {
 	/* Valid. */
-	{ "workload id", "spiffe://cluster.local/ns/default/sa/web", 0, "cluster.local",
-	  "/ns/default/sa/web", NULL },
-	{ "one-letter td and path", "spiffe://a/b", 0, "a", "/b", NULL },
-	{ "all td characters", "spiffe://a-b_c.9z/x", 0, "a-b_c.9z", "/x", NULL },
-	{ "uppercase path is fine", "spiffe://td/Ns/Default/SA/Web", 0, "td",
-	  "/Ns/Default/SA/Web", NULL },
-	{ "all path characters", "spiffe://td/aZ09._-", 0, "td", "/aZ09._-", NULL },
-	{ "dot prefix segment", "spiffe://td/.hidden", 0, "td", "/.hidden", NULL },
-	{ "three dots segment", "spiffe://td/.../x", 0, "td", "/.../x", NULL },
-	{ "dotdot prefix segment", "spiffe://td/..x/y..", 0, "td", "/..x/y..", NULL },
-	{ "numeric td", "spiffe://10.0.0.1/x", 0, "10.0.0.1", "/x", NULL },
+	{"workload id", "spiffe://cluster.local/ns/default/sa/web", 0, "cluster.local",
+	 "/ns/default/sa/web", NULL},
+	{"one-letter td and path", "spiffe://a/b", 0, "a", "/b", NULL},
+	{"all td characters", "spiffe://a-b_c.9z/x", 0, "a-b_c.9z", "/x", NULL},
+	{"uppercase path is fine", "spiffe://td/Ns/Default/SA/Web", 0, "td", "/Ns/Default/SA/Web",
+	 NULL},
+	{"all path characters", "spiffe://td/aZ09._-", 0, "td", "/aZ09._-", NULL},
+	{"dot prefix segment", "spiffe://td/.hidden", 0, "td", "/.hidden", NULL},
+	{"three dots segment", "spiffe://td/.../x", 0, "td", "/.../x", NULL},
+	{"dotdot prefix segment", "spiffe://td/..x/y..", 0, "td", "/..x/y..", NULL},
+	{"numeric td", "spiffe://10.0.0.1/x", 0, "10.0.0.1", "/x", NULL},
 
 	/* Scheme. */
-	{ "empty", "", -EINVAL, NULL, NULL, "empty" },
-	{ "no scheme", "cluster.local/ns/default", -EINVAL, NULL, NULL, "spiffe://" },
-	{ "http scheme", "https://cluster.local/x", -EINVAL, NULL, NULL, "spiffe://" },
-	{ "single slash", "spiffe:/cluster.local/x", -EINVAL, NULL, NULL, "spiffe://" },
-	{ "scheme only without colon", "spiffe", -EINVAL, NULL, NULL, "spiffe://" },
-	{ "uppercase scheme", "SPIFFE://cluster.local/x", -EINVAL, NULL, NULL, "lowercase" },
-	{ "mixed-case scheme", "Spiffe://cluster.local/x", -EINVAL, NULL, NULL, "lowercase" },
-	{ "leading space", " spiffe://cluster.local/x", -EINVAL, NULL, NULL, "spiffe://" },
+	{"empty", "", -EINVAL, NULL, NULL, "empty"},
+	{"no scheme", "cluster.local/ns/default", -EINVAL, NULL, NULL, "spiffe://"},
+	{"http scheme", "https://cluster.local/x", -EINVAL, NULL, NULL, "spiffe://"},
+	{"single slash", "spiffe:/cluster.local/x", -EINVAL, NULL, NULL, "spiffe://"},
+	{"scheme only without colon", "spiffe", -EINVAL, NULL, NULL, "spiffe://"},
+	{"uppercase scheme", "SPIFFE://cluster.local/x", -EINVAL, NULL, NULL, "lowercase"},
+	{"mixed-case scheme", "Spiffe://cluster.local/x", -EINVAL, NULL, NULL, "lowercase"},
+	{"leading space", " spiffe://cluster.local/x", -EINVAL, NULL, NULL, "spiffe://"},
 
 	/* Authority. */
-	{ "scheme only", "spiffe://", -EINVAL, NULL, NULL, "trust domain is empty" },
-	{ "empty trust domain", "spiffe:///x", -EINVAL, NULL, NULL, "trust domain is empty" },
-	{ "uppercase trust domain", "spiffe://Cluster.local/x", -EINVAL, NULL, NULL,
-	  "lowercase" },
-	{ "port", "spiffe://cluster.local:8443/x", -EINVAL, NULL, NULL, "port" },
-	{ "empty port", "spiffe://cluster.local:/x", -EINVAL, NULL, NULL, "port" },
-	{ "userinfo", "spiffe://user@cluster.local/x", -EINVAL, NULL, NULL, "userinfo" },
-	{ "userinfo with password", "spiffe://u:p@cluster.local/x", -EINVAL, NULL, NULL,
-	  "userinfo" },
-	{ "bad td char", "spiffe://clu$ter/x", -EINVAL, NULL, NULL, "'$'" },
-	{ "td percent-encoded", "spiffe://clu%41ster/x", -EINVAL, NULL, NULL, "'%'" },
-	{ "td with space", "spiffe://clu ster/x", -EINVAL, NULL, NULL, "a space" },
-	{ "td with utf-8", "spiffe://caf\xc3\xa9/x", -EINVAL, NULL, NULL, "0xc3" },
-	{ "ipv6 literal td", "spiffe://[::1]/x", -EINVAL, NULL, NULL, "':'" },
-	{ "bracket in td", "spiffe://[td]/x", -EINVAL, NULL, NULL, "'['" },
+	{"scheme only", "spiffe://", -EINVAL, NULL, NULL, "trust domain is empty"},
+	{"empty trust domain", "spiffe:///x", -EINVAL, NULL, NULL, "trust domain is empty"},
+	{"uppercase trust domain", "spiffe://Cluster.local/x", -EINVAL, NULL, NULL, "lowercase"},
+	{"port", "spiffe://cluster.local:8443/x", -EINVAL, NULL, NULL, "port"},
+	{"empty port", "spiffe://cluster.local:/x", -EINVAL, NULL, NULL, "port"},
+	{"userinfo", "spiffe://user@cluster.local/x", -EINVAL, NULL, NULL, "userinfo"},
+	{"userinfo with password", "spiffe://u:p@cluster.local/x", -EINVAL, NULL, NULL, "userinfo"},
+	{"bad td char", "spiffe://clu$ter/x", -EINVAL, NULL, NULL, "'$'"},
+	{"td percent-encoded", "spiffe://clu%41ster/x", -EINVAL, NULL, NULL, "'%'"},
+	{"td with space", "spiffe://clu ster/x", -EINVAL, NULL, NULL, "a space"},
+	{"td with utf-8", "spiffe://caf\xc3\xa9/x", -EINVAL, NULL, NULL, "0xc3"},
+	{"ipv6 literal td", "spiffe://[::1]/x", -EINVAL, NULL, NULL, "':'"},
+	{"bracket in td", "spiffe://[td]/x", -EINVAL, NULL, NULL, "'['"},
 
 	/* Query and fragment, in the authority and in the path. */
-	{ "query after td", "spiffe://cluster.local?x=1", -EINVAL, NULL, NULL, "query" },
-	{ "query in path", "spiffe://cluster.local/x?y=1", -EINVAL, NULL, NULL, "query" },
-	{ "fragment after td", "spiffe://cluster.local#f", -EINVAL, NULL, NULL, "fragment" },
-	{ "fragment in path", "spiffe://cluster.local/x#f", -EINVAL, NULL, NULL, "fragment" },
+	{"query after td", "spiffe://cluster.local?x=1", -EINVAL, NULL, NULL, "query"},
+	{"query in path", "spiffe://cluster.local/x?y=1", -EINVAL, NULL, NULL, "query"},
+	{"fragment after td", "spiffe://cluster.local#f", -EINVAL, NULL, NULL, "fragment"},
+	{"fragment in path", "spiffe://cluster.local/x#f", -EINVAL, NULL, NULL, "fragment"},
 
 	/* Path. */
-	{ "no path", "spiffe://cluster.local", -EINVAL, NULL, NULL, "no path" },
-	{ "root path", "spiffe://cluster.local/", -EINVAL, NULL, NULL, "end with '/'" },
-	{ "trailing slash", "spiffe://cluster.local/ns/x/", -EINVAL, NULL, NULL,
-	  "end with '/'" },
-	{ "empty first segment", "spiffe://cluster.local//x", -EINVAL, NULL, NULL,
-	  "empty segment" },
-	{ "empty middle segment", "spiffe://cluster.local/a//b", -EINVAL, NULL, NULL,
-	  "empty segment" },
-	{ "dot segment", "spiffe://cluster.local/./x", -EINVAL, NULL, NULL, "'.'" },
-	{ "dot segment last", "spiffe://cluster.local/x/.", -EINVAL, NULL, NULL, "'.'" },
-	{ "dotdot segment", "spiffe://cluster.local/a/../b", -EINVAL, NULL, NULL, "'..'" },
-	{ "dotdot segment last", "spiffe://cluster.local/a/..", -EINVAL, NULL, NULL, "'..'" },
-	{ "percent-encoding", "spiffe://cluster.local/a%2Fb", -EINVAL, NULL, NULL,
-	  "percent-encoded" },
-	{ "space in path", "spiffe://cluster.local/a b", -EINVAL, NULL, NULL, "a space" },
-	{ "star in path", "spiffe://cluster.local/ns/*", -EINVAL, NULL, NULL, "'*'" },
-	{ "colon in path", "spiffe://cluster.local/a:b", -EINVAL, NULL, NULL, "':'" },
-	{ "at in path", "spiffe://cluster.local/a@b", -EINVAL, NULL, NULL, "'@'" },
-	{ "tab in path", "spiffe://cluster.local/a\tb", -EINVAL, NULL, NULL, "0x09" },
-	{ "newline in path", "spiffe://cluster.local/a\n", -EINVAL, NULL, NULL, "0x0a" },
-	{ "DEL in path", "spiffe://cluster.local/a\x7f", -EINVAL, NULL, NULL, "0x7f" },
-	{ "utf-8 in path", "spiffe://cluster.local/caf\xc3\xa9", -EINVAL, NULL, NULL, "0xc3" },
-	{ "backslash in path", "spiffe://cluster.local/a\\b", -EINVAL, NULL, NULL, "'\\'" },
+	{"no path", "spiffe://cluster.local", -EINVAL, NULL, NULL, "no path"},
+	{"root path", "spiffe://cluster.local/", -EINVAL, NULL, NULL, "end with '/'"},
+	{"trailing slash", "spiffe://cluster.local/ns/x/", -EINVAL, NULL, NULL, "end with '/'"},
+	{"empty first segment", "spiffe://cluster.local//x", -EINVAL, NULL, NULL, "empty segment"},
+	{"empty middle segment", "spiffe://cluster.local/a//b", -EINVAL, NULL, NULL,
+	 "empty segment"},
+	{"dot segment", "spiffe://cluster.local/./x", -EINVAL, NULL, NULL, "'.'"},
+	{"dot segment last", "spiffe://cluster.local/x/.", -EINVAL, NULL, NULL, "'.'"},
+	{"dotdot segment", "spiffe://cluster.local/a/../b", -EINVAL, NULL, NULL, "'..'"},
+	{"dotdot segment last", "spiffe://cluster.local/a/..", -EINVAL, NULL, NULL, "'..'"},
+	{"percent-encoding", "spiffe://cluster.local/a%2Fb", -EINVAL, NULL, NULL,
+	 "percent-encoded"},
+	{"space in path", "spiffe://cluster.local/a b", -EINVAL, NULL, NULL, "a space"},
+	{"star in path", "spiffe://cluster.local/ns/*", -EINVAL, NULL, NULL, "'*'"},
+	{"colon in path", "spiffe://cluster.local/a:b", -EINVAL, NULL, NULL, "':'"},
+	{"at in path", "spiffe://cluster.local/a@b", -EINVAL, NULL, NULL, "'@'"},
+	{"tab in path", "spiffe://cluster.local/a\tb", -EINVAL, NULL, NULL, "0x09"},
+	{"newline in path", "spiffe://cluster.local/a\n", -EINVAL, NULL, NULL, "0x0a"},
+	{"DEL in path", "spiffe://cluster.local/a\x7f", -EINVAL, NULL, NULL, "0x7f"},
+	{"utf-8 in path", "spiffe://cluster.local/caf\xc3\xa9", -EINVAL, NULL, NULL, "0xc3"},
+	{"backslash in path", "spiffe://cluster.local/a\\b", -EINVAL, NULL, NULL, "'\\'"},
 };
 
 static void test_id_table(void **state)
@@ -117,8 +113,8 @@ static void test_id_table(void **state)
 		memset(err, 0, sizeof(err));
 		rc = spiffe_id_parse(tc->id, &out, err, sizeof(err));
 		if (rc != tc->rc) {
-			print_error("case '%s' (%s): rc %d, want %d (err: %s)\n", tc->name, tc->id, rc,
-				    tc->rc, err);
+			print_error("case '%s' (%s): rc %d, want %d (err: %s)\n", tc->name, tc->id,
+				    rc, tc->rc, err);
 			fails++;
 			continue;
 		}
@@ -136,8 +132,8 @@ static void test_id_table(void **state)
 			continue;
 		}
 		if (!err[0] || !strstr(err, tc->want)) {
-			print_error("case '%s' (%s): message '%s' does not mention '%s'\n", tc->name,
-				    tc->id, err, tc->want);
+			print_error("case '%s' (%s): message '%s' does not mention '%s'\n",
+				    tc->name, tc->id, err, tc->want);
 			fails++;
 		}
 		/* No message buffer: still refused, no crash. */
@@ -267,8 +263,7 @@ static void test_id_message_names_details(void **state)
 	char err[256];
 
 	/* The no-path message shows the trust domain in the example. */
-	assert_int_equal(spiffe_id_parse("spiffe://prod.example", NULL, err, sizeof(err)),
-			 -EINVAL);
+	assert_int_equal(spiffe_id_parse("spiffe://prod.example", NULL, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "spiffe://prod.example/ns/"));
 	/* The offending segment is quoted. */
 	assert_int_equal(spiffe_id_parse("spiffe://td/ns/../sa", NULL, err, sizeof(err)), -EINVAL);
@@ -284,7 +279,7 @@ static void test_id_message_names_details(void **state)
 struct td_case {
 	const char *name;
 	const char *td;
-	size_t n;         /* (size_t)-1: NUL-terminated, use the _check form */
+	size_t n; /* (size_t)-1: NUL-terminated, use the _check form */
 	int rc;
 	const char *want; /* substring of the message when rc != 0 */
 };
@@ -292,33 +287,33 @@ struct td_case {
 #define Z ((size_t)-1)
 
 static const struct td_case td_cases[] = {
-	{ "plain", "cluster.local", Z, 0, NULL },
-	{ "one letter", "a", Z, 0, NULL },
-	{ "digits", "123", Z, 0, NULL },
-	{ "all allowed", "a-b_c.d-0", Z, 0, NULL },
-	{ "leading dot", ".local", Z, 0, NULL }, /* only the alphabet is checked */
-	{ "empty", "", Z, -EINVAL, "empty" },
-	{ "spiffe uri", "spiffe://cluster.local", Z, -EINVAL, "without the spiffe:// prefix" },
-	{ "spiffe uri with path", "spiffe://cluster.local/ns/x", Z, -EINVAL, "spiffe:// prefix" },
-	{ "uppercase", "Cluster.local", Z, -EINVAL, "lowercase" },
-	{ "uppercase inside", "cluster.LOCAL", Z, -EINVAL, "'L'" },
-	{ "uppercase scheme is not a prefix", "SPIFFE://x", Z, -EINVAL, "lowercase" },
-	{ "port", "cluster.local:443", Z, -EINVAL, "':'" },
-	{ "slash", "cluster.local/", Z, -EINVAL, "'/'" },
-	{ "at", "u@cluster.local", Z, -EINVAL, "'@'" },
-	{ "space", "cluster local", Z, -EINVAL, "a space" },
-	{ "tab", "cluster\tlocal", Z, -EINVAL, "0x09" },
-	{ "percent", "clu%41ster", Z, -EINVAL, "'%'" },
-	{ "utf-8", "caf\xc3\xa9", Z, -EINVAL, "0xc3" },
-	{ "star", "*.local", Z, -EINVAL, "'*'" },
+	{"plain", "cluster.local", Z, 0, NULL},
+	{"one letter", "a", Z, 0, NULL},
+	{"digits", "123", Z, 0, NULL},
+	{"all allowed", "a-b_c.d-0", Z, 0, NULL},
+	{"leading dot", ".local", Z, 0, NULL}, /* only the alphabet is checked */
+	{"empty", "", Z, -EINVAL, "empty"},
+	{"spiffe uri", "spiffe://cluster.local", Z, -EINVAL, "without the spiffe:// prefix"},
+	{"spiffe uri with path", "spiffe://cluster.local/ns/x", Z, -EINVAL, "spiffe:// prefix"},
+	{"uppercase", "Cluster.local", Z, -EINVAL, "lowercase"},
+	{"uppercase inside", "cluster.LOCAL", Z, -EINVAL, "'L'"},
+	{"uppercase scheme is not a prefix", "SPIFFE://x", Z, -EINVAL, "lowercase"},
+	{"port", "cluster.local:443", Z, -EINVAL, "':'"},
+	{"slash", "cluster.local/", Z, -EINVAL, "'/'"},
+	{"at", "u@cluster.local", Z, -EINVAL, "'@'"},
+	{"space", "cluster local", Z, -EINVAL, "a space"},
+	{"tab", "cluster\tlocal", Z, -EINVAL, "0x09"},
+	{"percent", "clu%41ster", Z, -EINVAL, "'%'"},
+	{"utf-8", "caf\xc3\xa9", Z, -EINVAL, "0xc3"},
+	{"star", "*.local", Z, -EINVAL, "'*'"},
 	/* Counted forms. */
-	{ "n shorter than string", "cluster.local!!", 13, 0, NULL },
-	{ "n zero", "cluster.local", 0, -EINVAL, "empty" },
-	{ "n covers a NUL", "clu\0ster", 8, -EINVAL, "0x00" },
-	{ "n covers the terminator", "cluster", 8, -EINVAL, "0x00" },
-	{ "counted uppercase", "abC", 3, -EINVAL, "lowercase" },
+	{"n shorter than string", "cluster.local!!", 13, 0, NULL},
+	{"n zero", "cluster.local", 0, -EINVAL, "empty"},
+	{"n covers a NUL", "clu\0ster", 8, -EINVAL, "0x00"},
+	{"n covers the terminator", "cluster", 8, -EINVAL, "0x00"},
+	{"counted uppercase", "abC", 3, -EINVAL, "lowercase"},
 	/* The counted form does not look for the scheme: it sees ':'. */
-	{ "counted spiffe uri", "spiffe://td", 11, -EINVAL, "':'" },
+	{"counted spiffe uri", "spiffe://td", 11, -EINVAL, "':'"},
 };
 
 static void test_td_table(void **state)
@@ -335,14 +330,14 @@ static void test_td_table(void **state)
 		else
 			rc = spiffe_td_check_n(tc->td, tc->n, err, sizeof(err));
 		if (rc != tc->rc) {
-			print_error("td case '%s': rc %d, want %d (err: %s)\n", tc->name, rc, tc->rc,
-				    err);
+			print_error("td case '%s': rc %d, want %d (err: %s)\n", tc->name, rc,
+				    tc->rc, err);
 			fails++;
 			continue;
 		}
 		if (rc != 0 && (!err[0] || !strstr(err, tc->want))) {
-			print_error("td case '%s': message '%s' does not mention '%s'\n", tc->name, err,
-				    tc->want);
+			print_error("td case '%s': message '%s' does not mention '%s'\n", tc->name,
+				    err, tc->want);
 			fails++;
 		}
 		if (tc->n == Z && spiffe_trust_domain_check(tc->td, NULL, 0) != tc->rc) {

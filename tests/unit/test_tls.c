@@ -47,50 +47,50 @@
 /* The test PKI                                                        */
 
 enum leaf_id {
-	L_SERVER,      /* valid SVID, ID_SERVER */
-	L_CLIENT,      /* valid SVID, ID_CLIENT */
-	L_NO_URI,      /* DNS SAN only */
-	L_TWO_URI,     /* two URI SANs */
-	L_OTHER_TD,    /* ID_OTHER_TD, issued by our CA */
-	L_EXPIRED,     /* notAfter yesterday */
-	L_NOT_YET,     /* notBefore tomorrow */
-	L_BAD_ID,      /* URI SAN with a '..' segment */
-	L_HTTPS_URI,   /* URI SAN that is not spiffe:// */
-	L_NUL_URI,     /* URI SAN with an embedded NUL */
-	L_LONG_URI,    /* URI SAN longer than the ID limit */
+	L_SERVER, /* valid SVID, ID_SERVER */
+	L_CLIENT, /* valid SVID, ID_CLIENT */
+	L_NO_URI, /* DNS SAN only */
+	L_TWO_URI, /* two URI SANs */
+	L_OTHER_TD, /* ID_OTHER_TD, issued by our CA */
+	L_EXPIRED, /* notAfter yesterday */
+	L_NOT_YET, /* notBefore tomorrow */
+	L_BAD_ID, /* URI SAN with a '..' segment */
+	L_HTTPS_URI, /* URI SAN that is not spiffe:// */
+	L_NUL_URI, /* URI SAN with an embedded NUL */
+	L_LONG_URI, /* URI SAN longer than the ID limit */
 	L_DNS_AND_URI, /* a DNS SAN beside one good URI SAN */
-	L_NO_SAN,      /* no subjectAltName extension at all */
-	L_FOREIGN,     /* ID_CLIENT, but issued by the unrelated CA */
+	L_NO_SAN, /* no subjectAltName extension at all */
+	L_FOREIGN, /* ID_CLIENT, but issued by the unrelated CA */
 	L_EXPIRED_SRV, /* ID_SERVER, expired */
 	L_COUNT
 };
 
 struct leaf_spec {
 	const char *name;
-	int foreign;       /* issued by CA 2 */
-	long nb, na;       /* validity, seconds from now */
-	const char *san;   /* X509V3 config string, or NULL */
-	int raw_san;       /* build the SAN by hand (NUL / long URI) */
+	int foreign; /* issued by CA 2 */
+	long nb, na; /* validity, seconds from now */
+	const char *san; /* X509V3 config string, or NULL */
+	int raw_san; /* build the SAN by hand (NUL / long URI) */
 };
 
 static const struct leaf_spec leaf_specs[L_COUNT] = {
-	[L_SERVER] = { "server", 0, -DAY, 30 * DAY, "URI:" ID_SERVER, 0 },
-	[L_CLIENT] = { "client", 0, -DAY, 30 * DAY, "URI:" ID_CLIENT, 0 },
-	[L_NO_URI] = { "no-uri", 0, -DAY, 30 * DAY, "DNS:client.cluster.local", 0 },
-	[L_TWO_URI] = { "two-uri", 0, -DAY, 30 * DAY,
-			"URI:" ID_CLIENT ",URI:spiffe://cluster.local/ns/default/sa/other", 0 },
-	[L_OTHER_TD] = { "other-td", 0, -DAY, 30 * DAY, "URI:" ID_OTHER_TD, 0 },
-	[L_EXPIRED] = { "expired", 0, -10 * DAY, -DAY, "URI:" ID_CLIENT, 0 },
-	[L_NOT_YET] = { "not-yet", 0, DAY, 30 * DAY, "URI:" ID_CLIENT, 0 },
-	[L_BAD_ID] = { "bad-id", 0, -DAY, 30 * DAY, "URI:spiffe://cluster.local/ns/../sa/x", 0 },
-	[L_HTTPS_URI] = { "https-uri", 0, -DAY, 30 * DAY, "URI:https://cluster.local/x", 0 },
-	[L_NUL_URI] = { "nul-uri", 0, -DAY, 30 * DAY, NULL, 1 },
-	[L_LONG_URI] = { "long-uri", 0, -DAY, 30 * DAY, NULL, 2 },
-	[L_DNS_AND_URI] = { "dns-and-uri", 0, -DAY, 30 * DAY,
-			    "DNS:web.cluster.local,URI:" ID_CLIENT ",email:a@b.c", 0 },
-	[L_NO_SAN] = { "no-san", 0, -DAY, 30 * DAY, NULL, 0 },
-	[L_FOREIGN] = { "foreign", 1, -DAY, 30 * DAY, "URI:" ID_CLIENT, 0 },
-	[L_EXPIRED_SRV] = { "expired-server", 0, -10 * DAY, -DAY, "URI:" ID_SERVER, 0 },
+	[L_SERVER] = {"server", 0, -DAY, 30 * DAY, "URI:" ID_SERVER, 0},
+	[L_CLIENT] = {"client", 0, -DAY, 30 * DAY, "URI:" ID_CLIENT, 0},
+	[L_NO_URI] = {"no-uri", 0, -DAY, 30 * DAY, "DNS:client.cluster.local", 0},
+	[L_TWO_URI] = {"two-uri", 0, -DAY, 30 * DAY,
+		       "URI:" ID_CLIENT ",URI:spiffe://cluster.local/ns/default/sa/other", 0},
+	[L_OTHER_TD] = {"other-td", 0, -DAY, 30 * DAY, "URI:" ID_OTHER_TD, 0},
+	[L_EXPIRED] = {"expired", 0, -10 * DAY, -DAY, "URI:" ID_CLIENT, 0},
+	[L_NOT_YET] = {"not-yet", 0, DAY, 30 * DAY, "URI:" ID_CLIENT, 0},
+	[L_BAD_ID] = {"bad-id", 0, -DAY, 30 * DAY, "URI:spiffe://cluster.local/ns/../sa/x", 0},
+	[L_HTTPS_URI] = {"https-uri", 0, -DAY, 30 * DAY, "URI:https://cluster.local/x", 0},
+	[L_NUL_URI] = {"nul-uri", 0, -DAY, 30 * DAY, NULL, 1},
+	[L_LONG_URI] = {"long-uri", 0, -DAY, 30 * DAY, NULL, 2},
+	[L_DNS_AND_URI] = {"dns-and-uri", 0, -DAY, 30 * DAY,
+			   "DNS:web.cluster.local,URI:" ID_CLIENT ",email:a@b.c", 0},
+	[L_NO_SAN] = {"no-san", 0, -DAY, 30 * DAY, NULL, 0},
+	[L_FOREIGN] = {"foreign", 1, -DAY, 30 * DAY, "URI:" ID_CLIENT, 0},
+	[L_EXPIRED_SRV] = {"expired-server", 0, -10 * DAY, -DAY, "URI:" ID_SERVER, 0},
 };
 
 struct leaf {
@@ -139,8 +139,8 @@ static void add_raw_uri_san(X509 *x, const char *data, int len)
 }
 
 /* issuer == NULL: self-signed CA. */
-static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key,
-		       long nb, long na, const char *san, int raw_san)
+static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key, long nb,
+		       long na, const char *san, int raw_san)
 {
 	X509 *x = X509_new();
 	X509_NAME *name;
@@ -159,8 +159,7 @@ static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *is
 	assert_int_equal(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
 						    (const unsigned char *)cn, -1, -1, 0),
 			 1);
-	assert_int_equal(X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name),
-			 1);
+	assert_int_equal(X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name), 1);
 	assert_int_equal(X509_set_pubkey(x, key), 1);
 
 	X509V3_set_ctx_nodb(&v3);
@@ -244,8 +243,8 @@ static int pki_setup(void **state)
 	for (i = 0; i < 2; i++) {
 		P.ca_key[i] = EVP_EC_gen("P-256");
 		assert_non_null(P.ca_key[i]);
-		P.ca[i] = make_cert(P.ca_key[i], i ? "Unrelated CA" : "cluster.local CA", NULL, NULL,
-				    -2 * DAY, 365 * DAY, NULL, 0);
+		P.ca[i] = make_cert(P.ca_key[i], i ? "Unrelated CA" : "cluster.local CA", NULL,
+				    NULL, -2 * DAY, 365 * DAY, NULL, 0);
 		snprintf(name, sizeof(name), "bundle%d.pem", i + 1);
 		write_cert(name, &P.ca[i], 1, P.bundle[i], sizeof(P.bundle[i]));
 	}
@@ -291,7 +290,7 @@ static int pki_teardown(void **state)
 
 struct svid_case {
 	const char *name;
-	int leaf;          /* -1: NULL certificate, -2: the CA itself */
+	int leaf; /* -1: NULL certificate, -2: the CA itself */
 	const char *td;
 	const char *pin;
 	enum tls_reason want;
@@ -299,37 +298,35 @@ struct svid_case {
 };
 
 static const struct svid_case svid_cases[] = {
-	{ "valid", L_CLIENT, TD, NULL, TLS_OK, ID_CLIENT },
-	{ "valid, empty pin", L_CLIENT, TD, "", TLS_OK, ID_CLIENT },
-	{ "pin matches", L_SERVER, TD, ID_SERVER, TLS_OK, ID_SERVER },
-	{ "pin mismatch", L_SERVER, TD, ID_CLIENT, TLS_ID_MISMATCH, ID_SERVER },
-	{ "pin is a prefix", L_SERVER, TD, "spiffe://cluster.local/ns/default/sa/serv",
-	  TLS_ID_MISMATCH, ID_SERVER },
-	{ "pin differs in case", L_SERVER, TD, "spiffe://cluster.local/ns/default/sa/SERVER",
-	  TLS_ID_MISMATCH, ID_SERVER },
-	{ "no uri san", L_NO_URI, TD, NULL, TLS_NO_URI_SAN, "" },
-	{ "no san extension", L_NO_SAN, TD, NULL, TLS_NO_URI_SAN, "" },
-	{ "ca certificate", -2, TD, NULL, TLS_NO_URI_SAN, "" },
-	{ "two uri sans", L_TWO_URI, TD, NULL, TLS_MULTIPLE_URI_SAN, "" },
-	{ "other trust domain", L_OTHER_TD, TD, NULL, TLS_TRUST_DOMAIN, ID_OTHER_TD },
-	{ "other trust domain, pinned", L_OTHER_TD, TD, ID_OTHER_TD, TLS_TRUST_DOMAIN,
-	  ID_OTHER_TD },
-	{ "checked against its own domain", L_OTHER_TD, "other.example", NULL, TLS_OK,
-	  ID_OTHER_TD },
-	{ "td is a suffix", L_CLIENT, "local", NULL, TLS_TRUST_DOMAIN, ID_CLIENT },
-	{ "td is a prefix", L_CLIENT, "cluster.local.evil", NULL, TLS_TRUST_DOMAIN, ID_CLIENT },
+	{"valid", L_CLIENT, TD, NULL, TLS_OK, ID_CLIENT},
+	{"valid, empty pin", L_CLIENT, TD, "", TLS_OK, ID_CLIENT},
+	{"pin matches", L_SERVER, TD, ID_SERVER, TLS_OK, ID_SERVER},
+	{"pin mismatch", L_SERVER, TD, ID_CLIENT, TLS_ID_MISMATCH, ID_SERVER},
+	{"pin is a prefix", L_SERVER, TD, "spiffe://cluster.local/ns/default/sa/serv",
+	 TLS_ID_MISMATCH, ID_SERVER},
+	{"pin differs in case", L_SERVER, TD, "spiffe://cluster.local/ns/default/sa/SERVER",
+	 TLS_ID_MISMATCH, ID_SERVER},
+	{"no uri san", L_NO_URI, TD, NULL, TLS_NO_URI_SAN, ""},
+	{"no san extension", L_NO_SAN, TD, NULL, TLS_NO_URI_SAN, ""},
+	{"ca certificate", -2, TD, NULL, TLS_NO_URI_SAN, ""},
+	{"two uri sans", L_TWO_URI, TD, NULL, TLS_MULTIPLE_URI_SAN, ""},
+	{"other trust domain", L_OTHER_TD, TD, NULL, TLS_TRUST_DOMAIN, ID_OTHER_TD},
+	{"other trust domain, pinned", L_OTHER_TD, TD, ID_OTHER_TD, TLS_TRUST_DOMAIN, ID_OTHER_TD},
+	{"checked against its own domain", L_OTHER_TD, "other.example", NULL, TLS_OK, ID_OTHER_TD},
+	{"td is a suffix", L_CLIENT, "local", NULL, TLS_TRUST_DOMAIN, ID_CLIENT},
+	{"td is a prefix", L_CLIENT, "cluster.local.evil", NULL, TLS_TRUST_DOMAIN, ID_CLIENT},
 	/* Validity dates are the chain verifier's business, not this check's. */
-	{ "expired", L_EXPIRED, TD, NULL, TLS_OK, ID_CLIENT },
-	{ "not yet valid", L_NOT_YET, TD, NULL, TLS_OK, ID_CLIENT },
-	{ "invalid spiffe id", L_BAD_ID, TD, NULL, TLS_BAD_SPIFFE_ID, "" },
-	{ "https uri", L_HTTPS_URI, TD, NULL, TLS_BAD_SPIFFE_ID, "" },
-	{ "embedded NUL", L_NUL_URI, TD, NULL, TLS_BAD_SPIFFE_ID, "" },
-	{ "embedded NUL, pinned to the prefix", L_NUL_URI, TD, "spiffe://cluster.local/ns/a",
-	  TLS_BAD_SPIFFE_ID, "" },
-	{ "uri longer than the limit", L_LONG_URI, TD, NULL, TLS_BAD_SPIFFE_ID, "" },
-	{ "dns and email beside the uri", L_DNS_AND_URI, TD, NULL, TLS_OK, ID_CLIENT },
-	{ "foreign ca (not checked here)", L_FOREIGN, TD, NULL, TLS_OK, ID_CLIENT },
-	{ "no certificate", -1, TD, NULL, TLS_NO_PEER_CERT, "" },
+	{"expired", L_EXPIRED, TD, NULL, TLS_OK, ID_CLIENT},
+	{"not yet valid", L_NOT_YET, TD, NULL, TLS_OK, ID_CLIENT},
+	{"invalid spiffe id", L_BAD_ID, TD, NULL, TLS_BAD_SPIFFE_ID, ""},
+	{"https uri", L_HTTPS_URI, TD, NULL, TLS_BAD_SPIFFE_ID, ""},
+	{"embedded NUL", L_NUL_URI, TD, NULL, TLS_BAD_SPIFFE_ID, ""},
+	{"embedded NUL, pinned to the prefix", L_NUL_URI, TD, "spiffe://cluster.local/ns/a",
+	 TLS_BAD_SPIFFE_ID, ""},
+	{"uri longer than the limit", L_LONG_URI, TD, NULL, TLS_BAD_SPIFFE_ID, ""},
+	{"dns and email beside the uri", L_DNS_AND_URI, TD, NULL, TLS_OK, ID_CLIENT},
+	{"foreign ca (not checked here)", L_FOREIGN, TD, NULL, TLS_OK, ID_CLIENT},
+	{"no certificate", -1, TD, NULL, TLS_NO_PEER_CERT, ""},
 };
 
 static void test_check_svid_table(void **state)
@@ -351,7 +348,8 @@ static void test_check_svid_table(void **state)
 		}
 		if (!memchr(id, '\0', sizeof(id)) || strcmp(id, tc->want_id)) {
 			print_error("svid case '%s': id '%.80s', want '%s'\n", tc->name,
-				    memchr(id, '\0', sizeof(id)) ? id : "(unterminated)", tc->want_id);
+				    memchr(id, '\0', sizeof(id)) ? id : "(unterminated)",
+				    tc->want_id);
 			fails++;
 		}
 		/* No id buffer: same verdict. */
@@ -387,7 +385,7 @@ static void test_reason_names(void **state)
 	}
 	assert_string_equal(tls_reason_name(TLS_OK), "ok");
 	assert_string_equal(tls_reason_name(TLS_REASON_COUNT), "protocol");
-	assert_string_equal(tls_reason_name((enum tls_reason)-1), "protocol");
+	assert_string_equal(tls_reason_name((enum tls_reason) - 1), "protocol");
 }
 
 /* ------------------------------------------------------------------ */
@@ -453,7 +451,7 @@ static void test_ctx_new_key_mode(void **state)
 {
 	char path[256], err[512] = "";
 	struct config cfg;
-	mode_t modes[] = { 0644, 0640, 0604, 0660 };
+	mode_t modes[] = {0644, 0640, 0604, 0660};
 	size_t i;
 
 	for (i = 0; i < ARRAY_SIZE(modes); i++) {
@@ -481,32 +479,59 @@ enum { F_NONE, F_MISSING_KEY, F_MISSING_CERT, F_EMPTY_BUNDLE, F_GARBAGE_CERT };
 struct ctx_err_case {
 	const char *name;
 	int cert_leaf, key_leaf;
-	int bundle;        /* 0/1: P.bundle[i]; 2: missing file */
-	int file;          /* F_*: a file replaced by a bad one */
+	int bundle; /* 0/1: P.bundle[i]; 2: missing file */
+	int file; /* F_*: a file replaced by a bad one */
 	const char *want[3];
 };
 
 static const struct ctx_err_case ctx_err_cases[] = {
-	{ "key does not match cert", L_SERVER, L_CLIENT, 0, F_NONE,
-	  { "identity.key", "match", NULL } },
+	{"key does not match cert", L_SERVER, L_CLIENT, 0, F_NONE, {"identity.key", "match", NULL}},
 	/* A user must learn the file is missing, not just "system lib". */
-	{ "missing bundle", L_SERVER, L_SERVER, 2, F_NONE,
-	  { "identity.bundle", "nope.pem", "No such file" } },
-	{ "missing key", L_SERVER, L_SERVER, 0, F_MISSING_KEY,
-	  { "private key", "nope.key", "No such file" } },
-	{ "missing cert", L_SERVER, L_SERVER, 0, F_MISSING_CERT,
-	  { "identity.cert", "nope.crt", "No such file" } },
-	{ "empty bundle", L_SERVER, L_SERVER, 0, F_EMPTY_BUNDLE,
-	  { "identity.bundle", "empty.pem", NULL } },
-	{ "cert file is not PEM", L_SERVER, L_SERVER, 0, F_GARBAGE_CERT,
-	  { "identity.cert", "garbage.crt", NULL } },
-	{ "cert without uri san", L_NO_URI, L_NO_URI, 0, 0,
-	  { "not an X.509-SVID", "no-uri.crt", "cluster.local" } },
-	{ "cert with two uri sans", L_TWO_URI, L_TWO_URI, 0, 0, { "not an X.509-SVID", NULL } },
-	{ "cert with a bad id", L_BAD_ID, L_BAD_ID, 0, 0, { "not an X.509-SVID", NULL } },
-	{ "cert of another trust domain", L_OTHER_TD, L_OTHER_TD, 0, 0,
-	  { "not an X.509-SVID", "trust domain cluster.local", NULL } },
-	{ "ca cert as identity", -2, -2, 0, 0, { "not an X.509-SVID", NULL } },
+	{"missing bundle",
+	 L_SERVER,
+	 L_SERVER,
+	 2,
+	 F_NONE,
+	 {"identity.bundle", "nope.pem", "No such file"}},
+	{"missing key",
+	 L_SERVER,
+	 L_SERVER,
+	 0,
+	 F_MISSING_KEY,
+	 {"private key", "nope.key", "No such file"}},
+	{"missing cert",
+	 L_SERVER,
+	 L_SERVER,
+	 0,
+	 F_MISSING_CERT,
+	 {"identity.cert", "nope.crt", "No such file"}},
+	{"empty bundle",
+	 L_SERVER,
+	 L_SERVER,
+	 0,
+	 F_EMPTY_BUNDLE,
+	 {"identity.bundle", "empty.pem", NULL}},
+	{"cert file is not PEM",
+	 L_SERVER,
+	 L_SERVER,
+	 0,
+	 F_GARBAGE_CERT,
+	 {"identity.cert", "garbage.crt", NULL}},
+	{"cert without uri san",
+	 L_NO_URI,
+	 L_NO_URI,
+	 0,
+	 0,
+	 {"not an X.509-SVID", "no-uri.crt", "cluster.local"}},
+	{"cert with two uri sans", L_TWO_URI, L_TWO_URI, 0, 0, {"not an X.509-SVID", NULL}},
+	{"cert with a bad id", L_BAD_ID, L_BAD_ID, 0, 0, {"not an X.509-SVID", NULL}},
+	{"cert of another trust domain",
+	 L_OTHER_TD,
+	 L_OTHER_TD,
+	 0,
+	 0,
+	 {"not an X.509-SVID", "trust domain cluster.local", NULL}},
+	{"ca cert as identity", -2, -2, 0, 0, {"not an X.509-SVID", NULL}},
 };
 
 static void test_ctx_new_errors(void **state)
@@ -561,8 +586,8 @@ static void test_ctx_new_errors(void **state)
 		}
 		for (j = 0; j < ARRAY_SIZE(tc->want) && tc->want[j]; j++) {
 			if (!strstr(err, tc->want[j])) {
-				print_error("ctx case '%s': message '%s' lacks '%s'\n", tc->name, err,
-					    tc->want[j]);
+				print_error("ctx case '%s': message '%s' lacks '%s'\n", tc->name,
+					    err, tc->want[j]);
 				fails++;
 			}
 		}
@@ -897,11 +922,11 @@ static void test_handshake_resume(void **state)
 struct fail_case {
 	const char *name;
 	int client_leaf, server_leaf;
-	int client_raw;         /* present client_leaf with a raw OpenSSL client;
+	int client_raw; /* present client_leaf with a raw OpenSSL client;
 				 * 2: one that speaks at most TLS 1.2 */
-	int client_bundle;      /* bundle index the client loads */
-	const char *client_td;  /* trust domain the client runs in */
-	const char *pin;        /* client's pin on the server */
+	int client_bundle; /* bundle index the client loads */
+	const char *client_td; /* trust domain the client runs in */
+	const char *pin; /* client's pin on the server */
 	int verifier;
 	enum tls_reason want;
 	int want_rc;
@@ -909,37 +934,36 @@ struct fail_case {
 };
 
 static const struct fail_case fail_cases[] = {
-	{ "client from the other CA", L_FOREIGN, L_SERVER, 0, 0, TD, NULL, 1, TLS_UNKNOWN_CA,
-	  -EPROTO, TLS_PEER_ALERT },
-	{ "expired client", L_EXPIRED, L_SERVER, 0, 0, TD, NULL, 1, TLS_EXPIRED, -EPROTO,
-	  TLS_PEER_ALERT },
-	{ "client not yet valid", L_NOT_YET, L_SERVER, 0, 0, TD, NULL, 1, TLS_NOT_YET_VALID,
-	  -EPROTO, TLS_PEER_ALERT },
-	{ "client with two uri sans", L_TWO_URI, L_SERVER, 1, 0, TD, NULL, 1, TLS_MULTIPLE_URI_SAN,
-	  -EPROTO, TLS_OK },
-	{ "client without uri san", L_NO_URI, L_SERVER, 1, 0, TD, NULL, 1, TLS_NO_URI_SAN,
-	  -EPROTO, TLS_OK },
-	{ "client with a bad spiffe id", L_BAD_ID, L_SERVER, 1, 0, TD, NULL, 1, TLS_BAD_SPIFFE_ID,
-	  -EPROTO, TLS_OK },
-	{ "client without certificate", -1, L_SERVER, 1, 0, TD, NULL, 1, TLS_NO_PEER_CERT, -EPROTO,
-	  TLS_OK },
-	{ "client speaking only TLS 1.2", L_CLIENT, L_SERVER, 2, 0, TD, NULL, 1, TLS_PROTOCOL,
-	  -EPROTO, TLS_OK },
-	{ "client from another trust domain", L_OTHER_TD, L_SERVER, 1, 0, TD, NULL, 1,
-	  TLS_TRUST_DOMAIN, -EACCES, TLS_OK },
+	{"client from the other CA", L_FOREIGN, L_SERVER, 0, 0, TD, NULL, 1, TLS_UNKNOWN_CA,
+	 -EPROTO, TLS_PEER_ALERT},
+	{"expired client", L_EXPIRED, L_SERVER, 0, 0, TD, NULL, 1, TLS_EXPIRED, -EPROTO,
+	 TLS_PEER_ALERT},
+	{"client not yet valid", L_NOT_YET, L_SERVER, 0, 0, TD, NULL, 1, TLS_NOT_YET_VALID, -EPROTO,
+	 TLS_PEER_ALERT},
+	{"client with two uri sans", L_TWO_URI, L_SERVER, 1, 0, TD, NULL, 1, TLS_MULTIPLE_URI_SAN,
+	 -EPROTO, TLS_OK},
+	{"client without uri san", L_NO_URI, L_SERVER, 1, 0, TD, NULL, 1, TLS_NO_URI_SAN, -EPROTO,
+	 TLS_OK},
+	{"client with a bad spiffe id", L_BAD_ID, L_SERVER, 1, 0, TD, NULL, 1, TLS_BAD_SPIFFE_ID,
+	 -EPROTO, TLS_OK},
+	{"client without certificate", -1, L_SERVER, 1, 0, TD, NULL, 1, TLS_NO_PEER_CERT, -EPROTO,
+	 TLS_OK},
+	{"client speaking only TLS 1.2", L_CLIENT, L_SERVER, 2, 0, TD, NULL, 1, TLS_PROTOCOL,
+	 -EPROTO, TLS_OK},
+	{"client from another trust domain", L_OTHER_TD, L_SERVER, 1, 0, TD, NULL, 1,
+	 TLS_TRUST_DOMAIN, -EACCES, TLS_OK},
 	/* The same peer as a tls_conn of its own domain: it judges our server
 	 * first (during the handshake) and tells it with an alert. */
-	{ "mesh peer from another trust domain", L_OTHER_TD, L_SERVER, 0, 0, "other.example",
-	  NULL, 0, TLS_TRUST_DOMAIN, -EACCES, TLS_PEER_ALERT },
-	{ "client pinned to another server id", L_CLIENT, L_SERVER, 0, 0, TD,
-	  "spiffe://cluster.local/ns/default/sa/nope", 0, TLS_ID_MISMATCH, -EACCES,
-	  TLS_PEER_ALERT },
-	{ "server from the other CA", L_CLIENT, L_FOREIGN, 0, 0, TD, NULL, 0, TLS_UNKNOWN_CA,
-	  -EPROTO, TLS_PEER_ALERT },
-	{ "client trusts only the other CA", L_CLIENT, L_SERVER, 0, 1, TD, NULL, 0,
-	  TLS_UNKNOWN_CA, -EPROTO, TLS_PEER_ALERT },
-	{ "expired server", L_CLIENT, L_EXPIRED_SRV, 0, 0, TD, NULL, 0, TLS_EXPIRED, -EPROTO,
-	  TLS_PEER_ALERT },
+	{"mesh peer from another trust domain", L_OTHER_TD, L_SERVER, 0, 0, "other.example", NULL,
+	 0, TLS_TRUST_DOMAIN, -EACCES, TLS_PEER_ALERT},
+	{"client pinned to another server id", L_CLIENT, L_SERVER, 0, 0, TD,
+	 "spiffe://cluster.local/ns/default/sa/nope", 0, TLS_ID_MISMATCH, -EACCES, TLS_PEER_ALERT},
+	{"server from the other CA", L_CLIENT, L_FOREIGN, 0, 0, TD, NULL, 0, TLS_UNKNOWN_CA,
+	 -EPROTO, TLS_PEER_ALERT},
+	{"client trusts only the other CA", L_CLIENT, L_SERVER, 0, 1, TD, NULL, 0, TLS_UNKNOWN_CA,
+	 -EPROTO, TLS_PEER_ALERT},
+	{"expired server", L_CLIENT, L_EXPIRED_SRV, 0, 0, TD, NULL, 0, TLS_EXPIRED, -EPROTO,
+	 TLS_PEER_ALERT},
 };
 
 /* check_refused: 0 the verifier's verdict; 1 the refused server's view;
@@ -970,8 +994,9 @@ static void run_fail_case(const struct fail_case *tc, size_t *fails, int check_r
 	if (!check_refused) {
 		if (got_rc != tc->want_rc || why != tc->want) {
 			print_error("'%s': %s side rc %d reason %s, want %d %s (%s)\n", tc->name,
-				    tc->verifier ? "server" : "client", got_rc, tls_reason_name(why),
-				    tc->want_rc, tls_reason_name(tc->want), tls_conn_detail(judge->tc));
+				    tc->verifier ? "server" : "client", got_rc,
+				    tls_reason_name(why), tc->want_rc, tls_reason_name(tc->want),
+				    tls_conn_detail(judge->tc));
 			(*fails)++;
 		} else if (!tls_conn_detail(judge->tc)[0]) {
 			print_error("'%s': no detail\n", tc->name);
@@ -1009,14 +1034,16 @@ static void run_fail_case(const struct fail_case *tc, size_t *fails, int check_r
 		print_message("%-36s refused side: hs %d, then %d, reason %s (%s)\n", tc->name,
 			      judged_rc, r, judged->tc ? tls_reason_name(jwhy) : "-", detail);
 		if (r > 0 || r == -EAGAIN) {
-			print_error("'%s': refused side does not see the refusal (%d)\n", tc->name, r);
+			print_error("'%s': refused side does not see the refusal (%d)\n", tc->name,
+				    r);
 			(*fails)++;
 		}
 		if (judged->tc && tc->refused == TLS_PEER_ALERT &&
 		    (r >= 0 || jwhy != TLS_PEER_ALERT)) {
 			print_error("'%s': refused side got %d, reason %s; want an error with "
 				    "reason %s\n",
-				    tc->name, r, tls_reason_name(jwhy), tls_reason_name(TLS_PEER_ALERT));
+				    tc->name, r, tls_reason_name(jwhy),
+				    tls_reason_name(TLS_PEER_ALERT));
 			(*fails)++;
 		}
 	}
@@ -1087,17 +1114,17 @@ static void test_looks_like_client_hello(void **state)
 		size_t len;
 		int want;
 	} cases[] = {
-		{ "empty", (const uint8_t *)"", 0, 0 },
-		{ "handshake byte alone", (const uint8_t *)"\x16", 1, 1 },
-		{ "tls 1.0 record", (const uint8_t *)"\x16\x03\x01\x02\x00\x01", 6, 1 },
-		{ "tls 1.2 record", (const uint8_t *)"\x16\x03\x03\x00\x10", 5, 1 },
-		{ "wrong major", (const uint8_t *)"\x16\x02\x00", 3, 0 },
-		{ "application data", (const uint8_t *)"\x17\x03\x03\x00\x10", 5, 0 },
-		{ "alert", (const uint8_t *)"\x15\x03\x03\x00\x02", 5, 0 },
-		{ "sslv2 hello", (const uint8_t *)"\x80\x2e\x01\x00\x02", 5, 0 },
-		{ "http", (const uint8_t *)"GET / HTTP/1.1\r\n", 16, 0 },
-		{ "ssh", (const uint8_t *)"SSH-2.0-OpenSSH_9.2\r\n", 21, 0 },
-		{ "NUL", (const uint8_t *)"\0\0\0", 3, 0 },
+		{"empty", (const uint8_t *)"", 0, 0},
+		{"handshake byte alone", (const uint8_t *)"\x16", 1, 1},
+		{"tls 1.0 record", (const uint8_t *)"\x16\x03\x01\x02\x00\x01", 6, 1},
+		{"tls 1.2 record", (const uint8_t *)"\x16\x03\x03\x00\x10", 5, 1},
+		{"wrong major", (const uint8_t *)"\x16\x02\x00", 3, 0},
+		{"application data", (const uint8_t *)"\x17\x03\x03\x00\x10", 5, 0},
+		{"alert", (const uint8_t *)"\x15\x03\x03\x00\x02", 5, 0},
+		{"sslv2 hello", (const uint8_t *)"\x80\x2e\x01\x00\x02", 5, 0},
+		{"http", (const uint8_t *)"GET / HTTP/1.1\r\n", 16, 0},
+		{"ssh", (const uint8_t *)"SSH-2.0-OpenSSH_9.2\r\n", 21, 0},
+		{"NUL", (const uint8_t *)"\0\0\0", 3, 0},
 	};
 	struct tls_ctx *cctx = ctx_for(L_CLIENT, P.bundle[0], td_buf);
 	struct tls_conn *cl = tls_conn_new(cctx, 0, NULL, NULL);

@@ -45,8 +45,8 @@ int main(int argc, char **argv)
 			snprintf(a3, sizeof(a3), "error:%s", errname(errno));
 		else
 			fmt_addr((struct sockaddr *)&local, a3, sizeof(a3));
-		printf("accepted n=%d peer=%s getpeername=%s local=%s domain=%s type=%s\n",
-		       i, fmt_addr((struct sockaddr *)&peer, a1, sizeof(a1)), a2, a3,
+		printf("accepted n=%d peer=%s getpeername=%s local=%s domain=%s type=%s\n", i,
+		       fmt_addr((struct sockaddr *)&peer, a1, sizeof(a1)), a2, a3,
 		       domain_name(sockopt_int(c, SOL_SOCKET, SO_DOMAIN)),
 		       type_name(sockopt_int(c, SOL_SOCKET, SO_TYPE)));
 		fflush(stdout);

@@ -16,9 +16,8 @@
 
 static void revents_str(short r, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s%s%s%s", r & POLLOUT ? "OUT|" : "",
-		 r & POLLERR ? "ERR|" : "", r & POLLHUP ? "HUP|" : "",
-		 r & POLLIN ? "IN|" : "");
+	snprintf(buf, len, "%s%s%s%s", r & POLLOUT ? "OUT|" : "", r & POLLERR ? "ERR|" : "",
+		 r & POLLHUP ? "HUP|" : "", r & POLLIN ? "IN|" : "");
 	if (!buf[0])
 		snprintf(buf, len, "none");
 	else

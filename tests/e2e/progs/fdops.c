@@ -94,14 +94,16 @@ static void *worker(void *arg)
 		int fd = connect_blocking();
 
 		if (fd < 0) {
-			fprintf(stderr, "thread %ld round %d: connect: %s\n", id, i, errname(errno));
+			fprintf(stderr, "thread %ld round %d: connect: %s\n", id, i,
+				errname(errno));
 			continue;
 		}
 		snprintf(msg, sizeof(msg), "t%ld-%d\n", id, i);
 		if (echo_once(fd, fd, msg) < 0)
 			fprintf(stderr, "thread %ld round %d: echo: %s\n", id, i, echo_err);
 		else if (!peer_is_dst(fd))
-			fprintf(stderr, "thread %ld round %d: getpeername is not the TCP peer\n", id, i);
+			fprintf(stderr, "thread %ld round %d: getpeername is not the TCP peer\n",
+				id, i);
 		else
 			ok++;
 		close(fd);

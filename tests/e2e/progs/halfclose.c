@@ -23,8 +23,7 @@ static void pattern(unsigned char *buf, size_t len, size_t off)
 		buf[i] = (unsigned char)(((off + i) * 7 + 3) % 251);
 }
 
-static __attribute__((noreturn)) void server(const char *addr, const char *port,
-						   size_t reply)
+static __attribute__((noreturn)) void server(const char *addr, const char *port, size_t reply)
 {
 	unsigned char buf[65536];
 	struct sockaddr_storage peer;
@@ -46,8 +45,7 @@ static __attribute__((noreturn)) void server(const char *addr, const char *port,
 	}
 	if (r < 0)
 		die("read");
-	n = snprintf(line, sizeof(line), "count=%zu fnv=%016llx\n", count,
-		     (unsigned long long)h);
+	n = snprintf(line, sizeof(line), "count=%zu fnv=%016llx\n", count, (unsigned long long)h);
 	if (write_all(c, line, (size_t)n) < 0)
 		die("write");
 	while (off < reply) {

@@ -25,7 +25,7 @@ int main(int argc, char **argv)
 	long nofile, t0 = now_ms(), deadline;
 	int *fds;
 	size_t *got;
-	char (*bufs)[8];
+	char(*bufs)[8];
 	struct pollfd *pfd;
 
 	if (argc != 4) {

@@ -23,8 +23,7 @@
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* "10.250.1.2" or "fd00:250::2" plus a port -> sockaddr. Exits on error. */
-static inline socklen_t parse_addr(const char *host, const char *port,
-				   struct sockaddr_storage *ss)
+static inline socklen_t parse_addr(const char *host, const char *port, struct sockaddr_storage *ss)
 {
 	memset(ss, 0, sizeof(*ss));
 	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
@@ -46,8 +45,7 @@ static inline socklen_t parse_addr(const char *host, const char *port,
 }
 
 /* "10.250.1.2:80", "[fd00:250::2]:80", or "family=N" for anything else. */
-static inline const char *fmt_addr(const struct sockaddr *sa, char *buf,
-				   size_t len)
+static inline const char *fmt_addr(const struct sockaddr *sa, char *buf, size_t len)
 {
 	char ip[INET6_ADDRSTRLEN];
 
@@ -82,20 +80,28 @@ static inline const char *errname(int e)
 static inline const char *domain_name(int d)
 {
 	switch (d) {
-	case AF_INET: return "AF_INET";
-	case AF_INET6: return "AF_INET6";
-	case AF_UNIX: return "AF_UNIX";
-	default: return "other";
+	case AF_INET:
+		return "AF_INET";
+	case AF_INET6:
+		return "AF_INET6";
+	case AF_UNIX:
+		return "AF_UNIX";
+	default:
+		return "other";
 	}
 }
 
 static inline const char *type_name(int t)
 {
 	switch (t) {
-	case SOCK_STREAM: return "SOCK_STREAM";
-	case SOCK_DGRAM: return "SOCK_DGRAM";
-	case SOCK_SEQPACKET: return "SOCK_SEQPACKET";
-	default: return "other";
+	case SOCK_STREAM:
+		return "SOCK_STREAM";
+	case SOCK_DGRAM:
+		return "SOCK_DGRAM";
+	case SOCK_SEQPACKET:
+		return "SOCK_SEQPACKET";
+	default:
+		return "other";
 	}
 }
 
