@@ -327,6 +327,16 @@ static int down_deliver(struct ldmeshd *d, struct conn *c)
 	if (p->spending) {
 		return 1;
 	}
+	if (c->ctl_out_off < c->ctl_out_len) {
+		/* Inbound: the preamble goes first. */
+		if (conn_submit_send(d, c, c->a_fd, c->ctl_out + c->ctl_out_off,
+				     c->ctl_out_len - c->ctl_out_off, UD_PREAMBLE_SEND) < 0) {
+			conn_close(d, c, 1);
+			return 1;
+		}
+		p->spending = 1;
+		return 1;
+	}
 	if (h) {
 		if (h->out_off < h->out_len) {
 			if (conn_submit_send(d, c, c->a_fd, h->out + h->out_off,
@@ -417,7 +427,8 @@ static void pump_plain(struct ldmeshd *d, struct conn *c, struct pipe *p, enum u
 		return;
 	}
 	/* Output of the HTTP layer may be ready while a read is posted. */
-	if (p == &c->down && c->l7 && c->l7->out_off < c->l7->out_len) {
+	if (p == &c->down &&
+	    ((c->l7 && c->l7->out_off < c->l7->out_len) || c->ctl_out_off < c->ctl_out_len)) {
 		down_deliver(d, c);
 		return;
 	}
@@ -1023,9 +1034,10 @@ static void app_dial_done(struct ldmeshd *d, struct conn *c, int res)
 		conn_close(d, c, 1);
 		return;
 	}
-	/* The preamble is the first thing the app reads: queue it as data,
-	 * ahead of any plaintext the client already sent (held at
-	 * PREAMBLE_ROOM by the detection read; no peer ID in that case). */
+	/* The preamble is the first thing the app reads; it goes out on its
+	 * own (down_deliver), and plaintext the client already sent (held at
+	 * PREAMBLE_ROOM by the detection read) follows through the HTTP layer
+	 * like any other request bytes. */
 	memset(&pre, 0, sizeof(pre));
 	pre.magic = LDM_PREAMBLE_MAGIC;
 	pre.version = LDM_PROTO_VERSION;
@@ -1033,16 +1045,21 @@ static void app_dial_done(struct ldmeshd *d, struct conn *c, int res)
 	pre.conn_id = c->cookie;
 	pre.peer = c->peer;
 	pre.local = c->local;
-	if (held) {
-		memcpy(c->down.buf, &pre, sizeof(pre));
-		c->down.len = (uint32_t)(PREAMBLE_ROOM + held);
-	} else {
-		memcpy(c->down.buf, &pre, sizeof(pre));
-		memcpy(c->down.buf + sizeof(pre), c->peer_id, idlen);
-		c->down.len = (uint32_t)(sizeof(pre) + idlen);
+	c->ctl_out = malloc(sizeof(pre) + idlen);
+	if (!c->ctl_out) {
+		conn_close(d, c, 1);
+		return;
 	}
-	c->down.off = 0;
+	memcpy(c->ctl_out, &pre, sizeof(pre));
+	memcpy(c->ctl_out + sizeof(pre), c->peer_id, idlen);
+	c->ctl_out_len = sizeof(pre) + idlen;
+	c->ctl_out_off = 0;
+	c->down.off = held ? (uint32_t)PREAMBLE_ROOM : 0;
+	c->down.len = held ? (uint32_t)(PREAMBLE_ROOM + held) : 0;
 	c->state = CS_PROXY;
+	if (held) {
+		want_l7(d, c);
+	}
 	pump_both(d, c);
 }
 
@@ -1299,6 +1316,15 @@ void conn_complete(struct ldmeshd *d, struct conn *c, enum ud_tag tag, int res)
 		break;
 	case UD_UP_SEND:
 		send_done(d, c, &c->up, res);
+		break;
+	case UD_PREAMBLE_SEND:
+		c->down.spending = 0;
+		if (res < 0) {
+			conn_close(d, c, 1);
+			break;
+		}
+		c->ctl_out_off += (size_t)res;
+		pump_both(d, c);
 		break;
 	case UD_L7_SEND:
 		c->down.spending = 0;

@@ -108,7 +108,7 @@ struct conn {
 	uint32_t peer_uid;
 	char *ctl_in; /* owned, LDM_CTL_MAX_REQUEST + 1 */
 	uint32_t ctl_got;
-	char *ctl_out; /* owned answer */
+	char *ctl_out; /* owned: ctl/admin answer; inbound: the preamble */
 	size_t ctl_out_len, ctl_out_off;
 	int ctl_json;
 
@@ -138,6 +138,7 @@ enum ud_tag {
 	UD_ADMIN_RECV,
 	UD_ADMIN_SEND,
 	UD_L7_SEND,
+	UD_PREAMBLE_SEND,
 	UD_INJECT_SEND,
 };
 
