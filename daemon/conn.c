@@ -432,6 +432,11 @@ static void pump_plain(struct ldmeshd *d, struct conn *c, struct pipe *p, enum u
 		down_deliver(d, c);
 		return;
 	}
+	/* An answer of ours waits only for the app's earlier answers to be
+	 * out, not for the read posted on the app's side. */
+	if (p == &c->up && p->off == p->len && c->l7 && c->l7->inject_len && inject(d, c)) {
+		return;
+	}
 	if (p->rpending) {
 		return;
 	}
