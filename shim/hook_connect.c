@@ -48,6 +48,8 @@ int connect_check(int fd, struct managed *m)
 		m->connecting = 0;
 		m->failed = 1;
 		m->fail_err = (r == 0 && st.err < 0 && st.err != -ENOENT) ? -st.err : ECONNREFUSED;
+		shim_log(SHIM_DEBUG, "dial %016llx failed: query %d, daemon says %d, revents 0x%x",
+			 (unsigned long long)m->cookie, r, r == 0 ? st.err : 0, p.revents);
 		return -m->fail_err;
 	}
 	if (p.revents & POLLOUT) {

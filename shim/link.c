@@ -203,7 +203,7 @@ int link_query(uint64_t cookie, struct ldm_status *st)
 	link_fill_header(&h, LDM_OP_QUERY, cookie);
 	r = link_send(s, &h, NULL, 0, NULL, 0);
 	if (r == 0) {
-		r = link_recv_status(s, st, 2000);
+		r = link_recv_status(s, st, 5000);
 	}
 	real.close(s);
 	return r;
