@@ -728,6 +728,9 @@ static void handshake_step(struct ldmeshd *d, struct conn *c)
 	int out = c->kind == CONN_OUTBOUND, r;
 	char peer[80];
 
+	if (c->handshake_failed) {
+		return; /* only the alert is still going out */
+	}
 	r = tls_conn_handshake(c->tls);
 	net_flush(d, c);
 	if (r == 0) {
@@ -759,7 +762,13 @@ static void handshake_step(struct ldmeshd *d, struct conn *c)
 			d->stats.dial_errors_total++;
 			handoff_record_dial(d, c, -ECONNREFUSED);
 		}
-		/* Let the alert reach the peer if it can, then reset. */
+		/* Let the alert reach the peer first (net_send_done closes), so it
+		 * learns why instead of seeing a bare reset; bounded by a second. */
+		if (!net_idle(c)) {
+			net_flush(d, c);
+			c->deadline_ms = now_ms() + 1000;
+			return;
+		}
 		conn_close(d, c, 1);
 		return;
 	}
@@ -815,6 +824,10 @@ static void net_send_done(struct ldmeshd *d, struct conn *c, int res)
 	}
 	c->nout_off += (uint32_t)res;
 	net_flush(d, c);
+	if (c->handshake_failed && net_idle(c)) {
+		conn_close(d, c, 1);
+		return;
+	}
 	if (c->state == CS_PROXY) {
 		pump_both(d, c);
 	}
@@ -1419,7 +1432,9 @@ void conn_sweep(struct ldmeshd *d, int64_t now)
 		if (c->deadline_ms && now >= c->deadline_ms) {
 			char peer[80];
 			addr_format(&c->peer, peer, sizeof(peer));
-			if (c->state == CS_TLS_HS) {
+			if (c->state == CS_TLS_HS && c->handshake_failed) {
+				/* The alert did not get out in time: counted already. */
+			} else if (c->state == CS_TLS_HS) {
 				int out = c->kind == CONN_OUTBOUND;
 				log_warn("%s TLS handshake with %s timed out",
 					 out ? "outbound" : "inbound", peer);
