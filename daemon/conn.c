@@ -1107,18 +1107,33 @@ static void inbound_admit(struct ldmeshd *d, struct conn *c)
 	req.port = ntohs(c->local.port);
 	if (policy_needs_request(d->policy, req.port, req.principal)) {
 		c->l7_policy = 1;
-		connect_app(d, c);
-		return;
+	} else {
+		policy_eval(d->policy, &req, &res);
+		policy_account(d, &req, &res);
+		if (res.decision == POLICY_DENY) {
+			char peer[80];
+			addr_format(&c->peer, peer, sizeof(peer));
+			log_info("inbound connection from %s (%s) to port %u denied by %s", peer,
+				 c->peer_id[0] ? c->peer_id : "no identity", req.port, res.rule);
+			if (c->tls) {
+				/* close_notify before any ticket tells a meshed client it
+				 * was refused; flushed, then reset (net_send_done). */
+				tls_conn_close_notify(c->tls);
+				c->handshake_failed = 1;
+				c->deadline_ms = now_ms() + 1000;
+				net_flush(d, c);
+				if (net_idle(c)) {
+					conn_close(d, c, 1);
+				}
+				return;
+			}
+			conn_close(d, c, 1);
+			return;
+		}
 	}
-	policy_eval(d->policy, &req, &res);
-	policy_account(d, &req, &res);
-	if (res.decision == POLICY_DENY) {
-		char peer[80];
-		addr_format(&c->peer, peer, sizeof(peer));
-		log_info("inbound connection from %s (%s) to port %u denied by %s", peer,
-			 c->peer_id[0] ? c->peer_id : "no identity", req.port, res.rule);
-		conn_close(d, c, 1);
-		return;
+	if (c->tls) {
+		tls_conn_admit(c->tls);
+		net_flush(d, c);
 	}
 	connect_app(d, c);
 }

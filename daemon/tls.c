@@ -359,6 +359,9 @@ static SSL_CTX *make_ctx(int server, const struct config *cfg, char *err, size_t
 	}
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
 	if (server) {
+		/* Tickets are sent by tls_conn_admit(), once policy admitted the
+		 * client: a client takes a ticket as "accepted". */
+		SSL_CTX_set_num_tickets(ctx, 0);
 		SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
 		SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"ldmesh", 6);
 	} else {
@@ -561,8 +564,13 @@ static int await_verdict(struct tls_conn *c)
 		return c->ticket_seen ? 1 : 0;
 	}
 	if (e == SSL_ERROR_ZERO_RETURN) {
-		/* A clean close right away: the server had nothing against us. */
-		return 1;
+		/* close_notify before any ticket: an ldmesh server sends its
+		 * tickets only once its policy admitted us, so this is a refusal
+		 * (a stock server sends tickets at once). */
+		snprintf(c->detail, sizeof(c->detail),
+			 "the server closed before accepting us "
+			 "(refused by its policy?)");
+		return fail(c, TLS_PEER_ALERT, "");
 	}
 	return handshake_error(c);
 }
@@ -604,6 +612,15 @@ int tls_conn_handshake(struct tls_conn *c)
 	}
 	c->done = 1;
 	return 1;
+}
+
+void tls_conn_admit(struct tls_conn *c)
+{
+	/* One ticket for resumption; it goes out with the next handshake step. */
+	if (SSL_new_session_ticket(c->ssl) == 1) {
+		SSL_do_handshake(c->ssl);
+	}
+	ERR_clear_error();
 }
 
 int tls_conn_finished(const struct tls_conn *c)

@@ -73,6 +73,9 @@ void tls_conn_free(struct tls_conn *c);
 int tls_conn_feed(struct tls_conn *c, const void *buf, size_t len);
 /* 1: handshake done; 0: needs more input; -EPROTO/-EACCES: failed (see reason). */
 int tls_conn_handshake(struct tls_conn *c);
+/* Server: the client is admitted (policy allowed it): send a session
+ * ticket, which is also what tells the client it was accepted. */
+void tls_conn_admit(struct tls_conn *c);
 /* 1 once our side of the handshake is complete (a client may still be
  * waiting for the server's verdict on its certificate). */
 int tls_conn_finished(const struct tls_conn *c);

@@ -6,7 +6,8 @@ use but do not change).
                 `openssl` CLI (expired, no URI SAN, two URI SANs, another
                 trust domain signed by our CA).
   configure()   writes a pod's config (identity, inbound modes, outbound,
-                services, policies) and starts or reloads its daemon.
+                services, policies) and starts its daemon; reconfigure()
+                rewrites it with changes and runs `ldmeshctl reload`.
   trio()        three pods on a bridge in a hub namespace the test creates.
   metrics()     Prometheus text scraped from the daemon's admin_addr inside
                 the pod's namespace (curl over loopback, no shim).
@@ -16,6 +17,7 @@ use but do not change).
                 with JSON naming what it saw, including the
                 x-forwarded-client-cert header; GET /blob/N sends N bytes.
   start_loop()  a bounded HTTP request loop in a pod, one line per request.
+  single_cluster  fixture: a Cluster in one mode, for mode-independent checks.
 
 Everything started goes through the Cluster (pods.py), so its teardown
 stops it; every wait is bounded.
