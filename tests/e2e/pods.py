@@ -115,7 +115,7 @@ def cleanup_stale_namespaces():
     r = sh("ip", "netns", "list", check=False)
     for line in r.stdout.splitlines():
         name = line.split()[0] if line.split() else ""
-        m = re.match(r"^ldmt(\d+)n\d+[ab]$", name)
+        m = re.match(r"^ldmt(\d+)(n\d+[ab]|h\d+(hub|p|o|w))$", name)
         if not m or pid_alive(int(m.group(1))):
             continue
         pids = sh("ip", "netns", "pids", name, check=False).stdout.split()
