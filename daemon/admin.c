@@ -105,12 +105,7 @@ static void respond(struct ldmeshd *d, struct conn *c, int code, const char *rea
 		conn_close(d, c, 1);
 		return;
 	}
-	c->ctl_out = sb_take(&b, &c->ctl_out_len);
-	c->ctl_out_off = 0;
-	c->state = CS_CTL_WRITE;
-	if (conn_submit_send(d, c, c->a_fd, c->ctl_out, c->ctl_out_len, UD_ADMIN_SEND) < 0) {
-		conn_close(d, c, 1);
-	}
+	conn_send_answer(d, c, &b, UD_ADMIN_SEND);
 }
 
 static int ready(const struct ldmeshd *d)
@@ -177,23 +172,4 @@ void admin_recv_done(struct ldmeshd *d, struct conn *c, int res)
 			     UD_ADMIN_RECV) < 0) {
 		conn_close(d, c, 1);
 	}
-}
-
-void admin_send_done(struct ldmeshd *d, struct conn *c, int res)
-{
-	if (res < 0) {
-		conn_close(d, c, 1);
-		return;
-	}
-	c->ctl_out_off += (size_t)res;
-	if (c->ctl_out_off < c->ctl_out_len) {
-		if (conn_submit_send(d, c, c->a_fd, c->ctl_out + c->ctl_out_off,
-				     c->ctl_out_len - c->ctl_out_off, UD_ADMIN_SEND) < 0) {
-			conn_close(d, c, 1);
-		}
-		return;
-	}
-	/* The whole answer is out: end our side, then let the client close. */
-	shutdown(c->a_fd, SHUT_WR);
-	conn_close(d, c, 0);
 }

@@ -22,6 +22,7 @@
 #include "ldmeshd.h"
 #include "l7.h"
 #include "policy.h"
+#include "strbuf.h"
 #include "log.h"
 
 int64_t now_ms(void)
@@ -288,6 +289,37 @@ void conn_reap(struct ldmeshd *d)
 		}
 	}
 	d->nreap = keep;
+}
+
+/* ---- answers (ctl and admin) -------------------------------------------- */
+
+void conn_send_answer(struct ldmeshd *d, struct conn *c, struct strbuf *b, enum ud_tag tag)
+{
+	c->ctl_out = sb_take(b, &c->ctl_out_len);
+	c->ctl_out_off = 0;
+	c->state = CS_CTL_WRITE;
+	if (conn_submit_send(d, c, c->a_fd, c->ctl_out, c->ctl_out_len, tag) < 0) {
+		conn_close(d, c, 1);
+	}
+}
+
+static void answer_sent(struct ldmeshd *d, struct conn *c, int res, enum ud_tag tag)
+{
+	if (res < 0) {
+		conn_close(d, c, 1);
+		return;
+	}
+	c->ctl_out_off += (size_t)res;
+	if (c->ctl_out_off < c->ctl_out_len) {
+		if (conn_submit_send(d, c, c->a_fd, c->ctl_out + c->ctl_out_off,
+				     c->ctl_out_len - c->ctl_out_off, tag) < 0) {
+			conn_close(d, c, 1);
+		}
+		return;
+	}
+	/* The whole answer is out: end our side, then let the client close. */
+	shutdown(c->a_fd, SHUT_WR);
+	conn_close(d, c, 0);
 }
 
 /* ---- proxying ---------------------------------------------------------- */
@@ -1389,13 +1421,11 @@ void conn_complete(struct ldmeshd *d, struct conn *c, enum ud_tag tag, int res)
 		ctl_recv_done(d, c, res);
 		break;
 	case UD_CTL_SEND:
-		ctl_send_done(d, c, res);
+	case UD_ADMIN_SEND:
+		answer_sent(d, c, res, tag);
 		break;
 	case UD_ADMIN_RECV:
 		admin_recv_done(d, c, res);
-		break;
-	case UD_ADMIN_SEND:
-		admin_send_done(d, c, res);
 		break;
 	default:
 		break;

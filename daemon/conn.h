@@ -175,6 +175,11 @@ int conn_submit_recv(struct ldmeshd *d, struct conn *c, int fd, void *buf, size_
 int conn_submit_send(struct ldmeshd *d, struct conn *c, int fd, const void *buf, size_t len,
 		     enum ud_tag tag);
 
+struct strbuf;
+/* Sends the text in b (taken over) as c's answer with tag; when it is all
+ * out the connection is shut down and closed. */
+void conn_send_answer(struct ldmeshd *d, struct conn *c, struct strbuf *b, enum ud_tag tag);
+
 /* Outbound: start dialing after a CONNECT handoff (owns both fds). */
 void conn_start_outbound(struct ldmeshd *d, struct conn *c, int tcp_fd, int app_end_fd);
 /* Inbound: a TCP connection accepted on a listener. */

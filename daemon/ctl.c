@@ -63,12 +63,7 @@ void ctl_arm(struct ldmeshd *d)
 
 static void answer(struct ldmeshd *d, struct conn *c, struct strbuf *b)
 {
-	c->ctl_out = sb_take(b, &c->ctl_out_len);
-	c->ctl_out_off = 0;
-	c->state = CS_CTL_WRITE;
-	if (conn_submit_send(d, c, c->a_fd, c->ctl_out, c->ctl_out_len, UD_CTL_SEND) < 0) {
-		conn_close(d, c, 1);
-	}
+	conn_send_answer(d, c, b, UD_CTL_SEND);
 }
 
 static void answer_err(struct ldmeshd *d, struct conn *c, const char *msg)
@@ -472,21 +467,4 @@ void ctl_recv_done(struct ldmeshd *d, struct conn *c, int res)
 			     LDM_CTL_MAX_REQUEST - c->ctl_got, UD_CTL_RECV) < 0) {
 		conn_close(d, c, 1);
 	}
-}
-
-void ctl_send_done(struct ldmeshd *d, struct conn *c, int res)
-{
-	if (res < 0) {
-		conn_close(d, c, 1);
-		return;
-	}
-	c->ctl_out_off += (size_t)res;
-	if (c->ctl_out_off < c->ctl_out_len) {
-		if (conn_submit_send(d, c, c->a_fd, c->ctl_out + c->ctl_out_off,
-				     c->ctl_out_len - c->ctl_out_off, UD_CTL_SEND) < 0) {
-			conn_close(d, c, 1);
-		}
-		return;
-	}
-	conn_close(d, c, 0);
 }

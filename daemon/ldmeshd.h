@@ -136,7 +136,6 @@ int listener_count(const struct ldmeshd *d);
 int ctl_open(struct ldmeshd *d);
 void ctl_accept_done(struct ldmeshd *d, int res, int more);
 void ctl_recv_done(struct ldmeshd *d, struct conn *c, int res);
-void ctl_send_done(struct ldmeshd *d, struct conn *c, int res);
 void ctl_arm(struct ldmeshd *d);
 
 /* identity.c */
@@ -151,7 +150,6 @@ int admin_open(struct ldmeshd *d);
 void admin_arm(struct ldmeshd *d);
 void admin_accept_done(struct ldmeshd *d, int res, int more);
 void admin_recv_done(struct ldmeshd *d, struct conn *c, int res);
-void admin_send_done(struct ldmeshd *d, struct conn *c, int res);
 
 /* metrics.c */
 struct strbuf;
