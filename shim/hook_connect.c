@@ -18,6 +18,10 @@
 
 static const char filler[LDM_FILLER_LEN];
 
+/* One skb (see proto.h): (2 * LDM_PENDING_SNDBUF) / 2 - 64 bytes at most. */
+_Static_assert(sizeof(struct ldm_handoff) + LDM_FILLER_LEN <= LDM_PENDING_SNDBUF - 64,
+	       "CONNECT header and filler must fit one Unix skb");
+
 /* Outcome of the dial as seen on the app's fd, without blocking. */
 int connect_check(int fd, struct managed *m)
 {

@@ -56,8 +56,16 @@ enum ldm_op {
 /* Handoff flags. */
 #define LDM_HF_NONBLOCK 0x1u /* the app's socket was O_NONBLOCK */
 
-/* Bytes of filler the shim writes after a CONNECT header. */
-#define LDM_FILLER_LEN 4096u
+/*
+ * Bytes of filler the shim writes after a CONNECT header.  Header and filler
+ * must fit in one skb of a Unix stream socket whose SO_SNDBUF is
+ * LDM_PENDING_SNDBUF (the kernel doubles it and cuts a send into pieces of
+ * at most sndbuf/2 - 64 bytes): one piece makes the send all or nothing, so
+ * a daemon that refuses the dial and closes at once can never turn the
+ * handoff into a half-sent EPIPE.  The piece's truesize still exceeds a
+ * quarter of the doubled buffer, which keeps the app's fd unwritable.
+ */
+#define LDM_FILLER_LEN 3072u
 /* SO_SNDBUF the shim sets on the app end while the dial is pending. */
 #define LDM_PENDING_SNDBUF 4096
 
