@@ -26,7 +26,7 @@ DAEMON_LIBS := -luring -lconfig -lssl -lcrypto -lpthread
 TEST_PROGS := $(patsubst tests/e2e/progs/%.c,$(BUILD)/progs/%,$(wildcard tests/e2e/progs/*.c))
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all deps test test-unit test-e2e demo install clean asan bench format-check
+.PHONY: all deps test test-unit test-e2e demo install clean asan fuzz format-check
 
 all: $(BUILD)/libldmesh.so $(BUILD)/ldmeshd $(BUILD)/ldmeshctl $(TEST_PROGS)
 
@@ -75,6 +75,10 @@ test-unit: all $(UNIT_TESTS)
 demo: deps
 	$(MAKE) all
 	ci/demo.sh
+
+# libFuzzer targets for every parser fed from outside (docs/reliability.md).
+fuzz: deps
+	ci/fuzz.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/ldmesh $(DESTDIR)$(PREFIX)/share/ldmesh

@@ -1446,6 +1446,7 @@ static const struct cfg_tunable {
 	{"workers", offsetof(struct config, workers), 1, 64},
 	{"connect_timeout_ms", offsetof(struct config, connect_timeout_ms), 1, 3600000},
 	{"idle_timeout_ms", offsetof(struct config, idle_timeout_ms), 0, INT_MAX},
+	{"http_head_timeout_ms", offsetof(struct config, http_head_timeout_ms), 0, 3600000},
 	{"drain_timeout_ms", offsetof(struct config, drain_timeout_ms), 0, INT_MAX},
 	{"buffer_size", offsetof(struct config, buffer_size), 4096, 1048576},
 	/* 2^24 leaves room for a generation in a 64-bit io_uring user_data. */
@@ -1524,17 +1525,48 @@ out:
 
 static int cfg_access_log(struct cfg_ctx *x, const config_setting_t *s, void *obj)
 {
+	struct config *c = ((struct cfg_state *)obj)->c;
 	const char *v, *bad;
 	int rc;
 
 	rc = cfg_get_string(x, s, &v);
-	if (rc < 0 || v[0] == '\0') /* "" is off, like an absent key */
+	if (rc < 0)
+		goto out;
+	if (c->access_log) /* top-level access_log and telemetry.access_log */
+		return cfg_fail(x, s, "access_log is set twice");
+	if (v[0] == '\0' || strcmp(v, "off") == 0) /* off, like an absent key */
 		goto out;
 	bad = cfg_why_path(v);
-	rc = bad ? cfg_bad_value(x, s, v, bad)
-		 : cfg_dup(x, v, &((struct cfg_state *)obj)->c->access_log);
+	rc = bad ? cfg_bad_value(x, s, v, bad) : cfg_dup(x, v, &c->access_log);
 out:
 	return rc;
+}
+
+/* telemetry = { http = true; access_log = "off"; max_series = 1000; } */
+static int cfg_tel_http(struct cfg_ctx *x, const config_setting_t *s, void *obj)
+{
+	return cfg_get_bool(x, s, &((struct cfg_state *)obj)->c->http_metrics);
+}
+
+static int cfg_tel_max_series(struct cfg_ctx *x, const config_setting_t *s, void *obj)
+{
+	long long v;
+	int rc = cfg_get_int(x, s, 16, 100000, &v);
+
+	if (rc == 0)
+		((struct cfg_state *)obj)->c->max_series = (int)v;
+	return rc;
+}
+
+static const struct cfg_key cfg_telemetry_keys[] = {
+	{"http", cfg_tel_http},
+	{"access_log", cfg_access_log},
+	{"max_series", cfg_tel_max_series},
+};
+
+static int cfg_telemetry(struct cfg_ctx *x, const config_setting_t *s, void *obj)
+{
+	return cfg_walk(x, s, cfg_telemetry_keys, ARRAY_SIZE(cfg_telemetry_keys), obj);
 }
 
 static int cfg_log_level(struct cfg_ctx *x, const config_setting_t *s, void *obj)
@@ -1564,11 +1596,13 @@ static const struct cfg_key cfg_top_keys[] = {
 	{"io_backend", cfg_io_backend},
 	{"connect_timeout_ms", cfg_tunable},
 	{"idle_timeout_ms", cfg_tunable},
+	{"http_head_timeout_ms", cfg_tunable},
 	{"drain_timeout_ms", cfg_tunable},
 	{"buffer_size", cfg_tunable},
 	{"max_connections", cfg_tunable},
 	{"allowed_uids", cfg_allowed_uids},
 	{"access_log", cfg_access_log},
+	{"telemetry", cfg_telemetry},
 	{"log_level", cfg_log_level},
 };
 
@@ -1660,10 +1694,13 @@ static int cfg_build(struct cfg_ctx *x, const config_setting_t *root, struct con
 	c->io_backend = CONFIG_IO_AUTO;
 	c->connect_timeout_ms = 10000;
 	c->idle_timeout_ms = 3600000;
+	c->http_head_timeout_ms = 30000;
 	c->drain_timeout_ms = 30000;
 	c->buffer_size = 32768;
 	c->max_connections = 100000;
 	c->log_level = 2;
+	c->http_metrics = 1;
+	c->max_series = 1000;
 
 	rc = cfg_walk(x, root, cfg_top_keys, ARRAY_SIZE(cfg_top_keys), &st);
 	if (rc == 0)

@@ -90,12 +90,15 @@ struct config {
 	enum config_io io_backend; /* io_backend = "auto" | "io_uring" | "epoll" */
 	int connect_timeout_ms; /* connect_timeout_ms = 10000 */
 	int idle_timeout_ms; /* idle_timeout_ms = 3600000, 0 = none */
+	int http_head_timeout_ms; /* http_head_timeout_ms = 30000, 0 = none */
 	int drain_timeout_ms; /* drain_timeout_ms = 30000 */
 	int buffer_size; /* buffer_size = 32768: bytes per direction */
 	int max_connections; /* max_connections = 100000 */
 	uid_t *allowed_uids;
 	size_t n_allowed_uids; /* empty: any local uid */
 	char *access_log; /* owned, NULL: off; "stderr" or a path */
+	int http_metrics; /* telemetry.http = true: HTTP/1 request metrics */
+	int max_series; /* telemetry.max_series = 1000: metric label sets */
 	int log_level; /* log_level = "info": 0 error .. 3 debug */
 };
 

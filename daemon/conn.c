@@ -264,8 +264,12 @@ static void conn_free(struct ldmeshd *d, struct conn *c)
 	while (c->nhfds > 0) {
 		close(c->hfds[--c->nhfds]);
 	}
+	l7_finish(d, c, c->l7);
+	if (c->tel) {
+		tel_tcp_close(c->tel, c->abort);
+		accesslog_tcp(&d->alog, c, now_ms(), c->http_requests);
+	}
 	tls_conn_free(c->tls);
-	l7_free(c->l7);
 	free(c->bufs);
 	free(c->ctl_in);
 	free(c->ctl_out);
@@ -337,6 +341,7 @@ static void net_flush(struct ldmeshd *d, struct conn *c);
 static int net_idle(const struct conn *c);
 static void inject_sent(struct ldmeshd *d, struct conn *c);
 static int want_l7(struct ldmeshd *d, struct conn *c);
+static void saw_bytes(struct ldmeshd *d, struct conn *c, struct pipe *p, const char *buf, size_t n);
 
 static void check_done(struct ldmeshd *d, struct conn *c)
 {
@@ -354,7 +359,8 @@ static void check_done(struct ldmeshd *d, struct conn *c)
 static int down_deliver(struct ldmeshd *d, struct conn *c)
 {
 	struct pipe *p = &c->down;
-	struct l7 *h = c->l7;
+	/* Outbound l7 state only watches; nothing goes through it. */
+	struct l7 *h = c->kind == CONN_INBOUND ? c->l7 : NULL;
 
 	if (p->spending) {
 		return 1;
@@ -382,7 +388,7 @@ static int down_deliver(struct ldmeshd *d, struct conn *c)
 		h->out_off = h->out_len = 0;
 		if (h->opaque && !h->inject_len) {
 			/* Not HTTP after all: drop the HTTP state, pass bytes raw. */
-			l7_free(h);
+			l7_finish(d, c, h);
 			c->l7 = NULL;
 			c->l7_done = 1;
 			return down_deliver(d, c);
@@ -603,8 +609,7 @@ static void pump_tls_down(struct ldmeshd *d, struct conn *c)
 	r = tls_conn_read(c->tls, p->buf, (size_t)d->cfg->buffer_size);
 	if (r > 0) {
 		p->len = (uint32_t)r;
-		p->bytes += (uint64_t)r;
-		want_l7(d, c);
+		saw_bytes(d, c, p, p->buf, (size_t)r);
 		pump_tls_down(d, c);
 		return;
 	}
@@ -678,13 +683,28 @@ static int alloc_bufs(struct ldmeshd *d, struct conn *c)
 	return 0;
 }
 
-/* Inbound connections get HTTP awareness until they prove not to be HTTP. */
+/*
+ * Connections get HTTP awareness until they prove not to be HTTP: inbound
+ * always (policy, identity header), outbound when request metrics or the
+ * access log want it (scan only).
+ */
 static int want_l7(struct ldmeshd *d, struct conn *c)
 {
-	if (c->l7 || c->l7_done || c->kind != CONN_INBOUND) {
+	if (c->l7 || c->l7_done) {
 		return c->l7 != NULL;
 	}
-	c->l7 = l7_new((size_t)d->cfg->buffer_size);
+	if (c->kind == CONN_OUTBOUND) {
+		if (c->state != CS_PROXY || (!d->cfg->http_metrics && !accesslog_on(&d->alog))) {
+			return 0;
+		}
+		c->l7 = l7_new(d, 0);
+		c->l7_done = c->l7 == NULL;
+		return c->l7 != NULL;
+	}
+	if (c->kind != CONN_INBOUND) {
+		return 0;
+	}
+	c->l7 = l7_new(d, (size_t)d->cfg->buffer_size);
 	if (!c->l7) {
 		c->l7_done = 1; /* no memory: raw bytes, still correct */
 		if (c->l7_policy) {
@@ -714,18 +734,52 @@ static void inject_sent(struct ldmeshd *d, struct conn *c)
 	}
 }
 
+/* Outbound scan-only HTTP state that has nothing left to follow goes. */
+static void scan_check(struct ldmeshd *d, struct conn *c)
+{
+	if (c->l7 && l7_scan_over(c->l7)) {
+		l7_finish(d, c, c->l7);
+		c->l7 = NULL;
+		c->l7_done = 1;
+	}
+}
+
+/* Plaintext bytes that came in on pipe p: metrics, and HTTP following for
+ * whatever the HTTP layer does not consume itself (l7_down). */
+static void saw_bytes(struct ldmeshd *d, struct conn *c, struct pipe *p, const char *buf, size_t n)
+{
+	p->bytes += (uint64_t)n;
+	if (c->tel) {
+		if (p == &c->down) {
+			c->tel->tcp_read += n;
+		} else {
+			c->tel->tcp_write += n;
+		}
+	}
+	if (!want_l7(d, c)) {
+		return;
+	}
+	if (c->kind == CONN_INBOUND) {
+		if (p == &c->up) {
+			l7_responses(d, c, buf, n);
+		}
+		return;
+	}
+	if (p == &c->up) {
+		l7_out_requests(d, c, buf, n);
+	} else {
+		l7_responses(d, c, buf, n);
+	}
+	scan_check(d, c);
+}
+
 static void recv_done(struct ldmeshd *d, struct conn *c, struct pipe *p, int res)
 {
 	p->rpending = 0;
 	if (res > 0) {
 		p->len = (uint32_t)res;
 		p->off = 0;
-		p->bytes += (uint64_t)res;
-		if (p == &c->up && want_l7(d, c)) {
-			l7_up_scan(d, c, p->buf, (size_t)res);
-		} else if (p == &c->down) {
-			want_l7(d, c);
-		}
+		saw_bytes(d, c, p, p->buf, (size_t)res);
 	} else if (res == 0) {
 		p->eof = 1;
 	} else {
@@ -884,6 +938,35 @@ static int start_tls(struct ldmeshd *d, struct conn *c, int server)
 	return 0;
 }
 
+/* ---- metrics -------------------------------------------------------------- */
+
+static enum config_mtls port_mtls(const struct ldmeshd *d, uint16_t port_net);
+
+/* Proxying starts: the connection joins its TCP series (tcp_open_total). */
+static void tel_open(struct ldmeshd *d, struct conn *c)
+{
+	enum tel_tls tls = TEL_TLS_TRUE;
+	int in = c->kind == CONN_INBOUND;
+
+	if (!c->tls) {
+		if (in) {
+			tls = port_mtls(d, c->local.port) == CONFIG_MTLS_DISABLE
+				      ? TEL_TLS_DISABLED
+				      : TEL_TLS_NOT_PROVIDED;
+		} else {
+			tls = c->in_mesh ? TEL_TLS_DISABLED : TEL_TLS_NO_MESH;
+		}
+	}
+	c->tel = tel_tcp_series(&d->tel, in ? TEL_INBOUND : TEL_OUTBOUND, in ? &c->local : &c->peer,
+				tls, c->peer_id);
+	if (c->tel) {
+		tel_tcp_open(c->tel);
+		/* Bytes read while detecting TLS or HTTP count too. */
+		c->tel->tcp_read += c->down.bytes;
+		c->tel->tcp_write += c->up.bytes;
+	}
+}
+
 /* ---- outbound ------------------------------------------------------------ */
 
 /* Dialled (and authenticated): discard the filler, which makes the app's fd
@@ -954,6 +1037,7 @@ static void filler_done(struct ldmeshd *d, struct conn *c, int res)
 		c->app_end_fd = -1;
 	}
 	c->state = CS_PROXY;
+	tel_open(d, c);
 	pump_both(d, c);
 }
 
@@ -1107,6 +1191,7 @@ static void app_dial_done(struct ldmeshd *d, struct conn *c, int res)
 	c->down.off = held ? (uint32_t)PREAMBLE_ROOM : 0;
 	c->down.len = held ? (uint32_t)(PREAMBLE_ROOM + held) : 0;
 	c->state = CS_PROXY;
+	tel_open(d, c);
 	if (held) {
 		want_l7(d, c);
 	}
@@ -1161,6 +1246,9 @@ static void inbound_admit(struct ldmeshd *d, struct conn *c)
 			}
 			conn_close(d, c, 1);
 			return;
+		}
+		if (res.rule) {
+			snprintf(c->rule, sizeof(c->rule), "%s", res.rule);
 		}
 	}
 	if (c->tls) {
@@ -1484,17 +1572,20 @@ void conn_sweep(struct ldmeshd *d, int64_t now)
 				log_warn("%s TLS handshake with %s timed out",
 					 out ? "outbound" : "inbound", peer);
 				d->stats.handshake_errors_total[out][TLS_PROTOCOL]++;
+				d->stats.timeouts_total[TIMEOUT_TLS_HANDSHAKE]++;
 				if (out) {
 					handoff_record_dial(d, c, -ETIMEDOUT);
 				}
 			} else if (c->state == CS_DIAL) {
 				log_info("outbound dial to %s timed out", peer);
 				d->stats.dial_errors_total++;
+				d->stats.timeouts_total[TIMEOUT_DIAL]++;
 				handoff_record_dial(d, c, -ETIMEDOUT);
 			} else if (c->kind == CONN_HANDOFF || c->kind == CONN_CTL ||
 				   c->kind == CONN_ADMIN) {
 				log_warn("%s client sent no complete request in time; closing",
 					 conn_kind_name(c->kind));
+				d->stats.timeouts_total[TIMEOUT_CONTROL]++;
 				if (c->kind == CONN_HANDOFF) {
 					d->stats.handoff_errors_total++;
 				} else {
@@ -1507,10 +1598,22 @@ void conn_sweep(struct ldmeshd *d, int64_t now)
 			conn_close(d, c, 1);
 			continue;
 		}
+		if (c->state == CS_PROXY && c->l7 && c->l7->head_since &&
+		    d->cfg->http_head_timeout_ms > 0 &&
+		    now - c->l7->head_since >= d->cfg->http_head_timeout_ms) {
+			char peer[80];
+			addr_format(&c->peer, peer, sizeof(peer));
+			log_info("inbound from %s: request head not complete after %d ms; closing",
+				 peer, d->cfg->http_head_timeout_ms);
+			d->stats.timeouts_total[TIMEOUT_HTTP_HEAD]++;
+			conn_close(d, c, 1);
+			continue;
+		}
 		if (c->state == CS_PROXY && d->cfg->idle_timeout_ms > 0 &&
 		    now - c->last_ms >= d->cfg->idle_timeout_ms) {
 			log_debug("conn %u idle for %d ms; closing", c->slot,
 				  d->cfg->idle_timeout_ms);
+			d->stats.timeouts_total[TIMEOUT_IDLE]++;
 			conn_close(d, c, 1);
 		}
 	}

@@ -17,6 +17,7 @@
 
 struct ldmeshd;
 struct l7;
+struct tel_series;
 
 enum conn_kind {
 	CONN_HANDOFF, /* reading a shim header */
@@ -79,7 +80,10 @@ struct conn {
 	uint8_t bufs_tls; /* bufs is TLS-sized */
 	uint8_t l7_policy; /* inbound: decide each HTTP request */
 	uint8_t l7_done; /* inbound: proved not HTTP; raw from now on */
-	struct l7 *l7; /* owned: HTTP state of an inbound connection */
+	struct l7 *l7; /* owned: HTTP state (inbound; outbound for metrics) */
+	struct tel_series *tel; /* borrowed: TCP metrics series, set once proxying */
+	char rule[64]; /* inbound: the policy rule that admitted it, "" for none */
+	uint64_t http_requests; /* HTTP requests seen, for the access log */
 	const char *pin; /* borrowed from the config: pinned peer identity */
 
 	uint64_t cookie; /* outbound: the shim's id; link: listener id */

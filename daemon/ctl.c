@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "ldmesh/ctl.h"
+#include "ctl_parse.h"
 #include "ldmeshd.h"
 #include "log.h"
 #include "strbuf.h"
@@ -360,28 +361,27 @@ static int policy_check(struct ldmeshd *d, struct strbuf *b, int json, char **w,
 
 static void handle(struct ldmeshd *d, struct conn *c, char *line)
 {
-	char *words[8];
-	int n = 0, json;
+	struct ctl_request req;
+	char **words = req.words;
+	int n, json;
 	struct strbuf b = {0};
-	char *save = NULL, *w;
 
-	for (w = strtok_r(line, " \t", &save); w && n < (int)ARRAY_SIZE(words);
-	     w = strtok_r(NULL, " \t", &save)) {
-		words[n++] = w;
-	}
-	if (n < 3 || strcmp(words[0], LDM_CTL_PREFIX) ||
-	    (strcmp(words[1], "text") && strcmp(words[1], "json"))) {
+	if (ctl_parse_request(line, &req) < 0) {
 		log_warn("ctl client pid %u: bad request; closing", c->pid);
 		d->stats.ctl_errors_total++;
 		answer_err(d, c, "bad request: expected 'LDMCTL1 text|json VERB [ARGS]'");
 		return;
 	}
-	json = !strcmp(words[1], "json");
+	n = req.n;
+	json = req.json;
 	sb_printf(&b, "OK\n");
 	if (!strcmp(words[2], "status")) {
 		status(d, &b, json);
 	} else if (!strcmp(words[2], "conns")) {
 		conns(d, &b, json);
+	} else if (!strcmp(words[2], "stats")) {
+		int raw = n > 3 && !strcmp(words[3], "raw");
+		tel_stats(&d->tel, &b, raw ? TEL_RAW : json ? TEL_JSON : TEL_TEXT, now_ms());
 	} else if (!strcmp(words[2], "reload")) {
 		char err[512];
 		if (ldmeshd_reload(d, err, sizeof(err)) < 0) {
@@ -398,8 +398,7 @@ static void handle(struct ldmeshd *d, struct conn *c, char *line)
 			return;
 		}
 	} else if (!strcmp(words[2], "drain")) {
-		int secs = n > 3 ? atoi(words[3]) : 0;
-		int ms = secs > 0 ? secs * 1000 : d->cfg->drain_timeout_ms;
+		int ms = ctl_drain_ms(n > 3 ? words[3] : NULL, d->cfg->drain_timeout_ms);
 		ldmeshd_start_drain(d, ms);
 		sb_printf(&b,
 			  json ? "{\"draining\":true,\"timeout_ms\":%d}\n"
@@ -424,7 +423,8 @@ static void handle(struct ldmeshd *d, struct conn *c, char *line)
 
 void ctl_recv_done(struct ldmeshd *d, struct conn *c, int res)
 {
-	char *nl;
+	size_t line_len = 0;
+	enum ctl_frame f;
 
 	if (res == 0 && c->ctl_got) {
 		/* Half-closed after a partial line: say why before closing. */
@@ -443,20 +443,20 @@ void ctl_recv_done(struct ldmeshd *d, struct conn *c, int res)
 	}
 	c->ctl_got += (uint32_t)res;
 	c->ctl_in[c->ctl_got] = '\0';
-	nl = memchr(c->ctl_in, '\n', c->ctl_got);
-	if (nl) {
-		*nl = '\0';
-		if (memchr(c->ctl_in, '\0', (size_t)(nl - c->ctl_in))) {
-			log_warn("ctl client pid %u: NUL byte in request; closing", c->pid);
-			d->stats.ctl_errors_total++;
-			answer_err(d, c, "bad request: NUL byte");
-			return;
-		}
+	f = ctl_frame(c->ctl_in, c->ctl_got, LDM_CTL_MAX_REQUEST, &line_len);
+	if (f == CTL_FRAME_NUL) {
+		log_warn("ctl client pid %u: NUL byte in request; closing", c->pid);
+		d->stats.ctl_errors_total++;
+		answer_err(d, c, "bad request: NUL byte");
+		return;
+	}
+	if (f == CTL_FRAME_LINE) {
+		c->ctl_in[line_len] = '\0';
 		c->deadline_ms = 0;
 		handle(d, c, c->ctl_in);
 		return;
 	}
-	if (c->ctl_got >= LDM_CTL_MAX_REQUEST) {
+	if (f == CTL_FRAME_TOO_LONG) {
 		log_warn("ctl client pid %u: request longer than %d bytes; closing", c->pid,
 			 LDM_CTL_MAX_REQUEST);
 		d->stats.ctl_errors_total++;

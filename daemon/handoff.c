@@ -14,6 +14,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "handoff.h"
 #include "ldmeshd.h"
 #include "log.h"
 
@@ -152,6 +153,55 @@ void handoff_accept_done(struct ldmeshd *d, int res, int more)
 	arm_header_recv(d, c);
 }
 
+int handoff_validate(const struct ldm_handoff *h, size_t len, char *why, size_t why_len)
+{
+	/* Each field is judged as soon as it has arrived, so that garbage is
+	 * refused at once rather than after a timeout. */
+	if (len >= 4 && h->magic != LDM_HANDOFF_MAGIC) {
+		snprintf(why, why_len, "bad magic 0x%08x", h->magic);
+		return -EPROTO;
+	}
+	if (len >= 6 && h->version != LDM_PROTO_VERSION) {
+		snprintf(why, why_len, "unknown protocol version %u (this daemon speaks %u)",
+			 h->version, LDM_PROTO_VERSION);
+		return -EPROTO;
+	}
+	if (len >= 12 && h->len != sizeof(*h)) {
+		snprintf(why, why_len, "header length %u, expected %zu", h->len, sizeof(*h));
+		return -EPROTO;
+	}
+	if (len < sizeof(*h)) {
+		return -EAGAIN;
+	}
+	switch (h->op) {
+	case LDM_OP_CONNECT:
+		if ((h->addr.family != AF_INET && h->addr.family != AF_INET6) ||
+		    h->addr.port == 0) {
+			snprintf(why, why_len,
+				 "CONNECT destination is not an IPv4/IPv6 address with a port");
+			return -EPROTO;
+		}
+		if (h->filler_len > HANDOFF_FILLER_MAX) {
+			snprintf(why, why_len, "CONNECT filler too large");
+			return -EPROTO;
+		}
+		return 0;
+	case LDM_OP_LISTEN:
+		if (memchr(h->listen_name, '\0', sizeof(h->listen_name)) == NULL ||
+		    !h->listen_name[0]) {
+			snprintf(why, why_len, "LISTEN name is empty or not terminated");
+			return -EPROTO;
+		}
+		return 0;
+	case LDM_OP_QUERY:
+	case LDM_OP_RESET:
+		return 0;
+	default:
+		snprintf(why, why_len, "unknown operation %u", h->op);
+		return -EPROTO;
+	}
+}
+
 static void reject(struct ldmeshd *d, struct conn *c, const char *why)
 {
 	log_warn("handoff from pid %u uid %u rejected: %s; closing", c->pid, c->peer_uid, why);
@@ -287,14 +337,6 @@ static void handle_connect(struct ldmeshd *d, struct conn *c)
 		reject(d, c, "CONNECT second fd is not a Unix socket");
 		return;
 	}
-	if ((h->addr.family != AF_INET && h->addr.family != AF_INET6) || h->addr.port == 0) {
-		reject(d, c, "CONNECT destination is not an IPv4/IPv6 address with a port");
-		return;
-	}
-	if (h->filler_len > 65536) {
-		reject(d, c, "CONNECT filler too large");
-		return;
-	}
 	fcntl(tcp, F_SETFL, fcntl(tcp, F_GETFL) | O_NONBLOCK);
 	c->nhfds = 0; /* ownership moves to the outbound connection */
 	c->cookie = h->cookie;
@@ -322,10 +364,6 @@ static void handle_listen(struct ldmeshd *d, struct conn *c)
 		reject(d, c, "LISTEN fd is not a listening TCP socket");
 		return;
 	}
-	if (memchr(h->listen_name, '\0', sizeof(h->listen_name)) == NULL || !h->listen_name[0]) {
-		reject(d, c, "LISTEN name is empty or not terminated");
-		return;
-	}
 	c->nhfds = 0;
 	r = listener_register(d, h, tcp, c);
 	if (r < 0) {
@@ -343,6 +381,7 @@ static void handle_listen(struct ldmeshd *d, struct conn *c)
 void handoff_header_done(struct ldmeshd *d, struct conn *c, int res)
 {
 	char why[96];
+	int r;
 
 	if (res < 0) {
 		reject(d, c, strerror(-res));
@@ -370,25 +409,13 @@ void handoff_header_done(struct ldmeshd *d, struct conn *c, int res)
 		return;
 	}
 	c->hdr_got += (uint32_t)res;
-	if (c->hdr_got >= 4 && c->hdr.magic != LDM_HANDOFF_MAGIC) {
-		snprintf(why, sizeof(why), "bad magic 0x%08x", c->hdr.magic);
-		reject(d, c, why);
-		return;
-	}
-	if (c->hdr_got >= 6 && c->hdr.version != LDM_PROTO_VERSION) {
-		snprintf(why, sizeof(why), "unknown protocol version %u (this daemon speaks %u)",
-			 c->hdr.version, LDM_PROTO_VERSION);
-		reject(d, c, why);
-		return;
-	}
-	if (c->hdr_got >= 12 && c->hdr.len != sizeof(c->hdr)) {
-		snprintf(why, sizeof(why), "header length %u, expected %zu", c->hdr.len,
-			 sizeof(c->hdr));
-		reject(d, c, why);
-		return;
-	}
-	if (c->hdr_got < sizeof(c->hdr)) {
+	r = handoff_validate(&c->hdr, c->hdr_got, why, sizeof(why));
+	if (r == -EAGAIN) {
 		arm_header_recv(d, c);
+		return;
+	}
+	if (r < 0) {
+		reject(d, c, why);
 		return;
 	}
 	c->deadline_ms = 0;
@@ -413,8 +440,7 @@ void handoff_header_done(struct ldmeshd *d, struct conn *c, int res)
 		}
 		handle_reset(d, c);
 		break;
-	default:
-		snprintf(why, sizeof(why), "unknown operation %u", c->hdr.op);
-		reject(d, c, why);
+	default: /* refused by handoff_validate */
+		reject(d, c, "unknown operation");
 	}
 }

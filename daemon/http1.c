@@ -1210,3 +1210,8 @@ int http1_idle(const struct http1_stream *s)
 {
 	return s->state == ST_START;
 }
+
+int http1_in_headers(const struct http1_stream *s)
+{
+	return (s->state == ST_HEAD || s->state == ST_HEAD_CR) && s->internal[I_LINE] > 0;
+}

@@ -168,6 +168,10 @@ void http1_set_opaque(struct http1_stream *s);
  * just finished a message, or a fresh stream). */
 int http1_idle(const struct http1_stream *s);
 
+/* 1 while a head is being read past its first line: a request or status
+ * line was valid, the header lines are still coming. */
+int http1_in_headers(const struct http1_stream *s);
+
 /*
  * Copies the head in s->raw to out without the headers named in drop
  * (case-insensitive, NULL-terminated list) and with extra (complete

@@ -1,5 +1,6 @@
 /*
- * HTTP/1.x on inbound connections; see l7.h.
+ * HTTP/1.x awareness: inbound policy and identity headers, request metrics
+ * and access log lines on both directions; see l7.h.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -7,29 +8,45 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "accesslog.h"
 #include "l7.h"
 #include "ldmeshd.h"
+#include "telemetry.h"
 #include "log.h"
 
 /* Room for one rewritten head beyond a buffer of body bytes. */
 #define OUT_SLACK (HTTP1_MAX_HEAD + 2 * LDM_PEER_ID_MAX + 256)
 
-struct l7 *l7_new(size_t buffer_size)
+struct l7 *l7_new(struct ldmeshd *d, size_t out_size)
 {
 	struct l7 *h = calloc(1, sizeof(*h));
 
 	if (!h) {
 		return NULL;
 	}
-	h->out_cap = (uint32_t)(buffer_size + OUT_SLACK);
-	h->out = malloc(h->out_cap);
-	if (!h->out) {
-		free(h);
-		return NULL;
+	if (out_size) {
+		h->out_cap = (uint32_t)(out_size + OUT_SLACK);
+		h->out = malloc(h->out_cap);
+		if (!h->out) {
+			free(h);
+			return NULL;
+		}
+	} else {
+		h->scan_only = 1;
 	}
+	h->metrics = (uint8_t)(d->cfg->http_metrics != 0);
+	h->logging = (uint8_t)accesslog_on(&d->alog);
 	http1_init(&h->req, HTTP1_REQUEST);
 	http1_init(&h->resp, HTTP1_RESPONSE);
 	return h;
+}
+
+static void pending_release(struct l7_pending *p)
+{
+	free(p->path);
+	free(p->authority);
+	free(p->rule);
+	p->path = p->authority = p->rule = NULL;
 }
 
 void l7_free(struct l7 *h)
@@ -37,10 +54,146 @@ void l7_free(struct l7 *h)
 	if (!h) {
 		return;
 	}
+	while (h->pend_n) {
+		pending_release(&h->pend[h->pend_head]);
+		h->pend_head = (uint16_t)((h->pend_head + 1) % h->pend_cap);
+		h->pend_n--;
+	}
+	free(h->pend);
 	http1_fini(&h->req);
 	http1_fini(&h->resp);
 	free(h->out);
 	free(h);
+}
+
+/* ---- request metrics and access log ------------------------------------- */
+
+static struct tel_series *series_for(struct ldmeshd *d, struct conn *c, struct l7 *h,
+				     const char *authority)
+{
+	if (!h->metrics || !c->tel) {
+		return NULL;
+	}
+	if (!h->last || strcmp(h->last->authority, authority)) {
+		h->last = tel_http_series(&d->tel, c->tel, authority);
+	}
+	return h->last;
+}
+
+static void log_request(struct ldmeshd *d, struct conn *c, const struct l7_pending *p,
+			const char *authority, int status, int64_t latency_us, const char *error)
+{
+	struct accesslog_http r = {
+		.authority = authority,
+		.method = p->method,
+		.path = p->path,
+		.rule = p->rule,
+		.error = error,
+		.status = status,
+		.latency_ms = (double)latency_us / 1000.0,
+	};
+
+	accesslog_http(&d->alog, c, &r);
+}
+
+/* A request head that goes on to the server: its response is awaited. */
+static void track_request(struct ldmeshd *d, struct conn *c, struct l7 *h,
+			  const struct http1_head *hd, const char *rule)
+{
+	struct l7_pending *p;
+
+	c->http_requests++;
+	if (!h->metrics && !h->logging) {
+		return;
+	}
+	if (h->pend_n == h->pend_cap) {
+		/* The response side fails past HTTP1_MAX_PIPELINE anyway. */
+		uint16_t cap = h->pend_cap ? (uint16_t)(h->pend_cap * 2) : 4, i;
+		struct l7_pending *np;
+
+		if (h->pend_cap >= HTTP1_MAX_PIPELINE) {
+			return;
+		}
+		np = calloc(cap, sizeof(*np));
+		if (!np) {
+			return;
+		}
+		for (i = 0; i < h->pend_n; i++) {
+			np[i] = h->pend[(h->pend_head + i) % h->pend_cap];
+		}
+		free(h->pend);
+		h->pend = np;
+		h->pend_cap = cap;
+		h->pend_head = 0;
+	}
+	p = &h->pend[(h->pend_head + h->pend_n) % h->pend_cap];
+	memset(p, 0, sizeof(*p));
+	p->start_us = tel_now_us();
+	p->series = series_for(d, c, h, hd->host);
+	if (p->series) {
+		p->series->requests++;
+	}
+	snprintf(p->method, sizeof(p->method), "%s", hd->method);
+	if (h->logging) {
+		p->path = strdup(hd->path);
+		p->authority = strdup(hd->host);
+		p->rule = rule ? strdup(rule) : NULL;
+	}
+	h->pend_n++;
+}
+
+/* The next response head (final: >= 200 or 101), or code 0 for none. */
+static void track_response(struct ldmeshd *d, struct conn *c, struct l7 *h, int code,
+			   const char *error)
+{
+	struct l7_pending *p;
+	int64_t lat;
+
+	if (!h->pend_n) {
+		return;
+	}
+	p = &h->pend[h->pend_head];
+	lat = tel_now_us() - p->start_us;
+	if (p->series) {
+		tel_response(p->series, code, lat);
+	}
+	if (h->logging) {
+		log_request(d, c, p, p->authority, code, lat, error);
+	}
+	pending_release(p);
+	h->pend_head = (uint16_t)((h->pend_head + 1) % h->pend_cap);
+	h->pend_n--;
+}
+
+void l7_finish(struct ldmeshd *d, struct conn *c, struct l7 *h)
+{
+	if (!h) {
+		return;
+	}
+	while (h->pend_n) {
+		track_response(d, c, h, 0, "no_response");
+	}
+	l7_free(h);
+}
+
+/* A request we answered ourselves (403): counted and logged at once. */
+static void answered_by_us(struct ldmeshd *d, struct conn *c, struct l7 *h,
+			   const struct http1_head *hd, int code, const char *rule)
+{
+	struct l7_pending p = {0};
+	struct tel_series *s = series_for(d, c, h, hd->host);
+
+	c->http_requests++;
+	if (s) {
+		s->requests++;
+		tel_response(s, code, 0);
+	}
+	if (h->logging) {
+		snprintf(p.method, sizeof(p.method), "%s", hd->method);
+		p.path = (char *)hd->path;
+		p.rule = (char *)rule;
+		log_request(d, c, &p, hd->host, code, 0, "denied");
+	}
 }
 
 int l7_inject_ready(const struct l7 *h)
@@ -81,6 +234,7 @@ static int on_request(struct ldmeshd *d, struct conn *c, struct l7 *h)
 	const struct http1_head *hd = &h->req.head;
 	const struct tls_svid_info *own = d->tls ? tls_ctx_info(d->tls) : NULL;
 	char xfcc[2 * LDM_PEER_ID_MAX + 64] = "";
+	const char *rule = c->rule[0] ? c->rule : NULL;
 	int n;
 
 	h->requests++;
@@ -102,6 +256,7 @@ static int on_request(struct ldmeshd *d, struct conn *c, struct l7 *h)
 				 hd->path, peer, c->peer_id[0] ? c->peer_id : "no identity",
 				 req.port, res.rule);
 			h->denied++;
+			answered_by_us(d, c, h, hd, 403, res.rule);
 			/* The body is dropped; keep the connection unless the client
 			 * might still hold its body back (100-continue) or switches
 			 * protocols. */
@@ -110,6 +265,7 @@ static int on_request(struct ldmeshd *d, struct conn *c, struct l7 *h)
 				     hd->expect_continue || hd->upgrade || hd->conn_close);
 			return 0;
 		}
+		rule = res.rule;
 	}
 	/* Like Istio: the identity the mesh verified, and nothing a client
 	 * could have written itself. */
@@ -126,6 +282,7 @@ static int on_request(struct ldmeshd *d, struct conn *c, struct l7 *h)
 	h->skip_body = 0;
 	h->forwarded++;
 	http1_note_request_method(&h->resp, hd->method);
+	track_request(d, c, h, hd, rule);
 	return 0;
 }
 
@@ -139,8 +296,9 @@ void l7_down(struct ldmeshd *d, struct conn *c)
 		enum http1_event ev;
 
 		if (!avail || h->hold || h->opaque || room <= OUT_SLACK) {
+			/* Only an unfinished first line may be another protocol. */
 			if (!h->opaque && !h->requests && h->req.raw_len && !h->held_since &&
-			    !c->l7_policy) {
+			    !c->l7_policy && !http1_in_headers(&h->req)) {
 				h->held_since = now_ms();
 				d->l7_detect_armed = 1;
 			}
@@ -154,10 +312,18 @@ void l7_down(struct ldmeshd *d, struct conn *c)
 		switch (ev) {
 		case HTTP1_MORE:
 			p->off += (uint32_t)consumed;
+			if (h->req.raw_len && !h->head_since) {
+				/* Bounded by http_head_timeout_ms (conn_sweep). */
+				h->head_since = now_ms();
+			}
+			if (h->held_since && http1_in_headers(&h->req)) {
+				h->held_since = 0; /* a valid request line: HTTP */
+			}
 			break;
 		case HTTP1_HEAD:
 			p->off += (uint32_t)consumed;
 			h->held_since = 0;
+			h->head_since = 0;
 			if (on_request(d, c, h) < 0) {
 				conn_close(d, c, 1);
 				return;
@@ -214,7 +380,7 @@ void l7_detect_timeout(struct ldmeshd *d, struct conn *c)
 	h->opaque = 1;
 }
 
-void l7_up_scan(struct ldmeshd *d, struct conn *c, const char *buf, size_t len)
+void l7_responses(struct ldmeshd *d, struct conn *c, const char *buf, size_t len)
 {
 	struct l7 *h = c->l7;
 	size_t off = 0;
@@ -227,6 +393,7 @@ void l7_up_scan(struct ldmeshd *d, struct conn *c, const char *buf, size_t len)
 		case HTTP1_HEAD:
 			if (h->resp.head.status >= 200 || h->resp.head.status == 101) {
 				h->answered++;
+				track_response(d, c, h, h->resp.head.status, NULL);
 			}
 			if (h->resp.head.upgrade) {
 				/* 101 or a 2xx to CONNECT: a tunnel from here on. */
@@ -236,7 +403,7 @@ void l7_up_scan(struct ldmeshd *d, struct conn *c, const char *buf, size_t len)
 			break;
 		case HTTP1_OPAQUE:
 			/* The server spoke first and it is not HTTP. */
-			if (!h->forwarded) {
+			if (!h->forwarded && !h->pend_n) {
 				h->opaque = 1;
 			} else {
 				h->resp_broken = 1;
@@ -244,8 +411,39 @@ void l7_up_scan(struct ldmeshd *d, struct conn *c, const char *buf, size_t len)
 			return;
 		case HTTP1_ERROR:
 			h->resp_broken = 1;
-			log_debug("conn %u: app response not HTTP/1 (%s); no longer tracked",
-				  c->slot, h->resp.error ? h->resp.error : "?");
+			log_debug("conn %u: response not HTTP/1 (%s); no longer tracked", c->slot,
+				  h->resp.error ? h->resp.error : "?");
+			return;
+		default:
+			break;
+		}
+		off += consumed;
+	}
+}
+
+void l7_out_requests(struct ldmeshd *d, struct conn *c, const char *buf, size_t len)
+{
+	struct l7 *h = c->l7;
+	size_t off = 0;
+
+	while (off < len && !h->opaque && !h->resp_broken) {
+		size_t consumed = 0;
+		enum http1_event ev = http1_feed(&h->req, buf + off, len - off, &consumed);
+
+		switch (ev) {
+		case HTTP1_HEAD:
+			h->forwarded++;
+			http1_note_request_method(&h->resp, h->req.head.method);
+			track_request(d, c, h, &h->req.head, NULL);
+			break;
+		case HTTP1_OPAQUE:
+			h->opaque = 1;
+			return;
+		case HTTP1_ERROR:
+			/* The server will reject it; we just stop following. */
+			log_debug("conn %u: request not HTTP/1 (%s); no longer tracked", c->slot,
+				  h->req.error ? h->req.error : "?");
+			h->resp_broken = 1;
 			return;
 		default:
 			break;

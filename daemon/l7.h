@@ -1,15 +1,19 @@
 /*
- * HTTP/1.x awareness on inbound connections: per-request authorization
+ * HTTP/1.x awareness.  On inbound connections: per-request authorization
  * (403 for a denied request, the connection kept when the protocol allows),
  * the caller's identity in x-forwarded-client-cert (a client-sent one is
  * stripped), and response tracking so an injected answer lands in order.
- * Anything that is not HTTP/1.x turns the connection opaque: bytes pass
- * as they are.
+ * On both directions: request metrics (request head to response head) and
+ * the access log's request lines.  Anything that is not HTTP/1.x turns the
+ * connection opaque: bytes pass as they are.
  *
- * Requests flow net -> app: conn.c hands their plaintext to l7_down(),
- * which writes what the app should get into out.  Responses flow app ->
- * net: conn.c shows them to l7_up_scan() and sends them unchanged, and asks
- * l7_inject_ready() before reading more from the app.
+ * Inbound requests flow net -> app: conn.c hands their plaintext to
+ * l7_down(), which writes what the app should get into out.  Inbound
+ * responses flow app -> net: conn.c shows them to l7_responses() and sends
+ * them unchanged, and asks l7_inject_ready() before reading more from the
+ * app.  Outbound connections get a scan-only l7 (no out buffer, bytes are
+ * never changed or held): requests are shown to l7_out_requests() and
+ * responses to l7_responses() as they pass.
  */
 #ifndef LDMESH_L7_H
 #define LDMESH_L7_H
@@ -21,6 +25,16 @@
 
 struct ldmeshd;
 struct conn;
+struct tel_series;
+
+/* A request waiting for its response head (FIFO: HTTP/1 answers in order). */
+struct l7_pending {
+	int64_t start_us;
+	struct tel_series *series; /* NULL when request metrics are off */
+	char method[16];
+	char *path, *authority; /* owned; only while the access log is on */
+	char *rule; /* owned; the policy rule that allowed it, NULL for none */
+};
 
 struct l7 {
 	struct http1_stream req, resp;
@@ -37,10 +51,23 @@ struct l7 {
 	uint32_t inject_len;
 	uint64_t requests, denied;
 	int64_t held_since; /* first line still undecided since (ms), 0: not */
+	int64_t head_since; /* a request head is arriving since (ms), 0: not */
+
+	uint8_t scan_only; /* outbound: follow the traffic, never change it */
+	uint8_t metrics, logging; /* fixed at creation, so the FIFO stays in step */
+	struct l7_pending *pend; /* owned ring of pend_cap */
+	uint16_t pend_head, pend_n, pend_cap;
+	struct tel_series *last; /* the series of the last request's authority */
 };
 
-/* Allocates the HTTP state of an inbound connection; NULL on no memory. */
-struct l7 *l7_new(size_t buffer_size);
+/*
+ * Allocates the HTTP state of a connection; NULL on no memory.  out_size 0
+ * makes a scan-only state (outbound); inbound passes the buffer size.
+ */
+struct l7 *l7_new(struct ldmeshd *d, size_t out_size);
+/* Counts requests still unanswered as failures ("no_response") and frees;
+ * NULL is a no-op. */
+void l7_finish(struct ldmeshd *d, struct conn *c, struct l7 *h);
 void l7_free(struct l7 *h); /* NULL is a no-op */
 
 /*
@@ -50,8 +77,19 @@ void l7_free(struct l7 *h); /* NULL is a no-op */
  */
 void l7_down(struct ldmeshd *d, struct conn *c);
 
-/* Follows the app's responses in buf (sent on unchanged). */
-void l7_up_scan(struct ldmeshd *d, struct conn *c, const char *buf, size_t len);
+/* Follows responses in buf (sent on unchanged): the app's on an inbound
+ * connection, the server's on an outbound one. */
+void l7_responses(struct ldmeshd *d, struct conn *c, const char *buf, size_t len);
+
+/* Outbound: follows the app's requests in buf (sent on unchanged). */
+void l7_out_requests(struct ldmeshd *d, struct conn *c, const char *buf, size_t len);
+
+/* 1 once a scan-only state has nothing more to follow (not HTTP, upgraded,
+ * or framing lost): the caller finishes and drops it. */
+static inline int l7_scan_over(const struct l7 *h)
+{
+	return h->scan_only && (h->opaque || h->resp_broken);
+}
 
 /*
  * The client has said part of a first line and gone quiet for long enough

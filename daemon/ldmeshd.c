@@ -79,16 +79,25 @@ int ldmeshd_reload(struct ldmeshd *d, char *err, size_t errlen)
 		config_free(cfg);
 		return -EINVAL;
 	}
+	if (accesslog_configure(&d->alog, cfg->access_log, err, errlen) < 0) {
+		log_error("reload rejected, keeping the running config: %s", err);
+		config_free(cfg);
+		policy_free(policy);
+		return -EINVAL;
+	}
 	old = d->cfg;
 	d->cfg = cfg;
 	if (identity_load(d, err, errlen) < 0) {
+		char ignored[256];
 		log_error("reload rejected, keeping the running config: %s", err);
 		d->cfg = old;
+		accesslog_configure(&d->alog, old->access_log, ignored, sizeof(ignored));
 		config_free(cfg);
 		policy_free(policy);
 		return -EINVAL;
 	}
 	d->cfg = old;
+	tel_set_max(&d->tel, cfg->max_series);
 	apply_config(d, cfg);
 	/* In-flight requests already have their decision; new ones use this. */
 	policy_free(d->policy);
@@ -179,6 +188,7 @@ int ldmeshd_run(struct ldmeshd *d)
 			return 1;
 		}
 		conn_reap(d);
+		accesslog_flush(&d->alog);
 		now = now_ms();
 		if (d->got_hup) {
 			char err[512];

@@ -8,10 +8,12 @@
 #include <signal.h>
 #include <stdint.h>
 
+#include "accesslog.h"
 #include "config.h"
 #include "conn.h"
 #include "loop.h"
 #include "policy.h"
+#include "telemetry.h"
 #include "tls.h"
 
 #define LISTENERS_MAX 1024
@@ -40,6 +42,17 @@ struct dial_result {
 	struct ldm_addr local, peer;
 };
 
+/* What a connection was doing when a deadline closed it. */
+enum timeout_stage {
+	TIMEOUT_TLS_HANDSHAKE, /* connect_timeout_ms: a peer that never finishes */
+	TIMEOUT_HTTP_HEAD, /* http_head_timeout_ms: a request head trickling in */
+	TIMEOUT_DIAL, /* connect_timeout_ms: an outbound dial */
+	TIMEOUT_IDLE, /* idle_timeout_ms */
+	TIMEOUT_CONTROL, /* a shim, ctl or admin client that sends no request */
+	TIMEOUT_COUNT,
+};
+const char *timeout_stage_name(enum timeout_stage s);
+
 struct ldmeshd_stats {
 	uint64_t handoffs_total; /* CONNECT handoffs accepted */
 	uint64_t handoff_errors_total; /* malformed or refused shim messages */
@@ -54,6 +67,7 @@ struct ldmeshd_stats {
 	uint64_t plaintext_refused_total; /* strict port, client without TLS */
 	uint64_t plaintext_accepted_total; /* permissive port, client without TLS */
 	uint64_t identity_reloads_total, identity_reload_errors_total;
+	uint64_t timeouts_total[TIMEOUT_COUNT]; /* by enum timeout_stage */
 };
 
 /* One ldmesh_policy_decisions_total series. */
@@ -108,6 +122,8 @@ struct ldmeshd {
 	uint32_t dial_next;
 
 	struct ldmeshd_stats stats;
+	struct telemetry tel; /* golden metrics (linkerd2-proxy names) */
+	struct accesslog alog;
 	int64_t start_ms;
 	int draining;
 	int64_t drain_deadline_ms;

@@ -101,6 +101,7 @@ int main(int argc, char **argv)
 	log_threshold = d->cfg->log_level;
 	d->runtime_dir = strdup(runtime_override ? runtime_override : d->cfg->runtime_dir);
 	d->handoff_fd = d->ctl_fd = d->admin_fd = -1;
+	accesslog_init(&d->alog);
 	if (!d->runtime_dir ||
 	    snprintf(d->handoff_path, sizeof(d->handoff_path), "%s/%s", d->runtime_dir,
 		     LDM_HANDOFF_SOCK) >= (int)sizeof(d->handoff_path) ||
@@ -134,6 +135,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ldmeshd: %s\n", err);
 		return 1;
 	}
+	if (tel_init(&d->tel, d->cfg->max_series) < 0) {
+		fprintf(stderr, "ldmeshd: out of memory\n");
+		return 1;
+	}
+	if (accesslog_configure(&d->alog, d->cfg->access_log, err, sizeof(err)) < 0) {
+		fprintf(stderr, "ldmeshd: %s\n", err);
+		return 1;
+	}
 	d->loop = ldmeshd_make_loop(d->cfg);
 	if (!d->loop) {
 		return 1;
@@ -150,6 +159,8 @@ int main(int argc, char **argv)
 		ldmeshd_unlink_if_ours(d->handoff_path, d->handoff_ino);
 	}
 	d->loop->ops->free(d->loop);
+	accesslog_fini(&d->alog);
+	tel_fini(&d->tel);
 	config_free(d->cfg);
 	tls_ctx_unref(d->tls);
 	policy_free(d->policy);

@@ -1,7 +1,8 @@
 /*
- * Prometheus text exposition of the daemon's counters.  Daemon-specific
- * series carry the ldmesh_ prefix; label values come from fixed sets
- * (direction, reason, backend), so cardinality is bounded.
+ * Prometheus text exposition: the golden metrics with linkerd2-proxy's names
+ * (telemetry.c), then the daemon's own series with the ldmesh_ prefix,
+ * whose label values come from fixed sets (direction, reason, backend) or
+ * the config (policy rule names, at most DECISION_SERIES_MAX).
  */
 #include <inttypes.h>
 #include <time.h>
@@ -10,6 +11,18 @@
 #include "strbuf.h"
 
 static const char *const dirs[] = {"inbound", "outbound"};
+
+const char *timeout_stage_name(enum timeout_stage s)
+{
+	static const char *const names[TIMEOUT_COUNT] = {
+		[TIMEOUT_TLS_HANDSHAKE] = "tls_handshake",
+		[TIMEOUT_HTTP_HEAD] = "http_head",
+		[TIMEOUT_DIAL] = "dial",
+		[TIMEOUT_IDLE] = "idle",
+		[TIMEOUT_CONTROL] = "control",
+	};
+	return names[s];
+}
 
 static void help(struct strbuf *b, const char *name, const char *type, const char *text)
 {
@@ -21,6 +34,7 @@ void metrics_render(struct ldmeshd *d, struct strbuf *b)
 	const struct ldmeshd_stats *s = &d->stats;
 	int dir, r;
 
+	tel_render(&d->tel, b);
 	help(b, "ldmesh_build_info", "gauge", "Version of this ldmeshd.");
 	sb_printf(b, "ldmesh_build_info{version=\"%s\"} 1\n", LDMESH_VERSION);
 	help(b, "ldmesh_io_backend", "gauge", "The event loop in use (1 for the active one).");
@@ -98,6 +112,12 @@ void metrics_render(struct ldmeshd *d, struct strbuf *b)
 			  "ldmesh_policy_decisions_total{decision=\"%s\",rule=\"%s\",port=\"%u\"} "
 			  "%" PRIu64 "\n",
 			  names[e->decision], e->rule, e->port, e->count);
+	}
+	help(b, "ldmesh_timeouts_total", "counter",
+	     "Connections closed by a deadline, by what they were doing.");
+	for (r = 0; r < TIMEOUT_COUNT; r++) {
+		sb_printf(b, "ldmesh_timeouts_total{stage=\"%s\"} %" PRIu64 "\n",
+			  timeout_stage_name((enum timeout_stage)r), s->timeouts_total[r]);
 	}
 	help(b, "ldmesh_connections", "gauge", "Live proxied connections.");
 	for (dir = 0; dir < 2; dir++) {

@@ -44,20 +44,43 @@ void sb_printf(struct strbuf *b, const char *fmt, ...)
 	b->len += (size_t)n;
 }
 
+void sb_put(struct strbuf *b, const char *s, size_t n)
+{
+	if (reserve(b, n) < 0) {
+		return;
+	}
+	memcpy(b->s + b->len, s, n);
+	b->len += n;
+	b->s[b->len] = '\0';
+}
+
 void sb_json_str(struct strbuf *b, const char *s)
 {
-	sb_printf(b, "\"");
-	for (; s && *s; s++) {
-		unsigned char ch = (unsigned char)*s;
+	sb_put(b, "\"", 1);
+	while (s && *s) {
+		size_t n = 0;
+		unsigned char ch;
+
+		/* Bytes outside printable ASCII are escaped: the output is valid
+		 * JSON (and ASCII) whatever a client put in a header. */
+		while (s[n] && s[n] != '"' && s[n] != '\\' && (unsigned char)s[n] >= 0x20 &&
+		       (unsigned char)s[n] < 0x7f) {
+			n++;
+		}
+		sb_put(b, s, n);
+		s += n;
+		ch = (unsigned char)*s;
+		if (!ch) {
+			break;
+		}
 		if (ch == '"' || ch == '\\') {
 			sb_printf(b, "\\%c", ch);
-		} else if (ch < 0x20) {
-			sb_printf(b, "\\u%04x", ch);
 		} else {
-			sb_printf(b, "%c", ch);
+			sb_printf(b, "\\u%04x", ch);
 		}
+		s++;
 	}
-	sb_printf(b, "\"");
+	sb_put(b, "\"", 1);
 }
 
 char *sb_take(struct strbuf *b, size_t *len)

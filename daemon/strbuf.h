@@ -13,6 +13,8 @@ struct strbuf {
 };
 
 void sb_printf(struct strbuf *b, const char *fmt, ...) LDM_PRINTF(2, 3);
+/* Appends n bytes of s. */
+void sb_put(struct strbuf *b, const char *s, size_t n);
 /* Appends s as a JSON string literal, quotes included. */
 void sb_json_str(struct strbuf *b, const char *s);
 /* Hands the text to the caller (free() it); the strbuf is empty after. */

@@ -60,9 +60,9 @@ static int take_preamble(int c, struct managed *m)
 	if (r < 0) {
 		return r;
 	}
-	if (pre.magic != LDM_PREAMBLE_MAGIC || pre.version != LDM_PROTO_VERSION ||
-	    pre.id_len > LDM_PEER_ID_MAX) {
-		return -EPROTO;
+	r = preamble_check(&pre);
+	if (r < 0) {
+		return r;
 	}
 	r = read_full(c, id, pre.id_len);
 	if (r < 0) {

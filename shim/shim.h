@@ -168,6 +168,11 @@ void listener_put_locked(struct listener_reg *reg);
  * abstract name.  Called with shim.lock held; NULL when not ours. */
 struct managed *rehydrate(int fd);
 
+/* preamble.c */
+/* Checks the fixed part of an inbound preamble read from the daemon: magic,
+ * version, and id_len <= LDM_PEER_ID_MAX (the ID's buffer).  0 or -EPROTO. */
+int preamble_check(const struct ldm_preamble *pre);
+
 /* hook_connect.c */
 /* Resolves a pending dial: 0 connected, -EINPROGRESS pending, -errno failed. */
 int connect_check(int fd, struct managed *m);

@@ -32,6 +32,7 @@
 #include "ldmesh/common.h"
 #include "ldmesh/ctl.h"
 #include "ca.h"
+#include "top.h"
 
 enum exit_code {
 	EXIT_OK = 0,
@@ -65,8 +66,8 @@ static const char usage_text[] =
 	"Daemon (talks to DIR/ctl.sock):\n"
 	"  status                      daemon state, config, identity\n"
 	"  conns                       live connections\n"
-	"  stats                       counters\n"
-	"  top                         busiest connections and routes\n"
+	"  stats                       golden metrics per peer identity and port\n"
+	"  top                         live requests/s, success rate, p50/p99 (q quits)\n"
 	"  reload                      reload config and certificates\n"
 	"  drain [--timeout S]         stop accepting, let connections finish\n"
 	"  check                       self-check of config, identity, sockets\n"
@@ -500,6 +501,46 @@ static int cmd_plain(const struct cli *c, const char *verb)
 	if (parse_opts(synopsis, c->argc - 1, c->argv + 1, NULL, 0))
 		return EXIT_ERROR;
 	return ctl_call(c, words, 1, CTL_TIMEOUT_S, NULL);
+}
+
+/* One `stats raw` snapshot for top, quietly (nothing on stdout). */
+static int top_fetch(void *ctx, char **body)
+{
+	const struct cli *c = ctx;
+	const char *words[] = {"stats", "raw"};
+	struct cli raw = *c;
+	struct answer ans = {0};
+	int rc;
+
+	raw.json = 0;
+	rc = ctl_exchange(&raw, words, 2, CTL_TIMEOUT_S, &ans);
+	if (rc != EXIT_OK)
+		return rc;
+	if (ans.len < 3 || memcmp(ans.data, "OK\n", 3) != 0) {
+		errorf("ldmeshd refused `stats raw` (%.*s)", (int)(ans.len > 80 ? 80 : ans.len),
+		       ans.data ? ans.data : "");
+		free(ans.data);
+		return EXIT_ERROR;
+	}
+	*body = malloc(ans.len - 3 + 1);
+	if (!*body) {
+		free(ans.data);
+		errorf("out of memory");
+		return EXIT_ERROR;
+	}
+	memcpy(*body, ans.data + 3, ans.len - 3);
+	(*body)[ans.len - 3] = '\0';
+	free(ans.data);
+	return EXIT_OK;
+}
+
+static int cmd_top(const struct cli *c)
+{
+	if (parse_opts("top", c->argc - 1, c->argv + 1, NULL, 0))
+		return EXIT_ERROR;
+	if (c->json)
+		return usage_error("top", "top is a terminal view; use `stats --json` for data");
+	return top_run(top_fetch, (void *)c, c->runtime_dir);
 }
 
 static int cmd_drain(const struct cli *c)
@@ -1169,9 +1210,10 @@ int main(int argc, char **argv)
 
 	verb = c.argv[0];
 	if (strcmp(verb, "status") == 0 || strcmp(verb, "conns") == 0 ||
-	    strcmp(verb, "stats") == 0 || strcmp(verb, "top") == 0 || strcmp(verb, "reload") == 0 ||
-	    strcmp(verb, "check") == 0)
+	    strcmp(verb, "stats") == 0 || strcmp(verb, "reload") == 0 || strcmp(verb, "check") == 0)
 		rc = cmd_plain(&c, verb);
+	else if (strcmp(verb, "top") == 0)
+		rc = cmd_top(&c);
 	else if (strcmp(verb, "drain") == 0)
 		rc = cmd_drain(&c);
 	else if (strcmp(verb, "policy") == 0)

@@ -424,13 +424,50 @@ def fake_ctl():
 
 
 def test_ctl_forwards_plain_verbs(fake_ctl):
-    verbs = ["status", "conns", "stats", "top", "reload", "check"]
+    verbs = ["status", "conns", "stats", "reload", "check"]
     f = fake_ctl(*[b"OK\nbody of " + v.encode() + b"\n" for v in verbs])
     for v in verbs:
         r = ctl(v, "--runtime-dir", f.dir)
         assert r.returncode == 0, r.stderr
         assert r.stdout == f"body of {v}\n"
     assert f.requests == [f"LDMCTL1 text {v}\n" for v in verbs]
+
+
+def test_ctl_top_frames(fake_ctl):
+    """`top` without a terminal: one frame a second from `stats raw`, each
+    the difference from the one before (20 requests in about a second),
+    busiest first; SIGTERM ends it with exit 0."""
+    peer = "spiffe://example.org/ns/shop/sa/payments"
+
+    def raw(requests, ok, fast, slow):
+        buckets = [0] * 26
+        buckets[0], buckets[10] = fast, slow  # le=1 ms and le=100 ms
+        return ("inbound 8080 %d %d %d 1 1 100 200 %s %s\n" % (
+            requests, ok, requests - ok, " ".join(map(str, buckets)), peer)).encode()
+    f = fake_ctl(b"OK\n" + raw(10, 10, 10, 0), b"OK\n" + raw(30, 28, 28, 2))
+    env = dict(os.environ)
+    env.pop("LDMESH_RUNTIME_DIR", None)
+    p = subprocess.Popen([CTL, "--runtime-dir", f.dir, "top"], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 10
+        while len(f.requests) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=10)
+    assert p.returncode == 0, err
+    assert f.requests[:2] == ["LDMCTL1 text stats raw\n"] * 2
+    frames = [fr for fr in out.split("ldmeshctl top") if fr.strip()]
+    assert len(frames) == 2, out
+    row = [l for l in frames[1].splitlines() if peer in l]
+    assert len(row) == 1, frames[1]
+    cols = row[0].split()
+    # DIRECTION PEER PORT RPS SUCCESS P50 P99 OPEN
+    assert cols[0] == "inbound" and cols[2] == "8080", cols
+    assert 10 <= float(cols[3]) <= 25 and cols[4] == "90.00%", cols
+    assert float(cols[5]) <= 1 and 50 < float(cols[6]) <= 100 and cols[7] == "1", cols
 
 
 def test_ctl_json_flag_anywhere(fake_ctl):

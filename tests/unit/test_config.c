@@ -49,6 +49,9 @@ static const struct good_case good_cases[] = {
 	{"admin disabled", "admin_addr = \"\";\n"},
 	{"admin on ipv6", "admin_addr = \"[::]:4191\";\n"},
 	{"access log empty is off", "access_log = \"\";\n"},
+	{"telemetry group",
+	 "telemetry = { http = false; access_log = \"off\"; max_series = 16; };\n"},
+	{"telemetry access log", "telemetry = { access_log = \"stderr\"; };\n"},
 	{"string concatenation", "trust_domain = \"example\" \".org\";\n"},
 	{"per-port disable needs no identity",
 	 "inbound = { ports = ( { port = 8080; mtls = \"disable\"; } ); };\n"},
@@ -221,6 +224,15 @@ static const struct bad_case bad_cases[] = {
 	 "admin_addr = \"localhost:4191\";\n",
 	 {NAME ":1:", "admin_addr", "is not an address"}},
 	{"admin_addr port 0", "admin_addr = \"0.0.0.0:0\";\n", {"admin_addr"}},
+	{"access_log set twice",
+	 "access_log = \"stderr\";\ntelemetry = { access_log = \"/tmp/a\"; };\n",
+	 {NAME ":2:", "telemetry.access_log: access_log is set twice"}},
+	{"telemetry max_series too small",
+	 "telemetry = { max_series = 3; };\n",
+	 {NAME ":1:", "telemetry.max_series"}},
+	{"telemetry unknown key",
+	 "telemetry = { metrics = true; };\n",
+	 {NAME ":1:", "unknown key telemetry.metrics"}},
 	{"access_log control char",
 	 "access_log = \"/tmp/a\\nb\";\n",
 	 {"access_log: \"/tmp/a\\x0ab\" contains a control character"}},
@@ -494,6 +506,9 @@ static void test_defaults_of_empty_file(void **state)
 	assert_int_equal(c->connect_timeout_ms, 10000);
 	assert_int_equal(c->idle_timeout_ms, 3600000);
 	assert_int_equal(c->drain_timeout_ms, 30000);
+	assert_int_equal(c->http_metrics, 1);
+	assert_int_equal(c->http_head_timeout_ms, 30000);
+	assert_int_equal(c->max_series, 1000);
 	assert_int_equal(c->buffer_size, 32768);
 	assert_int_equal(c->max_connections, 100000);
 	assert_int_equal(c->n_allowed_uids, 0);

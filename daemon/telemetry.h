@@ -1,0 +1,126 @@
+/*
+ * Golden-metric telemetry with linkerd2-proxy's names and labels, so
+ * Linkerd's Grafana dashboards and PromQL work unchanged:
+ *
+ *   tcp_open_total, tcp_close_total, tcp_open_connections,
+ *   tcp_read_bytes_total, tcp_write_bytes_total
+ *       {direction, peer, target_addr, tls, [no_tls_reason,] client_id|server_id}
+ *   request_total, response_total, response_latency_ms_{bucket,sum,count}
+ *       {direction, authority, target_addr, tls, client_id|server_id,
+ *        [status_code, classification, error]}
+ *
+ * A series is one label set.  Series live as long as the daemon (pointers to
+ * them stay valid) and there are at most max_series of them: beyond that,
+ * new label sets of a direction share one series whose target_addr and
+ * authority are "overflow", and ldmesh_metrics_series_overflow_total counts
+ * how often that happened.  Label values are escaped when rendered.
+ */
+#ifndef LDMESH_TELEMETRY_H
+#define LDMESH_TELEMETRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ldmesh/latency.h"
+#include "ldmesh/proto.h"
+
+struct strbuf;
+
+enum tel_dir { TEL_INBOUND, TEL_OUTBOUND };
+
+/* Responses with one status code (0: none came, a proxy-side failure). */
+struct tel_status {
+	uint16_t code;
+	uint64_t count;
+	uint64_t sum_us; /* rendered in ms */
+	uint64_t buckets[LDM_LATENCY_NBUCKETS]; /* per bucket, not cumulative */
+};
+
+/* Why a connection had no mTLS identity (Linkerd's no_tls_reason). */
+enum tel_tls {
+	TEL_TLS_TRUE,
+	TEL_TLS_NOT_PROVIDED, /* inbound: a plaintext client (permissive/disable) */
+	TEL_TLS_NO_MESH, /* outbound: destination outside the mesh */
+	TEL_TLS_DISABLED, /* outbound: this daemon has no identity */
+};
+
+struct tel_series {
+	struct tel_series *hash_next, *next; /* hash chain; render order */
+	uint32_t hash;
+	uint8_t dir; /* enum tel_dir */
+	uint8_t tls; /* enum tel_tls */
+	uint8_t http; /* 1: an HTTP series (authority is set) */
+	uint16_t port; /* of target_addr, for `ldmeshctl stats` */
+	char *target_addr, *peer_id, *authority; /* owned; authority "" for TCP */
+
+	/* TCP series */
+	uint64_t tcp_open, tcp_close_ok, tcp_close_fail;
+	uint64_t tcp_read, tcp_write; /* bytes from and to the peer */
+	int64_t tcp_live;
+
+	/* HTTP series */
+	uint64_t requests;
+	struct tel_status *status; /* owned, n_status of them */
+	uint16_t n_status, cap_status;
+};
+
+struct telemetry {
+	struct tel_series **tab; /* owned hash table */
+	uint32_t tab_mask;
+	struct tel_series *head, **tail;
+	uint32_t n, max;
+	struct tel_series *overflow[2][2]; /* [dir][http] */
+	uint64_t overflow_total;
+	int64_t started_ms;
+};
+
+/* Returns 0 or -ENOMEM.  max_series may change later (tel_set_max). */
+int tel_init(struct telemetry *t, int max_series);
+void tel_fini(struct telemetry *t);
+void tel_set_max(struct telemetry *t, int max_series);
+
+/*
+ * The TCP series of a connection: target is the server's address (inbound:
+ * the address the client dialled; outbound: the destination), peer_id the
+ * other side's SPIFFE ID ("" for none).  Never NULL unless out of memory.
+ */
+struct tel_series *tel_tcp_series(struct telemetry *t, enum tel_dir dir,
+				  const struct ldm_addr *target, enum tel_tls tls,
+				  const char *peer_id);
+
+/* The HTTP series for requests with this authority on a connection whose
+ * TCP series is tcp.  NULL only when out of memory. */
+struct tel_series *tel_http_series(struct telemetry *t, const struct tel_series *tcp,
+				   const char *authority);
+
+void tel_tcp_open(struct tel_series *s);
+void tel_tcp_close(struct tel_series *s, int failed);
+/* A response head (code 100..999) or, with code 0, a request that got none;
+ * latency from request head to response head. */
+void tel_response(struct tel_series *s, int code, int64_t latency_us);
+
+/* Monotonic microseconds, the clock latencies are measured with. */
+int64_t tel_now_us(void);
+
+/* Prometheus text for every series. */
+void tel_render(const struct telemetry *t, struct strbuf *b);
+
+/*
+ * Golden metrics per (direction, peer identity, port) since start, for
+ * `ldmeshctl stats`: requests, successes, latency buckets (cumulative in
+ * JSON), connections and bytes.  TEL_RAW is the line format `ldmeshctl top`
+ * reads every second to take differences:
+ *   DIR PORT REQUESTS SUCCESS FAILURE OPENED OPEN BYTES_IN BYTES_OUT
+ *   B0 .. B25 (per-bucket counts) PEER_ID|-
+ */
+enum tel_format { TEL_TEXT, TEL_JSON, TEL_RAW };
+void tel_stats(const struct telemetry *t, struct strbuf *b, enum tel_format f, int64_t now_ms);
+
+/* 1 for a response Linkerd classifies as success: not a 5xx, not a proxy
+ * error (code 0). */
+static inline int tel_success(int code)
+{
+	return code > 0 && code < 500;
+}
+
+#endif
