@@ -318,6 +318,9 @@ void link_monitor_wake(void)
 
 #define MONITOR_MAX 256
 
+/* Set by a new monitor thread as its first act: see link_monitor_ensure(). */
+static atomic_int monitor_running;
+
 /*
  * Watches every listener's link.  End-of-file on a link means the daemon
  * went away: the TCP listener stays bound (we hold it), and we hand it to
@@ -330,6 +333,7 @@ static void *monitor_main(void *arg)
 	sigset_t all;
 	int retry_ms = 200; /* doubles while the daemon stays away or refuses */
 
+	atomic_store(&monitor_running, 1);
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	for (;;) {
@@ -420,9 +424,23 @@ void link_monitor_ensure(void)
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&attr, 64 * 1024);
 	shim.monitor_pid = shim.pid;
+	atomic_store(&monitor_running, 0);
 	if (pthread_create(&t, &attr, monitor_main, NULL) != 0) {
 		shim.monitor_pid = 0;
 		shim_log(SHIM_ERR, "cannot start the listener monitor thread");
+	} else {
+		/*
+		 * Servers fork workers right after listen().  A fork while the new
+		 * thread is still being set up by the C runtime (or a sanitizer's,
+		 * whose allocator has no fork handlers) can copy a held allocator
+		 * lock into the child, which then hangs in its first malloc.  Once
+		 * the thread runs our code it allocates only under shim.lock,
+		 * which atfork_prepare holds across fork().
+		 */
+		for (int i = 0; i < 1000 && !atomic_load(&monitor_running); i++) {
+			struct timespec ts = {0, 1000 * 1000};
+			nanosleep(&ts, NULL);
+		}
 	}
 	pthread_attr_destroy(&attr);
 }
