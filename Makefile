@@ -26,7 +26,8 @@ DAEMON_LIBS := -luring -lconfig -lssl -lcrypto -lpthread
 TEST_PROGS := $(patsubst tests/e2e/progs/%.c,$(BUILD)/progs/%,$(wildcard tests/e2e/progs/*.c))
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all deps test test-unit test-e2e demo install clean asan fuzz format-check
+.PHONY: all deps test test-unit test-e2e demo install clean asan bench bench-quick fuzz soak \
+	format-check
 
 all: $(BUILD)/libldmesh.so $(BUILD)/ldmeshd $(BUILD)/ldmeshctl $(TEST_PROGS)
 
@@ -76,9 +77,23 @@ demo: deps
 	$(MAKE) all
 	ci/demo.sh
 
+# Benchmarks report, they never assert (docs/benchmarks.md).
+bench: deps
+	$(MAKE) all
+	ci/bench.sh
+
+bench-quick: deps
+	$(MAKE) all
+	ci/bench.sh --quick
+
 # libFuzzer targets for every parser fed from outside (docs/reliability.md).
 fuzz: deps
 	ci/fuzz.sh
+
+# Mixed load for SOAK_SECONDS (default 600); RSS and fd slopes must be flat.
+soak: deps
+	$(MAKE) all
+	ci/soak.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/ldmesh $(DESTDIR)$(PREFIX)/share/ldmesh

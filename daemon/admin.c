@@ -52,8 +52,9 @@ int admin_open(struct ldmeshd *d)
 
 void admin_arm(struct ldmeshd *d)
 {
-	if (d->admin_fd < 0 || d->admin_armed) {
-		return;
+	if (d->admin_fd < 0 || d->admin_armed ||
+	    (d->admin_retry_ms && now_ms() < d->admin_retry_ms)) {
+		return; /* after EMFILE: wait, do not spin */
 	}
 	if (d->loop->ops->accept(d->loop, d->admin_fd, ud_make(UD_ADMIN_ACCEPT, 0, 0)) == 0) {
 		d->admin_armed = 1;
@@ -68,6 +69,10 @@ void admin_accept_done(struct ldmeshd *d, int res, int more)
 		d->admin_armed = 0;
 	}
 	if (res < 0) {
+		if (res != -ECANCELED) {
+			log_warn("admin accept: %s; retrying shortly", strerror(-res));
+			d->admin_retry_ms = now_ms() + 100;
+		}
 		return;
 	}
 	c = conn_new(d, CONN_ADMIN, res);

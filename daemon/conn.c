@@ -119,6 +119,7 @@ struct conn *conn_new(struct ldmeshd *d, enum conn_kind kind, int a_fd)
 	c->app_end_fd = -1;
 	c->listener_slot = -1;
 	c->started_ms = c->last_ms = now_ms();
+	c->peer_id = "";
 	d->conns[slot] = c;
 	d->live++;
 	d->live_by_kind[kind]++;
@@ -268,6 +269,9 @@ static void conn_free(struct ldmeshd *d, struct conn *c)
 	if (c->tel) {
 		tel_tcp_close(c->tel, c->abort);
 		accesslog_tcp(&d->alog, c, now_ms(), c->http_requests);
+	}
+	if (c->parked == PARK_PARKED) {
+		d->parked--;
 	}
 	tls_conn_free(c->tls);
 	free(c->bufs);
@@ -633,7 +637,7 @@ static void pump_tls_down(struct ldmeshd *d, struct conn *c)
 
 static void pump_both(struct ldmeshd *d, struct conn *c)
 {
-	if (c->state != CS_PROXY) {
+	if (c->state != CS_PROXY || c->parked) {
 		return;
 	}
 	if (c->tls) {
@@ -699,6 +703,9 @@ static int want_l7(struct ldmeshd *d, struct conn *c)
 		}
 		c->l7 = l7_new(d, 0);
 		c->l7_done = c->l7 == NULL;
+		if (c->l7) {
+			c->l7->requests = c->http_requests; /* made again after parking */
+		}
 		return c->l7 != NULL;
 	}
 	if (c->kind != CONN_INBOUND) {
@@ -712,6 +719,7 @@ static int want_l7(struct ldmeshd *d, struct conn *c)
 		}
 		return 0;
 	}
+	c->l7->requests = c->http_requests; /* made again after parking */
 	return 1;
 }
 
@@ -773,9 +781,19 @@ static void saw_bytes(struct ldmeshd *d, struct conn *c, struct pipe *p, const c
 	scan_check(d, c);
 }
 
+static void park_read_cancelled(struct ldmeshd *d, struct conn *c);
+static void park_wake(struct ldmeshd *d, struct conn *c, enum ud_tag tag);
+
 static void recv_done(struct ldmeshd *d, struct conn *c, struct pipe *p, int res)
 {
 	p->rpending = 0;
+	if (res == -ECANCELED) {
+		park_read_cancelled(d, c);
+		return;
+	}
+	if (c->parked) {
+		c->parked = PARK_NO; /* input raced the cancel: stay awake */
+	}
 	if (res > 0) {
 		p->len = (uint32_t)res;
 		p->off = 0;
@@ -862,7 +880,7 @@ static void handshake_step(struct ldmeshd *d, struct conn *c)
 	if (tls_conn_resumed(c->tls)) {
 		d->stats.handshakes_resumed_total[out]++;
 	}
-	snprintf(c->peer_id, sizeof(c->peer_id), "%s", tls_conn_peer_id(c->tls));
+	c->peer_id = tls_conn_peer_id(c->tls);
 	c->deadline_ms = 0;
 	if (out) {
 		outbound_ready(d, c);
@@ -874,6 +892,13 @@ static void handshake_step(struct ldmeshd *d, struct conn *c)
 static void net_recv_done(struct ldmeshd *d, struct conn *c, int res)
 {
 	c->nin_rpending = 0;
+	if (res == -ECANCELED && c->state == CS_PROXY) {
+		park_read_cancelled(d, c);
+		return;
+	}
+	if (c->parked) {
+		c->parked = PARK_NO; /* input raced the cancel: stay awake */
+	}
 	if (res < 0) {
 		log_debug("conn %u: network recv: %s", c->slot, strerror(-res));
 		if (c->state == CS_TLS_HS) {
@@ -1501,6 +1526,10 @@ void conn_complete(struct ldmeshd *d, struct conn *c, enum ud_tag tag, int res)
 	case UD_DOWN_SEND:
 		send_done(d, c, &c->down, res);
 		break;
+	case UD_PARK_POLL_APP:
+	case UD_PARK_POLL_NET:
+		park_wake(d, c, tag);
+		break;
 	case UD_LINK_RECV:
 		/* The shim never writes on a link: data or EOF both end it. */
 		conn_close(d, c, 0);
@@ -1539,6 +1568,117 @@ void conn_detect_sweep(struct ldmeshd *d, int64_t now)
 			pump_both(d, c);
 		}
 	}
+}
+
+/* ---- idle connections ---------------------------------------------------- */
+
+/*
+ * A proxied connection quiet for PARK_AFTER_MS with nothing buffered gives
+ * its buffers back (2 or 4 * buffer_size, the HTTP output buffer, the TLS
+ * engine's): its two reads are cancelled and replaced by polls, which hold
+ * no memory, and the first input on either side brings the buffers back.
+ * This is what keeps thousands of idle keep-alive connections cheap.
+ */
+#define PARK_AFTER_MS 2000
+
+static int parkable(const struct conn *c)
+{
+	const struct l7 *h = c->l7;
+
+	if (c->state != CS_PROXY || c->parked || !c->bufs || c->inflight != 2) {
+		return 0;
+	}
+	if (c->up.len || c->down.len || c->up.eof || c->down.eof || c->up.spending ||
+	    c->down.spending || c->ctl_out_off < c->ctl_out_len) {
+		return 0;
+	}
+	/* Exactly a read posted on each side, nothing else. */
+	if (!c->up.rpending ||
+	    (c->tls ? !c->nin_rpending || c->down.rpending : !c->down.rpending)) {
+		return 0;
+	}
+	if (c->tls && (!net_idle(c) || c->net_eof)) {
+		return 0;
+	}
+	if (h && (h->out_len || h->inject_len || h->hold || h->held_since || h->head_since)) {
+		return 0;
+	}
+	return 1;
+}
+
+static void park_start(struct ldmeshd *d, struct conn *c)
+{
+	const struct loop_ops *ops = d->loop->ops;
+
+	c->parked = PARK_CANCELLING;
+	ops->cancel(d->loop, c->a_fd, ud_make(UD_UP_RECV, c->slot, c->gen));
+	ops->cancel(d->loop, c->n_fd,
+		    ud_make(c->tls ? UD_NET_RECV : UD_DOWN_RECV, c->slot, c->gen));
+}
+
+/* Both reads are back (cancelled): let go of the buffers, wait by poll. */
+static void park_finish(struct ldmeshd *d, struct conn *c)
+{
+	if (c->tls && tls_conn_trim(c->tls) == -EAGAIN) {
+		c->parked = PARK_NO; /* bytes arrived into the engine meanwhile */
+		pump_both(d, c);
+		return;
+	}
+	free(c->bufs);
+	c->bufs = NULL;
+	c->bufs_tls = 0;
+	c->up.buf = c->down.buf = c->nin = c->nout = NULL;
+	if (c->l7 && l7_idle(c->l7)) {
+		/* Between requests: made again by want_l7() at the next byte. */
+		l7_free(c->l7);
+		c->l7 = NULL;
+	} else if (c->l7) {
+		l7_trim(c->l7);
+	}
+	if (d->loop->ops->poll_in(d->loop, c->a_fd, ud_make(UD_PARK_POLL_APP, c->slot, c->gen)) <
+	    0) {
+		conn_close(d, c, 1);
+		return;
+	}
+	c->inflight++;
+	if (d->loop->ops->poll_in(d->loop, c->n_fd, ud_make(UD_PARK_POLL_NET, c->slot, c->gen)) <
+	    0) {
+		conn_close(d, c, 1);
+		return;
+	}
+	c->inflight++;
+	c->parked = PARK_PARKED;
+	d->parked++;
+}
+
+static void park_read_cancelled(struct ldmeshd *d, struct conn *c)
+{
+	if (c->parked == PARK_CANCELLING) {
+		if (!c->up.rpending && !c->down.rpending && !c->nin_rpending) {
+			park_finish(d, c);
+		}
+		return;
+	}
+	pump_both(d, c); /* parking was called off: read again */
+}
+
+static void park_wake(struct ldmeshd *d, struct conn *c, enum ud_tag tag)
+{
+	if (c->parked != PARK_PARKED) {
+		return; /* the other side's poll, cancelled after a wake */
+	}
+	c->parked = PARK_NO;
+	d->parked--;
+	if (tag == UD_PARK_POLL_APP) {
+		d->loop->ops->cancel(d->loop, c->n_fd, ud_make(UD_PARK_POLL_NET, c->slot, c->gen));
+	} else {
+		d->loop->ops->cancel(d->loop, c->a_fd, ud_make(UD_PARK_POLL_APP, c->slot, c->gen));
+	}
+	if (alloc_bufs(d, c) < 0 || (c->l7 && l7_untrim(c->l7) < 0)) {
+		conn_close(d, c, 1);
+		return;
+	}
+	pump_both(d, c);
 }
 
 void conn_sweep(struct ldmeshd *d, int64_t now)
@@ -1615,6 +1755,10 @@ void conn_sweep(struct ldmeshd *d, int64_t now)
 				  d->cfg->idle_timeout_ms);
 			d->stats.timeouts_total[TIMEOUT_IDLE]++;
 			conn_close(d, c, 1);
+			continue;
+		}
+		if (now - c->last_ms >= PARK_AFTER_MS && parkable(c)) {
+			park_start(d, c);
 		}
 	}
 }

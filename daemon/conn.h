@@ -80,6 +80,7 @@ struct conn {
 	uint8_t bufs_tls; /* bufs is TLS-sized */
 	uint8_t l7_policy; /* inbound: decide each HTTP request */
 	uint8_t l7_done; /* inbound: proved not HTTP; raw from now on */
+	uint8_t parked; /* enum park_state: idle, buffers given back */
 	struct l7 *l7; /* owned: HTTP state (inbound; outbound for metrics) */
 	struct tel_series *tel; /* borrowed: TCP metrics series, set once proxying */
 	char rule[64]; /* inbound: the policy rule that admitted it, "" for none */
@@ -93,7 +94,9 @@ struct conn {
 	int32_t app_fd_num; /* outbound: the app's fd number at connect() */
 	struct ldm_addr peer; /* the remote TCP address */
 	struct ldm_addr local; /* our TCP address */
-	char peer_id[LDM_PEER_ID_MAX + 1]; /* SPIFFE ID of the peer, "" if none */
+	/* SPIFFE ID of the peer, "" if none; borrowed from tls (which lives as
+	 * long as the conn), so a connection does not carry 2 KiB for it. */
+	const char *peer_id;
 	struct sockaddr_storage dial_sa; /* connect() target; must outlive the op */
 	socklen_t dial_len;
 	int listener_slot; /* inbound/link: which listener */
@@ -144,6 +147,14 @@ enum ud_tag {
 	UD_L7_SEND,
 	UD_PREAMBLE_SEND,
 	UD_INJECT_SEND,
+	UD_PARK_POLL_APP, /* a parked connection waits for input ... */
+	UD_PARK_POLL_NET, /* ... on either side */
+};
+
+enum park_state {
+	PARK_NO,
+	PARK_CANCELLING, /* reads cancelled, waiting for their completions */
+	PARK_PARKED, /* no buffers; a poll on each side */
 };
 
 static inline uint64_t ud_make(enum ud_tag tag, uint32_t slot, uint32_t gen)

@@ -54,8 +54,8 @@ int ctl_open(struct ldmeshd *d)
 
 void ctl_arm(struct ldmeshd *d)
 {
-	if (d->ctl_fd < 0 || d->ctl_armed) {
-		return;
+	if (d->ctl_fd < 0 || d->ctl_armed || (d->ctl_retry_ms && now_ms() < d->ctl_retry_ms)) {
+		return; /* after EMFILE: wait, do not spin */
 	}
 	if (d->loop->ops->accept(d->loop, d->ctl_fd, ud_make(UD_CTL_ACCEPT, 0, 0)) == 0) {
 		d->ctl_armed = 1;

@@ -73,8 +73,9 @@ int handoff_open(struct ldmeshd *d)
 
 void handoff_arm(struct ldmeshd *d)
 {
-	if (d->handoff_fd < 0 || d->handoff_armed) {
-		return;
+	if (d->handoff_fd < 0 || d->handoff_armed ||
+	    (d->handoff_retry_ms && now_ms() < d->handoff_retry_ms)) {
+		return; /* after EMFILE: wait, do not spin */
 	}
 	if (d->loop->ops->accept(d->loop, d->handoff_fd, ud_make(UD_HANDOFF_ACCEPT, 0, 0)) == 0) {
 		d->handoff_armed = 1;

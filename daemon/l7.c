@@ -41,6 +41,33 @@ struct l7 *l7_new(struct ldmeshd *d, size_t out_size)
 	return h;
 }
 
+int l7_idle(const struct l7 *h)
+{
+	return http1_idle(&h->req) && http1_idle(&h->resp) && !h->pend_n && !h->opaque &&
+	       !h->resp_broken && !h->inject_len && !h->hold && !h->skip_body && !h->out_len &&
+	       h->forwarded == h->answered && !h->held_since && !h->head_since;
+}
+
+void l7_trim(struct l7 *h)
+{
+	if (h->out && h->out_len == 0) {
+		free(h->out);
+		h->out = NULL;
+		h->out_off = 0;
+	}
+}
+
+int l7_untrim(struct l7 *h)
+{
+	if (!h->out && h->out_cap) {
+		h->out = malloc(h->out_cap);
+		if (!h->out) {
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
 static void pending_release(struct l7_pending *p)
 {
 	free(p->path);

@@ -70,6 +70,15 @@ struct l7 *l7_new(struct ldmeshd *d, size_t out_size);
 void l7_finish(struct ldmeshd *d, struct conn *c, struct l7 *h);
 void l7_free(struct l7 *h); /* NULL is a no-op */
 
+/* 1 between exchanges: nothing held, pending or half-parsed, so the state
+ * can be dropped and made again (l7_new) at the next byte. */
+int l7_idle(const struct l7 *h);
+
+/* An idle connection frees the out buffer (empty then) and gets it back
+ * before any input is handled; untrim returns 0 or -ENOMEM. */
+void l7_trim(struct l7 *h);
+int l7_untrim(struct l7 *h);
+
 /*
  * Consumes request bytes from c->down.buf[off..len) into h->out (what the
  * app receives).  May turn the connection opaque, hold input while a denied

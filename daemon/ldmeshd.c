@@ -182,6 +182,10 @@ int ldmeshd_run(struct ldmeshd *d)
 		if (d->l7_detect_armed) {
 			timeout = 50; /* undecided first lines wait L7_DETECT_MS, not a second */
 		}
+		if (d->handoff_retry_ms || d->ctl_retry_ms || d->admin_retry_ms ||
+		    d->listener_retry_ms) {
+			timeout = 100; /* an accept waits to be re-armed (EMFILE) */
+		}
 		r = d->loop->ops->run(d->loop, d->nreap ? 0 : timeout, dispatch, d);
 		if (r < 0 && r != -EINTR) {
 			log_error("event loop: %s", strerror(-r));
@@ -200,6 +204,12 @@ int ldmeshd_run(struct ldmeshd *d)
 		}
 		if (d->handoff_retry_ms && now >= d->handoff_retry_ms) {
 			d->handoff_retry_ms = 0;
+		}
+		if (d->ctl_retry_ms && now >= d->ctl_retry_ms) {
+			d->ctl_retry_ms = 0;
+		}
+		if (d->admin_retry_ms && now >= d->admin_retry_ms) {
+			d->admin_retry_ms = 0;
 		}
 		listener_arm_all(d, now);
 		if (d->l7_detect_armed) {

@@ -105,7 +105,8 @@ struct ldmeshd {
 	char handoff_path[128], ctl_path[128];
 	unsigned long long handoff_ino, ctl_ino; /* of the socket files we made */
 	int handoff_armed, ctl_armed;
-	int64_t handoff_retry_ms, ctl_retry_ms;
+	int64_t handoff_retry_ms, ctl_retry_ms, admin_retry_ms; /* accept re-arm after EMFILE */
+	int64_t listener_retry_ms; /* earliest listener re-arm due, 0: none */
 
 	struct conn **conns; /* slot -> conn, NULL when free */
 	uint32_t nslots, live;
@@ -114,6 +115,7 @@ struct ldmeshd {
 	uint32_t *free_slots;
 	uint32_t nfree;
 	uint32_t live_by_kind[6];
+	uint32_t parked; /* idle connections holding no buffers (conn.c) */
 	struct conn **reap; /* closing conns to check at the end of the turn */
 	uint32_t nreap, capreap;
 

@@ -14,6 +14,15 @@
 
 #define ACCEPT_RETRY_MS 100
 
+/* A listener re-arms at l->retry_ms; the loop looks only once one is due. */
+static void retry_later(struct ldmeshd *d, struct listener *l)
+{
+	l->retry_ms = now_ms() + ACCEPT_RETRY_MS;
+	if (!d->listener_retry_ms || l->retry_ms < d->listener_retry_ms) {
+		d->listener_retry_ms = l->retry_ms;
+	}
+}
+
 static void arm(struct ldmeshd *d, int slot)
 {
 	struct listener *l = &d->listeners[slot];
@@ -26,7 +35,7 @@ static void arm(struct ldmeshd *d, int slot)
 		l->armed = 1;
 		l->retry_ms = 0;
 	} else {
-		l->retry_ms = now_ms() + ACCEPT_RETRY_MS;
+		retry_later(d, l);
 	}
 }
 
@@ -145,7 +154,7 @@ void listener_accept_done(struct ldmeshd *d, uint64_t ud, int res, int more)
 		/* EMFILE and friends: back off instead of spinning, then retry. */
 		log_warn("accept on listener pid %u: %s; retrying in %d ms", l->pid, strerror(-res),
 			 ACCEPT_RETRY_MS);
-		l->retry_ms = now_ms() + ACCEPT_RETRY_MS;
+		retry_later(d, l);
 		return;
 	}
 	if (!l->armed) {
@@ -157,10 +166,19 @@ void listener_arm_all(struct ldmeshd *d, int64_t now)
 {
 	int i;
 
+	if (!d->listener_retry_ms || now < d->listener_retry_ms) {
+		return; /* nothing due: no scan on every loop turn */
+	}
+	d->listener_retry_ms = 0;
 	for (i = 0; i < LISTENERS_MAX; i++) {
 		struct listener *l = &d->listeners[i];
-		if (l->used && !l->armed && !l->closing && l->retry_ms && now >= l->retry_ms) {
-			arm(d, i);
+		if (!l->used || l->armed || l->closing || !l->retry_ms) {
+			continue;
+		}
+		if (now >= l->retry_ms) {
+			arm(d, i); /* may schedule another retry */
+		} else if (!d->listener_retry_ms || l->retry_ms < d->listener_retry_ms) {
+			d->listener_retry_ms = l->retry_ms;
 		}
 	}
 }

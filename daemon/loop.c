@@ -4,6 +4,7 @@
  * queued SQEs go to the kernel in one io_uring_enter per loop turn.
  */
 #include <errno.h>
+#include <poll.h>
 #include <liburing.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +99,18 @@ static int u_connect(struct loop *l, int fd, const struct sockaddr *sa, socklen_
 	return 0;
 }
 
+static int u_poll_in(struct loop *l, int fd, uint64_t ud)
+{
+	struct io_uring_sqe *sqe = get_sqe((struct loop_uring *)l);
+
+	if (!sqe) {
+		return -EBUSY;
+	}
+	io_uring_prep_poll_add(sqe, fd, POLLIN | POLLRDHUP);
+	io_uring_sqe_set_data64(sqe, ud);
+	return 0;
+}
+
 static int u_cancel_fd(struct loop *l, int fd)
 {
 	struct io_uring_sqe *sqe = get_sqe((struct loop_uring *)l);
@@ -106,6 +119,19 @@ static int u_cancel_fd(struct loop *l, int fd)
 		return -EBUSY;
 	}
 	io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+	io_uring_sqe_set_data64(sqe, UD_INTERNAL);
+	return 0;
+}
+
+static int u_cancel(struct loop *l, int fd, uint64_t ud)
+{
+	struct io_uring_sqe *sqe = get_sqe((struct loop_uring *)l);
+
+	(void)fd;
+	if (!sqe) {
+		return -EBUSY;
+	}
+	io_uring_prep_cancel64(sqe, ud, 0);
 	io_uring_sqe_set_data64(sqe, UD_INTERNAL);
 	return 0;
 }
@@ -162,7 +188,9 @@ static const struct loop_ops uring_ops = {
 	.send = u_send,
 	.recvmsg = u_recvmsg,
 	.connect = u_connect,
+	.poll_in = u_poll_in,
 	.cancel_fd = u_cancel_fd,
+	.cancel = u_cancel,
 	.forget_fd = u_forget_fd,
 	.run = u_run,
 	.free = u_free,

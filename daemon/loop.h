@@ -32,7 +32,15 @@ struct loop_ops {
 	int (*recvmsg)(struct loop *l, int fd, struct msghdr *msg, uint64_t ud);
 	int (*connect)(struct loop *l, int fd, const struct sockaddr *sa, socklen_t len,
 		       uint64_t ud);
+	/* Completes (res > 0) once fd has input, end-of-file or an error,
+	 * without reading: how idle connections wait with no buffer.  A
+	 * read-type operation. */
+	int (*poll_in)(struct loop *l, int fd, uint64_t ud);
 	int (*cancel_fd)(struct loop *l, int fd);
+	/* Cancels the one operation on fd queued with ud; it completes with
+	 * -ECANCELED (or its result).  Cheaper than cancel_fd for io_uring,
+	 * which finds it by user_data instead of scanning every request. */
+	int (*cancel)(struct loop *l, int fd, uint64_t ud);
 	/* Drops any registration for fd, which is about to be closed with
 	 * nothing in flight. */
 	void (*forget_fd)(struct loop *l, int fd);

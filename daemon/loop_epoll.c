@@ -6,6 +6,7 @@
  * registration per fd) and its result is queued as a completion.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -13,7 +14,7 @@
 
 #include "loop.h"
 
-enum ep_type { EP_NONE, EP_ACCEPT, EP_RECV, EP_RECVMSG, EP_SEND, EP_CONNECT };
+enum ep_type { EP_NONE, EP_ACCEPT, EP_RECV, EP_RECVMSG, EP_POLL, EP_SEND, EP_CONNECT };
 
 struct ep_op {
 	enum ep_type type;
@@ -181,6 +182,12 @@ static int e_connect(struct loop *l, int fd, const struct sockaddr *sa, socklen_
 	return queue_op((struct loop_epoll *)l, fd, 1, &op);
 }
 
+static int e_poll_in(struct loop *l, int fd, uint64_t ud)
+{
+	struct ep_op op = {.type = EP_POLL, .ud = ud};
+	return queue_op((struct loop_epoll *)l, fd, 0, &op);
+}
+
 static int e_cancel_fd(struct loop *l, int fd)
 {
 	struct loop_epoll *e = (struct loop_epoll *)l;
@@ -201,6 +208,25 @@ static int e_cancel_fd(struct loop *l, int fd)
 	}
 	/* Keep the dirty flag: the fd may still sit in the dirty list. */
 	*f = (struct ep_fd){.dirty = f->dirty};
+	return 0;
+}
+
+static int e_cancel(struct loop *l, int fd, uint64_t ud)
+{
+	struct loop_epoll *e = (struct loop_epoll *)l;
+	struct ep_fd *f;
+
+	if (fd < 0 || fd >= e->nfds) {
+		return 0;
+	}
+	f = &e->fds[fd];
+	if (f->rd.type != EP_NONE && f->rd.ud == ud) {
+		push_cqe(e, ud, -ECANCELED, 0);
+		f->rd.type = EP_NONE;
+	} else if (f->wr.type != EP_NONE && f->wr.ud == ud) {
+		push_cqe(e, ud, -ECANCELED, 0);
+		f->wr.type = EP_NONE;
+	}
 	return 0;
 }
 
@@ -244,6 +270,17 @@ static void try_read(struct loop_epoll *e, int fd, struct ep_fd *f)
 	case EP_RECVMSG:
 		n = recvmsg(fd, op->msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 		break;
+	case EP_POLL: {
+		char c;
+		/* Input, end-of-file or an error: all make the fd readable. */
+		n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+			op->type = EP_NONE;
+			push_cqe(e, op->ud, POLLIN, 0);
+			return;
+		}
+		break;
+	}
 	default:
 		return;
 	}
@@ -398,7 +435,9 @@ static const struct loop_ops epoll_ops = {
 	.send = e_send,
 	.recvmsg = e_recvmsg,
 	.connect = e_connect,
+	.poll_in = e_poll_in,
 	.cancel_fd = e_cancel_fd,
+	.cancel = e_cancel,
 	.forget_fd = e_forget_fd,
 	.run = e_run,
 	.free = e_free,

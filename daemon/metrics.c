@@ -119,6 +119,9 @@ void metrics_render(struct ldmeshd *d, struct strbuf *b)
 		sb_printf(b, "ldmesh_timeouts_total{stage=\"%s\"} %" PRIu64 "\n",
 			  timeout_stage_name((enum timeout_stage)r), s->timeouts_total[r]);
 	}
+	help(b, "ldmesh_connections_idle", "gauge",
+	     "Proxied connections idle long enough to have given their buffers back.");
+	sb_printf(b, "ldmesh_connections_idle %u\n", d->parked);
 	help(b, "ldmesh_connections", "gauge", "Live proxied connections.");
 	for (dir = 0; dir < 2; dir++) {
 		sb_printf(b, "ldmesh_connections{direction=\"%s\"} %u\n", dirs[dir],

@@ -43,8 +43,8 @@ struct tls_conn {
 	int ticket_seen; /* client: the server sent a session ticket */
 	enum tls_reason reason;
 	char detail[320];
-	char pin[LDM_PEER_ID_MAX + 1];
-	char peer_id[LDM_PEER_ID_MAX + 1];
+	char *pin; /* owned, NULL: no pinned identity */
+	char *peer_id; /* owned, NULL until the peer's SVID was read */
 	char resume_key[64];
 };
 
@@ -143,6 +143,18 @@ enum tls_reason tls_check_svid(const void *x509, const char *trust_domain, const
  * so that a refused peer gets a fatal alert and knows why; they run again
  * after the handshake for resumed sessions, where this is not called.
  */
+/* Checks the peer's leaf; keeps its SPIFFE ID (sized to fit) for logs and
+ * conns.  The ID is kept even when the check fails, to say who it was. */
+static enum tls_reason check_peer(struct tls_conn *c, const void *x509)
+{
+	char id[LDM_PEER_ID_MAX + 1] = "";
+	enum tls_reason why = tls_check_svid(x509, c->ctx->trust_domain, c->pin, id, sizeof(id));
+
+	free(c->peer_id);
+	c->peer_id = id[0] ? strdup(id) : NULL;
+	return why;
+}
+
 static int verify_cb(int ok, X509_STORE_CTX *store)
 {
 	SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
@@ -157,18 +169,17 @@ static int verify_cb(int ok, X509_STORE_CTX *store)
 		if (X509_STORE_CTX_get_error_depth(store) != 0) {
 			return 1;
 		}
-		why = tls_check_svid(X509_STORE_CTX_get_current_cert(store), c->ctx->trust_domain,
-				     c->pin, c->peer_id, sizeof(c->peer_id));
+		why = check_peer(c, X509_STORE_CTX_get_current_cert(store));
 		if (why == TLS_OK) {
 			return 1;
 		}
 		c->reason = why;
 		if (why == TLS_ID_MISMATCH) {
 			snprintf(c->detail, sizeof(c->detail), "peer is %.150s, expected %.150s",
-				 c->peer_id, c->pin);
+				 tls_conn_peer_id(c), c->pin);
 		} else {
 			snprintf(c->detail, sizeof(c->detail), "peer certificate: %s%s%.200s",
-				 tls_reason_name(why), c->peer_id[0] ? ": " : "", c->peer_id);
+				 tls_reason_name(why), c->peer_id ? ": " : "", tls_conn_peer_id(c));
 		}
 		X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
 		return 0;
@@ -331,6 +342,9 @@ static SSL_CTX *make_ctx(int server, const struct config *cfg, char *err, size_t
 	/* TLS 1.3 only; no compression, no renegotiation (1.3 has neither). */
 	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+	/* Record buffers only while a record is in flight: idle connections
+	 * hold none. */
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set1_groups_list(ctx, "X25519:P-256");
 	if (!readable("identity.cert", cfg->cert, err, errlen) ||
 	    !readable("identity.key", cfg->key, err, errlen) ||
@@ -479,7 +493,11 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx, int server, const char *pin,
 	tls_ctx_ref(ctx);
 	c->server = server;
 	if (pin) {
-		snprintf(c->pin, sizeof(c->pin), "%s", pin);
+		c->pin = strdup(pin);
+		if (!c->pin) {
+			tls_conn_free(c);
+			return NULL;
+		}
 	}
 	if (server) {
 		SSL_set_accept_state(c->ssl);
@@ -492,7 +510,14 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx, int server, const char *pin,
 			snprintf(c->resume_key, sizeof(c->resume_key), "%s", resume_key);
 			if (slot->sess && !strcmp(slot->key, resume_key) &&
 			    SSL_SESSION_is_resumable(slot->sess)) {
-				SSL_set_session(c->ssl, slot->sess);
+				/* Each connection resumes from its own copy: one that
+				 * ends without close_notify marks its session
+				 * unresumable, which must not spoil the slot. */
+				SSL_SESSION *s = SSL_SESSION_dup(slot->sess);
+				if (s) {
+					SSL_set_session(c->ssl, s);
+					SSL_SESSION_free(s);
+				}
 			}
 		}
 	}
@@ -506,6 +531,8 @@ void tls_conn_free(struct tls_conn *c)
 	}
 	SSL_free(c->ssl);
 	tls_ctx_unref(c->ctx);
+	free(c->pin);
+	free(c->peer_id);
 	free(c);
 }
 
@@ -592,12 +619,11 @@ int tls_conn_handshake(struct tls_conn *c)
 			}
 			return handshake_error(c);
 		}
-		why = tls_check_svid(SSL_get0_peer_certificate(c->ssl), c->ctx->trust_domain,
-				     c->pin, c->peer_id, sizeof(c->peer_id));
+		why = check_peer(c, SSL_get0_peer_certificate(c->ssl));
 		if (why != TLS_OK) {
 			/* Only a resumed session gets here: verify_cb ran otherwise. */
 			snprintf(c->detail, sizeof(c->detail), "peer certificate %s%s%.200s",
-				 tls_reason_name(why), c->peer_id[0] ? ": " : "", c->peer_id);
+				 tls_reason_name(why), c->peer_id ? ": " : "", tls_conn_peer_id(c));
 			c->reason = why;
 			SSL_shutdown(c->ssl);
 			return fail(c, why, "");
@@ -673,6 +699,29 @@ void tls_conn_close_notify(struct tls_conn *c)
 	ERR_clear_error();
 }
 
+int tls_conn_trim(struct tls_conn *c)
+{
+	BIO *r, *w;
+
+	if (BIO_ctrl_pending(c->rbio) || BIO_ctrl_pending(c->wbio) || SSL_pending(c->ssl)) {
+		return -EAGAIN;
+	}
+	/* A memory BIO keeps its largest buffer: fresh ones hold nothing. */
+	r = BIO_new(BIO_s_mem());
+	w = BIO_new(BIO_s_mem());
+	if (!r || !w) {
+		BIO_free(r);
+		BIO_free(w);
+		ERR_clear_error();
+		return -ENOMEM;
+	}
+	BIO_set_mem_eof_return(r, -1);
+	SSL_set_bio(c->ssl, r, w); /* frees the old pair */
+	c->rbio = r;
+	c->wbio = w;
+	return 0;
+}
+
 size_t tls_conn_out_pending(const struct tls_conn *c)
 {
 	return BIO_ctrl_pending(c->wbio);
@@ -697,7 +746,7 @@ const char *tls_conn_detail(const struct tls_conn *c)
 
 const char *tls_conn_peer_id(const struct tls_conn *c)
 {
-	return c->peer_id;
+	return c->peer_id ? c->peer_id : "";
 }
 
 const char *tls_conn_version(const struct tls_conn *c)

@@ -90,6 +90,10 @@ int tls_conn_write(struct tls_conn *c, const void *buf, size_t len);
 void tls_conn_close_notify(struct tls_conn *c);
 /* Ciphertext waiting for the network. */
 size_t tls_conn_out_pending(const struct tls_conn *c);
+
+/* An idle connection lets go of its memory buffers; -EAGAIN when bytes are
+ * still held (partial record, unread plaintext, unsent output). */
+int tls_conn_trim(struct tls_conn *c);
 size_t tls_conn_out_take(struct tls_conn *c, void *buf, size_t len);
 
 enum tls_reason tls_conn_reason(const struct tls_conn *c);

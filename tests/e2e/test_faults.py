@@ -3,6 +3,7 @@ clients in two pods.  docs/reliability.md lists each fault and the test here
 that proves it."""
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -90,3 +91,551 @@ def test_slowloris_tls_handshake_is_timed_out_and_counted(cluster):
 
 # --- helpers for the fault tests below ---------------------------------------------
 
+MIB = 1 << 20
+
+
+def meshed_pair(cluster, server_settings=None, client_settings=None):
+    """Pods a (payments) and b (orders) with SVIDs from one CA, strict mTLS
+    inbound and /metrics on 127.0.0.1:4191; returns (a, b, ca).  Under ASan
+    the daemons get a 4 MiB quarantine: the default 256 MiB of freed memory
+    held back would read as RSS growth (OpenSSL frees and takes its record
+    buffers per record, SSL_MODE_RELEASE_BUFFERS)."""
+    a, b = cluster.pair(start=False)
+    ca = mesh.CA(cluster.mode, os.path.join(cluster.tmp, "ca"))
+    env = {"ASAN_OPTIONS": "detect_leaks=0:quarantine_size_mb=4"} if cluster.mode.asan else None
+    mesh.configure(a, ca.issue(PAYMENTS, os.path.join(cluster.tmp, "id-a")), mtls="strict",
+                   start=False, **(client_settings or {}))
+    mesh.configure(b, ca.issue(ORDERS, os.path.join(cluster.tmp, "id-b")), mtls="strict",
+                   start=False, **(server_settings or {}))
+    a.start_daemon(env=env)
+    b.start_daemon(env=env)
+    return a, b, ca
+
+
+def script(pod, name, text):
+    path = os.path.join(pod.dir, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def open_conns(pod):
+    """(tcp_open_connections summed over every label set,
+    ldmesh_connections summed over directions) from pod's /metrics."""
+    m = mesh.metrics(pod)
+    return (mesh.metric(pod, "tcp_open_connections", _m=m),
+            mesh.metric(pod, "ldmesh_connections", _m=m))
+
+
+def wait_no_conns(*pods_, timeout=15):
+    """Waits until every pod's daemon reports no open connection."""
+    for pod in pods_:
+        try:
+            wait_until(lambda: open_conns(pod) == (0, 0), timeout, interval=0.2,
+                       what="pod %s's daemon to close every connection" % pod.label)
+        except TimeoutError as e:
+            raise AssertionError("%s: (tcp_open_connections, ldmesh_connections) = %s; "
+                                 "conns: %s" % (e, open_conns(pod), mesh.conns(pod)))
+
+
+def proc_rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for pid %d" % pid)
+
+
+def proc_cpu_seconds(pid):
+    """utime + stime of pid (all its threads), in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def nofile_limits(pid):
+    with open("/proc/%d/limits" % pid) as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return int(soft), int(hard)
+    raise AssertionError("no open-files limit for pid %d" % pid)
+
+
+def lowest_free_fd(pid):
+    """The fd number the process's next open/accept/socket would get."""
+    used = set(int(x) for x in os.listdir("/proc/%d/fd" % pid))
+    n = 0
+    while n in used:
+        n += 1
+    return n
+
+
+def set_nofile(pid, soft, hard):
+    r = subprocess.run(["prlimit", "--pid", str(pid), "--nofile=%d:%d" % (soft, hard)],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, "prlimit: %s" % r.stderr
+
+
+def get(pod, server, path, port=8080, max_time=15):
+    r = mesh.curl(pod, "http://%s:%d%s" % (server.addr4, port, path), timeout=max_time + 15)
+    assert mesh.app_json(r)["path"] == path, r
+    return r
+
+
+# --- peer reset mid-stream -------------------------------------------------------
+
+# server ADDR PORT: accepts one connection, reads it slowly (64 KiB every
+# 5 ms) and prints how the stream ended.  client HOST PORT N: sends N bytes,
+# then aborts the connection (SO_LINGER {1, 0}: a RST, not a FIN).
+RESET_MID = r'''
+import errno, socket, struct, sys, time
+role, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if role == "server":
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((host, port))
+    ls.listen(4)
+    print("listening", flush=True)
+    c, peer = ls.accept()
+    print("accepted peer=%s:%d" % peer, flush=True)
+    c.settimeout(20)
+    n, t0, result = 0, time.monotonic(), None
+    while result is None:
+        try:
+            d = c.recv(65536)
+        except socket.timeout:
+            result = "TIMEOUT"
+        except OSError as e:
+            result = errno.errorcode.get(e.errno, str(e.errno))
+        else:
+            if not d:
+                result = "EOF"
+            n += len(d)
+            time.sleep(0.005)
+    print("result=%s bytes=%d after=%.1f" % (result, n, time.monotonic() - t0), flush=True)
+else:
+    total = int(sys.argv[4])
+    s = socket.create_connection((host, port), timeout=20)
+    chunk, sent = b"r" * 65536, 0
+    while sent < total:
+        s.sendall(chunk)
+        sent += len(chunk)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    print("sent=%d" % sent, flush=True)
+'''
+
+
+def test_peer_reset_mid_stream(cluster):
+    """The client aborts (RST) while the server app is still reading a
+    multi-MiB upload: the server app sees ECONNRESET or end-of-file promptly
+    (never a hang), and both daemons close the connection: their
+    tcp_open_connections and ldmesh_connections are back to 0."""
+    a, b, _ = meshed_pair(cluster)
+    path = script(b, "reset_mid.py", RESET_MID)
+    script(a, "reset_mid.py", RESET_MID)
+    srv = b.popen([PYTHON, path, "server", b.addr4, "9810"], name="reset-server")
+    b.wait_listening(srv, 9810)
+    with through_mesh(a, b, 9810):
+        r = a.run([PYTHON, os.path.join(a.dir, "reset_mid.py"), "client", b.addr4, "9810",
+                   str(8 * MIB)], timeout=60)
+    assert r.returncode == 0 and r.kv()["sent"] == str(8 * MIB), r
+    m = srv.wait_output(r"^result=(\w+) bytes=(\d+) after=([\d.]+)$", timeout=30)
+    assert m.group(1) in ("ECONNRESET", "EOF"), srv.describe()
+    assert 0 < int(m.group(2)) <= 8 * MIB, srv.describe()
+    assert srv.out().count("accepted peer=%s:" % a.addr4) == 1, srv.describe()
+    wait_no_conns(a, b)
+    assert a.daemon.alive() and b.daemon.alive()
+
+
+# --- server app killed mid-response --------------------------------------------------
+
+def test_server_killed_mid_response(cluster):
+    """SIGKILL to the server app while curl downloads 100 MB from it (rate
+    limited, so the kill lands mid-body): curl fails within seconds with a
+    partial-transfer error (exit 18, or 56 for a reset), both daemons close
+    the connection, and once the app is started again on the same port the
+    next request goes through the mesh."""
+    a, b, _ = meshed_pair(cluster)
+    srv = mesh.start_app(b, 8080)
+    get(a, b, "/warm")
+    size, out = 100 * 1000 * 1000, os.path.join(cluster.tmp, "partial.out")
+    dl = a.popen([mesh.tool("curl"), "-sS", "--max-time", "60", "--limit-rate", "4M",
+                  "-o", out, "http://%s:8080/blob/%d" % (b.addr4, size)], name="curl-download")
+    wait_until(lambda: os.path.exists(out) and os.path.getsize(out) > 2 * MIB, 30,
+               interval=0.1, what="the download to be under way")
+    os.killpg(srv.pid, signal.SIGKILL)
+    t_kill = time.monotonic()
+    srv.wait(10)
+    rc = dl.wait(20)
+    took = time.monotonic() - t_kill
+    got = os.path.getsize(out)
+    assert rc in (18, 56), "curl exit %s (18 partial file, 56 recv failure): %s" % (
+        rc, dl.describe())
+    assert took < 10, "curl took %.1fs to notice the server died" % took
+    assert 2 * MIB < got < size, got
+    wait_no_conns(a, b)
+
+    # The app comes back on the same port (bind needs the daemon to have
+    # let go of the dead app's listener) and is reachable through the mesh.
+    srv2 = mesh.start_app(b, 8080)
+    with through_mesh(a, b, 8080):
+        get(a, b, "/after-restart")
+    assert srv2.alive() and a.daemon.alive() and b.daemon.alive()
+
+
+# --- ldmeshd killed and restarted under load ------------------------------------
+
+@pytest.mark.timeout(150)
+def test_daemon_sigkill_restart_under_load(cluster):
+    """A connection-per-request loop from pod a to pod b runs while pod a's
+    daemon, then pod b's, is killed with SIGKILL and restarted.  Requests
+    fail while a daemon is gone (errors, never a wrong answer), the wire
+    only ever carries TLS (a tcpdump capture on pod b's veth: every stream
+    starts with a TLS record, no HTTP and no marker in the clear), requests
+    work again after each restart, and the server app's listener keeps
+    serving without a restart (the shim re-registers it)."""
+    a, b, _ = meshed_pair(cluster)
+    srv = mesh.start_app(b, 8080)
+    marker = "ldmesh-fault-%d" % os.getpid()
+    stop = os.path.join(cluster.tmp, "loop.stop")
+    pcap = os.path.join(cluster.tmp, "restart.pcap")
+
+    def ok_count():
+        return len(mesh.loop_results(loop)[0])
+
+    with mesh.capture(b, pcap, "tcp port 8080"):
+        loop = mesh.start_loop(a, b.addr4, 8080, "/" + marker, 100000, 90, per_conn=1,
+                               stop_file=stop)
+        wait_until(lambda: ok_count() >= 20, 30, what="the loop to get going")
+        for pod in (a, b):
+            before = pod.daemon.pid
+            assert pod.stop_daemon(signal.SIGKILL, timeout=10) == -signal.SIGKILL
+            time.sleep(0.5)  # the loop runs into the missing daemon
+            pod.start_daemon()
+            assert pod.daemon.pid != before
+            n = ok_count()
+            try:
+                wait_until(lambda: ok_count() >= n + 20, 40, interval=0.1,
+                           what="requests to succeed after pod %s's daemon restarted" % (
+                               pod.label))
+            except TimeoutError as e:
+                raise AssertionError("%s: %s" % (e, loop.out()[-2000:]))
+        with open(stop, "w"):
+            pass
+        loop.wait_output(r"^done n=\d+$", timeout=30)
+
+    oks, errors = mesh.loop_results(loop)
+    assert set(oks) == {"200"}, "a request got a wrong answer: %s" % sorted(set(oks))
+    lines = [l for l in loop.out().splitlines() if l and not l.startswith("done ")]
+    assert len(lines) == len(oks) + len(errors), loop.out()[-3000:]
+    assert srv.alive(), "the server app died: " + srv.describe()
+    # Every answered request reached the app; a request may also reach it
+    # and lose its answer when a daemon dies mid-response (an error line).
+    served = srv.out().count("request port=8080 GET /" + marker)
+    assert len(oks) <= served <= len(oks) + len(errors), (served, len(oks), errors)
+
+    streams = mesh.tcp_streams(mesh.read_pcap(pcap))
+    up = {k: v for k, v in streams.items() if k[3] == 8080 and v}
+    down = {k: v for k, v in streams.items() if k[1] == 8080 and v}
+    assert len(up) >= len(oks), "the capture missed connections: %d streams, %d requests" % (
+        len(up), len(oks))
+    for k, v in list(up.items()) + list(down.items()):
+        assert marker.encode() not in v and b"HTTP/1." not in v, \
+            "plaintext on the wire in %s: %r" % (k, v[:200])
+        # A stream starts with a handshake record (or an alert when a
+        # half-made connection is refused): 0x16/0x15, version 3.x.
+        assert v[0] in (0x15, 0x16) and v[1] == 3, "stream %s is not TLS: %r" % (k, v[:40])
+    wait_no_conns(a, b)
+
+
+# --- corrupt certificate on rotation -------------------------------------------
+
+def test_truncated_certificate_on_rotation_keeps_old_identity(cluster):
+    """A rotation that writes a truncated PEM (a disk that filled up half
+    way), then an empty one, renamed over the watched certificate: the
+    daemon keeps its old identity (status still shows the old serial), logs
+    why, counts ldmesh_identity_reload_errors_total, and traffic keeps
+    flowing with the old identity; a good certificate is then picked up.
+    (Unreadable files cannot be tested as root: root reads a 0000 file.)"""
+    a, b, ca = meshed_pair(cluster)
+    mesh.start_app(b, 8080)
+    get(a, b, "/before")
+    old = a.svid.serial()
+    assert mesh.normalize_serial(a.status()["identity"]["serial"]) == old
+    errors0 = mesh.metric(a, "ldmesh_identity_reload_errors_total")
+    next_svid = ca.issue(PAYMENTS, os.path.join(cluster.tmp, "id-a-next"))
+    with open(next_svid.cert) as f:
+        good_pem = f.read()
+
+    for n, (what, text) in enumerate((("truncated", good_pem[:len(good_pem) // 2]),
+                                      ("empty", "")), 1):
+        off = len(a.daemon_log())
+        mesh.write_atomically(a.svid.cert, text)
+        mesh.wait_log(a, r"identity files changed but cannot be used .*keeping the current "
+                      r"identity", offset=off)
+        mesh.wait_metric(a, "ldmesh_identity_reload_errors_total", errors0 + n)
+        st = a.status()
+        assert mesh.normalize_serial(st["identity"]["serial"]) == old, (what, st)
+        # A new connection, so a new handshake, still with the old SVID.
+        r = get(a, b, "/during-%s" % what)
+        assert mesh.app_json(r)["xfcc"] == ["By=%s;URI=%s" % (ORDERS, PAYMENTS)], r
+        assert a.daemon.alive()
+
+    # A good rotation (`ca issue` renames all three files into place).
+    new = ca.issue(PAYMENTS, a.svid.dir).serial()
+    wait_until(lambda: mesh.normalize_serial(a.status()["identity"]["serial"]) == new, 10,
+               interval=0.1, what="pod a's daemon to load the good SVID")
+    get(a, b, "/after")
+
+
+# --- 10,000 concurrent connections --------------------------------------------------
+
+CONNS_10K = 10000
+
+
+@pytest.mark.timeout(170)
+def test_10k_concurrent_connections(cluster):
+    """10,000 connections held open at once through the mesh, all with
+    mTLS, dialled non-blocking all at the same time by meshed processes to
+    epoll echo servers: every one connects and echoes its byte, the
+    daemons' tcp_open_connections add up to 10,000 on each side while they
+    are held, and to 0 after they close.
+
+    A daemon needs two fds per proxied connection (the app's side and the
+    TCP side).  When the test's hard RLIMIT_NOFILE allows 20,000+ (the
+    daemons inherit it) one client and one server pod carry everything;
+    otherwise (this host: 20000, and no CAP_SYS_RESOURCE to raise it) two
+    client pods each dial two server pods on one bridge, 2,500 connections
+    per pair and 5,000 per daemon.  All 20,000 handshakes start within a
+    second on a small VM, so the handshake budget (connect_timeout_ms) is a
+    minute instead of the default 10 s: this test is about holding 10,000
+    connections, not about handshake rate (tests/bench measures that)."""
+    if cluster.mode.asan:
+        # Measured: 35-42 s for the 10,000 echoes under ASan (against the
+        # 45 s the program allows) and ~50 s in all; io_uring and epoll
+        # modes run the same daemon code at 15-25 s.
+        pytest.skip("too slow under ASan (docs/reliability.md)")
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    per_side = 1 if hard >= 2 * CONNS_10K + 1024 else 2
+    labels = ("a", "b", "c", "d")[:2 * per_side]
+    pods_ = mesh.trio(cluster, labels=labels, subnet=200)
+    clients, servers = pods_[0::2], pods_[1::2]
+    ca = mesh.CA(cluster.mode, os.path.join(cluster.tmp, "ca"))
+    for pod in pods_:
+        mesh.configure(pod, ca.issue(spiffe("load", pod.label),
+                                     os.path.join(cluster.tmp, "id-" + pod.label)),
+                       mtls="strict", extra="connect_timeout_ms = 60000;")
+    for srv_pod in servers:
+        srv = srv_pod.popen([srv_pod.mode.prog("echosrv"), srv_pod.addr4, "9820"],
+                            name="echosrv")
+        srv_pod.wait_listening(srv, 9820)
+    share = CONNS_10K // (per_side * per_side)
+    holds = [c.popen([c.mode.prog("holdconns"), s.addr4, "9820", str(share), "90"],
+                     name="holdconns-%s%s" % (c.label, s.label), stdin=subprocess.PIPE)
+             for c in clients for s in servers]
+    try:
+        for hold in holds:
+            hold.wait_output(r"^holding$", timeout=120)
+            kv = dict(x.split("=", 1) for x in hold.out().split("\n")[0].split())
+            assert kv["connected"] == str(share) and kv["echoed"] == str(share), \
+                hold.describe()
+        for side, direction in ((clients, "outbound"), (servers, "inbound")):
+            got = {p.label: mesh.metric(p, "tcp_open_connections", direction=direction)
+                   for p in side}
+            assert sum(got.values()) == CONNS_10K, "tcp_open_connections{%s}: %s" % (
+                direction, got)
+            live = sum(mesh.metric(p, "ldmesh_connections") for p in side)
+            assert live == CONNS_10K, live
+            shakes = sum(mesh.metric(p, "ldmesh_tls_handshakes_total") for p in side)
+            assert shakes >= CONNS_10K, shakes
+    finally:
+        for hold in holds:
+            hold.popen.stdin.close()
+    for hold in holds:
+        hold.wait_output(r"^closed$", timeout=30)
+    wait_no_conns(*pods_, timeout=30)
+    assert all(p.daemon.alive() for p in pods_)
+
+
+# --- file-descriptor exhaustion -------------------------------------------------
+
+BUSY_CPU_PER_S = 0.5  # a busy loop burns ~1 s of CPU per second; idle is ~0
+
+
+def cpu_rate(pid, seconds=2.0):
+    c0, t0 = proc_cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    return (proc_cpu_seconds(pid) - c0) / (time.monotonic() - t0)
+
+
+def test_fd_exhaustion_inbound_backs_off_and_recovers(cluster):
+    """Pod b's daemon runs out of file descriptors (RLIMIT_NOFILE lowered
+    at runtime to its lowest free fd number, so the next fd it asks for
+    fails) while meshed clients connect.  It logs EMFILE and backs off, no
+    busy loop (under BUSY_CPU_PER_S of CPU per second while it lasts), and
+    once the limit is raised back new requests work.
+
+    Where EMFILE shows depends on the backend.  epoll: accept() fails, the
+    listener retries every 100 ms, and the clients wait in the kernel's
+    backlog and all get their answer after the limit is raised.  io_uring:
+    the kernel takes RLIMIT_NOFILE when an accept is prepared, and the
+    daemon's multishot accept was prepared before the limit dropped, so
+    accept keeps working; the daemon's own socket() towards the app fails
+    instead, and it closes that connection at once (the client gets an
+    error, not a hang).  A real exhaustion (limit never lowered) hits
+    accept in both backends."""
+    a, b, _ = meshed_pair(cluster)
+    mesh.start_app(b, 8080)
+    get(a, b, "/warm")
+    pid = b.daemon_pid
+    soft, hard = nofile_limits(pid)
+    off = len(b.daemon_log())
+    epoll = cluster.mode.backend == "epoll"
+    set_nofile(pid, lowest_free_fd(pid), hard)
+    try:
+        curls = [a.popen([mesh.tool("curl"), "-sS", "--max-time", "40",
+                          "http://%s:8080/queued-%d" % (b.addr4, i)], name="curl-queued")
+                 for i in range(4)]
+        if epoll:
+            mesh.wait_log(b, r"accept on listener .*Too many open files; retrying", offset=off)
+        else:
+            mesh.wait_log(b, r"inbound: socket: Too many open files", offset=off)
+        rate = cpu_rate(pid)
+        assert rate < BUSY_CPU_PER_S, "pod b's daemon used %.2f s of CPU per second while " \
+            "out of fds: a busy loop" % rate
+        if epoll:
+            assert all(c.alive() for c in curls), "a client gave up while the daemon was " \
+                "out of fds: %s" % [c.describe() for c in curls if not c.alive()]
+    finally:
+        set_nofile(pid, soft, hard)
+    for i, c in enumerate(curls):
+        rc = c.wait(40)
+        if epoll:
+            assert rc == 0, c.describe()
+            assert json.loads(c.out())["path"] == "/queued-%d" % i, c.describe()
+        else:
+            # Refused, not left hanging: 7 when pod b's daemon closed it
+            # before the handshake finished (pod a's daemon reports the
+            # dial as refused), 52/56 if it got further.
+            assert rc in (0, 7, 52, 56), c.describe()
+    get(a, b, "/after")
+    assert b.daemon.alive()
+
+
+def test_fd_exhaustion_local_sockets_back_off(cluster):
+    """The same exhaustion with clients waiting on the daemon's own Unix
+    sockets: a meshed app in pod b dialling out (handoff.sock) and
+    `ldmeshctl status` (ctl.sock).  The daemon must back off there too (no
+    busy loop) and serve both once the limit is raised; with io_uring the
+    accepts still work (see above) and the dial is refused at once because
+    the daemon cannot receive the app's socket (fail closed, exit 7)."""
+    a, b, _ = meshed_pair(cluster)
+    mesh.start_app(a, 8080)
+    get(b, a, "/warm")
+    pid = b.daemon_pid
+    soft, hard = nofile_limits(pid)
+    set_nofile(pid, lowest_free_fd(pid), hard)
+    try:
+        out = b.popen([mesh.tool("curl"), "-sS", "--max-time", "30",
+                       "http://%s:8080/queued-out" % a.addr4], name="curl-out")
+        ctl = b.popen([b.mode.ldmeshctl, "--runtime-dir", b.runtime_dir, "status"],
+                      shim=False, name="ctl-status")
+        time.sleep(0.5)
+        rate = cpu_rate(pid)
+        assert rate < BUSY_CPU_PER_S, "pod b's daemon used %.2f s of CPU per second while " \
+            "out of fds with clients waiting on handoff.sock and ctl.sock: a busy loop" % rate
+    finally:
+        set_nofile(pid, soft, hard)
+    rc = out.wait(30)
+    if rc == 7:  # refused at once: the daemon could not take the socket
+        assert cluster.mode.backend == "io_uring", out.describe()
+    else:
+        assert rc == 0 and json.loads(out.out())["path"] == "/queued-out", out.describe()
+    assert ctl.wait(20) == 0, ctl.describe()
+    get(b, a, "/after")
+    assert b.daemon.alive()
+
+
+# --- an app that never reads ---------------------------------------------------
+
+# server ADDR PORT STOP: accepts one connection and never reads it; closes it
+# when the file STOP exists (120 s at most).  client HOST PORT N: writes up
+# to N bytes non-blocking and gives up after 3 s without progress; prints
+# "sent=N blocked=0|1", then waits for a line on stdin before closing.
+NEVER_READS = r'''
+import os, select, socket, sys, time
+role, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if role == "server":
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((host, port))
+    ls.listen(4)
+    print("listening", flush=True)
+    c, peer = ls.accept()
+    print("accepted", flush=True)
+    end = time.monotonic() + 120
+    while not os.path.exists(sys.argv[4]) and time.monotonic() < end:
+        time.sleep(0.1)
+    c.close()
+    print("closed", flush=True)
+else:
+    total = int(sys.argv[4])
+    s = socket.create_connection((host, port), timeout=20)
+    s.setblocking(False)
+    chunk, sent, blocked = b"n" * 65536, 0, 0
+    while sent < total:
+        _, w, _ = select.select([], [s], [], 3)
+        if not w:
+            blocked = 1
+            break
+        try:
+            sent += s.send(chunk[:min(len(chunk), total - sent)])
+        except BlockingIOError:
+            pass
+    print("sent=%d blocked=%d" % (sent, blocked), flush=True)
+    sys.stdin.readline()
+    s.close()
+    print("gave_up", flush=True)
+'''
+
+NEVER_READS_TOTAL = 200 * MIB
+NEVER_READS_SENT_MAX = 64 * MIB     # socket buffers on the way, not 200 MiB
+NEVER_READS_RSS_KIB = 8 * 1024      # daemon RSS growth while the sender is blocked
+
+
+def test_app_that_never_reads_gets_backpressure(cluster):
+    """A client pushes 200 MiB at a server app that accepts and never reads:
+    the sender blocks after a bounded amount (socket buffers plus
+    buffer_size per direction in each daemon), each daemon's RSS grows by
+    less than NEVER_READS_RSS_KIB while it is blocked, and when the client
+    gives up and the server closes, both daemons drop the connection."""
+    a, b, _ = meshed_pair(cluster)
+    mesh.start_app(b, 8080)
+    get(a, b, "/warm")
+    path = script(b, "never_reads.py", NEVER_READS)
+    script(a, "never_reads.py", NEVER_READS)
+    stop = os.path.join(cluster.tmp, "never_reads.stop")
+    srv = b.popen([PYTHON, path, "server", b.addr4, "9830", stop], name="never-reads")
+    b.wait_listening(srv, 9830)
+    base = {p.label: proc_rss_kib(p.daemon_pid) for p in (a, b)}
+    cli = a.popen([PYTHON, os.path.join(a.dir, "never_reads.py"), "client", b.addr4, "9830",
+                   str(NEVER_READS_TOTAL)], name="flood", stdin=subprocess.PIPE)
+    m = cli.wait_output(r"^sent=(\d+) blocked=(\d)$", timeout=60)
+    sent, blocked = int(m.group(1)), m.group(2)
+    srv.wait_output(r"^accepted$")
+    assert blocked == "1" and sent < NEVER_READS_SENT_MAX, cli.describe()
+    grown = {p.label: proc_rss_kib(p.daemon_pid) - base[p.label] for p in (a, b)}
+    assert all(g < NEVER_READS_RSS_KIB for g in grown.values()), \
+        "daemon RSS grew by %s KiB with %d bytes queued" % (grown, sent)
+    assert open_conns(a)[1] >= 1 and open_conns(b)[1] >= 1  # still open, just stalled
+
+    cli.popen.stdin.write(b"give up\n")
+    cli.popen.stdin.close()
+    cli.wait_output(r"^gave_up$")
+    with open(stop, "w"):
+        pass
+    srv.wait_output(r"^closed$")
+    wait_no_conns(a, b)
+    get(a, b, "/after")

@@ -399,8 +399,12 @@ def test_rotation_during_long_transfer(cluster):
     dl = a.popen([mesh.tool("curl"), "-sS", "--max-time", "60", "--limit-rate", "1500k",
                   "-o", out, "-w", "%{http_code} %{size_download}\\n",
                   "http://%s:8080/blob/%d" % (b.addr4, size)], name="curl-download")
-    live = wait_until(lambda: mesh.find_conn(mesh.conns(b), "inbound", a.addr4, local_port=8080),
-                      10, interval=0.1, what="the download's connection in pod b")
+    def download_conn():
+        # Listed from accept on; its peer is known once the handshake is done.
+        c = mesh.find_conn(mesh.conns(b), "inbound", a.addr4, local_port=8080)
+        return c if c and c.get("peer_id") else None
+    live = wait_until(download_conn, 10, interval=0.1,
+                      what="the download's authenticated connection in pod b")
     assert live["peer_id"] == PAYMENTS, live
 
     off = len(a.daemon_log())

@@ -936,9 +936,32 @@ static void test_head_consumed(void **state)
 	http1_fini(&s);
 }
 
+/* In headers only once a request line was valid; idle between messages. */
+static void test_in_headers(void **state)
+{
+	struct http1_stream s;
+	size_t n;
+
+	http1_init(&s, REQ);
+	assert_true(http1_idle(&s));
+	assert_int_equal(feed_str(&s, "GET /x HTT", &n), HTTP1_MORE);
+	assert_false(http1_in_headers(&s));
+	assert_int_equal(feed_str(&s, "P/1.1\r", &n), HTTP1_MORE);
+	assert_false(http1_in_headers(&s));
+	assert_int_equal(feed_str(&s, "\nHost: a", &n), HTTP1_MORE);
+	assert_true(http1_in_headers(&s));
+	assert_false(http1_idle(&s));
+	assert_int_equal(feed_str(&s, "\r\n\r\n", &n), HTTP1_HEAD);
+	assert_int_equal(feed_str(&s, "", &n), HTTP1_MORE);
+	assert_false(http1_in_headers(&s));
+	assert_true(http1_idle(&s));
+	http1_fini(&s);
+}
+
 int main(void)
 {
 	static const struct CMUnitTest fixed[] = {
+		cmocka_unit_test(test_in_headers),
 		cmocka_unit_test(test_head_size_limit),
 		cmocka_unit_test(test_endless_first_line),
 		cmocka_unit_test(test_long_path),

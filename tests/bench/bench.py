@@ -1,0 +1,1431 @@
+#!/usr/bin/python3
+"""ldmesh benchmark: a direct connection, ldmesh and HAProxy sidecars, in one
+run on one machine (issue 6; how to run and read it: docs/benchmarks.md).
+
+Two network-namespace "pods", c (client, 10.251.0.1) and s (server,
+10.251.0.2), joined by a veth pair.  Topologies, all on the same pods and
+the same SPIFFE certificates from `ldmeshctl ca`:
+
+  direct          wrk/curl in c -> nginx in s, plaintext, no proxy (the floor)
+  ldmesh          wrk in c with LD_PRELOAD -> ldmeshd c -> mTLS 1.3 ->
+                  ldmeshd s -> nginx in s with LD_PRELOAD (as tests/e2e does)
+  haproxy         wrk in c -> 127.0.0.1 HAProxy c -> mTLS 1.3 (client cert
+                  verified) -> HAProxy s -> 127.0.0.1 nginx in s
+  ldmesh-tel-off  ldmesh with telemetry = { http = false; access_log = "off"; }
+  ldmesh-tel-on   ldmesh with telemetry = { http = true; access_log = FILE; }
+                  (both "not available" when ldmeshd rejects the key)
+
+Workloads: keep-alive 1 KiB (wrk, 16 connections), connection per request
+(wrk -H "Connection: close"), bulk 1 MiB responses (wrk) and one long stream
+(curl), idle connections held open (build/bench/idlehold).  Topologies run
+interleaved, rotated each repetition.  The script reports, it never asserts
+timings; it exits non-zero only when something could not run.
+
+Output: build/bench/results.json and build/bench/results.md (printed at the
+end), process logs in build/bench/logs/.
+
+Every process it starts runs in its own session and is stopped by pid (its
+process group); namespaces and temporary files it made are removed on exit.
+"""
+import argparse
+import datetime
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+TAG = "ldmb%d" % os.getpid()
+C_ADDR, S_ADDR = "10.251.0.1", "10.251.0.2"
+MESH_NET = "10.251.0.0/16"
+TD = "cluster.local"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+# ldmesh variants: (name, nginx port, idle-holder port, admin port, extra config)
+LDMESH_VARIANTS = [
+    ("ldmesh", 8081, 9001, 4191, ""),
+    ("ldmesh-tel-off", 8082, 9002, 4192,
+     'telemetry = { http = false; access_log = "off"; };'),
+    ("ldmesh-tel-on", 8083, 9003, 4193,
+     'telemetry = { http = true; access_log = "%(dir)s/access.log"; };'),
+]
+DIRECT_HTTP, DIRECT_IDLE = 8080, 9000          # nginx / idlehold in s, no shim
+HAP_S_HTTP, HAP_S_IDLE = 8443, 9443            # HAProxy s (TLS) in s
+HAP_C_HTTP, HAP_C_IDLE = 18080, 19000          # HAProxy c (plain) on c's loopback
+
+
+def log(msg):
+    sys.stderr.write("[bench %s] %s\n" % (time.strftime("%H:%M:%S"), msg))
+    sys.stderr.flush()
+
+
+class CannotRun(Exception):
+    """Something the benchmark needs is missing or failed to start."""
+
+
+# --- processes -----------------------------------------------------------------
+
+class Runner:
+    """Owns every process, namespace and file the benchmark makes."""
+
+    def __init__(self, tmp, logdir):
+        self.tmp, self.logdir = tmp, logdir
+        self.procs = []          # (name, Popen)
+        self.namespaces = []
+        self.counter = 0
+
+    def env(self, shim_rundir=None, extra=None):
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("LDMESH_", "LD_PRELOAD", "PYENV", "PYTHON"))}
+        env["PATH"] = PATH
+        if shim_rundir:
+            env["LD_PRELOAD"] = os.path.join(REPO, "build", "libldmesh.so")
+            env["LDMESH_RUNTIME_DIR"] = shim_rundir
+        if extra:
+            env.update(extra)
+        return env
+
+    def popen(self, ns, args, name, shim_rundir=None, stdin=None):
+        self.counter += 1
+        base = os.path.join(self.logdir, "%02d-%s" % (self.counter, name))
+        out, err = open(base + ".out", "wb"), open(base + ".err", "wb")
+        cmd = (["ip", "netns", "exec", ns] if ns else []) + [str(a) for a in args]
+        p = subprocess.Popen(cmd, stdout=out, stderr=err,
+                             stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                             env=self.env(shim_rundir), start_new_session=True,
+                             cwd=self.tmp)
+        out.close()
+        err.close()
+        p.bench_name, p.out_path, p.err_path = name, base + ".out", base + ".err"
+        self.procs.append(p)
+        return p
+
+    def run(self, ns, args, shim_rundir=None, timeout=120):
+        """Runs a command to completion; returns (rc, stdout, stderr)."""
+        cmd = (["ip", "netns", "exec", ns] if ns else []) + [str(a) for a in args]
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             stdin=subprocess.DEVNULL, env=self.env(shim_rundir),
+                             start_new_session=True, cwd=self.tmp)
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            killpg(p.pid, signal.SIGKILL)
+            out, err = p.communicate(timeout=10)
+            return 124, out.decode(errors="replace"), "timed out after %ss\n%s" % (
+                timeout, err.decode(errors="replace"))
+        finally:
+            killpg(p.pid, signal.SIGKILL)  # anything it left in its session
+        return p.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+    def stop(self, p, timeout=5.0):
+        if p.poll() is None:
+            killpg(p.pid, signal.SIGTERM)
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                killpg(p.pid, signal.SIGKILL)
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    pass
+        killpg(p.pid, signal.SIGKILL)  # stragglers in its group
+
+    def add_ns(self, ns):
+        sh("ip", "netns", "add", ns)
+        self.namespaces.append(ns)
+
+    def cleanup(self):
+        for p in reversed(self.procs):
+            try:
+                self.stop(p)
+            except Exception as e:  # keep tearing down
+                log("stopping %s: %r" % (p.bench_name, e))
+        for ns in self.namespaces:
+            # Only namespaces this run created: whatever is left inside is ours.
+            for _ in range(3):
+                r = sh("ip", "netns", "pids", ns, check=False)
+                pids = [int(x) for x in r.stdout.split()]
+                if not pids:
+                    break
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                time.sleep(0.2)
+            sh("ip", "netns", "del", ns, check=False)
+        self.namespaces = []
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def killpg(pid, sig):
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def sh(*args, check=True, timeout=60):
+    r = subprocess.run([str(a) for a in args], capture_output=True, text=True,
+                       timeout=timeout, env={"PATH": PATH})
+    if check and r.returncode != 0:
+        raise CannotRun("%s failed (%d): %s" % (" ".join(map(str, args)), r.returncode,
+                                                r.stderr.strip()))
+    return r
+
+
+def read(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def wait_until(pred, timeout, what, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise CannotRun("timed out after %.0fs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def listening(ns, port):
+    r = sh("ip", "netns", "exec", ns, "ss", "-Hltn", "sport = :%d" % port, check=False)
+    return "LISTEN" in r.stdout
+
+
+def unix_ok(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(1)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+# --- /proc -----------------------------------------------------------------------
+
+def cpu_us(pids):
+    """utime+stime of pids (all threads), in microseconds."""
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total * 1e6 / CLK_TCK
+
+
+def rss_bytes(pid):
+    for line in read("/proc/%d/status" % pid).splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def rss_detail(pid):
+    """VmRSS split: RssAnon (the process's own heap and stacks), RssFile
+    (mapped files, mostly shared libraries, shared with other processes)."""
+    out = {}
+    for line in read("/proc/%d/status" % pid).splitlines():
+        k = line.split(":")[0]
+        if k in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+            out[k] = int(line.split()[1]) * 1024
+    return out
+
+
+def fd_count(pid):
+    try:
+        return len(os.listdir("/proc/%d/fd" % pid))
+    except FileNotFoundError:
+        return 0
+
+
+# --- parsing ---------------------------------------------------------------------
+
+_UNITS_T = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+_UNITS_B = {"B": 1, "KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3, "TB": 1024 ** 4}
+
+
+def ms(v):
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", v)
+    return float(m.group(1)) * _UNITS_T[m.group(2)] if m else None
+
+
+def parse_wrk(text):
+    out = {}
+    for pct in ("50", "75", "90", "99"):
+        m = re.search(r"^\s+%s%%\s+(\S+)" % pct, text, re.M)
+        if m:
+            out["p%s_ms" % pct] = ms(m.group(1))
+    m = re.search(r"^\s+(\d+) requests in ([\d.]+)(\w+), ([\d.]+)(\w+) read", text, re.M)
+    if m:
+        out["requests"] = int(m.group(1))
+        out["seconds"] = float(m.group(2)) * _UNITS_T[m.group(3)] / 1e3
+        out["bytes"] = float(m.group(4)) * _UNITS_B[m.group(5)]
+        out["rps"] = out["requests"] / out["seconds"]
+        out["mb_per_s"] = out["bytes"] / out["seconds"] / 1e6
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    out["errors"] = sum(int(x) for x in m.groups()) if m else 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    out["non2xx"] = int(m.group(1)) if m else 0
+    return out
+
+
+_SERIES = re.compile(r'^([A-Za-z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)\s*$')
+
+
+def parse_prom(text):
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _SERIES.match(line)
+        if m:
+            labels = tuple(sorted(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or "")))
+            try:
+                out[(m.group(1), labels)] = float(m.group(3))
+            except ValueError:
+                pass
+    return out
+
+
+def prom_sum(m, name, **want):
+    w = set((k, str(v)) for k, v in want.items())
+    return sum(v for (n, l), v in m.items() if n == name and w <= set(l))
+
+
+# --- statistics ------------------------------------------------------------------
+
+def summarize(values):
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return None
+    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
+
+
+# --- the bench ------------------------------------------------------------------
+
+class Bench:
+    def __init__(self, args):
+        self.quick = args.quick
+        self.reps = args.reps or (1 if self.quick else 3)
+        self.duration = args.duration or (3 if self.quick else 10)
+        self.idle_sizes = [1000] if self.quick else [1000, 10000]
+        self.nofile = None
+        self.post_load_rss = {}
+        self.idle_reps = 1 if self.quick else 3
+        self.stream_mib = 128 if self.quick else 512
+        self.hap_threads = int(os.environ.get("BENCH_HAPROXY_THREADS", "1"))
+        self.wrk_threads = 2
+        self.outdir = os.path.abspath(args.out)
+        self.logdir = os.path.join(self.outdir, "logs")
+        shutil.rmtree(self.logdir, ignore_errors=True)
+        os.makedirs(self.logdir, exist_ok=True)
+        # Short: runtime dirs hold Unix sockets (108-byte limit).
+        self.tmp = tempfile.mkdtemp(prefix=TAG + ".", dir="/tmp")
+        self.r = Runner(self.tmp, self.logdir)
+        self.ns_c, self.ns_s = TAG + "c", TAG + "s"
+        self.errors = []        # things that could not run (exit status 1)
+        self.notes = []
+        self.runs = []          # raw per-run records
+        self.idle = []          # raw idle records
+        self.available = {}     # topology -> True or "not available: why"
+        self.daemons = {}       # variant -> {"c": Popen, "s": Popen, ...}
+        self.hap = {}
+        self.rss_start = {}
+        self.rss_start_detail = {}
+        self.tls_info = {}
+
+    def plan_idle(self):
+        """Each proxy process holds two fds per proxied connection (app side
+        and network side).  Where RLIMIT_NOFILE cannot be raised (no
+        CAP_SYS_RESOURCE, e.g. in a container) the largest size that fits
+        stands in for 10,000, and the report says so."""
+        fit = (self.nofile - 400) // 2 // 100 * 100
+        sizes = []
+        for n in self.idle_sizes:
+            if n > fit:
+                self.notes.append(
+                    "%d idle connections need about %d fds per proxy process, but "
+                    "RLIMIT_NOFILE is %d here and cannot be raised (no CAP_SYS_RESOURCE): "
+                    "measured %d instead" % (n, 2 * n + 50, self.nofile, fit))
+                log(self.notes[-1])
+                n = fit
+            sizes.append(n)
+        self.idle_sizes = sizes
+        self.hap_maxconn = max(1000, min(60000, (self.nofile - 300) // 2))
+
+    # --- setup ------------------------------------------------------------------
+    def check_tools(self):
+        need = {"wrk": "/usr/bin/wrk", "haproxy": "/usr/sbin/haproxy",
+                "nginx": "/usr/sbin/nginx", "curl": "/usr/bin/curl", "ip": None,
+                "ss": None, "openssl": None}
+        for name, path in need.items():
+            p = path if path and os.path.exists(path) else shutil.which(name, path=PATH)
+            if not p:
+                raise CannotRun("%s is not installed (Debian package: %s)" % (
+                    name, {"nginx": "nginx-light", "ip": "iproute2", "ss": "iproute2"}.get(
+                        name, name)))
+        for f in ("ldmeshd", "ldmeshctl", "libldmesh.so", os.path.join("bench", "idlehold")):
+            if not os.path.exists(os.path.join(REPO, "build", f)):
+                raise CannotRun("build/%s is missing (make all; ci/bench.sh builds idlehold)" % f)
+        if os.geteuid() != 0:
+            raise CannotRun("network namespaces need root")
+
+    def setup_net(self):
+        for ns in (self.ns_c, self.ns_s):
+            self.r.add_ns(ns)
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "link", "add", "veth0", "netns", self.ns_c, "type", "veth",
+           "peer", "name", "veth0", "netns", self.ns_s)
+        for ns, a in ((self.ns_c, C_ADDR), (self.ns_s, S_ADDR)):
+            sh("ip", "-n", ns, "addr", "add", a + "/24", "dev", "veth0")
+            sh("ip", "-n", ns, "link", "set", "veth0", "up")
+            # Per-namespace: connection-per-request opens tens of thousands
+            # of connections; these affect only the namespaces made here.
+            # Ephemeral ports above every fixed port used here (all < 20000).
+            for k, v in (("net.ipv4.ip_local_port_range", "20000 65000"),
+                         ("net.ipv4.tcp_tw_reuse", "1"),
+                         ("net.core.somaxconn", "8192"),
+                         ("net.ipv4.tcp_max_syn_backlog", "8192")):
+                sh("ip", "netns", "exec", ns, "sysctl", "-q", "-w", "%s=%s" % (k, v),
+                   check=False)
+
+    def setup_certs(self):
+        ctl = os.path.join(REPO, "build", "ldmeshctl")
+        ca = os.path.join(self.tmp, "ca")
+        sh(ctl, "ca", "init", "--dir", ca, "--trust-domain", TD)
+        self.ids = {}
+        for pod, sa in (("c", "client"), ("s", "server")):
+            out = os.path.join(self.tmp, "id-" + pod)
+            sh(ctl, "ca", "issue", "--dir", ca, "--id",
+               "spiffe://%s/ns/bench/sa/%s" % (TD, sa), "--out", out)
+            ident = {"cert": os.path.join(out, "svid.pem"),
+                     "key": os.path.join(out, "svid-key.pem"),
+                     "bundle": os.path.join(out, "bundle.pem")}
+            # HAProxy wants certificate and key in one file: the same SVID.
+            ident["pem"] = os.path.join(out, "haproxy.pem")
+            with open(ident["pem"], "w") as f:
+                f.write(read(ident["cert"]) + read(ident["key"]))
+            os.chmod(ident["pem"], 0o600)
+            self.ids[pod] = ident
+
+    def setup_www(self):
+        # wrk's delay() hook: each of 16 connections waits 16 ms between
+        # requests, about 1,000 req/s in all (the rate Istio quotes latency at).
+        self.pace_lua = os.path.join(self.tmp, "pace.lua")
+        with open(self.pace_lua, "w") as f:
+            f.write("function delay()\n  return 16\nend\n")
+        self.www = os.path.join(self.tmp, "www")
+        os.makedirs(self.www)
+        with open(os.path.join(self.www, "1k.bin"), "wb") as f:
+            f.write(os.urandom(1024))
+        with open(os.path.join(self.www, "1m.bin"), "wb") as f:
+            f.write(os.urandom(1024 * 1024))
+        # The stream: page-cache sized, random bytes repeated (TLS does not
+        # compress, so content does not matter, but keep it non-zero).
+        chunk = os.urandom(4 * 1024 * 1024)
+        with open(os.path.join(self.www, "stream.bin"), "wb") as f:
+            for _ in range(self.stream_mib // 4):
+                f.write(chunk)
+
+    def nginx(self, label, addr, port, shim_rundir=None):
+        d = os.path.join(self.tmp, "nginx-" + label)
+        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            os.makedirs(os.path.join(d, sub), exist_ok=True)
+        conf = os.path.join(d, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write("""daemon off;
+master_process on;
+worker_processes 1;
+worker_rlimit_nofile 65536;
+user root root;
+pid {d}/nginx.pid;
+error_log {d}/error.log error;
+events {{ worker_connections 16384; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000000;
+    keepalive_timeout 300s;
+    server {{
+        listen {addr}:{port} backlog=8192;
+        root {www};
+    }}
+}}
+""".format(d=d, addr=addr, port=port, www=self.www))
+        p = self.r.popen(self.ns_s, ["/usr/sbin/nginx", "-p", d, "-e", os.path.join(d, "error.log"),
+                                     "-c", conf], "nginx-" + label, shim_rundir=shim_rundir)
+        wait_until(lambda: p.poll() is not None or listening(self.ns_s, port), 20,
+                   "nginx-%s on port %d" % (label, port))
+        if p.poll() is not None:
+            raise CannotRun("nginx-%s exited: %s" % (label, read(p.err_path)[-2000:]))
+        return p
+
+    def idle_server(self, label, addr, port, shim_rundir=None):
+        p = self.r.popen(self.ns_s, [os.path.join(REPO, "build", "bench", "idlehold"),
+                                     "serve", addr, str(port)], "idlehold-" + label,
+                         shim_rundir=shim_rundir)
+        wait_until(lambda: p.poll() is not None or listening(self.ns_s, port), 20,
+                   "idlehold-%s on port %d" % (label, port))
+        if p.poll() is not None:
+            raise CannotRun("idlehold-%s exited: %s" % (label, read(p.err_path)[-2000:]))
+        return p
+
+    def ldmeshd(self, variant, pod, admin_port, extra):
+        ns = self.ns_c if pod == "c" else self.ns_s
+        d = os.path.join(self.tmp, "%s-%s" % (variant, pod))
+        rundir = os.path.join(d, "run")
+        os.makedirs(rundir, exist_ok=True)
+        ident = self.ids[pod]
+        conf = os.path.join(d, "ldmesh.conf")
+        with open(conf, "w") as f:
+            f.write('runtime_dir = "%s";\n' % rundir +
+                    'admin_addr = "127.0.0.1:%d";\n' % admin_port +
+                    'trust_domain = "%s";\n' % TD +
+                    'identity = { cert = "%s"; key = "%s"; bundle = "%s"; };\n' % (
+                        ident["cert"], ident["key"], ident["bundle"]) +
+                    'inbound = { mtls = "strict"; };\n' +
+                    'outbound = { mesh_networks = [ "%s" ]; };\n' % MESH_NET +
+                    'drain_timeout_ms = 1000;\n' +
+                    'log_level = "warn";\n' +
+                    (extra % {"dir": d}) + "\n")
+        p = self.r.popen(ns, [os.path.join(REPO, "build", "ldmeshd"), "-c", conf,
+                              "--runtime-dir", rundir], "ldmeshd-%s-%s" % (variant, pod))
+        hs = os.path.join(rundir, "handoff.sock")
+        wait_until(lambda: p.poll() is not None or unix_ok(hs), 20,
+                   "ldmeshd %s/%s to accept on %s" % (variant, pod, hs))
+        p.rundir, p.admin_port, p.ns, p.dir = rundir, admin_port, ns, d
+        return p
+
+    def haproxy(self, pod, label="", idle_only=None):
+        """HAProxy sidecar in pod; idle_only=(client port, server port) makes
+        a fresh instance with only the idle-connection proxy on those ports."""
+        ns = self.ns_c if pod == "c" else self.ns_s
+        ident = self.ids[pod]
+        d = os.path.join(self.tmp, "haproxy%s-%s" % (label, pod))
+        os.makedirs(d, exist_ok=True)
+        stats = os.path.join(d, "stats.sock")
+        # TLS 1.3 only, the same suites and groups ldmeshd offers (OpenSSL's
+        # TLS 1.3 defaults, X25519 first), the same SVID files.  Mode tcp:
+        # one upstream TLS connection per client connection, as ldmesh does.
+        tls = ("ssl crt %s ca-file %s verify required ssl-min-ver TLSv1.3" % (
+            ident["pem"], ident["bundle"]))
+        if idle_only and pod == "c":
+            proxies = """
+listen idle_out
+    bind 127.0.0.1:{ic}
+    server s {s}:{is_} {tls}
+""".format(ic=idle_only[0], s=S_ADDR, is_=idle_only[1], tls=tls)
+        elif idle_only:
+            proxies = """
+listen idle_in
+    bind {s}:{is_} {tls}
+    server app 127.0.0.1:{di}
+""".format(s=S_ADDR, is_=idle_only[1], di=DIRECT_IDLE, tls=tls)
+        elif pod == "c":
+            proxies = """
+listen http_out
+    bind 127.0.0.1:{hc}
+    server s {s}:{hs} {tls}
+listen idle_out
+    bind 127.0.0.1:{ic}
+    server s {s}:{is_} {tls}
+""".format(hc=HAP_C_HTTP, ic=HAP_C_IDLE, s=S_ADDR, hs=HAP_S_HTTP, is_=HAP_S_IDLE, tls=tls)
+        else:
+            proxies = """
+listen http_in
+    bind {s}:{hs} {tls}
+    server app 127.0.0.1:{dh}
+listen idle_in
+    bind {s}:{is_} {tls}
+    server app 127.0.0.1:{di}
+""".format(s=S_ADDR, hs=HAP_S_HTTP, is_=HAP_S_IDLE, dh=DIRECT_HTTP, di=DIRECT_IDLE, tls=tls)
+        conf = os.path.join(d, "haproxy.cfg")
+        with open(conf, "w") as f:
+            f.write("""global
+    nbthread {nt}
+    maxconn {mc}
+    stats socket {stats} mode 600 level admin
+    ssl-default-bind-ciphersuites TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256
+    ssl-default-server-ciphersuites TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256
+    ssl-default-bind-curves X25519:P-256
+    ssl-default-bind-options ssl-min-ver TLSv1.3
+    ssl-default-server-options ssl-min-ver TLSv1.3
+defaults
+    mode tcp
+    maxconn {mc}
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+{proxies}""".format(nt=self.hap_threads, stats=stats, proxies=proxies, mc=self.hap_maxconn))
+        rc, out, err = self.r.run(None, ["/usr/sbin/haproxy", "-c", "-f", conf], timeout=30)
+        if rc != 0:
+            raise CannotRun("haproxy -c %s: %s %s" % (conf, out, err))
+        p = self.r.popen(ns, ["/usr/sbin/haproxy", "-db", "-f", conf],
+                         "haproxy%s-%s" % (label, pod))
+        ports = [HAP_C_HTTP, HAP_C_IDLE] if pod == "c" else [HAP_S_HTTP, HAP_S_IDLE]
+        if idle_only:
+            ports = [idle_only[0] if pod == "c" else idle_only[1]]
+        wait_until(lambda: p.poll() is not None or all(listening(ns, q) for q in ports), 20,
+                   "haproxy-%s to listen" % pod)
+        if p.poll() is not None:
+            raise CannotRun("haproxy-%s exited: %s" % (pod, read(p.err_path)[-2000:]))
+        p.stats = stats
+        return p
+
+    def start(self):
+        self.setup_net()
+        self.setup_certs()
+        self.setup_www()
+        self.nginx("direct", "0.0.0.0", DIRECT_HTTP)
+        self.idle_server("direct", "0.0.0.0", DIRECT_IDLE)
+        for variant, hport, iport, aport, extra in LDMESH_VARIANTS:
+            dc = self.ldmeshd(variant, "c", aport, extra)
+            if dc.poll() is not None:
+                err = read(dc.err_path)
+                if variant != "ldmesh" and "unknown key telemetry" in err:
+                    line = next((l for l in err.splitlines() if "unknown key" in l), err[-300:])
+                    self.available[variant] = ("not available: this ldmeshd rejects the "
+                                               "telemetry block (%s)" % line.strip())
+                    log("%s: %s" % (variant, self.available[variant]))
+                    continue
+                raise CannotRun("ldmeshd %s/c exited: %s" % (variant, err[-2000:]))
+            ds = self.ldmeshd(variant, "s", aport, extra)
+            if ds.poll() is not None:
+                raise CannotRun("ldmeshd %s/s exited: %s" % (variant, read(ds.err_path)[-2000:]))
+            time.sleep(0.3)
+            self.rss_start[variant] = {"c": rss_bytes(dc.pid), "s": rss_bytes(ds.pid)}
+            self.rss_start_detail[variant] = {"c": rss_detail(dc.pid), "s": rss_detail(ds.pid)}
+            self.daemons[variant] = {"c": dc, "s": ds}
+            self.nginx(variant, S_ADDR, hport, shim_rundir=ds.rundir)
+            self.idle_server(variant, S_ADDR, iport, shim_rundir=ds.rundir)
+            self.available[variant] = True
+        self.hap = {"c": self.haproxy("c"), "s": self.haproxy("s")}
+        time.sleep(0.3)
+        self.rss_start["haproxy"] = {"c": rss_bytes(self.hap["c"].pid),
+                                     "s": rss_bytes(self.hap["s"].pid)}
+        self.rss_start_detail["haproxy"] = {"c": rss_detail(self.hap["c"].pid),
+                                            "s": rss_detail(self.hap["s"].pid)}
+        self.available["direct"] = True
+        self.available["haproxy"] = True
+
+    # --- topology helpers -------------------------------------------------------
+    def topologies(self):
+        return ["direct", "ldmesh", "haproxy", "ldmesh-tel-off", "ldmesh-tel-on"]
+
+    def url(self, topo, path):
+        if topo == "direct":
+            return "http://%s:%d%s" % (S_ADDR, DIRECT_HTTP, path)
+        if topo == "haproxy":
+            return "http://127.0.0.1:%d%s" % (HAP_C_HTTP, path)
+        port = next(v[1] for v in LDMESH_VARIANTS if v[0] == topo)
+        return "http://%s:%d%s" % (S_ADDR, port, path)
+
+    def idle_target(self, topo):
+        if topo == "direct":
+            return S_ADDR, DIRECT_IDLE
+        if topo == "haproxy":
+            return "127.0.0.1", HAP_C_IDLE
+        return S_ADDR, next(v[2] for v in LDMESH_VARIANTS if v[0] == topo)
+
+    def shim(self, topo):
+        return self.daemons[topo]["c"].rundir if topo in self.daemons else None
+
+    def proxy_pids(self, topo):
+        if topo == "haproxy":
+            return {"c": self.hap["c"].pid, "s": self.hap["s"].pid}
+        if topo in self.daemons:
+            return {k: p.pid for k, p in self.daemons[topo].items()}
+        return {}
+
+    def scrape(self, topo, pod):
+        d = self.daemons[topo][pod]
+        rc, out, err = self.r.run(d.ns, ["curl", "-sS", "--max-time", "5",
+                                         "http://127.0.0.1:%d/metrics" % d.admin_port],
+                                  timeout=15)
+        return parse_prom(out) if rc == 0 else {}
+
+    def hap_stat(self, pod):
+        """Sum of the frontends' ssl_sess / ssl_reused_sess of HAProxy pod."""
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(5)
+        try:
+            s.connect(self.hap[pod].stats)
+            s.sendall(b"show stat typed\n")
+            data = b""
+            while True:
+                x = s.recv(65536)
+                if not x:
+                    break
+                data += x
+        except OSError:
+            return {}
+        finally:
+            s.close()
+        out = {"ssl_sess": 0, "ssl_reused_sess": 0}
+        for line in data.decode(errors="replace").splitlines():
+            m = re.match(r"^F\.\d+\.\d+\.\d+\.(ssl_sess|ssl_reused_sess)\.\d+:\w+:\w+:(\d+)", line)
+            if m:
+                out[m.group(1)] += int(m.group(2))
+        return out
+
+    def handshakes(self, topo):
+        """(full, resumed) handshakes counted by the server side so far."""
+        if topo == "haproxy":
+            st = self.hap_stat("s")
+            if not st:
+                return None
+            # ssl_sess counts full handshakes only, ssl_reused_sess resumed ones.
+            return st["ssl_sess"], st["ssl_reused_sess"]
+        if topo in self.daemons:
+            m = self.scrape(topo, "s")
+            if not m:
+                return None
+            return (prom_sum(m, "ldmesh_tls_handshakes_total", direction="inbound",
+                             resumed="false"),
+                    prom_sum(m, "ldmesh_tls_handshakes_total", direction="inbound",
+                             resumed="true"))
+        return None
+
+    # --- workloads ---------------------------------------------------------------
+    def wrk(self, topo, workload, rep, duration, record=True):
+        conns = 4 if workload == "bulk" else 16
+        path = "/1m.bin" if workload == "bulk" else "/1k.bin"
+        args = ["/usr/bin/wrk", "-t%d" % self.wrk_threads, "-c%d" % conns, "-d%ds" % duration,
+                "--latency", "--timeout", "10s"]
+        if workload == "close":
+            args += ["-H", "Connection: close"]
+        if workload == "paced":
+            args += ["-s", self.pace_lua]
+        args.append(self.url(topo, path))
+        pids = self.proxy_pids(topo)
+        hs0 = self.handshakes(topo)
+        c0 = cpu_us(pids.values())
+        rc, out, err = self.r.run(self.ns_c, args, shim_rundir=self.shim(topo),
+                                  timeout=duration + 60)
+        c1 = cpu_us(pids.values())
+        hs1 = self.handshakes(topo)
+        res = parse_wrk(out)
+        rec = {"topology": topo, "workload": workload, "rep": rep, "duration_s": duration,
+               "connections": conns, "rc": rc}
+        rec.update(res)
+        if pids:
+            rec["proxy_cpu_us"] = c1 - c0
+            if res.get("requests"):
+                rec["proxy_cpu_us_per_req"] = (c1 - c0) / res["requests"]
+                if workload == "bulk" and res.get("bytes"):
+                    rec["proxy_cpu_us_per_mib"] = (c1 - c0) / (res["bytes"] / 2 ** 20)
+        if hs0 is not None and hs1 is not None and res.get("seconds"):
+            rec["handshakes_full"] = hs1[0] - hs0[0]
+            rec["handshakes_resumed"] = hs1[1] - hs0[1]
+            rec["handshakes_per_s"] = (rec["handshakes_full"] + rec["handshakes_resumed"]) / \
+                res["seconds"]
+            rec["handshakes_full_per_s"] = rec["handshakes_full"] / res["seconds"]
+            rec["handshakes_resumed_per_s"] = rec["handshakes_resumed"] / res["seconds"]
+        problem = None
+        if rc != 0 or "rps" not in res:
+            problem = "wrk rc=%d: %s %s" % (rc, out[-500:], err[-500:])
+        elif res["requests"] and (res["errors"] + res["non2xx"]) > 0.01 * res["requests"]:
+            problem = "wrk: %d socket errors, %d non-2xx in %d requests" % (
+                res["errors"], res["non2xx"], res["requests"])
+        if problem:
+            rec["problem"] = problem
+            self.errors.append("%s %s rep %d: %s" % (topo, workload, rep, problem))
+            log("  PROBLEM %s" % problem)
+        if record:
+            self.runs.append(rec)
+            log("  %-15s %-6s rep %d: %8.0f req/s p50 %.3f ms p99 %.3f ms %.1f MB/s cpu %s us/req%s"
+                % (topo, workload, rep, res.get("rps", 0), res.get("p50_ms") or 0,
+                   res.get("p99_ms") or 0, res.get("mb_per_s", 0),
+                   "%.1f" % rec["proxy_cpu_us_per_req"] if "proxy_cpu_us_per_req" in rec
+                   else "-",
+                   " hs full/resumed %d/%d" % (rec["handshakes_full"], rec["handshakes_resumed"])
+                   if "handshakes_full" in rec else ""))
+        return rec
+
+    def stream(self, topo, rep):
+        pids = self.proxy_pids(topo)
+        c0 = cpu_us(pids.values())
+        rc, out, err = self.r.run(self.ns_c, [
+            "curl", "-sS", "--max-time", "300", "-o", "/dev/null", "-w",
+            "%{http_code} %{size_download} %{time_total} %{speed_download}",
+            self.url(topo, "/stream.bin")], shim_rundir=self.shim(topo), timeout=320)
+        c1 = cpu_us(pids.values())
+        rec = {"topology": topo, "workload": "stream", "rep": rep, "rc": rc}
+        parts = out.split()
+        if rc == 0 and len(parts) == 4 and parts[0] == "200" and \
+                int(float(parts[1])) == self.stream_mib * 2 ** 20:
+            rec["bytes"] = int(float(parts[1]))
+            rec["seconds"] = float(parts[2])
+            rec["mb_per_s"] = rec["bytes"] / rec["seconds"] / 1e6
+            if pids:
+                rec["proxy_cpu_us"] = c1 - c0
+                rec["proxy_cpu_us_per_mib"] = (c1 - c0) / (rec["bytes"] / 2 ** 20)
+            log("  %-15s stream rep %d: %.1f MB/s" % (topo, rep, rec["mb_per_s"]))
+        else:
+            rec["problem"] = "curl rc=%d out=%r err=%r" % (rc, out, err[-300:])
+            self.errors.append("%s stream rep %d: %s" % (topo, rep, rec["problem"]))
+            log("  PROBLEM %s" % rec["problem"])
+        self.runs.append(rec)
+
+    def fresh_proxies(self, topo, k):
+        """New proxy processes for one idle measurement: a process keeps the
+        memory it once used (malloc arenas, pools), so only a fresh one
+        shows what N idle connections cost.  Returns (pids, target addr,
+        port, shim runtime dir, processes to stop afterwards)."""
+        if topo == "direct":
+            return {}, S_ADDR, DIRECT_IDLE, None, []
+        if topo == "haproxy":
+            cport, sport = 19100 + k, 9500 + k
+            hs = self.haproxy("s", "-idle%d" % k, (cport, sport))
+            hc = self.haproxy("c", "-idle%d" % k, (cport, sport))
+            time.sleep(0.3)
+            return {"c": hc.pid, "s": hs.pid}, "127.0.0.1", cport, None, [hc, hs]
+        variant, port = "idle%d" % k, 9100 + k
+        dc = self.ldmeshd(variant, "c", 4300 + k, "")
+        ds = self.ldmeshd(variant, "s", 4300 + k, "")
+        for p in (dc, ds):
+            if p.poll() is not None:
+                raise CannotRun("ldmeshd %s exited: %s" % (variant, read(p.err_path)[-1000:]))
+        srv = self.idle_server(variant, S_ADDR, port, shim_rundir=ds.rundir)
+        time.sleep(0.3)
+        return {"c": dc.pid, "s": ds.pid}, S_ADDR, port, dc.rundir, [srv, dc, ds]
+
+    def idle_run(self, topo, n, rep):
+        self.idle_k = getattr(self, "idle_k", 0) + 1
+        try:
+            pids, addr, port, shim, stop = self.fresh_proxies(topo, self.idle_k)
+        except CannotRun as e:
+            self.errors.append("%s idle %d rep %d: %s" % (topo, n, rep, e))
+            log("  PROBLEM %s" % e)
+            return
+        fd0 = {k: fd_count(p) for k, p in pids.items()}
+        before = {k: rss_bytes(p) for k, p in pids.items()}
+        holder = self.r.popen(self.ns_c, [os.path.join(REPO, "build", "bench", "idlehold"),
+                                          "hold", addr, port, n], "hold-%s-%d" % (topo, n),
+                              shim_rundir=shim, stdin=subprocess.PIPE)
+        rec = {"topology": topo, "n": n, "rep": rep, "rss_before": before,
+               "rss_before_detail": {k: rss_detail(p) for k, p in pids.items()}}
+        try:
+            m = wait_until(lambda: re.search(r"held=(\d+) failed=(\d+) first_error=(.*?) "
+                                             r"elapsed_ms=(\d+)", read(holder.out_path))
+                           or holder.poll() is not None, 320, "idlehold to open %d" % n)
+            if m is True or not hasattr(m, "group"):
+                raise CannotRun("idlehold exited: %s" % read(holder.err_path)[-500:])
+            rec["held"], rec["failed"] = int(m.group(1)), int(m.group(2))
+            rec["first_error"], rec["setup_ms"] = m.group(3), int(m.group(4))
+            time.sleep(1.0)  # let the proxies settle (deferred frees, timers)
+            rec["rss_held"] = {k: rss_bytes(p) for k, p in pids.items()}
+            rec["bytes_per_conn"] = {
+                k: (rec["rss_held"][k] - before[k]) / rec["held"] if rec["held"] else None
+                for k in pids}
+            if rec["failed"]:
+                rec["problem"] = "%d of %d connections failed (%s)" % (
+                    rec["failed"], n, rec["first_error"])
+                self.errors.append("%s idle %d rep %d: %s" % (topo, n, rep, rec["problem"]))
+            log("  %-15s idle %5d rep %d: held %d in %d ms; %s" % (
+                topo, n, rep, rec["held"], rec["setup_ms"], ", ".join(
+                    "%s RSS %.1f->%.1f MiB (%.0f B/conn)" % (
+                        k, before[k] / 2 ** 20, rec["rss_held"][k] / 2 ** 20,
+                        rec["bytes_per_conn"][k] or 0) for k in sorted(pids))))
+        except CannotRun as e:
+            rec["problem"] = str(e)
+            self.errors.append("%s idle %d rep %d: %s" % (topo, n, rep, e))
+            log("  PROBLEM %s" % e)
+        finally:
+            try:
+                holder.stdin.close()
+            except OSError:
+                pass
+            self.r.stop(holder, timeout=10)
+            # Wait for the proxies to let go of the connections.
+            try:
+                wait_until(lambda: all(fd_count(p) <= fd0[k] + 16 for k, p in pids.items()),
+                           60, "%s to close %d idle connections" % (topo, n), interval=0.2)
+            except CannotRun as e:
+                self.notes.append(str(e))
+            rec["rss_after_close"] = {k: rss_bytes(p) for k, p in pids.items()}
+            for p in stop:
+                self.r.stop(p, timeout=5)
+        self.idle.append(rec)
+
+    # --- checks -------------------------------------------------------------------
+    def verify_paths(self):
+        """Proves each topology goes where it says: ldmesh through both daemons
+        with TLS, HAProxy with TLS; records the negotiated TLS parameters."""
+        for topo in self.topologies():
+            if self.available.get(topo) is not True:
+                continue
+            hs0 = self.handshakes(topo)
+            rc, out, err = self.r.run(self.ns_c, ["curl", "-sS", "--max-time", "10", "-o",
+                                                  "/dev/null", "-w", "%{http_code}",
+                                                  self.url(topo, "/1k.bin")],
+                                      shim_rundir=self.shim(topo), timeout=30)
+            if rc != 0 or out.strip() != "200":
+                raise CannotRun("%s: a plain GET failed: rc %d %s %s" % (topo, rc, out, err))
+            if topo != "direct":
+                hs1 = wait_until(lambda: (lambda h: h if h and sum(h) > sum(hs0) else None)(
+                    self.handshakes(topo)), 5, "%s to count a TLS handshake" % topo)
+                log("path %s: GET ok, server side counted TLS handshakes %s -> %s" % (
+                    topo, hs0, hs1))
+        # The TLS parameters each server side negotiates with the same SVID.
+        cid = self.ids["c"]
+        for topo, port in (("ldmesh", LDMESH_VARIANTS[0][1]), ("haproxy", HAP_S_HTTP)):
+            rc, out, err = self.r.run(self.ns_c, [
+                "openssl", "s_client", "-connect", "%s:%d" % (S_ADDR, port), "-tls1_3",
+                "-cert", cid["cert"], "-key", cid["key"], "-CAfile", cid["bundle"], "-brief"],
+                timeout=20)
+            text = out + err
+            info = {}
+            for key, rx in (("protocol", r"Protocol version: (\S+)"),
+                            ("cipher", r"Ciphersuite: (\S+)"),
+                            ("group", r"(?:Negotiated TLS1.3 group|Server Temp Key): ([^\n]+)"),
+                            ("server_cert_verified", r"(Verification: OK)")):
+                m = re.search(rx, text)
+                info[key] = m.group(1).strip() if m else None
+            self.tls_info[topo] = info
+            log("TLS on %s server side: %s" % (topo, info))
+
+    # --- profiling ------------------------------------------------------------------
+    def profile(self, workloads):
+        """perf record -g on the proxy processes of ldmesh and HAProxy while
+        wrk runs each workload; writes build/bench/profile-TOPO-WORKLOAD.txt
+        (perf report, flat by symbol, and with callers)."""
+        perf = shutil.which("perf", path=PATH)
+        if not perf:
+            raise CannotRun("perf is not installed (Debian: linux-perf)")
+        self.verify_paths()
+        for w in workloads:
+            for topo in ("ldmesh", "haproxy"):
+                self.wrk(topo, w, 0, 1, record=False)
+                pids = self.proxy_pids(topo)
+                data = os.path.join(self.outdir, "perf-%s-%s.data" % (topo, w))
+                conns = 4 if w == "bulk" else 16
+                path = "/1m.bin" if w == "bulk" else "/1k.bin"
+                args = ["ip", "netns", "exec", self.ns_c, "/usr/bin/wrk", "-t2",
+                        "-c%d" % conns, "-d%ds" % (self.duration + 2), self.url(topo, path)]
+                if w == "close":
+                    args[-1:-1] = ["-H", "Connection: close"]
+                env = self.r.env(self.shim(topo))
+                wrk = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                       env=env, start_new_session=True)
+                try:
+                    time.sleep(1)
+                    rc, out, err = self.r.run(None, [
+                        perf, "record", "-F", "999", "--call-graph",
+                        os.environ.get("BENCH_PERF_CALLGRAPH", "fp"), "-o", data, "-p",
+                        ",".join(str(p) for p in pids.values()), "--", "sleep",
+                        str(self.duration)], timeout=self.duration + 60)
+                    if rc != 0:
+                        raise CannotRun("perf record: %s" % err[-500:])
+                finally:
+                    out = wrk.communicate(timeout=self.duration + 60)[0].decode(errors="replace")
+                res = parse_wrk(out)
+                txt = os.path.join(self.outdir, "profile-%s-%s.txt" % (topo, w))
+                with open(txt, "w") as fh:
+                    fh.write("# %s %s: %.0f req/s, %.1f MB/s while recording\n" % (
+                        topo, w, res.get("rps", 0), res.get("mb_per_s", 0)))
+                    for extra in (["--no-children", "--sort", "comm,dso", "-g", "none"],
+                                  ["--no-children", "--sort", "comm,dso,symbol", "-g", "none",
+                                   "--percent-limit", "0.7"],
+                                  ["--children", "--sort", "symbol", "-g",
+                                   "caller,0.5,callee", "--percent-limit", "5"]):
+                        rc, rep_out, rep_err = self.r.run(None, [
+                            perf, "report", "--stdio", "-i", data] + extra, timeout=300)
+                        fh.write(rep_out)
+                log("profile %s %s: %s" % (topo, w, txt))
+
+    # --- the run --------------------------------------------------------------------
+    def execute(self):
+        t0 = time.monotonic()
+        topos = [t for t in self.topologies() if self.available.get(t) is True]
+        self.verify_paths()
+        log("warm-up (1 s keep-alive and connection-per-request per topology)")
+        for t in topos:
+            self.wrk(t, "ka", 0, 1, record=False)
+            self.wrk(t, "close", 0, 1, record=False)
+        main = [t for t in topos if "tel" not in t]
+        workloads = [("ka", topos), ("paced", main), ("close", topos),
+                     ("bulk", [t for t in topos if "tel" not in t]),
+                     ("stream", [t for t in topos if "tel" not in t])]
+        for rep in range(1, self.reps + 1):
+            log("repetition %d of %d" % (rep, self.reps))
+            for workload, wtopos in workloads:
+                k = (rep - 1) % len(wtopos)
+                order = wtopos[k:] + wtopos[:k]  # rotate: no topology always goes first
+                for t in order:
+                    if workload == "stream":
+                        self.stream(t, rep)
+                    else:
+                        self.wrk(t, workload, rep, self.duration)
+        self.post_load_rss = {v: {k: rss_bytes(p.pid) for k, p in d.items()}
+                              for v, d in self.daemons.items()}
+        self.post_load_rss["haproxy"] = {k: rss_bytes(p.pid) for k, p in self.hap.items()}
+        idle_topos = ["direct", "ldmesh", "haproxy"]
+        for n in self.idle_sizes:
+            for rep in range(1, self.idle_reps + 1):
+                k = (rep - 1) % len(idle_topos)
+                for t in idle_topos[k:] + idle_topos[:k]:
+                    self.idle_run(t, n, rep)
+        self.elapsed = time.monotonic() - t0
+
+    # --- report ------------------------------------------------------------------------
+    def machine(self):
+        def first(cmd):
+            try:
+                r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+                return (r.stdout + r.stderr).strip().splitlines()[0]
+            except (OSError, IndexError, subprocess.TimeoutExpired):
+                return None
+        cpu = None
+        for line in read("/proc/cpuinfo").splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem = None
+        for line in read("/proc/meminfo").splitlines():
+            if line.startswith("MemTotal:"):
+                mem = "%.1f GiB" % (int(line.split()[1]) / 2 ** 20)
+        rev = first(["git", "-C", REPO, "rev-parse", "--short", "HEAD"])
+        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        return {
+            "nproc": os.cpu_count(), "kernel": os.uname().release, "cpu": cpu, "memory": mem,
+            "ldmesh_rev": (rev or "?") + (" (uncommitted changes)" if dirty else ""),
+            "ldmeshd": first([os.path.join(REPO, "build", "ldmeshd"), "-V"]),
+            "haproxy": first(["/usr/sbin/haproxy", "-v"]),
+            "nginx": first(["/usr/sbin/nginx", "-v"]),
+            "wrk": first(["/usr/bin/wrk", "-v"]),
+            "openssl": first(["openssl", "version"]),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        }
+
+    def summary(self):
+        topos = [t for t in self.topologies() if self.available.get(t) is True]
+        s = {}
+        good = [r for r in self.runs if "problem" not in r]
+
+        def runs(t, w):
+            return sorted([r for r in good if r["topology"] == t and r["workload"] == w],
+                          key=lambda r: r["rep"])
+
+        def added(t, w, key):
+            # median of this topology minus median of direct (robust to one
+            # noisy run); min-max are the per-repetition differences
+            d = {r["rep"]: r.get(key) for r in runs("direct", w)}
+            per = [r.get(key) - d[r["rep"]] for r in runs(t, w)
+                   if r.get(key) is not None and d.get(r["rep"]) is not None]
+            a = summarize([r.get(key) for r in runs(t, w)])
+            b = summarize(list(d.values()))
+            if not per or not a or not b:
+                return None
+            return {"median": a["median"] - b["median"], "min": min(per), "max": max(per),
+                    "n": len(per)}
+
+        for t in topos:
+            e = s.setdefault(t, {})
+            for w in ("ka", "paced", "close", "bulk", "stream"):
+                rs = runs(t, w)
+                if not rs:
+                    continue
+                we = e.setdefault(w, {})
+                for key in ("rps", "p50_ms", "p99_ms", "mb_per_s", "proxy_cpu_us_per_req",
+                            "proxy_cpu_us_per_mib", "handshakes_per_s", "handshakes_full_per_s",
+                            "handshakes_resumed_per_s"):
+                    v = summarize([r.get(key) for r in rs])
+                    if v:
+                        we[key] = v
+                if t != "direct" and w in ("ka", "paced", "close", "bulk"):
+                    for key in ("p50_ms", "p99_ms"):
+                        v = added(t, w, key)
+                        if v:
+                            we[key.replace("_ms", "_added_ms")] = v
+            mem = e.setdefault("memory", {})
+            pids = self.proxy_pids(t)
+            if pids:
+                mem["rss_idle_start"] = self.rss_start.get(t)
+                mem["rss_idle_start_detail"] = self.rss_start_detail.get(t)
+                mem["rss_idle_after_load"] = self.post_load_rss.get(t)
+            for n in self.idle_sizes:
+                recs = [r for r in self.idle if r["topology"] == t and r["n"] == n and
+                        "problem" not in r]
+                if not recs or not pids:
+                    continue
+                mem["idle_%d" % n] = {
+                    k: {"rss_held": summarize([r["rss_held"][k] for r in recs]),
+                        "bytes_per_conn": summarize([r["bytes_per_conn"][k] for r in recs])}
+                    for k in pids}
+        # ratios (of medians) to direct and to HAProxy
+        for t in topos:
+            for w, key in (("ka", "rps"), ("paced", "rps"), ("close", "rps"), ("bulk", "mb_per_s"),
+                           ("stream", "mb_per_s")):
+                me = s.get(t, {}).get(w, {}).get(key)
+                if not me:
+                    continue
+                for base in ("direct", "haproxy"):
+                    b = s.get(base, {}).get(w, {}).get(key)
+                    if b and b["median"] and base != t:
+                        s[t][w]["%s_vs_%s" % (key, base)] = me["median"] / b["median"]
+        return s
+
+    def targets(self, s):
+        L, H = s.get("ldmesh", {}), s.get("haproxy", {})
+
+        def med(d, *keys):
+            for k in keys:
+                d = (d or {}).get(k)
+            return d["median"] if isinstance(d, dict) and "median" in d else d
+
+        out = []
+
+        def add(name, value, limit, ok, fmt):
+            out.append({"target": name, "value": value, "limit": limit,
+                        "met": None if value is None else bool(ok),
+                        "text": fmt})
+
+        v = med(L, "ka", "rps_vs_haproxy")
+        add("keep-alive req/s >= 1.3x HAProxy", v, 1.3, v is not None and v >= 1.3,
+            "%.2fx" % v if v is not None else "n/a")
+        for w, label in (("paced", "at ~1,000 req/s"), ("ka", "at full load")):
+            la, ha = med(L, w, "p99_added_ms"), med(H, w, "p99_added_ms")
+            v = la / ha if la is not None and ha and ha > 0 else None
+            add("keep-alive p99 added over direct <= 0.5x HAProxy's (%s)" % label, v, 0.5,
+                v is not None and v <= 0.5,
+                "ldmesh %+.3f ms, HAProxy %+.3f ms (%.2fx)" % (la, ha, v) if v is not None
+                else "n/a (ldmesh %s, HAProxy %s ms added)" % (la, ha))
+        v = med(L, "close", "rps_vs_haproxy")
+        add("connection-per-request req/s >= 5x HAProxy", v, 5.0, v is not None and v >= 5,
+            "%.2fx" % v if v is not None else "n/a")
+        v = med(L, "bulk", "mb_per_s_vs_haproxy")
+        add("bulk (1 MiB responses) MB/s >= 1.5x HAProxy", v, 1.5, v is not None and v >= 1.5,
+            "%.2fx" % v if v is not None else "n/a")
+        v = med(L, "stream", "mb_per_s_vs_haproxy")
+        add("bulk (one long stream) MB/s >= 1.5x HAProxy", v, 1.5, v is not None and v >= 1.5,
+            "%.2fx" % v if v is not None else "n/a")
+        rs = (L.get("memory") or {}).get("rss_idle_start") or {}
+        v = max(rs.values()) if rs else None
+        add("daemon RSS idle <= 4 MiB (each daemon)", v, 4 * 2 ** 20,
+            v is not None and v <= 4 * 2 ** 20,
+            "%.2f MiB (max of c/s daemons)" % (v / 2 ** 20) if v is not None else "n/a")
+        n = max(self.idle_sizes)
+        idle = (L.get("memory") or {}).get("idle_%d" % n) or {}
+        vals = [x["bytes_per_conn"]["median"] for x in idle.values() if x.get("bytes_per_conn")]
+        v = max(vals) if vals else None
+        add("<= 16 KiB per idle connection (%d held, each daemon)" % n, v, 16384,
+            v is not None and v <= 16384,
+            "%.1f KiB (max of c/s daemons)" % (v / 1024) if v is not None else "n/a")
+        return out
+
+    def markdown(self, res):
+        s, m = res["summary"], res["machine"]
+        lines = []
+        A = lines.append
+
+        def f(x, fmt="%.0f", scale=1.0):
+            if not x:
+                return "-"
+            if x["n"] == 1 or x["min"] == x["max"]:
+                return fmt % (x["median"] * scale)
+            return (fmt + " (" + fmt + "–" + fmt + ")") % (
+                x["median"] * scale, x["min"] * scale, x["max"] * scale)
+
+        def ratio(e, key):
+            return "%.2fx" % e[key] if key in e else "-"
+
+        A("# ldmesh benchmark: direct vs ldmesh vs HAProxy sidecars")
+        A("")
+        A("Machine: %d CPUs, %s, kernel %s, %s RAM. %s; %s; %s; %s. ldmesh %s." % (
+            m["nproc"], m["cpu"], m["kernel"], m["memory"], m["haproxy"], m["nginx"],
+            (m["wrk"] or "").split(" Copyright")[0], m["openssl"], m["ldmesh_rev"]))
+        A("Mode: %s, %d repetition(s), %d s per wrk run, topologies interleaved; "
+          "run of %s took %.0f s. Values: median (min–max) over repetitions; "
+          "\"added\" is the topology's median minus direct's median (min–max: per-repetition "
+          "differences)." % (
+              "quick" if self.quick else "full", self.reps, self.duration, m["date"],
+              res["elapsed_s"]))
+        A("")
+        A("TLS on the mesh hop: ldmesh %s; HAProxy %s. `direct` is plaintext: the floor, "
+          "no proxy, no TLS." % tuple(
+              ", ".join("%s" % v for v in (res["tls"].get(t) or {}).values() if v) or "?"
+              for t in ("ldmesh", "haproxy")))
+        A("")
+        for t in self.topologies():
+            if self.available.get(t) is not True:
+                A("**%s**: %s" % (t, self.available.get(t, "not run")))
+                A("")
+        A("## Keep-alive, 1 KiB responses (wrk -t%d -c16, nginx)" % self.wrk_threads)
+        A("")
+        A("| topology | req/s | p50 ms | p99 ms | p50 added ms | p99 added ms | "
+          "proxy CPU µs/req | vs direct | vs HAProxy |")
+        A("|---|---|---|---|---|---|---|---|---|")
+        for t, e in s.items():
+            w = e.get("ka")
+            if not w:
+                continue
+            A("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                t, f(w.get("rps")), f(w.get("p50_ms"), "%.3f"), f(w.get("p99_ms"), "%.3f"),
+                f(w.get("p50_added_ms"), "%.3f"), f(w.get("p99_added_ms"), "%.3f"),
+                f(w.get("proxy_cpu_us_per_req"), "%.1f"), ratio(w, "rps_vs_direct"),
+                ratio(w, "rps_vs_haproxy")))
+        A("")
+        A("## Latency at ~1,000 req/s, keep-alive 1 KiB (wrk -c16, each connection paced "
+          "at one request per 16 ms)")
+        A("")
+        A("| topology | req/s | p50 ms | p99 ms | p50 added ms | p99 added ms | "
+          "proxy CPU µs/req |")
+        A("|---|---|---|---|---|---|---|")
+        for t, e in s.items():
+            w = e.get("paced")
+            if not w:
+                continue
+            A("| %s | %s | %s | %s | %s | %s | %s |" % (
+                t, f(w.get("rps")), f(w.get("p50_ms"), "%.3f"), f(w.get("p99_ms"), "%.3f"),
+                f(w.get("p50_added_ms"), "%.3f"), f(w.get("p99_added_ms"), "%.3f"),
+                f(w.get("proxy_cpu_us_per_req"), "%.1f")))
+        A("")
+        A("## Connection per request, 1 KiB (wrk -c16 -H \"Connection: close\")")
+        A("")
+        A("| topology | req/s | p50 ms | p99 ms | p99 added ms | handshakes/s full | "
+          "handshakes/s resumed | proxy CPU µs/conn | vs direct | vs HAProxy |")
+        A("|---|---|---|---|---|---|---|---|---|---|")
+        for t, e in s.items():
+            w = e.get("close")
+            if not w:
+                continue
+            A("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                t, f(w.get("rps")), f(w.get("p50_ms"), "%.3f"), f(w.get("p99_ms"), "%.3f"),
+                f(w.get("p99_added_ms"), "%.3f"), f(w.get("handshakes_full_per_s")),
+                f(w.get("handshakes_resumed_per_s")), f(w.get("proxy_cpu_us_per_req"), "%.1f"),
+                ratio(w, "rps_vs_direct"), ratio(w, "rps_vs_haproxy")))
+        A("")
+        A("## Bulk: 1 MiB responses (wrk -c4) and one %d MiB stream (curl)" % self.stream_mib)
+        A("")
+        A("| topology | 1 MiB resp MB/s | p99 ms | proxy CPU µs/MiB | vs direct | vs HAProxy | "
+          "stream MB/s | stream CPU µs/MiB | vs direct | vs HAProxy |")
+        A("|---|---|---|---|---|---|---|---|---|---|")
+        for t, e in s.items():
+            w, st = e.get("bulk"), e.get("stream")
+            if not w and not st:
+                continue
+            w, st = w or {}, st or {}
+            A("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                t, f(w.get("mb_per_s")), f(w.get("p99_ms"), "%.2f"),
+                f(w.get("proxy_cpu_us_per_mib")), ratio(w, "mb_per_s_vs_direct"),
+                ratio(w, "mb_per_s_vs_haproxy"), f(st.get("mb_per_s")),
+                f(st.get("proxy_cpu_us_per_mib")), ratio(st, "mb_per_s_vs_direct"),
+                ratio(st, "mb_per_s_vs_haproxy")))
+        A("")
+        A("## Memory (RSS of each proxy process: c = client side, s = server side)")
+        A("")
+        hdr = "| topology | RSS idle at start | of it anon / file | RSS idle after load |"
+        sep = "|---|---|---|---|"
+        for n in self.idle_sizes:
+            hdr += " RSS with %d idle conns | bytes per idle conn (%d) |" % (n, n)
+            sep += "---|---|"
+        A(hdr)
+        A(sep)
+        for t in ("ldmesh", "haproxy"):
+            mem = (s.get(t) or {}).get("memory")
+            if not mem:
+                continue
+            for k in ("c", "s"):
+                det = (mem.get("rss_idle_start_detail") or {}).get(k) or {}
+                row = "| %s %s | %s | %s | %s |" % (
+                    t, k, "%.2f MiB" % (mem["rss_idle_start"][k] / 2 ** 20),
+                    "%.2f / %.2f MiB" % (det.get("RssAnon", 0) / 2 ** 20,
+                                         det.get("RssFile", 0) / 2 ** 20) if det else "-",
+                    "%.2f MiB" % (mem["rss_idle_after_load"][k] / 2 ** 20))
+                for n in self.idle_sizes:
+                    x = mem.get("idle_%d" % n, {}).get(k)
+                    row += " %s | %s |" % (
+                        f(x["rss_held"], "%.1f", 1 / 2 ** 20) + " MiB" if x else "-",
+                        f(x["bytes_per_conn"], "%.0f") if x else "-")
+                A(row)
+        A("")
+        rows = []
+        for t in ("ldmesh", "haproxy"):
+            for r in [x for x in self.idle if x["topology"] == t and "rss_held" in x]:
+                for k in ("c", "s"):
+                    rows.append("| %s %s | %d | %d | %.2f | %.1f | %.0f | %.1f |" % (
+                        t, k, r["n"], r["rep"], r["rss_before"][k] / 2 ** 20,
+                        r["rss_held"][k] / 2 ** 20, r["bytes_per_conn"][k] or 0,
+                        (r.get("rss_after_close") or {}).get(k, 0) / 2 ** 20))
+        if rows:
+            A("")
+            A("Each idle measurement on fresh proxy processes:")
+            A("")
+            A("| proxy | N | rep | RSS before MiB | RSS with N held MiB | bytes/conn | "
+              "RSS after the N closed MiB |")
+            A("|---|---|---|---|---|---|---|")
+            lines.extend(rows)
+        A("")
+        A("RSS is user-space memory of the proxy process (anon: its own heap; file: mapped "
+          "files, mostly shared libraries such as libcrypto, shared with other processes); "
+          "kernel socket buffers are not in it (the direct topology has no proxy process). "
+          "Bytes per idle connection = (RSS with N held - RSS just before) / N.")
+        A("")
+        tel = [t for t in ("ldmesh", "ldmesh-tel-off", "ldmesh-tel-on")]
+        A("## Cost of telemetry (ldmesh)")
+        A("")
+        A("| variant | keep-alive req/s | keep-alive CPU µs/req | conn/req req/s | "
+          "conn/req CPU µs/conn |")
+        A("|---|---|---|---|---|")
+        for t in tel:
+            if self.available.get(t) is not True:
+                A("| %s | %s | | | |" % (t, self.available.get(t, "not run")))
+                continue
+            e = s.get(t, {})
+            A("| %s | %s | %s | %s | %s |" % (
+                t, f(e.get("ka", {}).get("rps")),
+                f(e.get("ka", {}).get("proxy_cpu_us_per_req"), "%.1f"),
+                f(e.get("close", {}).get("rps")),
+                f(e.get("close", {}).get("proxy_cpu_us_per_req"), "%.1f")))
+        A("")
+        A("## Targets (ldmesh, ratios from this run)")
+        A("")
+        A("| target | measured | met |")
+        A("|---|---|---|")
+        for x in res["targets"]:
+            A("| %s | %s | %s |" % (x["target"], x["text"],
+                                    {True: "yes", False: "**no**", None: "n/a"}[x["met"]]))
+        A("")
+        A("Setup: nginx 1 worker, access log off; wrk -t%d; HAProxy nbthread %d, mode tcp "
+          "(one upstream TLS connection per client connection, like ldmesh), TLS session "
+          "reuse on (its default); ldmeshd workers = 1 (the only value this release accepts), "
+          "buffer_size default; both proxies verify the peer's SVID against the same bundle."
+          % (self.wrk_threads, self.hap_threads))
+        A("")
+        if res["notes"]:
+            A("Notes:")
+            A("")
+            for n in res["notes"]:
+                A("- " + n)
+            A("")
+        if res["errors"]:
+            A("## Problems")
+            A("")
+            for e in res["errors"]:
+                A("- " + e)
+            A("")
+        return "\n".join(lines) + "\n"
+
+    def report(self):
+        s = self.summary()
+        res = {
+            "machine": self.machine(),
+            "mode": "quick" if self.quick else "full",
+            "reps": self.reps, "duration_s": self.duration, "idle_sizes": self.idle_sizes,
+            "stream_mib": self.stream_mib, "haproxy_threads": self.hap_threads,
+            "rlimit_nofile": self.nofile,
+            "wrk_threads": self.wrk_threads,
+            "elapsed_s": getattr(self, "elapsed", 0),
+            "available": {t: self.available.get(t, "not run") for t in self.topologies()},
+            "tls": self.tls_info,
+            "summary": s,
+            "errors": self.errors, "notes": self.notes,
+            "runs": self.runs, "idle": self.idle,
+        }
+        res["targets"] = self.targets(s)
+        os.makedirs(self.outdir, exist_ok=True)
+        with open(os.path.join(self.outdir, "results.json"), "w") as fh:
+            json.dump(res, fh, indent=1, sort_keys=False)
+        md = self.markdown(res)
+        with open(os.path.join(self.outdir, "results.md"), "w") as fh:
+            fh.write(md)
+        return md
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="short mode (under 2 minutes)")
+    ap.add_argument("--reps", type=int, help="repetitions (default 3, quick 1)")
+    ap.add_argument("--duration", type=int, help="seconds per wrk run (default 10, quick 3)")
+    ap.add_argument("--out", default=os.path.join(REPO, "build", "bench"))
+    ap.add_argument("--profile", metavar="WORKLOADS",
+                    help="instead of the benchmark: perf profiles of the ldmesh and HAProxy "
+                    "processes under these workloads (comma-separated: ka,close,bulk)")
+    args = ap.parse_args()
+
+    b = Bench(args)
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt("signal %d" % signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    # Idle-connection runs need many fds in every process started from here.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(hard, 200000), max(hard, 200000)))
+    except (ValueError, OSError):
+        # No CAP_SYS_RESOURCE (containers): the hard limit is what we get.
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    b.nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    b.plan_idle()
+    rc = 0
+    try:
+        b.check_tools()
+        log("setting up pods %s/%s in %s" % (b.ns_c, b.ns_s, b.tmp))
+        b.start()
+        if args.profile:
+            b.profile(args.profile.split(","))
+        else:
+            b.execute()
+    except CannotRun as e:
+        b.errors.append("could not run: %s" % e)
+        log("could not run: %s" % e)
+        rc = 1
+    except KeyboardInterrupt as e:
+        b.errors.append("interrupted (%s)" % e)
+        rc = 130
+    finally:
+        # Access log size of the telemetry-on variant, before the files go.
+        for v, d in b.daemons.items():
+            p = os.path.join(d["s"].dir, "access.log")
+            if os.path.exists(p):
+                b.notes.append("%s: server daemon access log %d bytes" % (v, os.path.getsize(p)))
+        log("cleaning up")
+        b.r.cleanup()
+    if args.profile:
+        return rc or (1 if b.errors else 0)
+    try:
+        md = b.report()
+        sys.stdout.write(md)
+        sys.stdout.write("\nresults: %s/results.json and results.md\n" % b.outdir)
+    except Exception as e:  # a report that cannot be written is a failure
+        log("writing the report failed: %r" % e)
+        rc = rc or 1
+    if b.errors and rc == 0:
+        rc = 1
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
