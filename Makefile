@@ -102,7 +102,7 @@ install: all
 	install -m 0644 conf/ldmesh.conf $(DESTDIR)$(PREFIX)/share/ldmesh/
 
 FORMAT_SRC := $(wildcard shim/*.[ch] daemon/*.[ch] daemon/ctl/*.[ch] include/ldmesh/*.h \
-	tests/unit/*.c tests/e2e/progs/*.[ch] tests/fuzz/*.c)
+	tests/unit/*.c tests/e2e/progs/*.[ch] tests/fuzz/*.[ch])
 
 format-check:
 	@clang-format --dry-run --Werror $(FORMAT_SRC) && echo "format-check: ok"

@@ -33,13 +33,7 @@
 #include "ctl_parse.h"
 #include "ldmesh/ctl.h"
 
-#define CHECK(x)                                                                                   \
-	do {                                                                                       \
-		if (!(x)) {                                                                        \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #x);      \
-			abort();                                                                   \
-		}                                                                                  \
-	} while (0)
+#include "fuzz_check.h"
 
 #define MAX LDM_CTL_MAX_REQUEST
 #define DEFAULT_MS 30000
