@@ -582,7 +582,9 @@ for port in sys.argv[2:]:
     servers.append(s)
     threading.Thread(target=s.serve_forever, daemon=True).start()
 print("listening", flush=True)
-threading.Event().wait(600)
+# A safety net for strays: the harness kills it long before (make soak runs
+# for SOAK_SECONDS, 600 by default, and needs it alive all along).
+threading.Event().wait(7200)
 '''
 
 LOOP = r'''
