@@ -2,7 +2,9 @@
  * Golden-metric series, their Prometheus text and `ldmeshctl stats`; see
  * telemetry.h.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,18 +49,10 @@ static void series_free(struct tel_series *s)
 void tel_fini(struct telemetry *t)
 {
 	struct tel_series *s, *next;
-	int dir, http;
 
 	for (s = t->head; s; s = next) {
 		next = s->next;
 		series_free(s);
-	}
-	for (dir = 0; dir < 2; dir++) {
-		for (http = 0; http < 2; http++) {
-			if (t->overflow[dir][http]) {
-				series_free(t->overflow[dir][http]);
-			}
-		}
 	}
 	free(t->tab);
 	memset(t, 0, sizeof(*t));
@@ -125,8 +119,13 @@ static struct tel_series *lookup(struct telemetry *t, int dir, int tls, int http
 		struct tel_series **o = &t->overflow[dir][http];
 		t->overflow_total++;
 		if (!*o) {
+			/* Rendered with the rest; not in the hash, not counted in n. */
 			*o = series_new(dir, TEL_TLS_TRUE, http, 0, "overflow", "",
 					http ? "overflow" : "");
+			if (*o) {
+				*t->tail = *o;
+				t->tail = &(*o)->next;
+			}
 		}
 		return *o;
 	}
@@ -150,8 +149,7 @@ struct tel_series *tel_tcp_series(struct telemetry *t, enum tel_dir dir,
 	char addr[80];
 
 	addr_format(target, addr, sizeof(addr));
-	return lookup(t, dir, tls, 0, (uint16_t)((target->port >> 8) | (target->port << 8)), addr,
-		      peer_id ? peer_id : "", "");
+	return lookup(t, dir, tls, 0, ntohs(target->port), addr, peer_id ? peer_id : "", "");
 }
 
 struct tel_series *tel_http_series(struct telemetry *t, const struct tel_series *tcp,
@@ -295,151 +293,129 @@ static void labels(struct strbuf *b, const struct tel_series *s)
 	tls_labels(b, s);
 }
 
-typedef void (*series_fn)(struct strbuf *b, const struct tel_series *s, const char *name);
-
-static void each(const struct telemetry *t, struct strbuf *b, int http, series_fn fn,
-		 const char *name)
-{
-	const struct tel_series *s;
-	int dir;
-
-	for (s = t->head; s; s = s->next) {
-		if (s->http == http) {
-			fn(b, s, name);
-		}
-	}
-	for (dir = 0; dir < 2; dir++) {
-		if (t->overflow[dir][http]) {
-			fn(b, t->overflow[dir][http], name);
-		}
-	}
-}
-
 static void help(struct strbuf *b, const char *name, const char *type, const char *text)
 {
 	sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
 }
 
-static void tcp_counter(struct strbuf *b, const struct tel_series *s, const char *name)
-{
-	uint64_t v = 0;
-
-	if (!strcmp(name, "tcp_open_total")) {
-		v = s->tcp_open;
-	} else if (!strcmp(name, "tcp_read_bytes_total")) {
-		v = s->tcp_read;
-	} else if (!strcmp(name, "tcp_write_bytes_total")) {
-		v = s->tcp_write;
-	}
-	sb_printf(b, "%s", name);
-	labels(b, s);
-	sb_printf(b, "} %" PRIu64 "\n", v);
-}
-
-static void tcp_open_gauge(struct strbuf *b, const struct tel_series *s, const char *name)
+/* "name{labels of s<extra>} ", the value follows. */
+static void sample(struct strbuf *b, const char *name, const struct tel_series *s,
+		   const char *extra)
 {
 	sb_printf(b, "%s", name);
 	labels(b, s);
-	sb_printf(b, "} %" PRId64 "\n", s->tcp_live);
+	sb_printf(b, "%s} ", extra);
 }
 
-static void tcp_close(struct strbuf *b, const struct tel_series *s, const char *name)
-{
-	sb_printf(b, "%s", name);
-	labels(b, s);
-	sb_printf(b, ",classification=\"success\"} %" PRIu64 "\n", s->tcp_close_ok);
-	if (s->tcp_close_fail) {
-		sb_printf(b, "%s", name);
-		labels(b, s);
-		sb_printf(b, ",classification=\"failure\"} %" PRIu64 "\n", s->tcp_close_fail);
-	}
-}
-
-static void requests(struct strbuf *b, const struct tel_series *s, const char *name)
-{
-	sb_printf(b, "%s", name);
-	labels(b, s);
-	sb_printf(b, "} %" PRIu64 "\n", s->requests);
-}
-
-static void status_labels(struct strbuf *b, const struct tel_status *st)
+static void status_labels(char *buf, size_t len, const struct tel_status *st)
 {
 	if (st->code) {
-		sb_printf(b, ",status_code=\"%u\",classification=\"%s\"", st->code,
-			  tel_success(st->code) ? "success" : "failure");
+		snprintf(buf, len, ",status_code=\"%u\",classification=\"%s\"", st->code,
+			 tel_success(st->code) ? "success" : "failure");
 	} else {
-		sb_printf(b, ",classification=\"failure\",error=\"no_response\"");
+		snprintf(buf, len, ",classification=\"failure\",error=\"no_response\"");
 	}
 }
 
-static void responses(struct strbuf *b, const struct tel_series *s, const char *name)
+static void latency(struct strbuf *b, const struct tel_series *s, const struct tel_status *st,
+		    const char *sl)
 {
-	uint16_t i;
-
-	for (i = 0; i < s->n_status; i++) {
-		sb_printf(b, "%s", name);
-		labels(b, s);
-		status_labels(b, &s->status[i]);
-		sb_printf(b, "} %" PRIu64 "\n", s->status[i].count);
-	}
-}
-
-static void latency(struct strbuf *b, const struct tel_series *s, const char *name)
-{
-	uint16_t i;
+	char extra[96];
+	uint64_t cum = 0;
 	int k;
 
-	for (i = 0; i < s->n_status; i++) {
-		const struct tel_status *st = &s->status[i];
-		uint64_t cum = 0;
-
-		if (!st->code) {
-			continue; /* no response: no latency */
+	for (k = 0; k < LDM_LATENCY_NBUCKETS; k++) {
+		cum += st->buckets[k];
+		if (k < LDM_LATENCY_NBOUNDS) {
+			snprintf(extra, sizeof(extra), "%s,le=\"%u\"", sl,
+				 ldm_latency_bounds_ms[k]);
+		} else {
+			snprintf(extra, sizeof(extra), "%s,le=\"+Inf\"", sl);
 		}
-		for (k = 0; k < LDM_LATENCY_NBUCKETS; k++) {
-			cum += st->buckets[k];
-			sb_printf(b, "%s_bucket", name);
-			labels(b, s);
-			status_labels(b, st);
-			if (k < LDM_LATENCY_NBOUNDS) {
-				sb_printf(b, ",le=\"%u\"} %" PRIu64 "\n", ldm_latency_bounds_ms[k],
-					  cum);
-			} else {
-				sb_printf(b, ",le=\"+Inf\"} %" PRIu64 "\n", cum);
-			}
-		}
-		sb_printf(b, "%s_sum", name);
-		labels(b, s);
-		status_labels(b, st);
-		sb_printf(b, "} %" PRIu64 ".%03u\n", st->sum_us / 1000,
-			  (unsigned)(st->sum_us % 1000));
-		sb_printf(b, "%s_count", name);
-		labels(b, s);
-		status_labels(b, st);
-		sb_printf(b, "} %" PRIu64 "\n", st->count);
+		sample(b, "response_latency_ms_bucket", s, extra);
+		sb_printf(b, "%" PRIu64 "\n", cum);
 	}
+	sample(b, "response_latency_ms_sum", s, sl);
+	sb_printf(b, "%" PRIu64 ".%03u\n", st->sum_us / 1000, (unsigned)(st->sum_us % 1000));
+	sample(b, "response_latency_ms_count", s, sl);
+	sb_printf(b, "%" PRIu64 "\n", st->count);
 }
+
+/* The TCP counters, one family each. */
+static const struct {
+	const char *name, *help;
+	size_t off; /* of a uint64_t in struct tel_series */
+} tcp_counters[] = {
+	{"tcp_open_total", "Total count of opened connections.",
+	 offsetof(struct tel_series, tcp_open)},
+	{"tcp_read_bytes_total", "Total count of bytes read from peers.",
+	 offsetof(struct tel_series, tcp_read)},
+	{"tcp_write_bytes_total", "Total count of bytes written to peers.",
+	 offsetof(struct tel_series, tcp_write)},
+};
 
 void tel_render(const struct telemetry *t, struct strbuf *b)
 {
+	const struct tel_series *s;
+	char sl[80];
+	size_t f;
+	uint16_t i;
+
 	help(b, "request_total", "counter", "Total count of HTTP requests.");
-	each(t, b, 1, requests, "request_total");
+	for (s = t->head; s; s = s->next) {
+		if (s->http) {
+			sample(b, "request_total", s, "");
+			sb_printf(b, "%" PRIu64 "\n", s->requests);
+		}
+	}
 	help(b, "response_total", "counter", "Total count of HTTP responses.");
-	each(t, b, 1, responses, "response_total");
+	for (s = t->head; s; s = s->next) {
+		for (i = 0; s->http && i < s->n_status; i++) {
+			status_labels(sl, sizeof(sl), &s->status[i]);
+			sample(b, "response_total", s, sl);
+			sb_printf(b, "%" PRIu64 "\n", s->status[i].count);
+		}
+	}
 	help(b, "response_latency_ms", "histogram",
 	     "Elapsed times between a request's headers being received and its response's "
 	     "headers being sent, in milliseconds.");
-	each(t, b, 1, latency, "response_latency_ms");
-	help(b, "tcp_open_total", "counter", "Total count of opened connections.");
-	each(t, b, 0, tcp_counter, "tcp_open_total");
+	for (s = t->head; s; s = s->next) {
+		for (i = 0; s->http && i < s->n_status; i++) {
+			if (s->status[i].code) { /* no response: no latency */
+				status_labels(sl, sizeof(sl), &s->status[i]);
+				latency(b, s, &s->status[i], sl);
+			}
+		}
+	}
+	for (f = 0; f < ARRAY_SIZE(tcp_counters); f++) {
+		help(b, tcp_counters[f].name, "counter", tcp_counters[f].help);
+		for (s = t->head; s; s = s->next) {
+			if (!s->http) {
+				sample(b, tcp_counters[f].name, s, "");
+				sb_printf(b, "%" PRIu64 "\n",
+					  *(const uint64_t *)(const void *)((const char *)s +
+									    tcp_counters[f].off));
+			}
+		}
+	}
 	help(b, "tcp_close_total", "counter", "Total count of closed connections.");
-	each(t, b, 0, tcp_close, "tcp_close_total");
+	for (s = t->head; s; s = s->next) {
+		if (!s->http) {
+			sample(b, "tcp_close_total", s, ",classification=\"success\"");
+			sb_printf(b, "%" PRIu64 "\n", s->tcp_close_ok);
+		}
+		if (!s->http && s->tcp_close_fail) {
+			sample(b, "tcp_close_total", s, ",classification=\"failure\"");
+			sb_printf(b, "%" PRIu64 "\n", s->tcp_close_fail);
+		}
+	}
 	help(b, "tcp_open_connections", "gauge", "Number of currently-open connections.");
-	each(t, b, 0, tcp_open_gauge, "tcp_open_connections");
-	help(b, "tcp_read_bytes_total", "counter", "Total count of bytes read from peers.");
-	each(t, b, 0, tcp_counter, "tcp_read_bytes_total");
-	help(b, "tcp_write_bytes_total", "counter", "Total count of bytes written to peers.");
-	each(t, b, 0, tcp_counter, "tcp_write_bytes_total");
+	for (s = t->head; s; s = s->next) {
+		if (!s->http) {
+			sample(b, "tcp_open_connections", s, "");
+			sb_printf(b, "%" PRId64 "\n", s->tcp_live);
+		}
+	}
 	help(b, "ldmesh_metrics_series", "gauge",
 	     "Label sets held for the series above (bounded by telemetry.max_series).");
 	sb_printf(b, "ldmesh_metrics_series %" PRIu32 "\n", t->n);
@@ -585,20 +561,11 @@ void tel_stats(const struct telemetry *t, struct strbuf *b, enum tel_format f, i
 	struct row *rows = NULL, *r;
 	size_t n = 0, cap = 0, i;
 	double up = (double)(now - t->started_ms) / 1000.0;
-	int dir, http;
 
-	for (s = t->head; s; s = s->next) {
+	for (s = t->head; s; s = s->next) { /* the overflow series included */
 		r = find_row(&rows, &n, &cap, s);
 		if (r) {
 			add_series(r, s);
-		}
-	}
-	for (dir = 0; dir < 2; dir++) {
-		for (http = 0; http < 2; http++) {
-			s = t->overflow[dir][http];
-			if (s && (r = find_row(&rows, &n, &cap, s))) {
-				add_series(r, s);
-			}
 		}
 	}
 	if (up < 0.001) {

@@ -69,7 +69,7 @@ struct telemetry {
 	uint32_t tab_mask;
 	struct tel_series *head, **tail;
 	uint32_t n, max;
-	struct tel_series *overflow[2][2]; /* [dir][http] */
+	struct tel_series *overflow[2][2]; /* [dir][http]; also on the list, not hashed */
 	uint64_t overflow_total;
 	int64_t started_ms;
 };
