@@ -457,3 +457,27 @@ def test_ctl_top_in_tmux(cluster):
     finally:
         subprocess.run([tmux, "kill-session", "-t", session], capture_output=True)
         loop.stop()
+
+
+def test_label_sets_are_bounded(cluster):
+    """Authorities come from clients: with telemetry.max_series = 16, 40
+    distinct Host headers make at most 16 label sets; the rest are counted
+    in the direction's "overflow" series, so no request goes uncounted."""
+    a, b = meshed_pair(cluster, b_extra="telemetry = { max_series = 16; };")
+    start_server(b)
+    args = []
+    for i in range(40):  # --next: each URL gets its own Host header
+        args += (["--next"] if i else []) + ["-sS", "-H", "Host: h%d.example" % i, "-o",
+                                             "/dev/null", "http://%s:%d/ok/%d" % (b.addr4, PORT, i)]
+    r = mesh.curl(a, *args, timeout=60)
+    assert r.returncode == 0, r
+    wait_until(lambda: total(mesh.metrics(b), "request_total", direction="inbound") == 40, 10,
+               what="40 inbound requests counted")
+    m = mesh.metrics(b)
+    assert total(m, "ldmesh_metrics_series") <= 16
+    assert total(m, "ldmesh_metrics_series_overflow_total") > 0
+    over = total(m, "request_total", direction="inbound", authority="overflow",
+                 target_addr="overflow")
+    named = len([l for l in series(m, "request_total", direction="inbound")
+                 if dict(l)["authority"] != "overflow"])
+    assert over > 0 and named < 16 and over + named == 40, (over, named)
