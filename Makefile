@@ -26,7 +26,7 @@ DAEMON_LIBS := -luring -lconfig -lssl -lcrypto -lpthread
 TEST_PROGS := $(patsubst tests/e2e/progs/%.c,$(BUILD)/progs/%,$(wildcard tests/e2e/progs/*.c))
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all deps test test-unit test-e2e demo install clean asan bench bench-quick fuzz soak \
+.PHONY: all deps test test-repeat test-unit test-e2e demo install clean asan bench bench-quick fuzz soak \
 	format-check
 
 all: $(BUILD)/libldmesh.so $(BUILD)/ldmeshd $(BUILD)/ldmeshctl $(TEST_PROGS)
@@ -69,6 +69,13 @@ test: deps
 	$(MAKE) all
 	$(MAKE) asan
 	ci/test.sh
+
+# Flake hunt: the e2e suite N times in all three modes, failures per test.
+N ?= 10
+test-repeat: deps
+	$(MAKE) all
+	$(MAKE) asan
+	ci/test-repeat.py $(N)
 
 test-unit: all $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
