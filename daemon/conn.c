@@ -391,6 +391,12 @@ static int down_deliver(struct ldmeshd *d, struct conn *c)
 		}
 		h->out_off = h->out_len = 0;
 		if (h->opaque && !h->inject_len) {
+			if (c->l7_policy) {
+				/* Opaque with no decision for the connection: never raw. */
+				log_warn("conn %u: undecided non-HTTP connection; closing", c->slot);
+				conn_close(d, c, 1);
+				return 1;
+			}
 			/* Not HTTP after all: drop the HTTP state, pass bytes raw. */
 			l7_finish(d, c, h);
 			c->l7 = NULL;
@@ -1247,10 +1253,10 @@ static void inbound_admit(struct ldmeshd *d, struct conn *c)
 
 	req.principal = c->peer_id;
 	req.port = ntohs(c->local.port);
-	if (policy_needs_request(d->policy, req.port, req.principal)) {
+	policy_decide(d->policy, POLICY_AT_CONNECT, &req, &res);
+	if (res.decision == POLICY_PENDING) {
 		c->l7_policy = 1;
 	} else {
-		policy_eval(d->policy, &req, &res);
 		policy_account(d, &req, &res);
 		if (res.decision == POLICY_DENY) {
 			char peer[80];

@@ -321,6 +321,8 @@ static int policy_check(struct ldmeshd *d, struct strbuf *b, int json, char **w,
 {
 	struct policy_request req = {0};
 	struct policy_result res;
+	const char *stage;
+	int per_request = 0;
 	char *end;
 	long port;
 	int i;
@@ -336,10 +338,22 @@ static int policy_check(struct ldmeshd *d, struct strbuf *b, int json, char **w,
 	req.port = (uint16_t)port;
 	req.method = strcmp(w[2], "-") ? w[2] : NULL;
 	req.path = strcmp(w[3], "-") ? w[3] : NULL;
-	policy_eval(d->policy, &req, &res);
+	/* The data path's own calls: per request with a method; without one,
+	 * what a connection gets that sends no HTTP/1.x request (final at the
+	 * handshake, or once its bytes prove not to be HTTP/1.x). */
+	if (req.method) {
+		stage = "request";
+		policy_decide(d->policy, POLICY_AT_REQUEST, &req, &res);
+	} else {
+		policy_decide(d->policy, POLICY_AT_CONNECT, &req, &res);
+		per_request = res.decision == POLICY_PENDING;
+		stage = per_request ? "not-http" : "connection";
+		policy_decide(d->policy, POLICY_NOT_HTTP, &req, &res);
+	}
 	if (json) {
-		sb_printf(b, "{\"decision\":\"%s\",\"rule\":",
-			  res.decision == POLICY_ALLOW ? "allow" : "deny");
+		sb_printf(b, "{\"decision\":\"%s\",\"stage\":\"%s\",\"per_request\":%s,\"rule\":",
+			  res.decision == POLICY_ALLOW ? "allow" : "deny", stage,
+			  per_request ? "true" : "false");
 		sb_json_str(b, res.rule);
 		sb_printf(b, ",\"audit\":[");
 		for (i = 0; i < res.n_audit; i++) {
@@ -352,6 +366,11 @@ static int policy_check(struct ldmeshd *d, struct strbuf *b, int json, char **w,
 	} else {
 		sb_printf(b, "decision %s\nrule     %s\n",
 			  res.decision == POLICY_ALLOW ? "allow" : "deny", res.rule);
+		if (per_request) {
+			sb_printf(b, "note     HTTP/1.x requests on this port are decided one by "
+				     "one (add --method and --path); this is what any other "
+				     "traffic gets, HTTP/2 and gRPC included\n");
+		}
 		for (i = 0; i < res.n_audit; i++) {
 			sb_printf(b, "audit    %s\n", res.audit[i]);
 		}

@@ -41,6 +41,9 @@ void policy_account(struct ldmeshd *d, const struct policy_request *req,
 {
 	int i;
 
+	if (res->decision == POLICY_PENDING) {
+		return; /* not a decision yet: each request is counted */
+	}
 	count(d, res->rule, req->port, res->decision);
 	for (i = 0; i < res->n_audit; i++) {
 		count(d, res->audit[i], req->port, 2);

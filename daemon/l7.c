@@ -274,7 +274,7 @@ static int on_request(struct ldmeshd *d, struct conn *c, struct l7 *h)
 		req.method = hd->method;
 		req.path = hd->path;
 		req.host = hd->host[0] ? hd->host : NULL;
-		policy_eval(d->policy, &req, &res);
+		policy_decide(d->policy, POLICY_AT_REQUEST, &req, &res);
 		policy_account(d, &req, &res);
 		if (res.decision == POLICY_DENY) {
 			char peer[80];
@@ -310,6 +310,36 @@ static int on_request(struct ldmeshd *d, struct conn *c, struct l7 *h)
 	h->forwarded++;
 	http1_note_request_method(&h->resp, hd->method);
 	track_request(d, c, h, hd, rule);
+	return 0;
+}
+
+/*
+ * The bytes of a connection whose requests were to be decided one by one
+ * are not HTTP/1.x (HTTP/2, gRPC, TLS, a server speaking first, noise).
+ * The connection-level decision applies, the same one `policy check`
+ * gives without a method; it is final either way.  Returns 0 when allowed
+ * (the caller turns the connection opaque) or -EACCES after closing c.
+ */
+static int not_http(struct ldmeshd *d, struct conn *c, const char *what)
+{
+	struct policy_request req = {0};
+	struct policy_result res;
+	char peer[80];
+
+	req.principal = c->peer_id;
+	req.port = ntohs(c->local.port);
+	policy_decide(d->policy, POLICY_NOT_HTTP, &req, &res);
+	policy_account(d, &req, &res);
+	addr_format(&c->peer, peer, sizeof(peer));
+	log_info("%s from %s (%s) on port %u, where HTTP rules apply: %s by %s", what, peer,
+		 c->peer_id[0] ? c->peer_id : "no identity", req.port,
+		 res.decision == POLICY_ALLOW ? "allowed" : "denied", res.rule);
+	if (res.decision != POLICY_ALLOW) {
+		conn_close(d, c, 1);
+		return -EACCES;
+	}
+	snprintf(c->rule, sizeof(c->rule), "%s", res.rule);
+	c->l7_policy = 0; /* decided for the connection's life */
 	return 0;
 }
 
@@ -363,14 +393,7 @@ void l7_down(struct ldmeshd *d, struct conn *c)
 			p->off += (uint32_t)consumed;
 			break;
 		case HTTP1_OPAQUE:
-			if (c->l7_policy) {
-				char peer[80];
-				addr_format(&c->peer, peer, sizeof(peer));
-				log_info("non-HTTP traffic from %s on port %u, where HTTP rules "
-					 "apply; "
-					 "closing",
-					 peer, ntohs(c->local.port));
-				conn_close(d, c, 1);
+			if (c->l7_policy && not_http(d, c, "non-HTTP/1 request bytes") < 0) {
 				return;
 			}
 			/* Bytes held while deciding go first; the rest passes raw. */
@@ -394,9 +417,9 @@ void l7_down(struct ldmeshd *d, struct conn *c)
 	}
 }
 
-void l7_detect_timeout(struct ldmeshd *d, struct conn *c)
+/* Opaque from here on; request bytes held while deciding go first. */
+static void opaque_now(struct l7 *h)
 {
-	struct l7 *h = c->l7;
 	size_t consumed = 0;
 
 	h->held_since = 0;
@@ -405,6 +428,14 @@ void l7_detect_timeout(struct ldmeshd *d, struct conn *c)
 		out_put(h, h->req.raw, h->req.raw_len);
 	}
 	h->opaque = 1;
+}
+
+void l7_detect_timeout(struct ldmeshd *d, struct conn *c)
+{
+	if (c->l7_policy && not_http(d, c, "an undecided first line") < 0) {
+		return;
+	}
+	opaque_now(c->l7);
 }
 
 void l7_responses(struct ldmeshd *d, struct conn *c, const char *buf, size_t len)
@@ -423,15 +454,24 @@ void l7_responses(struct ldmeshd *d, struct conn *c, const char *buf, size_t len
 				track_response(d, c, h, h->resp.head.status, NULL);
 			}
 			if (h->resp.head.upgrade) {
-				/* 101 or a 2xx to CONNECT: a tunnel from here on. */
+				/* 101 or a 2xx to CONNECT: a tunnel from here on, which
+				 * the allowed request that asked for it decided. */
 				http1_set_opaque(&h->req);
 				h->opaque = 1;
+				c->l7_policy = 0;
 			}
 			break;
 		case HTTP1_OPAQUE:
-			/* The server spoke first and it is not HTTP. */
+			/* The server spoke first and it is not HTTP (an HTTP/2 or
+			 * gRPC server's SETTINGS, a banner): where requests were to
+			 * be decided, that is a non-HTTP connection now, whichever
+			 * side's bytes came first. */
 			if (!h->forwarded && !h->pend_n) {
-				h->opaque = 1;
+				if (c->l7_policy && !h->scan_only &&
+				    not_http(d, c, "non-HTTP/1 bytes of the server") < 0) {
+					return;
+				}
+				opaque_now(h);
 			} else {
 				h->resp_broken = 1;
 			}

@@ -1096,8 +1096,8 @@ static int pol_rule_match(const struct pol_rule *r, struct pol_req *q)
 		return 0;
 	if (!r->l7)
 		return 1;
-	if (!q->http)
-		return 0;
+	if (!q->http) /* unreadable as a request: deny more, allow nothing */
+		return r->action == CONFIG_ACTION_DENY;
 	if (r->n_methods) {
 		for (i = 0; i < r->n_methods; i++)
 			if (strcmp(r->methods[i], q->method) == 0)
@@ -1139,7 +1139,7 @@ void policy_eval(const struct policy_set *p, const struct policy_request *req,
 	char path_buf[POL_NORM_MAX + 1];
 	const struct pol_rule *r, *end;
 	struct pol_req q;
-	int selected = 0;
+	int selected = 0, pass;
 
 	memset(out, 0, sizeof(*out));
 	/* No policy set is a caller bug; refuse rather than open up. */
@@ -1156,13 +1156,18 @@ void policy_eval(const struct policy_set *p, const struct policy_request *req,
 		if (pol_port_listed(r, q.port) && pol_rule_match(r, &q))
 			out->audit[out->n_audit++] = r->name;
 
-	for (r = p->rules, end = r + p->n_deny; r < end; r++)
-		if (pol_port_listed(r, q.port) && pol_rule_match(r, &q)) {
-			out->decision = POLICY_DENY;
-			out->rule = r->name;
-			return;
-		}
-	for (end = r + p->n_allow; r < end; r++) {
+	/* Without a request, a deny rule with L7 conditions matches on the
+	 * rest of them; a rule that names the caller outright is the better
+	 * reason to report, so those come first. */
+	for (pass = q.http; pass < 2; pass++)
+		for (r = p->rules, end = r + p->n_deny; r < end; r++)
+			if ((pass || !r->l7) && pol_port_listed(r, q.port) &&
+			    pol_rule_match(r, &q)) {
+				out->decision = POLICY_DENY;
+				out->rule = r->name;
+				return;
+			}
+	for (r = p->rules + p->n_deny, end = r + p->n_allow; r < end; r++) {
 		if (!pol_port_listed(r, q.port))
 			continue;
 		selected = 1;
@@ -1182,6 +1187,24 @@ void policy_eval(const struct policy_set *p, const struct policy_request *req,
 		out->decision = POLICY_ALLOW;
 		out->rule = "default-allow";
 	}
+}
+
+void policy_decide(const struct policy_set *p, enum policy_stage stage,
+		   const struct policy_request *req, struct policy_result *out)
+{
+	struct policy_request conn = {.principal = req->principal, .port = req->port};
+
+	if (stage == POLICY_AT_REQUEST && req->method) {
+		policy_eval(p, req, out);
+		return;
+	}
+	if (stage == POLICY_AT_CONNECT && policy_needs_request(p, req->port, req->principal)) {
+		memset(out, 0, sizeof(*out));
+		out->decision = POLICY_PENDING;
+		out->rule = "per-request";
+		return;
+	}
+	policy_eval(p, &conn, out);
 }
 
 int policy_needs_request(const struct policy_set *p, uint16_t port, const char *principal)

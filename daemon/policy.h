@@ -27,8 +27,11 @@
  *               glob with * and ? anywhere ("/api/", a star, "/items"); the
  *               query string is not part of the path
  *   hosts       case-insensitive glob ("*.example.com"), port ignored
- * methods, paths and hosts are request (L7) conditions: a rule that sets
- * any of them never matches a request that is not HTTP.
+ * methods, paths and hosts are request (L7) conditions.  On a connection
+ * that is not HTTP/1.x (or not yet decoded, such as HTTP/2) an allow or
+ * audit rule that sets any of them never matches, and a deny rule that sets
+ * any of them matches on its other conditions alone (Istio's "deny more"):
+ * whatever the mesh cannot read is refused, never let through.
  */
 #ifndef LDMESH_POLICY_H
 #define LDMESH_POLICY_H
@@ -38,7 +41,23 @@
 
 struct config;
 
-enum policy_decision { POLICY_ALLOW, POLICY_DENY };
+enum policy_decision {
+	POLICY_ALLOW,
+	POLICY_DENY,
+	POLICY_PENDING /* POLICY_AT_CONNECT only: decided per HTTP request */
+};
+
+/*
+ * What the data path knows when it decides, in the order a connection
+ * meets them.  policy_decide() takes the stage, so the data path and
+ * `ldmeshctl policy check` ask the same question of the same function.
+ */
+enum policy_stage {
+	POLICY_AT_CONNECT, /* caller and port, no byte yet: final or pending */
+	POLICY_AT_REQUEST, /* one HTTP/1.x request head */
+	POLICY_NOT_HTTP /* the bytes are not HTTP/1.x, or detection could not
+			 * finish: the connection-level decision, final */
+};
 
 #define POLICY_MAX_AUDIT 8
 
@@ -70,7 +89,20 @@ struct policy_set;
 struct policy_set *policy_compile(const struct config *cfg, char *err, size_t errlen);
 void policy_free(struct policy_set *p); /* NULL is a no-op */
 
-/* Decides one request (or connection when req->method is NULL). */
+/*
+ * The one decision function of the data path and of `policy check`.
+ * POLICY_AT_CONNECT answers POLICY_PENDING (rule "per-request") when some
+ * rule selecting this port and caller has L7 conditions; otherwise, and at
+ * POLICY_NOT_HTTP, the connection-level decision (req's method, path and
+ * host are ignored).  POLICY_AT_REQUEST decides req as an HTTP request.
+ * POLICY_NOT_HTTP allowing a caller implies every request of theirs on
+ * that port is allowed, so falling back to it never opens anything.
+ */
+void policy_decide(const struct policy_set *p, enum policy_stage stage,
+		   const struct policy_request *req, struct policy_result *out);
+
+/* Decides one request, or the connection when req->method is NULL (the
+ * same as POLICY_NOT_HTTP).  The data path calls policy_decide(). */
 void policy_eval(const struct policy_set *p, const struct policy_request *req,
 		 struct policy_result *out);
 
