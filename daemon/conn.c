@@ -393,7 +393,8 @@ static int down_deliver(struct ldmeshd *d, struct conn *c)
 		if (h->opaque && !h->inject_len) {
 			if (c->l7_policy) {
 				/* Opaque with no decision for the connection: never raw. */
-				log_warn("conn %u: undecided non-HTTP connection; closing", c->slot);
+				log_warn("conn %u: undecided non-HTTP connection; closing",
+					 c->slot);
 				conn_close(d, c, 1);
 				return 1;
 			}

@@ -331,8 +331,9 @@ static int not_http(struct ldmeshd *d, struct conn *c, const char *what)
 	policy_decide(d->policy, POLICY_NOT_HTTP, &req, &res);
 	policy_account(d, &req, &res);
 	addr_format(&c->peer, peer, sizeof(peer));
-	log_info("%s from %s (%s) on port %u, where HTTP rules apply: %s by %s", what, peer,
-		 c->peer_id[0] ? c->peer_id : "no identity", req.port,
+	log_info("connection from %s (%s) to port %u, where HTTP rules apply, is not HTTP/1 "
+		 "(%s): %s by %s",
+		 peer, c->peer_id[0] ? c->peer_id : "no identity", req.port, what,
 		 res.decision == POLICY_ALLOW ? "allowed" : "denied", res.rule);
 	if (res.decision != POLICY_ALLOW) {
 		conn_close(d, c, 1);
@@ -393,7 +394,7 @@ void l7_down(struct ldmeshd *d, struct conn *c)
 			p->off += (uint32_t)consumed;
 			break;
 		case HTTP1_OPAQUE:
-			if (c->l7_policy && not_http(d, c, "non-HTTP/1 request bytes") < 0) {
+			if (c->l7_policy && not_http(d, c, "its first request bytes") < 0) {
 				return;
 			}
 			/* Bytes held while deciding go first; the rest passes raw. */
@@ -468,7 +469,7 @@ void l7_responses(struct ldmeshd *d, struct conn *c, const char *buf, size_t len
 			 * side's bytes came first. */
 			if (!h->forwarded && !h->pend_n) {
 				if (c->l7_policy && !h->scan_only &&
-				    not_http(d, c, "non-HTTP/1 bytes of the server") < 0) {
+				    not_http(d, c, "the app spoke first") < 0) {
 					return;
 				}
 				opaque_now(h);

@@ -434,7 +434,7 @@ def test_truncated_certificate_on_rotation_keeps_old_identity(cluster):
 CONNS_10K = 10000
 
 
-@pytest.mark.timeout(170)
+@pytest.mark.timeout(330)
 def test_10k_concurrent_connections(cluster):
     """10,000 connections held open at once through the mesh, all with
     mTLS, dialled non-blocking all at the same time by meshed processes to
@@ -450,12 +450,10 @@ def test_10k_concurrent_connections(cluster):
     per pair and 5,000 per daemon.  All 20,000 handshakes start within a
     second on a small VM, so the handshake budget (connect_timeout_ms) is a
     minute instead of the default 10 s: this test is about holding 10,000
-    connections, not about handshake rate (tests/bench measures that)."""
-    if cluster.mode.asan:
-        # Measured: 35-42 s for the 10,000 echoes under ASan (against the
-        # 45 s the program allows) and ~50 s in all; io_uring and epoll
-        # modes run the same daemon code at 15-25 s.
-        pytest.skip("too slow under ASan (docs/reliability.md)")
+    connections, not about handshake rate (tests/bench measures that).
+    The dialling programs get 150 s for every dial and echo (15-25 s is
+    usual, 35-42 s under ASan): a bound against a hang, not a speed test,
+    so a loaded machine cannot fail it."""
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     per_side = 1 if hard >= 2 * CONNS_10K + 1024 else 2
     labels = ("a", "b", "c", "d")[:2 * per_side]
@@ -471,12 +469,12 @@ def test_10k_concurrent_connections(cluster):
                             name="echosrv")
         srv_pod.wait_listening(srv, 9820)
     share = CONNS_10K // (per_side * per_side)
-    holds = [c.popen([c.mode.prog("holdconns"), s.addr4, "9820", str(share), "90"],
+    holds = [c.popen([c.mode.prog("holdconns"), s.addr4, "9820", str(share), "240", "150"],
                      name="holdconns-%s%s" % (c.label, s.label), stdin=subprocess.PIPE)
              for c in clients for s in servers]
     try:
         for hold in holds:
-            hold.wait_output(r"^holding$", timeout=120)
+            hold.wait_output(r"^holding$", timeout=170)
             kv = dict(x.split("=", 1) for x in hold.out().split("\n")[0].split())
             assert kv["connected"] == str(share) and kv["echoed"] == str(share), \
                 hold.describe()
@@ -583,13 +581,20 @@ def test_fd_exhaustion_local_sockets_back_off(cluster):
     get(b, a, "/warm")
     pid = b.daemon_pid
     epoll = cluster.mode.backend == "epoll"
+    off = len(b.daemon_log())
     limit, held, soft, hard = exhaust_fds_when_settled(b)
     try:
         out = b.popen([mesh.tool("curl"), "-sS", "--max-time", "30",
                        "http://%s:8080/queued-out" % a.addr4], name="curl-out")
         ctl = b.popen([b.mode.ldmeshctl, "--runtime-dir", b.runtime_dir, "status"],
                       shim=False, name="ctl-status")
-        time.sleep(0.5)
+        # Both clients have reached the exhausted daemon before it is
+        # measured (and before the limit goes back up).
+        if epoll:
+            mesh.wait_log(b, r"handoff accept: Too many open files", offset=off, timeout=20)
+            mesh.wait_log(b, r"ctl accept: Too many open files", offset=off, timeout=20)
+        else:
+            mesh.wait_log(b, r"attached fds were dropped", offset=off, timeout=20)
         rate = cpu_rate(pid)
         assert rate < BUSY_CPU_PER_S, "pod b's daemon used %.2f s of CPU per second while " \
             "out of fds with clients waiting on handoff.sock and ctl.sock: a busy loop" % rate

@@ -244,7 +244,11 @@ def test_policy_check_cli(single_cluster):
          3, "no-admin"),
         (("--from", PAYMENTS, "--port", "8080", "--method", "GET",
           "--path", "/api/%2e%2e/admin/x"), 3, "no-admin"),
-        (("--from", WEB, "--port", "9090"), 0, "default-allow"),
+        (("--from", WEB, "--port", "9090", "--method", "GET", "--path", "/x"), 0,
+         "default-allow"),
+        # no-admin has no ports: non-HTTP traffic on any port is refused by
+        # it, as Istio does with HTTP-only fields of a DENY rule (deny more).
+        (("--from", WEB, "--port", "9090"), 3, "no-admin"),
         (("--port", "8080"), 3, "no-allow-rule-matched"),
     ]
     for args, rc, rule in cases:

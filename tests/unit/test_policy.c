@@ -308,8 +308,8 @@ static const struct decision_case decision_cases[] = {
 	{"hosts: absent Host fails closed on deny", C_HOSTS, WEB, 1234, "GET", "/", "", D,
 	 "no-internal", NULL},
 	{"hosts: other host", C_HOSTS, WEB, 1234, "GET", "/", "internal", A, "default-allow", NULL},
-	{"hosts: host deny refuses non-HTTP (deny more)", C_HOSTS, WEB, 1234, NULL, NULL, NULL,
-	 D, "no-internal", NULL},
+	{"hosts: host deny refuses non-HTTP (deny more)", C_HOSTS, WEB, 1234, NULL, NULL, NULL, D,
+	 "no-internal", NULL},
 
 	/* Paths: exact, prefix, suffix, glob. */
 	{"paths: exact", C_PATHS, NULL, 8000, "GET", "/healthz", NULL, A, "paths", NULL},
@@ -593,9 +593,12 @@ static void test_random_sets_data_path_equals_check(void **state)
 	static const char *const callers[] = {NULL, PAYMENTS, WEB, EVIL, LEGACY};
 	static const uint16_t qports[] = {80, 8080, 9000, 1234};
 	static const char *const reqs[][3] = {
-		{NULL, NULL, NULL},	      {"GET", "/api/v1", "orders"},
-		{"POST", "/admin", NULL},     {"GET", "/x/a/y", "a.example.com"},
-		{"DELETE", "/api/z", "orders"}, {"PRI", "*", NULL},
+		{NULL, NULL, NULL},
+		{"GET", "/api/v1", "orders"},
+		{"POST", "/admin", NULL},
+		{"GET", "/x/a/y", "a.example.com"},
+		{"DELETE", "/api/z", "orders"},
+		{"PRI", "*", NULL},
 	};
 	unsigned seed = 18;
 	int sets_done = 0, checks = 0, pending = 0;
@@ -607,7 +610,8 @@ static void test_random_sets_data_path_equals_check(void **state)
 		int n = 1 + (int)(prop_rand(&seed) % 4), k;
 		size_t used;
 
-		used = (size_t)snprintf(text, sizeof(text), "policy_default = \"%s\";\npolicies = (",
+		used = (size_t)snprintf(text, sizeof(text),
+					"policy_default = \"%s\";\npolicies = (",
 					prop_rand(&seed) % 3 ? "allow" : "deny");
 		for (k = 0; k < n; k++) {
 			snprintf(text + used, sizeof(text) - used,
@@ -619,10 +623,12 @@ static void test_random_sets_data_path_equals_check(void **state)
 			if (prop_rand(&seed) % 4 == 0)
 				prop_list(text, sizeof(text), &seed, "namespaces", namespaces,
 					  ARRAY_SIZE(namespaces));
-			prop_list(text, sizeof(text), &seed, "methods", methods, ARRAY_SIZE(methods));
+			prop_list(text, sizeof(text), &seed, "methods", methods,
+				  ARRAY_SIZE(methods));
 			prop_list(text, sizeof(text), &seed, "paths", paths, ARRAY_SIZE(paths));
 			if (prop_rand(&seed) % 3 == 0)
-				prop_list(text, sizeof(text), &seed, "hosts", hosts, ARRAY_SIZE(hosts));
+				prop_list(text, sizeof(text), &seed, "hosts", hosts,
+					  ARRAY_SIZE(hosts));
 			used = strlen(text);
 			used += (size_t)snprintf(text + used, sizeof(text) - used, " }");
 		}
@@ -636,7 +642,8 @@ static void test_random_sets_data_path_equals_check(void **state)
 			fail_msg("generated config not compiled: %s\n%s", err, text);
 		for (size_t i = 0; i < ARRAY_SIZE(callers); i++)
 			for (size_t j = 0; j < ARRAY_SIZE(qports); j++) {
-				struct policy_request base = {callers[i], qports[j], NULL, NULL, NULL};
+				struct policy_request base = {callers[i], qports[j], NULL, NULL,
+							      NULL};
 				struct policy_result at_conn, not_http, one;
 
 				policy_decide(p, POLICY_AT_CONNECT, &base, &at_conn);
@@ -655,21 +662,28 @@ static void test_random_sets_data_path_equals_check(void **state)
 					req.path = reqs[r][1];
 					req.host = reqs[r][2];
 					live = prop_data_path(p, &req);
-					policy_decide(p, req.method ? POLICY_AT_REQUEST : POLICY_NOT_HTTP,
-						      &req, &one);
+					policy_decide(
+						p, req.method ? POLICY_AT_REQUEST : POLICY_NOT_HTTP,
+						&req, &one);
 					if (live != one.decision)
-						fail_msg("%s port %u %s %s: data path %s, check %s by "
+						fail_msg("%s port %u %s %s: data path %s, check %s "
+							 "by "
 							 "%s\n%s",
-							 callers[i] ? callers[i] : "anonymous", qports[j],
+							 callers[i] ? callers[i] : "anonymous",
+							 qports[j],
 							 req.method ? req.method : "(not HTTP)",
-							 req.path ? req.path : "", live ? "deny" : "allow",
-							 one.decision ? "deny" : "allow", one.rule, text);
+							 req.path ? req.path : "",
+							 live ? "deny" : "allow",
+							 one.decision ? "deny" : "allow", one.rule,
+							 text);
 					if (req.method && not_http.decision == POLICY_ALLOW &&
 					    one.decision != POLICY_ALLOW)
-						fail_msg("%s port %u %s %s: not-http allows, the request "
+						fail_msg("%s port %u %s %s: not-http allows, the "
+							 "request "
 							 "is denied by %s\n%s",
-							 callers[i] ? callers[i] : "anonymous", qports[j],
-							 req.method, req.path, one.rule, text);
+							 callers[i] ? callers[i] : "anonymous",
+							 qports[j], req.method, req.path, one.rule,
+							 text);
 					checks++;
 				}
 			}
