@@ -51,6 +51,7 @@ needs()
 	case "$1" in
 	http1) echo "daemon/http1.c |" ;;
 	policy) echo "daemon/policy.c daemon/config.c daemon/spiffe.c | -lconfig" ;;
+	detect) echo "daemon/http1.c daemon/policy.c daemon/config.c daemon/spiffe.c | -lconfig" ;;
 	spiffe) echo "daemon/spiffe.c |" ;;
 	tls_sniff) echo "daemon/tls.c daemon/spiffe.c | -lssl -lcrypto" ;;
 	ctl) echo "daemon/ctl_parse.c |" ;;
