@@ -54,6 +54,7 @@ needs()
 	detect) echo "daemon/http1.c daemon/policy.c daemon/config.c daemon/spiffe.c | -lconfig" ;;
 	spiffe) echo "daemon/spiffe.c |" ;;
 	tls_sniff) echo "daemon/tls.c daemon/spiffe.c | -lssl -lcrypto" ;;
+	svid) echo "daemon/tls.c daemon/spiffe.c | -lssl -lcrypto" ;;
 	ctl) echo "daemon/ctl_parse.c |" ;;
 	preamble) echo "shim/preamble.c |" ;;
 	# handoff.c calls into the connection and listener code, which is the

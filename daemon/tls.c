@@ -60,6 +60,8 @@ const char *tls_reason_name(enum tls_reason r)
 		"no_uri_san",
 		"multiple_uri_san",
 		"bad_spiffe_id",
+		"ca_as_leaf",
+		"bad_key_usage",
 		"trust_domain_mismatch",
 		"identity_mismatch",
 		"no_peer_certificate",
@@ -95,6 +97,7 @@ enum tls_reason tls_check_svid(const void *x509, const char *trust_domain, const
 	const char *uri = NULL;
 	int i, n, uris = 0, uri_len = 0;
 	char buf[LDM_PEER_ID_MAX + 1];
+	uint32_t ku;
 
 	if (id && idlen) {
 		id[0] = '\0';
@@ -127,7 +130,18 @@ enum tls_reason tls_check_svid(const void *x509, const char *trust_domain, const
 		return TLS_BAD_SPIFFE_ID;
 	}
 	if (id && idlen) {
-		snprintf(id, idlen, "%s", buf);
+		snprintf(id, idlen, "%s", buf); /* kept to say who it was */
+	}
+	/* X.509-SVID section 4: a leaf MUST NOT be a CA, MUST carry key usage
+	 * with digitalSignature, MUST NOT have keyCertSign or cRLSign.  The
+	 * chain check alone accepts a CA certificate at depth 0. */
+	ku = X509_get_key_usage((X509 *)x509);
+	if (X509_get_extension_flags((X509 *)x509) & EXFLAG_CA) {
+		return TLS_CA_AS_LEAF;
+	}
+	if (ku == UINT32_MAX || !(ku & KU_DIGITAL_SIGNATURE) ||
+	    (ku & (KU_KEY_CERT_SIGN | KU_CRL_SIGN))) {
+		return TLS_BAD_KEY_USAGE;
 	}
 	if (strcmp(sid.trust_domain, trust_domain)) {
 		return TLS_TRUST_DOMAIN;

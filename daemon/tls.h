@@ -26,6 +26,8 @@ enum tls_reason {
 	TLS_NO_URI_SAN, /* no URI SAN: not an SVID */
 	TLS_MULTIPLE_URI_SAN, /* more than one URI SAN */
 	TLS_BAD_SPIFFE_ID, /* URI SAN is not a valid SPIFFE ID */
+	TLS_CA_AS_LEAF, /* leaf says cA:TRUE (X.509-SVID: leaf MUST NOT) */
+	TLS_BAD_KEY_USAGE, /* leaf key usage: no digitalSignature, or keyCertSign/cRLSign */
 	TLS_TRUST_DOMAIN, /* SPIFFE ID from another trust domain */
 	TLS_ID_MISMATCH, /* not the identity pinned for the service */
 	TLS_NO_PEER_CERT, /* peer presented no certificate */
@@ -104,9 +106,13 @@ const char *tls_conn_version(const struct tls_conn *c);
 int tls_conn_resumed(const struct tls_conn *c);
 
 /*
- * Checks the URI SANs of a peer certificate: exactly one, a valid SPIFFE ID
- * in trust_domain, equal to pin when pin is set.  Fills id.  Exposed for
- * unit tests.
+ * The X.509-SVID checks of a leaf, for peers in both directions and for our
+ * own SVID on every (re)load: exactly one URI SAN, a valid SPIFFE ID in
+ * trust_domain, equal to pin when pin is set; not a CA (basicConstraints
+ * cA:TRUE); key usage present with digitalSignature and without
+ * keyCertSign or cRLSign.  The chain and validity dates are OpenSSL's
+ * verification.  Fills id when the URI SAN was readable.  Exposed for unit
+ * tests and the fuzz target.
  */
 enum tls_reason tls_check_svid(const void *x509, const char *trust_domain, const char *pin,
 			       char *id, size_t idlen);

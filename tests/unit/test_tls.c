@@ -62,6 +62,11 @@ enum leaf_id {
 	L_NO_SAN, /* no subjectAltName extension at all */
 	L_FOREIGN, /* ID_CLIENT, but issued by the unrelated CA */
 	L_EXPIRED_SRV, /* ID_SERVER, expired */
+	L_CA_LEAF, /* ID_CLIENT with basicConstraints cA:TRUE, signed by the CA */
+	L_KU_CERTSIGN, /* ID_CLIENT, key usage digitalSignature,keyCertSign */
+	L_KU_CRLSIGN, /* ID_CLIENT, key usage digitalSignature,cRLSign */
+	L_KU_NO_DIGSIG, /* ID_CLIENT, key usage keyAgreement only */
+	L_NO_KU, /* ID_CLIENT, no key usage extension */
 	L_COUNT
 };
 
@@ -71,6 +76,8 @@ struct leaf_spec {
 	long nb, na; /* validity, seconds from now */
 	const char *san; /* X509V3 config string, or NULL */
 	int raw_san; /* build the SAN by hand (NUL / long URI) */
+	const char *bc, *ku; /* basicConstraints / keyUsage: NULL the leaf
+			      * defaults, "" none */
 };
 
 static const struct leaf_spec leaf_specs[L_COUNT] = {
@@ -91,6 +98,15 @@ static const struct leaf_spec leaf_specs[L_COUNT] = {
 	[L_NO_SAN] = {"no-san", 0, -DAY, 30 * DAY, NULL, 0},
 	[L_FOREIGN] = {"foreign", 1, -DAY, 30 * DAY, "URI:" ID_CLIENT, 0},
 	[L_EXPIRED_SRV] = {"expired-server", 0, -10 * DAY, -DAY, "URI:" ID_SERVER, 0},
+	[L_CA_LEAF] = {"ca-leaf", 0, -DAY, 30 * DAY, "URI:" ID_CLIENT, 0, "critical,CA:TRUE",
+		       "critical,digitalSignature,keyCertSign,cRLSign"},
+	[L_KU_CERTSIGN] = {"ku-certsign", 0, -DAY, 30 * DAY, "URI:" ID_CLIENT, 0, NULL,
+			   "critical,digitalSignature,keyCertSign"},
+	[L_KU_CRLSIGN] = {"ku-crlsign", 0, -DAY, 30 * DAY, "URI:" ID_CLIENT, 0, NULL,
+			  "critical,digitalSignature,cRLSign"},
+	[L_KU_NO_DIGSIG] = {"ku-no-digsig", 0, -DAY, 30 * DAY, "URI:" ID_CLIENT, 0, NULL,
+			    "critical,keyAgreement"},
+	[L_NO_KU] = {"no-ku", 0, -DAY, 30 * DAY, "URI:" ID_CLIENT, 0, NULL, ""},
 };
 
 struct leaf {
@@ -140,7 +156,7 @@ static void add_raw_uri_san(X509 *x, const char *data, int len)
 
 /* issuer == NULL: self-signed CA. */
 static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key, long nb,
-		       long na, const char *san, int raw_san)
+		       long na, const char *san, int raw_san, const char *bc, const char *ku)
 {
 	X509 *x = X509_new();
 	X509_NAME *name;
@@ -169,8 +185,12 @@ static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *is
 		add_ext(x, &v3, NID_key_usage, "critical,keyCertSign,cRLSign");
 		add_ext(x, &v3, NID_subject_key_identifier, "hash");
 	} else {
-		add_ext(x, &v3, NID_basic_constraints, "critical,CA:FALSE");
-		add_ext(x, &v3, NID_key_usage, "critical,digitalSignature");
+		if (!bc || bc[0]) {
+			add_ext(x, &v3, NID_basic_constraints, bc ? bc : "critical,CA:FALSE");
+		}
+		if (!ku || ku[0]) {
+			add_ext(x, &v3, NID_key_usage, ku ? ku : "critical,digitalSignature");
+		}
 		add_ext(x, &v3, NID_ext_key_usage, "serverAuth,clientAuth");
 		add_ext(x, &v3, NID_subject_key_identifier, "hash");
 		add_ext(x, &v3, NID_authority_key_identifier, "keyid:always");
@@ -244,7 +264,7 @@ static int pki_setup(void **state)
 		P.ca_key[i] = EVP_EC_gen("P-256");
 		assert_non_null(P.ca_key[i]);
 		P.ca[i] = make_cert(P.ca_key[i], i ? "Unrelated CA" : "cluster.local CA", NULL,
-				    NULL, -2 * DAY, 365 * DAY, NULL, 0);
+				    NULL, -2 * DAY, 365 * DAY, NULL, 0, NULL, NULL);
 		snprintf(name, sizeof(name), "bundle%d.pem", i + 1);
 		write_cert(name, &P.ca[i], 1, P.bundle[i], sizeof(P.bundle[i]));
 	}
@@ -257,7 +277,7 @@ static int pki_setup(void **state)
 		l->key = EVP_EC_gen("P-256");
 		assert_non_null(l->key);
 		l->x509 = make_cert(l->key, s->name, P.ca[s->foreign], P.ca_key[s->foreign], s->nb,
-				    s->na, s->san, s->raw_san);
+				    s->na, s->san, s->raw_san, s->bc, s->ku);
 		snprintf(name, sizeof(name), "%s.crt", s->name);
 		write_cert(name, &l->x509, 1, l->crt, sizeof(l->crt));
 		snprintf(name, sizeof(name), "%s.key", s->name);
@@ -327,6 +347,13 @@ static const struct svid_case svid_cases[] = {
 	{"dns and email beside the uri", L_DNS_AND_URI, TD, NULL, TLS_OK, ID_CLIENT},
 	{"foreign ca (not checked here)", L_FOREIGN, TD, NULL, TLS_OK, ID_CLIENT},
 	{"no certificate", -1, TD, NULL, TLS_NO_PEER_CERT, ""},
+	/* X.509-SVID: a leaf is no CA and signs nothing but handshakes. */
+	{"ca:true leaf with the allowed id", L_CA_LEAF, TD, NULL, TLS_CA_AS_LEAF, ID_CLIENT},
+	{"ca:true leaf, pinned to its id", L_CA_LEAF, TD, ID_CLIENT, TLS_CA_AS_LEAF, ID_CLIENT},
+	{"keyCertSign", L_KU_CERTSIGN, TD, NULL, TLS_BAD_KEY_USAGE, ID_CLIENT},
+	{"cRLSign", L_KU_CRLSIGN, TD, NULL, TLS_BAD_KEY_USAGE, ID_CLIENT},
+	{"no digitalSignature", L_KU_NO_DIGSIG, TD, NULL, TLS_BAD_KEY_USAGE, ID_CLIENT},
+	{"no key usage extension", L_NO_KU, TD, NULL, TLS_BAD_KEY_USAGE, ID_CLIENT},
 };
 
 static void test_check_svid_table(void **state)
