@@ -163,6 +163,9 @@ void accesslog_http(struct accesslog *a, const struct conn *c, const struct acce
 	opt_str(&a->buf, "authority", r->authority);
 	opt_str(&a->buf, "method", r->method);
 	opt_str(&a->buf, "path", r->path);
+	if (r->upgrade) {
+		opt_str(&a->buf, "upgrade", r->upgrade);
+	}
 	if (r->status) {
 		sb_printf(&a->buf, ",\"status\":%d,\"latency_ms\":%.3f", r->status, r->latency_ms);
 	} else {

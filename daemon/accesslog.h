@@ -27,6 +27,7 @@ struct accesslog {
 /* One HTTP request's fields, borrowed for the call. */
 struct accesslog_http {
 	const char *authority, *method, *path, *rule, *error;
+	const char *upgrade; /* "h2c-stripped", or NULL (no field) */
 	int status; /* 0: no response */
 	double latency_ms;
 };

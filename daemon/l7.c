@@ -10,6 +10,7 @@
 
 #include "accesslog.h"
 #include "l7.h"
+#include "upgrade.h"
 #include "ldmeshd.h"
 #include "telemetry.h"
 #include "log.h"
@@ -116,6 +117,7 @@ static void log_request(struct ldmeshd *d, struct conn *c, const struct l7_pendi
 		.path = p->path,
 		.rule = p->rule,
 		.error = error,
+		.upgrade = p->h2c_stripped ? "h2c-stripped" : NULL,
 		.status = status,
 		.latency_ms = (double)latency_us / 1000.0,
 	};
@@ -258,11 +260,14 @@ static int out_put(struct l7 *h, const char *buf, size_t len)
 static int on_request(struct ldmeshd *d, struct conn *c, struct l7 *h)
 {
 	static const char *const drop[] = {"x-forwarded-client-cert", NULL};
+	static const char *const drop_h2c[] = {"x-forwarded-client-cert", "upgrade", "connection",
+					       "http2-settings", NULL};
 	const struct http1_head *hd = &h->req.head;
 	const struct tls_svid_info *own = d->tls ? tls_ctx_info(d->tls) : NULL;
-	char xfcc[2 * LDM_PEER_ID_MAX + 64] = "";
+	char extra[2 * LDM_PEER_ID_MAX + 64 + 2048] = "";
 	const char *rule = c->rule[0] ? c->rule : NULL;
-	int n;
+	int n, h2c = 0, all_gone = 0;
+	size_t used = 0;
 
 	h->requests++;
 	if (c->l7_policy) {
@@ -297,19 +302,43 @@ static int on_request(struct ldmeshd *d, struct conn *c, struct l7 *h)
 	/* Like Istio: the identity the mesh verified, and nothing a client
 	 * could have written itself. */
 	if (c->peer_id[0]) {
-		snprintf(xfcc, sizeof(xfcc), "x-forwarded-client-cert: By=%s;URI=%s\r\n",
-			 own ? own->id : "", c->peer_id);
+		n = snprintf(extra, 2 * LDM_PEER_ID_MAX + 64,
+			     "x-forwarded-client-cert: By=%s;URI=%s\r\n", own ? own->id : "",
+			     c->peer_id);
+		used = n > 0 ? strlen(extra) : 0;
 	}
-	n = http1_rewrite_head(&h->req, drop, xfcc[0] ? xfcc : NULL, h->out + h->out_len,
-			       h->out_cap - h->out_len);
+	/* Where requests are decided one by one, an allowed request must not
+	 * switch the connection to HTTP/2 the mesh cannot read (upgrade.h). */
+	if (c->l7_policy && hd->upgrade) {
+		h2c = upgrade_strip_h2c(&h->req, extra + used, sizeof(extra) - used, &all_gone);
+		if (h2c < 0) {
+			return h2c;
+		}
+	}
+	n = http1_rewrite_head(&h->req, h2c ? drop_h2c : drop, extra[0] ? extra : NULL,
+			       h->out + h->out_len, h->out_cap - h->out_len);
 	if (n < 0) {
 		return n;
 	}
+	if (h2c) {
+		char peer[80];
+
+		d->stats.h2c_upgrades_stripped_total++;
+		addr_format(&c->peer, peer, sizeof(peer));
+		log_info("request %s %s from %s (%s) on port %u: h2c upgrade removed (HTTP/2 after "
+			 "it would not be decided per request)",
+			 hd->method, hd->path, peer, c->peer_id[0] ? c->peer_id : "no identity",
+			 ntohs(c->local.port));
+	}
+	h->upgrade_removed = (uint8_t)(h2c && all_gone);
 	h->out_len += (uint32_t)n;
 	h->skip_body = 0;
 	h->forwarded++;
 	http1_note_request_method(&h->resp, hd->method);
 	track_request(d, c, h, hd, rule);
+	if (h2c && h->pend_n) {
+		h->pend[(h->pend_head + h->pend_n - 1) % h->pend_cap].h2c_stripped = 1;
+	}
 	return 0;
 }
 
@@ -453,6 +482,16 @@ void l7_responses(struct ldmeshd *d, struct conn *c, const char *buf, size_t len
 			if (h->resp.head.status >= 200 || h->resp.head.status == 101) {
 				h->answered++;
 				track_response(d, c, h, h->resp.head.status, NULL);
+			}
+			if (h->resp.head.upgrade && h->resp.head.status == 101 &&
+			    h->upgrade_removed) {
+				/* The app switched although the request it got no
+				 * longer asked to: nothing after this could be read. */
+				log_warn("conn %u: the app answered 101 to a request whose h2c "
+					 "upgrade was removed; closing",
+					 c->slot);
+				conn_close(d, c, 1);
+				return;
 			}
 			if (h->resp.head.upgrade) {
 				/* 101 or a 2xx to CONNECT: a tunnel from here on, which

@@ -34,6 +34,7 @@ struct l7_pending {
 	char method[16];
 	char *path, *authority; /* owned; only while the access log is on */
 	char *rule; /* owned; the policy rule that allowed it, NULL for none */
+	uint8_t h2c_stripped; /* its h2c upgrade was removed (upgrade.h) */
 };
 
 struct l7 {
@@ -47,6 +48,7 @@ struct l7 {
 	uint8_t hold; /* a denied request waits for earlier responses */
 	uint8_t resp_broken; /* response framing lost: deny by closing */
 	uint8_t close_after; /* end the connection once inject is out */
+	uint8_t upgrade_removed; /* the last request forwarded lost every upgrade token */
 	char inject[256]; /* a response of ours (403, 400) for the client */
 	uint32_t inject_len;
 	uint64_t requests, denied;

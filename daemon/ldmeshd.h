@@ -68,6 +68,7 @@ struct ldmeshd_stats {
 	uint64_t plaintext_accepted_total; /* permissive port, client without TLS */
 	uint64_t identity_reloads_total, identity_reload_errors_total;
 	uint64_t timeouts_total[TIMEOUT_COUNT]; /* by enum timeout_stage */
+	uint64_t h2c_upgrades_stripped_total; /* upgrade.h */
 };
 
 /* One ldmesh_policy_decisions_total series. */

@@ -113,6 +113,10 @@ void metrics_render(struct ldmeshd *d, struct strbuf *b)
 			  "%" PRIu64 "\n",
 			  names[e->decision], e->rule, e->port, e->count);
 	}
+	help(b, "ldmesh_upgrades_stripped_total", "counter",
+	     "Upgrade tokens removed from allowed requests on ports with HTTP rules, by protocol.");
+	sb_printf(b, "ldmesh_upgrades_stripped_total{protocol=\"h2c\"} %" PRIu64 "\n",
+		  s->h2c_upgrades_stripped_total);
 	help(b, "ldmesh_timeouts_total", "counter",
 	     "Connections closed by a deadline, by what they were doing.");
 	for (r = 0; r < TIMEOUT_COUNT; r++) {

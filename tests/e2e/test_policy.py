@@ -249,7 +249,7 @@ def test_policy_check_cli(single_cluster):
         # no-admin has no ports: non-HTTP traffic on any port is refused by
         # it, as Istio does with HTTP-only fields of a DENY rule (deny more).
         (("--from", WEB, "--port", "9090"), 3, "no-admin"),
-        (("--port", "8080"), 3, "no-allow-rule-matched"),
+        (("--port", "8080"), 3, "no-admin"),  # not HTTP: the L7 deny denies more
     ]
     for args, rc, rule in cases:
         r = check(*args)
