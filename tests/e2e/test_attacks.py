@@ -8,6 +8,7 @@ server; strict mTLS.
 """
 import datetime
 import os
+import re
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -238,3 +239,51 @@ def test_ca_certificate_refused_as_server_svid(cluster):
     r = mesh.curl(a, "http://%s:9444/hello" % b.addr4)
     # s_server -www answers any GET with its status page.
     assert r.returncode == 0 and "s_server -accept 9444" in r.stdout, r
+
+
+# --- HTTP/1 request smuggling and path tricks -----------------------------------------
+
+SMUGGLE = "GET /admin HTTP/1.1\r\nHost: b\r\n\r\n"
+# name, raw bytes, what the app's log shows when the bytes reach it unguarded
+# (None: the test app cannot read that form either, no control), statuses
+# the mesh may answer.
+HTTP1_ATTACKS = [
+    ("pipelined", "GET /api/1 HTTP/1.1\r\nHost: b\r\n\r\n" + SMUGGLE, "/admin", ("403",)),
+    ("CL.TE", "POST /api/1 HTTP/1.1\r\nHost: b\r\nContent-Length: 5\r\n"
+     "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + SMUGGLE, "/admin", ("400",)),
+    ("obfuscated TE", "POST /api/1 HTTP/1.1\r\nHost: b\r\nContent-Length: 5\r\n"
+     "Transfer-Encoding: chunked\r\nTransfer-encoding: x\r\n\r\n0\r\n\r\n" + SMUGGLE, "/admin",
+     ("400",)),
+    ("TE with space before colon", "POST /api/1 HTTP/1.1\r\nHost: b\r\nContent-Length: 5\r\n"
+     "Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n" + SMUGGLE, "/admin", ("400",)),
+    ("bare LF", "GET /admin HTTP/1.1\nHost: b\n\n", None, ("400",)),
+    ("absolute-form", "GET http://b/admin HTTP/1.1\r\nHost: b\r\n\r\n", "http://b/admin",
+     ("403",)),
+    ("dot-dot", "GET /api/../admin HTTP/1.1\r\nHost: b\r\n\r\n", "/api/../admin", ("403",)),
+    ("percent-encoded", "GET /api/%2e%2e/admin HTTP/1.1\r\nHost: b\r\n\r\n",
+     "/api/%2e%2e/admin", ("403",)),
+    ("encoded letter", "GET /%61dmin HTTP/1.1\r\nHost: b\r\n\r\n", "/%61dmin", ("403",)),
+]
+
+
+def test_http1_smuggling_forms_refused(cluster):
+    """Each raw request goes through socat: to the app directly (the
+    control: the smuggled or disguised /admin reaches it) and through the
+    mesh to a port that allows only GET/POST /api/* (400 or 403, and the
+    app never sees /admin)."""
+    a, b, _ = pair(cluster)
+    plain = b.popen([PYTHON, helper("h2c_server.py"), b.addr4, "18090"], name="h1-plain",
+                    shim=False)
+    plain.wait_output(r"^listening$", timeout=30)
+    srv = start(b, [PYTHON, helper("h2c_server.py"), "0.0.0.0", "8090"], "h1-meshed", 8090)
+    for name, raw, shows, statuses in HTTP1_ATTACKS:
+        if shows:
+            a.run([mesh.tool("socat"), "-t", "2", "-", "TCP:%s:18090" % b.addr4], shim=False,
+                  input=raw, timeout=30)
+            plain.wait_output(r"^served http1 %s$" % re.escape(shows), timeout=10)
+        r = a.run([mesh.tool("socat"), "-t", "2", "-", "TCP:%s:8090" % b.addr4], input=raw,
+                  timeout=30)
+        got = re.findall(r"HTTP/1\.1 (\d{3}) ", r.stdout)
+        assert got and got[-1] in statuses, "%s: %r" % (name, r)
+    served = [x for x in srv.out().splitlines() if x.startswith("served")]
+    assert all(x.split()[-1].startswith("/api/") for x in served), served
