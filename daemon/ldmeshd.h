@@ -98,6 +98,11 @@ struct ldmeshd {
 	struct decision_count decisions[DECISION_SERIES_MAX];
 	int n_decisions;
 	struct file_stamp id_stamps[3]; /* cert, key, bundle */
+	struct { /* identity files that failed to load, waited for (identity.c) */
+		struct file_stamp st[3];
+		int64_t since_ms;
+		int active;
+	} id_settle;
 	int64_t id_expiry_logged_ms;
 	int handoff_fd; /* owned, -1 while draining */
 	int ctl_fd; /* owned */

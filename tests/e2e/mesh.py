@@ -398,15 +398,25 @@ def wait_metric(pod, name, at_least, timeout=10, **labels):
 @contextlib.contextmanager
 def capture(pod, path, bpf="tcp", iface="veth0"):
     """tcpdump on pod's iface (inside its namespace) writing path while the
-    block runs; stopped with SIGTERM afterwards (bounded)."""
-    p = pod.popen([tool("tcpdump"), "-i", iface, "-n", "-U", "--immediate-mode", "-s", "0", "-Z", "root",
-                   "-w", path, bpf], shim=False, name="tcpdump")
+    block runs; stopped with SIGTERM afterwards (bounded).  -B 8192: an
+    8 MiB kernel buffer (the default is 2 MiB), so a burst of traffic is
+    not dropped while tcpdump writes the file.  A capture that dropped
+    packets all the same fails here when the block ends: the streams read
+    from it would be missing segments, and a test would fail later for a
+    misleading reason (or pass on less than it claims to check)."""
+    p = pod.popen([tool("tcpdump"), "-i", iface, "-n", "-U", "--immediate-mode", "-B", "8192",
+                   "-s", "0", "-Z", "root", "-w", path, bpf], shim=False, name="tcpdump")
     p.wait_output(r"listening on %s" % iface, stream="err", timeout=15)
     try:
         yield p
     finally:
         time.sleep(0.3)  # let the last segments of the exchange land
         p.stop(timeout=5)
+    # Printed by tcpdump on SIGTERM (absent if it had to be killed).
+    dropped = re.search(r"^(\d+) packets? dropped by kernel", p.err(), re.M)
+    assert not dropped or dropped.group(1) == "0", \
+        "tcpdump on pod %s's %s dropped packets; the capture %s is incomplete:\n%s" % (
+            pod.label, iface, path, p.err()[-1000:])
 
 
 def read_pcap(path):
@@ -656,10 +666,11 @@ def loop_results(proc):
     return re.findall(r"^status=(\d+)$", out, re.M), re.findall(r"^error=(.*)$", out, re.M)
 
 
-def curl(pod, *args, timeout=30, shim=True):
-    """Stock curl in pod: -sS, bounded by --max-time."""
-    return pod.run([tool("curl"), "-sS", "-g", "--max-time", "15"] + [str(a) for a in args],
-                   shim=shim, timeout=timeout)
+def curl(pod, *args, timeout=30, shim=True, max_time=15):
+    """Stock curl in pod: -sS, bounded by --max-time max_time (seconds;
+    keep it below timeout, which bounds the whole run)."""
+    return pod.run([tool("curl"), "-sS", "-g", "--max-time", str(max_time)] +
+                   [str(a) for a in args], shim=shim, timeout=timeout)
 
 
 def app_json(result):

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from pods import PYTHON, through_mesh
+from pods import PYTHON, through_mesh, wait_until
 
 
 def require(binary):
@@ -114,8 +114,20 @@ def test_curl_wget_nginx(pods):
         r = fetch_wget(a, url).ok()
         assert r.stdout == body
 
-    with open(os.path.join(tmp, "access.log")) as f:
-        lines = [l for l in f.read().splitlines() if "GET /index.html" in l]
+    # nginx writes a request's access.log line once it has finished it, which
+    # can be just after the client has the whole body: wait for both lines.
+    def logged():
+        try:
+            with open(os.path.join(tmp, "access.log")) as f:
+                return [l for l in f.read().splitlines() if "GET /index.html" in l]
+        except FileNotFoundError:
+            return []
+    try:
+        wait_until(lambda: len(logged()) >= 2, 10, interval=0.05,
+                   what="2 requests in nginx's access.log")
+    except TimeoutError:
+        pass
+    lines = logged()
     assert len(lines) == 2, lines
     for line in lines:
         assert line.split()[0] == a.addr4, "nginx logged %r, expected pod a's address %s" % (

@@ -102,15 +102,17 @@ def test_valgrind_short_scenario(tmp_path):
             logs[pod.label] = start_under_valgrind(cluster, pod)
         mesh.start_app(b, 8080)
         with podlib.through_mesh(a, b, 8080, n=3, timeout=30):
-            r = mesh.curl(a, "http://%s:8080/one" % b.addr4, timeout=60)
+            # Both daemons run under memcheck (tens of times slower): curl's
+            # own --max-time is 60 s, not mesh.curl's 15, inside the run's 75.
+            r = mesh.curl(a, "http://%s:8080/one" % b.addr4, timeout=75, max_time=60)
             assert mesh.app_json(r)["xfcc"] == [
                 "By=%s;URI=%s" % (mesh.spiffe("shop", "orders"),
                                   mesh.spiffe("shop", "payments"))], r
             r = mesh.curl(a, "-o", "/dev/null", "-w", "%{size_download}",
-                          "http://%s:8080/blob/1000000" % b.addr4, timeout=60)
+                          "http://%s:8080/blob/1000000" % b.addr4, timeout=75, max_time=60)
             assert r.returncode == 0 and r.stdout == "1000000", r
             r = mesh.curl(a, "--data-binary", "x" * 100000, "http://%s:8080/up" % b.addr4,
-                          timeout=60)
+                          timeout=75, max_time=60)
             assert len(mesh.app_json(r)["body"]) == 100000
         assert a.status()["handoffs_total"] >= 3
         assert mesh.metric(b, "ldmesh_tls_handshakes_total", direction="inbound") >= 3
