@@ -980,7 +980,9 @@ static void tel_open(struct ldmeshd *d, struct conn *c)
 	enum tel_tls tls = TEL_TLS_TRUE;
 	int in = c->kind == CONN_INBOUND;
 
-	if (!c->tls) {
+	if (c->same_pod) {
+		tls = TEL_TLS_LOOPBACK;
+	} else if (!c->tls) {
 		if (in) {
 			tls = port_mtls(d, c->local.port) == CONFIG_MTLS_DISABLE
 				      ? TEL_TLS_DISABLED
@@ -1098,6 +1100,13 @@ static void choose_outbound_tls(struct ldmeshd *d, struct conn *c)
 	c->tls_wanted = 0;
 	c->in_mesh = 0;
 	c->pin = NULL;
+	/* The pod's own address: the listener there is ours too, and hands
+	 * the connection to its app as same-pod traffic, in plaintext. */
+	if (podaddr_is_local(&d->pod, &c->peer, now_ms())) {
+		c->same_pod = 1;
+		d->stats.same_pod_proxied_total++;
+		return;
+	}
 	for (i = 0; i < cfg->n_services; i++) {
 		const struct config_service *svc = &cfg->services[i];
 		for (j = 0; j < svc->n_endpoints; j++) {
@@ -1126,7 +1135,7 @@ static int egress_allowed(const struct ldmeshd *d, const struct conn *c, int in_
 	uint16_t port = ntohs(c->peer.port);
 	size_t i, j;
 
-	if (in_mesh || cfg->egress_allow_all) {
+	if (in_mesh || c->same_pod || cfg->egress_allow_all) {
 		return 1;
 	}
 	for (i = 0; i < cfg->n_egress_allow; i++) {
@@ -1184,6 +1193,57 @@ void conn_start_outbound(struct ldmeshd *d, struct conn *c, int tcp_fd, int app_
 /* Room kept in front of sniffed plaintext for the preamble. */
 #define PREAMBLE_ROOM (sizeof(struct ldm_preamble))
 
+/*
+ * A same-pod connection: the preamble goes to the app's listener with the
+ * accepted TCP socket attached, and the daemon lets go of both.  The app's
+ * accept() puts the socket in place of the Unix connection (shim/
+ * hook_accept.c), so its bytes never pass through here.
+ */
+static void hand_over_socket(struct ldmeshd *d, struct conn *c)
+{
+	struct ldm_preamble pre;
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = {.iov_base = &pre, .iov_len = sizeof(pre)};
+	struct msghdr msg = {.msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = u.buf,
+			     .msg_controllen = sizeof(u.buf)};
+	struct cmsghdr *cm;
+	ssize_t n;
+
+	memset(&pre, 0, sizeof(pre));
+	pre.magic = LDM_PREAMBLE_MAGIC;
+	pre.version = LDM_PROTO_VERSION;
+	pre.conn_id = c->cookie;
+	pre.peer = c->peer;
+	pre.local = c->local;
+	memset(&u, 0, sizeof(u));
+	cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &c->n_fd, sizeof(int));
+	/* A fresh Unix connection has room for one small message: this send
+	 * does not wait. */
+	n = sendmsg(c->a_fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (n != (ssize_t)sizeof(pre)) {
+		char peer[80];
+		addr_format(&c->peer, peer, sizeof(peer));
+		log_warn("same-pod connection from %s: handing the socket to the app failed: %s",
+			 peer, n < 0 ? strerror(errno) : "short send");
+		conn_close(d, c, 1);
+		return;
+	}
+	d->stats.same_pod_handed_total++;
+	/* Ours was only a second reference: closing it sends nothing. */
+	close(c->n_fd);
+	c->n_fd = -1;
+	conn_close(d, c, 0);
+}
+
 static void app_dial_done(struct ldmeshd *d, struct conn *c, int res)
 {
 	struct ldm_preamble pre;
@@ -1195,6 +1255,13 @@ static void app_dial_done(struct ldmeshd *d, struct conn *c, int res)
 		log_warn("inbound from %s: app listener unreachable: %s", peer, strerror(-res));
 		conn_close(d, c, 1);
 		return;
+	}
+	if (c->hand_socket) {
+		hand_over_socket(d, c);
+		return;
+	}
+	if (c->same_pod) {
+		d->stats.same_pod_proxied_total++; /* a shim that cannot take it */
 	}
 	if (alloc_bufs(d, c) < 0) {
 		conn_close(d, c, 1);
@@ -1428,7 +1495,6 @@ void conn_start_inbound(struct ldmeshd *d, int tcp_fd, int listener_slot)
 	if (getsockname(tcp_fd, (struct sockaddr *)&ss, &len) == 0) {
 		addr_from_sockaddr((struct sockaddr *)&ss, len, &c->local);
 	}
-	setsockopt(tcp_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	bind_inbound_name(c);
 
 	memset(&c->dial_sa, 0, sizeof(c->dial_sa));
@@ -1437,6 +1503,17 @@ void conn_start_inbound(struct ldmeshd *d, int tcp_fd, int listener_slot)
 	nlen = strnlen(l->name, sizeof(l->name));
 	memcpy(sun->sun_path + 1, l->name, nlen);
 	c->dial_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + nlen);
+
+	/* Inside the pod: one trust zone, the app gets the client as it is,
+	 * with no detection, mTLS, policy or HTTP layer (docs/security.md). */
+	if (podaddr_is_local(&d->pod, &c->peer, now_ms())) {
+		c->same_pod = 1;
+		c->l7_done = 1;
+		c->hand_socket = (uint8_t)l->takes_socket;
+		connect_app(d, c);
+		return;
+	}
+	setsockopt(tcp_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
 	if (!d->tls || port_mtls(d, c->local.port) == CONFIG_MTLS_DISABLE) {
 		/* No detection: server-speaks-first protocols start at once. */

@@ -80,6 +80,8 @@ struct conn {
 	uint8_t bufs_tls; /* bufs is TLS-sized */
 	uint8_t l7_policy; /* inbound: decide each HTTP request */
 	uint8_t l7_done; /* inbound: proved not HTTP; raw from now on */
+	uint8_t same_pod; /* both ends inside the pod: no mTLS, policy or HTTP layer */
+	uint8_t hand_socket; /* inbound same-pod: give the app the TCP socket itself */
 	uint8_t parked; /* enum park_state: idle, buffers given back */
 	struct l7 *l7; /* owned: HTTP state (inbound; outbound for metrics) */
 	struct tel_series *tel; /* borrowed: TCP metrics series, set once proxying */

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "conn.h"
 #include "loop.h"
+#include "podaddr.h"
 #include "policy.h"
 #include "telemetry.h"
 #include "tls.h"
@@ -33,6 +34,7 @@ struct listener {
 	struct ldm_addr addr;
 	char name[LDM_LISTEN_NAME_MAX];
 	uint64_t accepted;
+	int takes_socket; /* LDM_HF_TAKES_SOCKET: same-pod sockets go to the app */
 };
 
 /* What a finished dial produced, for the shim's LDM_OP_QUERY. */
@@ -69,6 +71,10 @@ struct ldmeshd_stats {
 	uint64_t identity_reloads_total, identity_reload_errors_total;
 	uint64_t timeouts_total[TIMEOUT_COUNT]; /* by enum timeout_stage */
 	uint64_t h2c_upgrades_stripped_total; /* upgrade.h */
+	/* same-pod connections to held listeners: the TCP socket handed to
+	 * the app, or proxied (a shim that cannot take it, or an outbound
+	 * dial to the pod's own address) */
+	uint64_t same_pod_handed_total, same_pod_proxied_total;
 };
 
 /* One ldmesh_policy_decisions_total series. */
@@ -97,6 +103,7 @@ struct ldmeshd {
 	struct policy_set *policy; /* owned; swapped with the config */
 	struct decision_count decisions[DECISION_SERIES_MAX];
 	int n_decisions;
+	struct podaddr pod; /* the pod's own addresses, cached */
 	struct file_stamp id_stamps[3]; /* cert, key, bundle */
 	struct { /* identity files that failed to load, waited for (identity.c) */
 		struct file_stamp st[3];

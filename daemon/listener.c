@@ -75,6 +75,7 @@ int listener_register(struct ldmeshd *d, const struct ldm_handoff *h, int tcp_fd
 		l->pid = h->pid;
 		l->addr = h->addr;
 		memcpy(l->name, h->listen_name, sizeof(l->name));
+		l->takes_socket = (h->flags & LDM_HF_TAKES_SOCKET) != 0;
 		l->name[sizeof(l->name) - 1] = '\0';
 		fcntl(tcp_fd, F_SETFL, fcntl(tcp_fd, F_GETFL) | O_NONBLOCK);
 		addr_format(&l->addr, where, sizeof(where));

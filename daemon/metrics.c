@@ -113,6 +113,13 @@ void metrics_render(struct ldmeshd *d, struct strbuf *b)
 			  "%" PRIu64 "\n",
 			  names[e->decision], e->rule, e->port, e->count);
 	}
+	help(b, "ldmesh_same_pod_connections_total", "counter",
+	     "Connections from inside the pod to listeners the daemon holds: the TCP socket handed "
+	     "to the app, or proxied without mTLS or policy.");
+	sb_printf(b, "ldmesh_same_pod_connections_total{how=\"handed\"} %" PRIu64 "\n",
+		  s->same_pod_handed_total);
+	sb_printf(b, "ldmesh_same_pod_connections_total{how=\"proxied\"} %" PRIu64 "\n",
+		  s->same_pod_proxied_total);
 	help(b, "ldmesh_upgrades_stripped_total", "counter",
 	     "Upgrade tokens removed from allowed requests on ports with HTTP rules, by protocol.");
 	sb_printf(b, "ldmesh_upgrades_stripped_total{protocol=\"h2c\"} %" PRIu64 "\n",

@@ -267,6 +267,7 @@ static void tls_labels(struct strbuf *b, const struct tel_series *s)
 		[TEL_TLS_NOT_PROVIDED] = "not_provided_by_remote",
 		[TEL_TLS_NO_MESH] = "not_provided_by_service_discovery",
 		[TEL_TLS_DISABLED] = "disabled",
+		[TEL_TLS_LOOPBACK] = "loopback",
 	};
 
 	if (s->tls == TEL_TLS_TRUE) {

@@ -42,6 +42,7 @@ enum tel_tls {
 	TEL_TLS_NOT_PROVIDED, /* inbound: a plaintext client (permissive/disable) */
 	TEL_TLS_NO_MESH, /* outbound: destination outside the mesh */
 	TEL_TLS_DISABLED, /* outbound: this daemon has no identity */
+	TEL_TLS_LOOPBACK, /* both ends inside the pod (podaddr.h) */
 };
 
 struct tel_series {

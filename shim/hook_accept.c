@@ -1,8 +1,12 @@
 /*
  * accept()/accept4() on a handed-off listener: take a connection from the
- * daemon, read its preamble and give the app the real TCP peer address.
+ * daemon, read its preamble and give the app the real TCP peer address.  A
+ * connection from inside the pod comes with the TCP socket itself attached
+ * to the preamble: it takes the Unix connection's place, so the app talks
+ * to its local peer over the kernel socket, as without the mesh.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,13 +16,52 @@
 
 #define PREAMBLE_WAIT_MS 2000
 
-static int read_full(int s, void *buf, size_t len)
+static void take_fds(struct msghdr *msg, int *fd)
+{
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR(msg, cm)) {
+		size_t n;
+
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) {
+			continue;
+		}
+		n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			int x;
+
+			memcpy(&x, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			if (*fd < 0) {
+				*fd = x;
+			} else {
+				real.close(x);
+			}
+		}
+	}
+}
+
+/* Reads len bytes; an fd attached to them (SCM_RIGHTS) goes to *fd when
+ * fd is not NULL (the first one; any other is closed). */
+static int read_full(int s, void *buf, size_t len, int *fd)
 {
 	size_t got = 0;
 
 	while (got < len) {
 		struct pollfd p = {.fd = s, .events = POLLIN};
-		ssize_t n = recv(s, (char *)buf + got, len - got, MSG_DONTWAIT);
+		union {
+			char buf[CMSG_SPACE(sizeof(int) * 4)];
+			struct cmsghdr align;
+		} u;
+		struct iovec iov = {.iov_base = (char *)buf + got, .iov_len = len - got};
+		struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+		ssize_t n;
+
+		if (fd) {
+			msg.msg_control = u.buf;
+			msg.msg_controllen = sizeof(u.buf);
+		}
+		n = recvmsg(s, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n > 0 && fd) {
+			take_fds(&msg, fd);
+		}
 
 		if (n > 0) {
 			got += (size_t)n;
@@ -42,7 +85,9 @@ static int read_full(int s, void *buf, size_t len)
 	return 0;
 }
 
-static int take_preamble(int c, struct managed *m)
+/* Reads the preamble of accepted connection c into m; *sock gets the TCP
+ * socket of a same-pod connection, -1 for a proxied one. */
+static int take_preamble(int c, struct managed *m, int *sock)
 {
 	struct ldm_preamble pre;
 	char id[LDM_PEER_ID_MAX];
@@ -56,7 +101,7 @@ static int take_preamble(int c, struct managed *m)
 	    (cred.uid != 0 && cred.uid != shim.daemon_uid)) {
 		return -EPERM;
 	}
-	r = read_full(c, &pre, sizeof(pre));
+	r = read_full(c, &pre, sizeof(pre), sock);
 	if (r < 0) {
 		return r;
 	}
@@ -64,7 +109,7 @@ static int take_preamble(int c, struct managed *m)
 	if (r < 0) {
 		return r;
 	}
-	r = read_full(c, id, pre.id_len);
+	r = read_full(c, id, pre.id_len, NULL);
 	if (r < 0) {
 		return r;
 	}
@@ -74,11 +119,31 @@ static int take_preamble(int c, struct managed *m)
 	return 0;
 }
 
+/* The same-pod TCP socket sock takes the place of accepted fd c, with the
+ * flags accept4() was asked for; the daemon keeps no part of it. */
+static int adopt_socket(int c, int sock, int flags)
+{
+	int fl;
+
+	if (real.dup3(sock, c, flags & SOCK_CLOEXEC ? O_CLOEXEC : 0) < 0) {
+		int e = errno;
+		real.close(sock);
+		return -e;
+	}
+	real.close(sock);
+	fl = real.fcntl(c, F_GETFL);
+	if (fl < 0 || real.fcntl(c, F_SETFL,
+				 flags & SOCK_NONBLOCK ? fl | O_NONBLOCK : fl & ~O_NONBLOCK) < 0) {
+		return -errno;
+	}
+	return 0;
+}
+
 static int do_accept(int fd, struct sockaddr *addr, socklen_t *alen, int flags)
 {
 	struct managed *l, *m;
 	sigset_t saved;
-	int family, c, r;
+	int family, c, r, sock;
 
 	shim_init();
 	if (!shim.active || !fdtab_maybe(fd)) {
@@ -105,11 +170,25 @@ static int do_accept(int fd, struct sockaddr *addr, socklen_t *alen, int flags)
 			errno = ENOMEM;
 			return -1;
 		}
-		r = take_preamble(c, m);
+		sock = -1;
+		r = take_preamble(c, m, &sock);
+		if (r == 0 && sock >= 0) {
+			/* Same pod: a plain TCP socket, which the shim leaves alone. */
+			r = adopt_socket(c, sock, flags);
+			if (r == 0) {
+				shim_copy_addr(&m->peer, m->peer_len, addr, alen);
+				free(m);
+				return c;
+			}
+			sock = -1;
+		}
 		if (r == 0) {
 			break;
 		}
 		shim_log(SHIM_ERR, "dropping a connection on a mesh listener: %s", strerror(-r));
+		if (sock >= 0) {
+			real.close(sock);
+		}
 		free(m);
 		real.close(c);
 	}

@@ -16,6 +16,17 @@
 
 #include "shim.h"
 
+/*
+ * The app's Unix listener queues what the daemon took from the TCP
+ * backlog.  A Unix connect() to a full queue fails at once (EAGAIN), where
+ * a TCP client would have waited and retried its SYN, so the queue is at
+ * least SOMAXCONN deep: a burst waits for the app instead of being reset.
+ */
+static int unix_backlog(int backlog)
+{
+	return backlog < SOMAXCONN ? SOMAXCONN : backlog;
+}
+
 static int unix_listener(const char *name, int backlog)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
@@ -30,7 +41,7 @@ static int unix_listener(const char *name, int backlog)
 	memcpy(sun.sun_path + 1, name, n);
 	if (bind(s, (struct sockaddr *)&sun,
 		 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) < 0 ||
-	    real.listen(s, backlog) < 0) {
+	    real.listen(s, unix_backlog(backlog)) < 0) {
 		int err = -errno;
 		real.close(s);
 		return err;
@@ -130,7 +141,7 @@ SHIM_EXPORT int listen(int fd, int backlog)
 	}
 	if (fdtab_maybe(fd)) {
 		/* listen() again on a handed-off listener only changes the backlog. */
-		return real.listen(fd, backlog);
+		return real.listen(fd, unix_backlog(backlog));
 	}
 	if (real.getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &plen) < 0 ||
 	    proto != IPPROTO_TCP) {

@@ -257,6 +257,7 @@ int link_register_listener(struct listener_reg *reg, int wait)
 		return s;
 	}
 	link_fill_header(&h, LDM_OP_LISTEN, reg->id);
+	h.flags = LDM_HF_TAKES_SOCKET;
 	h.addr = reg->addr;
 	h.backlog = (uint32_t)reg->backlog;
 	memcpy(h.listen_name, reg->name, sizeof(h.listen_name));

@@ -24,7 +24,11 @@
  *   app's Unix listener at the abstract address "\0" listen_name, sending a
  *   struct ldm_preamble first.  The daemon answers with a struct
  *   ldm_status and keeps the connection open: its end-of-file means the
- *   app closed the listener.  A listener id registered again (the shim
+ *   app closed the listener.  A connection from inside the pod (loopback or
+ *   the pod's own address) to a listener registered with
+ *   LDM_HF_TAKES_SOCKET carries the accepted TCP socket itself as
+ *   SCM_RIGHTS with its preamble (id_len 0) and nothing else: the app reads
+ *   and writes the kernel socket, no proxy in between.  A listener id registered again (the shim
  *   re-registers after a daemon restart) replaces the old registration.
  *
  * LDM_OP_QUERY    no fds.  cookie names an earlier CONNECT.  The daemon
@@ -55,6 +59,8 @@ enum ldm_op {
 
 /* Handoff flags. */
 #define LDM_HF_NONBLOCK 0x1u /* the app's socket was O_NONBLOCK */
+/* LISTEN: the shim's accept() takes a TCP socket attached to a preamble. */
+#define LDM_HF_TAKES_SOCKET 0x2u
 
 /*
  * Bytes of filler the shim writes after a CONNECT header.  Header and filler
