@@ -716,7 +716,7 @@ defaults
         return None
 
     # --- workloads ---------------------------------------------------------------
-    def wrk(self, topo, workload, rep, duration, record=True):
+    def wrk(self, topo, workload, rep, duration, record=True, local_url=None):
         conns = 4 if workload == "bulk" else 16
         path = "/1m.bin" if workload == "bulk" else "/1k.bin"
         args = ["/usr/bin/wrk", "-t%d" % self.wrk_threads, "-c%d" % conns, "-d%ds" % duration,
@@ -725,11 +725,15 @@ defaults
             args += ["-H", "Connection: close"]
         if workload == "paced":
             args += ["-s", self.pace_lua]
-        args.append(self.url(topo, path))
+        # local_url: from inside the server pod, unmeshed wrk (same-pod rows)
+        args.append(local_url + path if local_url else self.url(topo, path))
         pids = self.proxy_pids(topo)
+        if topo == "same-pod-ldmesh":
+            pids = {"s": self.daemons["ldmesh"]["s"].pid}
         hs0 = self.handshakes(topo)
         c0 = cpu_us(pids.values())
-        rc, out, err = self.r.run(self.ns_c, args, shim_rundir=self.shim(topo),
+        rc, out, err = self.r.run(self.ns_s if local_url else self.ns_c, args,
+                                  shim_rundir=None if local_url else self.shim(topo),
                                   timeout=duration + 60)
         c1 = cpu_us(pids.values())
         hs1 = self.handshakes(topo)
@@ -978,6 +982,7 @@ defaults
                      ("stream", [t for t in topos if "tel" not in t])]
         for rep in range(1, self.reps + 1):
             log("repetition %d of %d" % (rep, self.reps))
+            self.same_pod(rep)
             for workload, wtopos in workloads:
                 k = (rep - 1) % len(wtopos)
                 order = wtopos[k:] + wtopos[:k]  # rotate: no topology always goes first
@@ -996,6 +1001,40 @@ defaults
                 for t in idle_topos[k:] + idle_topos[:k]:
                     self.idle_run(t, n, rep)
         self.elapsed = time.monotonic() - t0
+
+    def same_pod(self, rep):
+        """Issue 20: requests from inside the server pod to its own nginx at
+        the pod address: the nginx without the shim (same-pod-direct) and
+        the one whose listener the server's ldmeshd holds, which hands each
+        accepted socket to nginx (same-pod-ldmesh).  wrk runs unmeshed in
+        the server pod; daemon CPU is the server daemon's."""
+        if self.available.get("ldmesh") is not True:
+            return
+        port = next(v[1] for v in LDMESH_VARIANTS if v[0] == "ldmesh")
+        pairs = [("same-pod-direct", "http://%s:%d" % (S_ADDR, DIRECT_HTTP)),
+                 ("same-pod-ldmesh", "http://%s:%d" % (S_ADDR, port))]
+        for workload in ("ka", "close"):
+            order = pairs if rep % 2 else pairs[::-1]
+            for topo, url in order:
+                self.wrk(topo, workload, rep, self.duration, local_url=url)
+
+    def same_pod_summary(self):
+        good = [r for r in self.runs if "problem" not in r]
+        out = {}
+        for t in ("same-pod-direct", "same-pod-ldmesh"):
+            for w in ("ka", "close"):
+                rs = [r for r in good if r["topology"] == t and r["workload"] == w]
+                we = out.setdefault(t, {}).setdefault(w, {})
+                for key in ("rps", "p50_ms", "p99_ms", "proxy_cpu_us_per_req"):
+                    v = summarize([r.get(key) for r in rs])
+                    if v:
+                        we[key] = v
+        for w in ("ka", "close"):
+            a = out["same-pod-ldmesh"][w].get("rps")
+            b = out["same-pod-direct"][w].get("rps")
+            if a and b and b["median"]:
+                out["same-pod-ldmesh"][w]["rps_vs_direct"] = a["median"] / b["median"]
+        return out
 
     # --- report ------------------------------------------------------------------------
     def machine(self):
@@ -1181,6 +1220,26 @@ defaults
             if self.available.get(t) is not True:
                 A("**%s**: %s" % (t, self.available.get(t, "not run")))
                 A("")
+        sp = res.get("same_pod") or {}
+        if sp:
+            A("## Same-pod requests: wrk inside the server pod to its own nginx (issue 20)")
+            A("")
+            A("`same-pod-ldmesh`: nginx's listener is held by ldmeshd, which hands each "
+              "accepted TCP socket to nginx (no proxy hop); `same-pod-direct`: nginx without "
+              "the shim. Daemon CPU is the server daemon's.")
+            A("")
+            A("| topology | workload | req/s | p50 ms | p99 ms | daemon CPU µs/req | vs direct |")
+            A("|---|---|---|---|---|---|---|")
+            for t in ("same-pod-direct", "same-pod-ldmesh"):
+                for w in ("ka", "close"):
+                    e = sp.get(t, {}).get(w) or {}
+                    if not e:
+                        continue
+                    A("| %s | %s | %s | %s | %s | %s | %s |" % (
+                        t, "keep-alive" if w == "ka" else "connection per request",
+                        f(e.get("rps")), f(e.get("p50_ms"), "%.3f"), f(e.get("p99_ms"), "%.3f"),
+                        f(e.get("proxy_cpu_us_per_req"), "%.1f"), ratio(e, "rps_vs_direct")))
+            A("")
         A("## Keep-alive, 1 KiB responses (wrk -t%d -c16, nginx)" % self.wrk_threads)
         A("")
         A("| topology | req/s | p50 ms | p99 ms | p50 added ms | p99 added ms | "
@@ -1350,6 +1409,7 @@ defaults
             "available": {t: self.available.get(t, "not run") for t in self.topologies()},
             "tls": self.tls_info,
             "summary": s,
+            "same_pod": self.same_pod_summary(),
             "errors": self.errors, "notes": self.notes,
             "runs": self.runs, "idle": self.idle,
         }
