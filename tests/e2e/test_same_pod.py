@@ -65,9 +65,16 @@ def test_same_pod_clients_reach_meshed_http_server(cluster):
     # Remote peers: strict mTLS and policy as before.
     r = mesh.curl(a, "http://%s:8080/remote" % b.addr4, shim=False)
     assert r.returncode != 0, r
-    j = mesh.app_json(mesh.curl(a, "http://%s:8080/remote" % b.addr4))
+    marker = "same-pod-remote-%s" % os.urandom(8).hex()
+    pcap = os.path.join(cluster.tmp, "remote.pcap")
+    with mesh.capture(b, pcap, "tcp port 8080"):
+        j = mesh.app_json(mesh.curl(a, "http://%s:8080/%s" % (b.addr4, marker)))
     assert j["peer"] == a.addr4 and any("URI=" + CLIENT in x for x in j["xfcc"]), j
-    assert "/remote" in app.out()
+    assert marker in app.out()
+    with open(pcap, "rb") as f:
+        wire = f.read()
+    # On the wire: a TLS handshake record, and the request nowhere in clear.
+    assert b"\x16\x03\x01" in wire and marker.encode() not in wire
 
 
 def test_same_pod_app_tls_stays_end_to_end(cluster):
