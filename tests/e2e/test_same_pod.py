@@ -246,3 +246,56 @@ def test_same_pod_ftp_active_mode(cluster):
         assert now > handed, (host, now)
         handed = now
         srv.stop()
+
+
+REUSEPORT_SERVER = r'''
+import os, socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(64)
+print("listening", flush=True)
+while True:
+    c, peer = s.accept()
+    if os.fork() == 0:  # fork after accept: the child serves, the parent accepts on
+        s.close()
+        c.recv(100)
+        c.sendall(b"pid %d peer %s\n" % (os.getppid(), peer[0].encode()))
+        c.close()
+        os._exit(0)
+    c.close()
+'''
+
+REUSEPORT_CLIENT = r'''
+import socket, sys
+seen = {}
+for i in range(int(sys.argv[2])):
+    s = socket.create_connection((sys.argv[1], 8085), timeout=10)
+    s.sendall(b"hi")
+    line = s.makefile().readline().split()
+    seen[line[1]] = line[3]
+    s.close()
+print("pids=%d peers=%s" % (len(seen), ",".join(sorted(set(seen.values())))), flush=True)
+'''
+
+
+def test_same_pod_reuseport_and_fork_after_accept(cluster):
+    """Two meshed processes share 0.0.0.0:8085 with SO_REUSEPORT, each
+    forking a child per accepted connection: 40 local connections from a
+    meshed and an unmeshed client are all answered, by both processes,
+    with the real local peer address."""
+    _, b = server_pod(cluster)
+    path = os.path.join(b.dir, "reuseport.py")
+    with open(path, "w") as f:
+        f.write(REUSEPORT_SERVER)
+    for i in range(2):
+        srv = b.popen([PYTHON, path, "8085"], name="reuseport")
+        srv.wait_output(r"^listening$", timeout=20)
+    b.wait_listening(srv, 8085)
+    cli = os.path.join(b.dir, "reuseport_client.py")
+    with open(cli, "w") as f:
+        f.write(REUSEPORT_CLIENT)
+    for shim in (True, False):
+        for host in ("127.0.0.1", b.addr4):
+            r = b.run([PYTHON, cli, host, "40"], shim=shim, timeout=60)
+            assert r.stdout.strip() == "pids=2 peers=%s" % host, (host, shim, r)
