@@ -26,7 +26,7 @@ DAEMON_LIBS := -luring -lconfig -lssl -lcrypto -lpthread
 TEST_PROGS := $(patsubst tests/e2e/progs/%.c,$(BUILD)/progs/%,$(wildcard tests/e2e/progs/*.c))
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all deps test test-repeat test-unit test-e2e demo install clean asan bench bench-quick fuzz soak \
+.PHONY: all deps test test-repeat test-unit check e2e lint test-e2e demo install clean asan bench bench-quick fuzz soak \
 	format-check
 
 all: $(BUILD)/libldmesh.so $(BUILD)/ldmeshd $(BUILD)/ldmeshctl $(TEST_PROGS)
@@ -66,9 +66,23 @@ deps:
 
 test: deps
 	$(MAKE) format-check
+	$(MAKE) lint
 	$(MAKE) all
 	$(MAKE) asan
 	ci/test.sh
+
+# The fast target: unit tests only (seconds).
+check: test-unit
+
+# The pod tests alone, all three modes (needs root).
+e2e: all asan
+	/usr/bin/python3 -m pytest -q tests/e2e
+
+# cppcheck from Debian; CI runs it as part of make test.
+lint:
+	@cppcheck --quiet --enable=warning,portability --inline-suppr --error-exitcode=1 \
+		-I include -I daemon -I shim --std=c11 -D_GNU_SOURCE daemon shim \
+		&& echo "lint: ok"
 
 # Flake hunt: the e2e suite N times in all three modes, failures per test.
 N ?= 10

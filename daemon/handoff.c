@@ -164,7 +164,7 @@ int handoff_validate(const struct ldm_handoff *h, size_t len, char *why, size_t 
 	}
 	if (len >= 6 && h->version != LDM_PROTO_VERSION) {
 		snprintf(why, why_len, "unknown protocol version %u (this daemon speaks %u)",
-			 h->version, LDM_PROTO_VERSION);
+			 (unsigned)h->version, (unsigned)LDM_PROTO_VERSION);
 		return -EPROTO;
 	}
 	if (len >= 12 && h->len != sizeof(*h)) {

@@ -751,7 +751,7 @@ static void pol_fill(struct pol_arena *a, const struct config *cfg, struct polic
 {
 	static const enum config_action order[] = {CONFIG_ACTION_DENY, CONFIG_ACTION_ALLOW,
 						   CONFIG_ACTION_AUDIT};
-	struct pol_rule scratch, *r;
+	struct pol_rule scratch = {0}, *r; /* sizing pass: rules land here */
 	size_t i, j, n = 0;
 
 	p->rules = pol_alloc(a, cfg->n_policies * sizeof(*p->rules));
