@@ -448,8 +448,16 @@ def test_rotation_during_long_transfer(cluster):
         # Listed from accept on; its peer is known once the handshake is done.
         c = mesh.find_conn(mesh.conns(b), "inbound", a.addr4, local_port=8080)
         return c if c and c.get("peer_id") else None
-    live = wait_until(download_conn, 10, interval=0.1,
-                      what="the download's authenticated connection in pod b")
+    try:
+        # Bytes arriving mean the handshake is done; then pod b lists the
+        # connection with its peer's identity.
+        wait_until(lambda: os.path.exists(out) and os.path.getsize(out) > 0, 30, interval=0.1,
+                   what="the download's first bytes")
+        live = wait_until(download_conn, 10, interval=0.1,
+                          what="the download's authenticated connection in pod b")
+    except TimeoutError as e:
+        raise AssertionError("%s\n%s\npod b conns: %s\n--- pod a log\n%s\n--- pod b log\n%s" % (
+            e, dl.describe(), mesh.conns(b), a.daemon_log()[-3000:], b.daemon_log()[-3000:]))
     assert live["peer_id"] == PAYMENTS, live
 
     off = len(a.daemon_log())
