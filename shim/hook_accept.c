@@ -62,7 +62,6 @@ static int read_full(int s, void *buf, size_t len, int *fd)
 		if (n > 0 && fd) {
 			take_fds(&msg, fd);
 		}
-
 		if (n > 0) {
 			got += (size_t)n;
 			continue;
