@@ -106,7 +106,7 @@ static int hex_value(unsigned char c)
 	return -1;
 }
 
-static int eq_ci(const char *p, size_t n, const char *lit)
+int http1_eq_ci(const char *p, size_t n, const char *lit)
 {
 	return strlen(lit) == n && strncasecmp(p, lit, n) == 0;
 }
@@ -154,8 +154,7 @@ static void trim_ows(const char **p, size_t *n)
 	}
 }
 
-/* Next element of a comma-separated list; returns 0 when none is left. */
-static int list_next(const char **p, size_t *n, const char **elem, size_t *elen)
+int http1_list_next(const char **p, size_t *n, const char **elem, size_t *elen)
 {
 	const char *comma;
 
@@ -174,6 +173,21 @@ static int list_next(const char **p, size_t *n, const char **elem, size_t *elen)
 	}
 	trim_ows(elem, elen);
 	return 1;
+}
+
+int http1_header_name_is(const struct http1_stream *s, int i, const char *name)
+{
+	return http1_eq_ci(s->raw + s->head.hdr[i].name_off, s->head.hdr[i].name_len, name);
+}
+
+const char *http1_header_value(const struct http1_stream *s, int i, size_t *n)
+{
+	const char *v = s->raw + s->head.hdr[i].name_off + s->head.hdr[i].name_len + 1;
+
+	/* The line ends in CRLF; the value runs from after the colon. */
+	*n = (size_t)(s->raw + s->head.hdr[i].line_off + s->head.hdr[i].line_len - 2 - v);
+	trim_ows(&v, n);
+	return v;
 }
 
 static void release_raw(struct http1_stream *s)
@@ -468,7 +482,7 @@ static int content_length(struct http1_stream *s, const char *v, size_t n)
 	const char *e;
 	size_t elen, i;
 
-	while (list_next(&v, &n, &e, &elen)) {
+	while (http1_list_next(&v, &n, &e, &elen)) {
 		int64_t val = 0;
 
 		if (elen == 0) {
@@ -498,7 +512,7 @@ static void transfer_encoding(struct http1_stream *s, const char *v, size_t n)
 	size_t elen, i;
 
 	*fl |= M_TE;
-	while (list_next(&v, &n, &e, &elen)) {
+	while (http1_list_next(&v, &n, &e, &elen)) {
 		const char *semi = memchr(e, ';', elen);
 		size_t name_len = semi ? (size_t)(semi - e) : elen;
 		const char *name = e;
@@ -516,7 +530,7 @@ static void transfer_encoding(struct http1_stream *s, const char *v, size_t n)
 			*fl |= M_TE_BAD;
 			continue;
 		}
-		if (eq_ci(name, name_len, "chunked")) {
+		if (http1_eq_ci(name, name_len, "chunked")) {
 			if (*fl & M_TE_CHUNKED_SEEN) {
 				*fl |= M_TE_BAD;
 			}
@@ -532,12 +546,12 @@ static void connection_tokens(struct http1_stream *s, const char *v, size_t n)
 	const char *e;
 	size_t elen;
 
-	while (list_next(&v, &n, &e, &elen)) {
-		if (eq_ci(e, elen, "close")) {
+	while (http1_list_next(&v, &n, &e, &elen)) {
+		if (http1_eq_ci(e, elen, "close")) {
 			s->internal[I_FLAGS] |= M_CONN_CLOSE;
-		} else if (eq_ci(e, elen, "keep-alive")) {
+		} else if (http1_eq_ci(e, elen, "keep-alive")) {
 			s->internal[I_FLAGS] |= M_CONN_KEEPALIVE;
-		} else if (eq_ci(e, elen, "upgrade")) {
+		} else if (http1_eq_ci(e, elen, "upgrade")) {
 			s->internal[I_FLAGS] |= M_CONN_UPGRADE;
 		}
 	}
@@ -593,20 +607,20 @@ static int header_line(struct http1_stream *s, size_t line, size_t end)
 	v = colon + 1;
 	vlen = n - name_len - 1;
 	trim_ows(&v, &vlen);
-	if (eq_ci(p, name_len, "content-length")) {
+	if (http1_eq_ci(p, name_len, "content-length")) {
 		return content_length(s, v, vlen);
 	}
-	if (eq_ci(p, name_len, "transfer-encoding")) {
+	if (http1_eq_ci(p, name_len, "transfer-encoding")) {
 		transfer_encoding(s, v, vlen);
-	} else if (eq_ci(p, name_len, "connection")) {
+	} else if (http1_eq_ci(p, name_len, "connection")) {
 		connection_tokens(s, v, vlen);
-	} else if (req && eq_ci(p, name_len, "host")) {
+	} else if (req && http1_eq_ci(p, name_len, "host")) {
 		return host_header(s, v, vlen);
-	} else if (req && eq_ci(p, name_len, "expect")) {
-		if (eq_ci(v, vlen, "100-continue")) {
+	} else if (req && http1_eq_ci(p, name_len, "expect")) {
+		if (http1_eq_ci(v, vlen, "100-continue")) {
 			s->head.expect_continue = 1;
 		}
-	} else if (req && eq_ci(p, name_len, "upgrade")) {
+	} else if (req && http1_eq_ci(p, name_len, "upgrade")) {
 		if (vlen > 0) {
 			s->internal[I_FLAGS] |= M_UPGRADE_HDR;
 		}
@@ -1156,7 +1170,7 @@ static int dropped(const struct http1_stream *s, int i, const char *const *drop)
 	size_t n = s->head.hdr[i].name_len;
 
 	for (; drop && *drop; drop++) {
-		if (eq_ci(name, n, *drop)) {
+		if (http1_eq_ci(name, n, *drop)) {
 			return 1;
 		}
 	}

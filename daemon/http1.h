@@ -184,4 +184,18 @@ int http1_in_headers(const struct http1_stream *s);
 int http1_rewrite_head(const struct http1_stream *s, const char *const *drop, const char *extra,
 		       char *out, size_t outlen);
 
+/*
+ * Helpers for callers that read a reported head's header lines (between
+ * HTTP1_HEAD and the next feed); i indexes head.hdr.
+ */
+/* 1 when header line i is named name (case-insensitive). */
+int http1_header_name_is(const struct http1_stream *s, int i, const char *name);
+/* Header line i's value without surrounding whitespace; *n its length. */
+const char *http1_header_value(const struct http1_stream *s, int i, size_t *n);
+/* Next element of a comma-separated list in (*p, *n), trimmed (possibly
+ * empty); 0 when none is left. */
+int http1_list_next(const char **p, size_t *n, const char **elem, size_t *elen);
+/* 1 when p[0..n) equals lit, ignoring ASCII case. */
+int http1_eq_ci(const char *p, size_t n, const char *lit);
+
 #endif

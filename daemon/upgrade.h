@@ -25,7 +25,4 @@
  */
 int upgrade_strip_h2c(const struct http1_stream *s, char *extra, size_t len, int *all_gone);
 
-/* Header names upgrade_strip_h2c() replaces (NULL-terminated). */
-extern const char *const upgrade_h2c_headers[];
-
 #endif
