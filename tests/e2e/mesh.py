@@ -638,6 +638,43 @@ def _script(pod, name, text):
     return path
 
 
+def nginx_conf(pod, listen, server, workers=1, log_format=None):
+    """Writes an nginx config under pod.dir/nginx: `listen` and the
+    `server` block's other lines as given, the access log in that
+    directory (in log_format, nginx's default when None); returns
+    (dir, config path)."""
+    tmp = os.path.join(pod.dir, "nginx")
+    for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        os.makedirs(os.path.join(tmp, d), exist_ok=True)
+    conf = os.path.join(tmp, "nginx.conf")
+    log = ('    log_format custom "%s";\n    access_log %s/access.log custom;' % (log_format, tmp)
+           if log_format else "    access_log %s/access.log;" % tmp)
+    with open(conf, "w") as f:
+        f.write("""
+daemon off;
+master_process on;
+worker_processes {workers};
+user root root;
+pid {t}/nginx.pid;
+error_log {t}/error.log info;
+events {{ worker_connections 256; }}
+http {{
+{log}
+    client_body_temp_path {t}/body;
+    proxy_temp_path {t}/proxy;
+    fastcgi_temp_path {t}/fastcgi;
+    uwsgi_temp_path {t}/uwsgi;
+    scgi_temp_path {t}/scgi;
+    default_type text/plain;
+    server {{
+        listen {listen};
+        {server}
+    }}
+}}
+""".format(t=tmp, workers=workers, log=log, listen=listen, server=server))
+    return tmp, conf
+
+
 def start_app(pod, *ports, addr=None, shim=True):
     """The JSON HTTP app on ports in pod (with the shim unless shim=False);
     waits until every port listens."""

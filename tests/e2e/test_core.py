@@ -14,6 +14,7 @@ import subprocess
 
 import pytest
 
+import mesh
 from pods import PYTHON, through_mesh, wait_until
 
 
@@ -68,34 +69,7 @@ def test_curl_wget_python_http_server(pods):
 
 
 def write_nginx_conf(pod, port, root):
-    tmp = os.path.join(pod.dir, "nginx")
-    for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        os.makedirs(os.path.join(tmp, d), exist_ok=True)
-    conf = os.path.join(tmp, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write("""
-daemon off;
-master_process on;
-worker_processes 1;
-user root root;
-pid {t}/nginx.pid;
-error_log {t}/error.log info;
-events {{ worker_connections 256; }}
-http {{
-    access_log {t}/access.log;
-    client_body_temp_path {t}/body;
-    proxy_temp_path {t}/proxy;
-    fastcgi_temp_path {t}/fastcgi;
-    uwsgi_temp_path {t}/uwsgi;
-    scgi_temp_path {t}/scgi;
-    default_type text/plain;
-    server {{
-        listen {addr}:{port};
-        root {root};
-    }}
-}}
-""".format(t=tmp, addr=pod.addr4, port=port, root=root))
-    return tmp, conf
+    return mesh.nginx_conf(pod, "%s:%d" % (pod.addr4, port), "root %s;" % root)
 
 
 def test_curl_wget_nginx(pods):

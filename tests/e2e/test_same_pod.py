@@ -97,36 +97,6 @@ def test_same_pod_app_tls_stays_end_to_end(cluster):
             assert "s_server -accept 8443" in r.stdout, (host, shim, r)
 
 
-def nginx_conf(pod, port):
-    tmp = os.path.join(pod.dir, "nginx")
-    os.makedirs(tmp, exist_ok=True)
-    conf = os.path.join(tmp, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write("""
-daemon off;
-master_process on;
-worker_processes 2;
-user root root;
-pid {t}/nginx.pid;
-error_log {t}/error.log info;
-events {{ worker_connections 256; }}
-http {{
-    log_format peer "$remote_addr $request_uri";
-    access_log {t}/access.log peer;
-    client_body_temp_path {t};
-    proxy_temp_path {t};
-    fastcgi_temp_path {t};
-    uwsgi_temp_path {t};
-    scgi_temp_path {t};
-    server {{
-        listen [::]:{port} ipv6only=off;
-        location / {{ return 200 "nginx $remote_addr\\n"; }}
-    }}
-}}
-""".format(t=tmp, port=port))
-    return tmp, conf
-
-
 ASYNC_SERVER = r'''
 import asyncio, sys
 async def main():
@@ -150,7 +120,9 @@ def test_same_pod_dual_stack_and_ephemeral_listeners(cluster):
     meshed and unmeshed clients, 100 sequential and 50 concurrent requests
     each through the nginx paths."""
     _, b = server_pod(cluster)
-    tmp, conf = nginx_conf(b, 8082)
+    tmp, conf = mesh.nginx_conf(b, "[::]:8082 ipv6only=off",
+                                'location / { return 200 "nginx $remote_addr\\n"; }',
+                                workers=2, log_format="$remote_addr $request_uri")
     ngx = b.popen([mesh.tool("nginx"), "-p", tmp, "-e", os.path.join(tmp, "error.log"), "-c",
                    conf], name="nginx")
     b.wait_listening(ngx, 8082)
