@@ -264,11 +264,12 @@ static int on_request(struct ldmeshd *d, struct conn *c, struct l7 *h)
 					       "http2-settings", NULL};
 	const struct http1_head *hd = &h->req.head;
 	const struct tls_svid_info *own = d->tls ? tls_ctx_info(d->tls) : NULL;
-	char extra[2 * LDM_PEER_ID_MAX + 64 + 2048] = "";
+	char extra[2 * LDM_PEER_ID_MAX + 64 + 2048]; /* only extra[0..used) is read */
 	const char *rule = c->rule[0] ? c->rule : NULL;
 	int n, h2c = 0, all_gone = 0;
 	size_t used = 0;
 
+	extra[0] = '\0';
 	h->requests++;
 	if (c->l7_policy) {
 		struct policy_request req = {0};
