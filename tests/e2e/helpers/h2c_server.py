@@ -15,6 +15,16 @@ import h2.config
 import h2.connection
 import h2.events
 
+# print() writes the text and the newline separately: from several threads
+# lines could interleave ("acceptaccept").  One locked write per line.
+OUT_LOCK = threading.Lock()
+
+
+def say(line):
+    with OUT_LOCK:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
 
 def h2_loop(c, conn, first_path, data=b""):
     if first_path is not None:
@@ -42,7 +52,7 @@ def answer_h2(c, conn, stream_id, path):
     conn.send_headers(stream_id, [(":status", "200"), ("content-length", str(len(body)))])
     conn.send_data(stream_id, body, end_stream=True)
     c.sendall(conn.data_to_send())
-    print("served h2 %s" % path, flush=True)
+    say("served h2 %s" % path)
 
 
 def handle(c):
@@ -82,9 +92,9 @@ def handle(c):
                 return h2_loop(c, conn, path, buf)
             body = path.encode()
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-            print("served http1 %s" % path, flush=True)
+            say("served http1 %s" % path)
     except (OSError, ValueError, h2.exceptions.ProtocolError) as e:
-        print("connection error %s" % type(e).__name__, flush=True)
+        say("connection error %s" % type(e).__name__)
     finally:
         c.close()
 
@@ -94,7 +104,7 @@ def main():
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind((sys.argv[1], int(sys.argv[2])))
     ls.listen(64)
-    print("listening", flush=True)
+    say("listening")
     while True:
         c, _ = ls.accept()
         threading.Thread(target=handle, args=(c,), daemon=True).start()

@@ -12,6 +12,16 @@ import socket
 import sys
 import threading
 
+# print() writes the text and the newline separately: from several threads
+# lines could interleave ("acceptaccept").  One locked write per line.
+OUT_LOCK = threading.Lock()
+
+
+def say(line):
+    with OUT_LOCK:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
 
 def handle(c):
     data = b""
@@ -23,7 +33,7 @@ def handle(c):
                 body = path.encode()
                 c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
                           % (len(body), body))
-                print("http GET %s" % path, flush=True)
+                say("http GET %s" % path)
                 return
             b = c.recv(65536)
             if not b:
@@ -33,7 +43,7 @@ def handle(c):
         pass
     finally:
         c.close()
-    print("conn bytes=%d first=%s" % (len(data), data[:16].hex()), flush=True)
+    say("conn bytes=%d first=%s" % (len(data), data[:16].hex()))
 
 
 def main():
@@ -41,10 +51,10 @@ def main():
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind((sys.argv[1], int(sys.argv[2])))
     ls.listen(128)
-    print("listening", flush=True)
+    say("listening")
     while True:
         c, _ = ls.accept()
-        print("accept", flush=True)
+        say("accept")
         threading.Thread(target=handle, args=(c,), daemon=True).start()
 
 
