@@ -115,7 +115,7 @@ static int handoff_connect(int fd, const struct ldm_addr *dst, int *unreachable)
 	if (fl < 0 || fdfl < 0) {
 		return -errno;
 	}
-	link_fill_header(&h, LDM_OP_CONNECT, link_new_cookie());
+	wire_fill_header(&h, LDM_OP_CONNECT, wire_new_cookie());
 	{
 		int w = snprintf(name, sizeof(name), LDM_NAME_OUT "%016" PRIx64 "-", h.cookie);
 		addrname_put(name + w, sizeof(name) - (size_t)w, dst);
@@ -135,7 +135,7 @@ static int handoff_connect(int fd, const struct ldm_addr *dst, int *unreachable)
 	h.sndbuf = (uint32_t)sndbuf;
 	fds[0] = fd;
 	fds[1] = u;
-	r = link_send(u, &h, fds, 2, filler, sizeof(filler));
+	r = wire_send(u, &h, fds, 2, filler, sizeof(filler));
 	if (r < 0) {
 		*unreachable = 1;
 		real.close(u);

@@ -68,7 +68,7 @@ static int handoff_listen(int fd, int backlog, const struct ldm_addr *addr, int 
 		free(m);
 		return -ENOMEM;
 	}
-	reg->id = link_new_cookie();
+	reg->id = wire_new_cookie();
 	reg->addr = *addr;
 	reg->backlog = backlog;
 	reg->link_fd = -1;
@@ -136,7 +136,7 @@ SHIM_EXPORT int listen(int fd, int backlog)
 	socklen_t plen = sizeof(proto), dlen = sizeof(domain);
 
 	shim_init();
-	if (!shim.active) {
+	if (!shim.active || shim.supervised) {
 		return real.listen(fd, backlog);
 	}
 	if (fdtab_maybe(fd)) {
@@ -158,20 +158,8 @@ SHIM_EXPORT int listen(int fd, int backlog)
 	}
 	/* Loopback and excluded ports stay plain; so does 0.0.0.0, which is
 	 * "every address" here, not a destination. */
-	{
-		struct ldm_addr probe = addr;
-		int any = (addr.family == AF_INET && !memcmp(addr.addr, "\0\0\0\0", 4)) ||
-			  (addr.family == AF_INET6 &&
-			   IN6_IS_ADDR_UNSPECIFIED((const struct in6_addr *)addr.addr));
-		if (any) {
-			probe.addr[0] = 1; /* check only the port */
-			if (addr.family == AF_INET6) {
-				probe.addr[0] = 0x20;
-			}
-		}
-		if (shim_bypass(&probe)) {
-			return 0;
-		}
+	if (excl_bypass_listener(&shim.excl, &addr)) {
+		return 0;
 	}
 	if (!atomic_load(&shim.ready_seen) && shim.fail_open) {
 		int s = link_open(1, NULL);

@@ -80,72 +80,6 @@ static const char *env(const char *name)
 	return getauxval(AT_SECURE) ? NULL : getenv(name);
 }
 
-static void parse_ports(const char *s)
-{
-	while (s && *s && shim.n_excl_ports < SHIM_MAX_RANGES) {
-		char *end;
-		unsigned long lo = strtoul(s, &end, 10), hi = lo;
-
-		if (end == s) {
-			break;
-		}
-		if (*end == '-') {
-			const char *h = end + 1;
-			hi = strtoul(h, &end, 10);
-		}
-		if (lo >= 1 && hi <= 65535 && lo <= hi) {
-			shim.excl_port_lo[shim.n_excl_ports] = (uint16_t)lo;
-			shim.excl_port_hi[shim.n_excl_ports] = (uint16_t)hi;
-			shim.n_excl_ports++;
-		} else {
-			shim_log(SHIM_ERR, "LDMESH_EXCLUDE_PORTS: bad range near '%s'", s);
-		}
-		s = strchr(end, ',');
-		if (s) {
-			s++;
-		}
-	}
-}
-
-static void parse_cidrs(const char *s)
-{
-	char buf[64];
-
-	while (s && *s && shim.n_excl_cidrs < SHIM_MAX_RANGES) {
-		size_t n = strcspn(s, ",");
-		struct shim_cidr *c = &shim.excl_cidrs[shim.n_excl_cidrs];
-		char *slash;
-		int maxlen;
-
-		if (n >= sizeof(buf)) {
-			n = sizeof(buf) - 1;
-		}
-		memcpy(buf, s, n);
-		buf[n] = '\0';
-		s += n + (s[n] == ',');
-		slash = strchr(buf, '/');
-		if (slash) {
-			*slash = '\0';
-		}
-		if (inet_pton(AF_INET, buf, c->addr) == 1) {
-			c->family = AF_INET;
-			maxlen = 32;
-		} else if (inet_pton(AF_INET6, buf, c->addr) == 1) {
-			c->family = AF_INET6;
-			maxlen = 128;
-		} else {
-			shim_log(SHIM_ERR, "LDMESH_EXCLUDE_CIDRS: bad address '%s'", buf);
-			continue;
-		}
-		c->prefix_len = slash ? atoi(slash + 1) : maxlen;
-		if (c->prefix_len < 0 || c->prefix_len > maxlen) {
-			shim_log(SHIM_ERR, "LDMESH_EXCLUDE_CIDRS: bad prefix for '%s'", buf);
-			continue;
-		}
-		shim.n_excl_cidrs++;
-	}
-}
-
 /* Set by ldmeshd (exported with -rdynamic): the daemon never runs the shim. */
 static int in_daemon(void)
 {
@@ -171,6 +105,7 @@ static void atfork_child(void)
 
 static void do_init(void)
 {
+	char bad[64];
 	const char *v;
 
 	resolve_all();
@@ -205,8 +140,15 @@ static void do_init(void)
 	if (shim.wait_ready_ms < 0) {
 		shim.wait_ready_ms = 0;
 	}
-	parse_ports(env("LDMESH_EXCLUDE_PORTS"));
-	parse_cidrs(env("LDMESH_EXCLUDE_CIDRS"));
+	if (excl_parse_ports(&shim.excl, env("LDMESH_EXCLUDE_PORTS"), bad, sizeof(bad)) < 0) {
+		shim_log(SHIM_ERR, "LDMESH_EXCLUDE_PORTS: bad range '%s'", bad);
+	}
+	if (excl_parse_cidrs(&shim.excl, env("LDMESH_EXCLUDE_CIDRS"), bad, sizeof(bad)) < 0) {
+		shim_log(SHIM_ERR, "LDMESH_EXCLUDE_CIDRS: bad address or prefix '%s'", bad);
+	}
+	/* Under ldmesh-run, listeners are the launcher's (shim/run/). */
+	v = env("LDMESH_SUPERVISED");
+	shim.supervised = v && !strcmp(v, "1");
 	if (fdtab_init() < 0) {
 		shim_log(SHIM_ERR, "cannot allocate the fd table; shim disabled");
 		return;
@@ -265,51 +207,9 @@ void shim_unlock(const sigset_t *saved)
 	pthread_sigmask(SIG_SETMASK, saved, NULL);
 }
 
-static int cidr_match(const struct shim_cidr *c, const uint8_t *addr)
-{
-	int full = c->prefix_len / 8, rest = c->prefix_len % 8;
-
-	if (memcmp(c->addr, addr, (size_t)full)) {
-		return 0;
-	}
-	if (rest) {
-		uint8_t mask = (uint8_t)(0xff << (8 - rest));
-		return (c->addr[full] & mask) == (addr[full] & mask);
-	}
-	return 1;
-}
-
-static const uint8_t v4mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-
 int shim_bypass(const struct ldm_addr *a)
 {
-	int family = a->family;
-	const uint8_t *ip = a->addr;
-	uint16_t port = ntohs(a->port);
-	int i;
-
-	if (family == AF_INET6 && !memcmp(ip, v4mapped_prefix, 12)) {
-		family = AF_INET;
-		ip += 12;
-	}
-	if (family == AF_INET && (ip[0] == 127 || !memcmp(ip, "\0\0\0\0", 4))) {
-		return 1;
-	}
-	if (family == AF_INET6 && (IN6_IS_ADDR_LOOPBACK((const struct in6_addr *)ip) ||
-				   IN6_IS_ADDR_UNSPECIFIED((const struct in6_addr *)ip))) {
-		return 1;
-	}
-	for (i = 0; i < shim.n_excl_ports; i++) {
-		if (port >= shim.excl_port_lo[i] && port <= shim.excl_port_hi[i]) {
-			return 1;
-		}
-	}
-	for (i = 0; i < shim.n_excl_cidrs; i++) {
-		if (shim.excl_cidrs[i].family == family && cidr_match(&shim.excl_cidrs[i], ip)) {
-			return 1;
-		}
-	}
-	return 0;
+	return excl_bypass(&shim.excl, a);
 }
 
 int shim_sockaddr_to_ldm(const struct sockaddr *sa, socklen_t len, struct ldm_addr *out)
@@ -317,36 +217,9 @@ int shim_sockaddr_to_ldm(const struct sockaddr *sa, socklen_t len, struct ldm_ad
 	return ldm_addr_from_sockaddr(sa, len, out);
 }
 
-/*
- * Builds a sockaddr for an app whose socket domain is `family`: an IPv4
- * address shown to an AF_INET6 socket becomes ::ffff:a.b.c.d, as the kernel
- * would report it.
- */
 socklen_t shim_ldm_to_sockaddr(const struct ldm_addr *a, int family, struct sockaddr_storage *out)
 {
-	memset(out, 0, sizeof(*out));
-	if (family == AF_INET6) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)out;
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = a->port;
-		if (a->family == AF_INET) {
-			memcpy(&s6->sin6_addr, v4mapped_prefix, 12);
-			memcpy((uint8_t *)&s6->sin6_addr + 12, a->addr, 4);
-		} else {
-			memcpy(&s6->sin6_addr, a->addr, 16);
-			s6->sin6_scope_id = a->scope_id;
-		}
-		return sizeof(*s6);
-	}
-	struct sockaddr_in *s4 = (struct sockaddr_in *)out;
-	s4->sin_family = AF_INET;
-	s4->sin_port = a->port;
-	if (a->family == AF_INET6) {
-		memcpy(&s4->sin_addr, a->addr + 12, 4); /* v4-mapped */
-	} else {
-		memcpy(&s4->sin_addr, a->addr, 4);
-	}
-	return sizeof(*s4);
+	return ldm_addr_to_sockaddr(a, family, out);
 }
 
 void shim_copy_addr(const struct sockaddr_storage *src, socklen_t srclen, struct sockaddr *addr,

@@ -10,20 +10,11 @@
 #include <stdlib.h>
 #include <stddef.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "shim.h"
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int try_connect(const char *bind_name)
 {
@@ -73,10 +64,10 @@ int link_open(int wait, const char *bind_name)
 	if (!wait || atomic_load(&shim.ready_seen) || shim.wait_ready_ms == 0) {
 		return s;
 	}
-	deadline = now_ms() + shim.wait_ready_ms;
+	deadline = wire_now_ms() + shim.wait_ready_ms;
 	shim_log(SHIM_INFO, "waiting up to %d ms for ldmeshd at %s", shim.wait_ready_ms,
 		 shim.handoff_path);
-	while (now_ms() < deadline) {
+	while (wire_now_ms() < deadline) {
 		struct timespec ts = {0, 20 * 1000 * 1000};
 		nanosleep(&ts, NULL);
 		s = try_connect(bind_name);
@@ -89,108 +80,6 @@ int link_open(int wait, const char *bind_name)
 	return s;
 }
 
-uint64_t link_new_cookie(void)
-{
-	static atomic_uint_fast64_t seed;
-	uint64_t s = atomic_load(&seed);
-
-	if (!s) {
-		uint64_t r = 0;
-		if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != sizeof(r)) {
-			r = (uint64_t)now_ms() * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
-		}
-		r |= 1;
-		uint_fast64_t expected = 0;
-		atomic_compare_exchange_strong(&seed, &expected, r);
-		s = atomic_load(&seed);
-	}
-	/* Unique per process and per call; the pid keeps forks apart. */
-	/* The top bit stays clear: the daemon's inbound ids set it. */
-	return (s + ((uint64_t)getpid() << 40) + atomic_fetch_add(&shim.cookie_next, 1)) &
-	       ~(1ULL << 63);
-}
-
-void link_fill_header(struct ldm_handoff *h, enum ldm_op op, uint64_t cookie)
-{
-	memset(h, 0, sizeof(*h));
-	h->magic = LDM_HANDOFF_MAGIC;
-	h->version = LDM_PROTO_VERSION;
-	h->op = (uint16_t)op;
-	h->len = sizeof(*h);
-	h->cookie = cookie;
-	h->pid = (uint32_t)getpid();
-}
-
-int link_send(int sock, const struct ldm_handoff *h, const int *fds, int nfds, const void *extra,
-	      size_t extra_len)
-{
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * 4)];
-		struct cmsghdr align;
-	} u;
-	struct iovec iov[2] = {
-		{.iov_base = (void *)h, .iov_len = sizeof(*h)},
-		{.iov_base = (void *)extra, .iov_len = extra_len},
-	};
-	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = extra_len ? 2 : 1};
-	ssize_t n;
-
-	if (nfds > 0) {
-		struct cmsghdr *c;
-		memset(&u, 0, sizeof(u));
-		msg.msg_control = u.buf;
-		msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
-		c = CMSG_FIRSTHDR(&msg);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
-	}
-	/* Never block: a full socket here means the daemon is wedged. */
-	n = sendmsg(sock, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-	if (n < 0) {
-		return -errno;
-	}
-	if ((size_t)n != sizeof(*h) + extra_len) {
-		return -EPIPE;
-	}
-	return 0;
-}
-
-int link_recv_status(int sock, struct ldm_status *st, int timeout_ms)
-{
-	size_t got = 0;
-	int64_t deadline = now_ms() + timeout_ms;
-
-	while (got < sizeof(*st)) {
-		struct pollfd p = {.fd = sock, .events = POLLIN};
-		int left = (int)(deadline - now_ms());
-		ssize_t n;
-
-		if (left <= 0) {
-			return -ETIMEDOUT;
-		}
-		if (poll(&p, 1, left) < 0) {
-			if (errno == EINTR) {
-				continue;
-			}
-			return -errno;
-		}
-		n = recv(sock, (char *)st + got, sizeof(*st) - got, MSG_DONTWAIT);
-		if (n == 0) {
-			return -ECONNRESET;
-		}
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR) {
-				continue;
-			}
-			return -errno;
-		}
-		got += (size_t)n;
-	}
-	return st->magic == LDM_STATUS_MAGIC ? 0 : -EPROTO;
-}
-
 int link_query(uint64_t cookie, struct ldm_status *st)
 {
 	struct ldm_handoff h;
@@ -200,10 +89,10 @@ int link_query(uint64_t cookie, struct ldm_status *st)
 	if (s < 0) {
 		return s;
 	}
-	link_fill_header(&h, LDM_OP_QUERY, cookie);
-	r = link_send(s, &h, NULL, 0, NULL, 0);
+	wire_fill_header(&h, LDM_OP_QUERY, cookie);
+	r = wire_send(s, &h, NULL, 0, NULL, 0);
 	if (r == 0) {
-		r = link_recv_status(s, st, 5000);
+		r = wire_recv_status(s, st, 5000);
 	}
 	real.close(s);
 	return r;
@@ -219,11 +108,11 @@ int link_reset(uint64_t cookie)
 	if (s < 0) {
 		return s;
 	}
-	link_fill_header(&h, LDM_OP_RESET, cookie);
-	r = link_send(s, &h, NULL, 0, NULL, 0);
+	wire_fill_header(&h, LDM_OP_RESET, cookie);
+	r = wire_send(s, &h, NULL, 0, NULL, 0);
 	if (r == 0) {
 		/* Wait for the answer: the reset must beat our close's FIN. */
-		r = link_recv_status(s, &st, 1000);
+		r = wire_recv_status(s, &st, 1000);
 	}
 	real.close(s);
 	return r;
@@ -256,14 +145,14 @@ int link_register_listener(struct listener_reg *reg, int wait)
 	if (s < 0) {
 		return s;
 	}
-	link_fill_header(&h, LDM_OP_LISTEN, reg->id);
+	wire_fill_header(&h, LDM_OP_LISTEN, reg->id);
 	h.flags = LDM_HF_TAKES_SOCKET;
 	h.addr = reg->addr;
 	h.backlog = (uint32_t)reg->backlog;
 	memcpy(h.listen_name, reg->name, sizeof(h.listen_name));
-	r = link_send(s, &h, &reg->tcp_fd, 1, NULL, 0);
+	r = wire_send(s, &h, &reg->tcp_fd, 1, NULL, 0);
 	if (r == 0) {
-		r = link_recv_status(s, &st, 5000);
+		r = wire_recv_status(s, &st, 5000);
 	}
 	if (r == 0 && st.err) {
 		r = st.err;

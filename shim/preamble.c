@@ -4,7 +4,7 @@
  */
 #include <errno.h>
 
-#include "shim.h"
+#include "wire.h"
 
 int preamble_check(const struct ldm_preamble *pre)
 {

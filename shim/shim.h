@@ -17,6 +17,8 @@
 
 #include "ldmesh/common.h"
 #include "ldmesh/proto.h"
+#include "exclude.h"
+#include "wire.h"
 
 #define SHIM_EXPORT __attribute__((visibility("default")))
 
@@ -74,14 +76,6 @@ struct managed {
 	int n_opts;
 };
 
-#define SHIM_MAX_RANGES 32
-
-struct shim_cidr {
-	int family;
-	uint8_t addr[16];
-	int prefix_len;
-};
-
 struct shim_state {
 	int active; /* 0 inside ldmeshd or when init failed */
 	int log_level; /* 0 off, 1 error, 2 info, 3 debug */
@@ -89,10 +83,8 @@ struct shim_state {
 	int wait_ready_ms;
 	atomic_int ready_seen; /* the daemon answered once in this process */
 	char handoff_path[108];
-	uint16_t excl_port_lo[SHIM_MAX_RANGES], excl_port_hi[SHIM_MAX_RANGES];
-	int n_excl_ports;
-	struct shim_cidr excl_cidrs[SHIM_MAX_RANGES];
-	int n_excl_cidrs;
+	int supervised; /* under ldmesh-run, which takes listeners */
+	struct exclusions excl;
 
 	pthread_mutex_t lock; /* table, managed entries, listeners */
 	_Atomic(struct managed *) *slots; /* fd -> entry; mmap'ed, cap entries */
@@ -100,7 +92,6 @@ struct shim_state {
 	atomic_int any_managed;
 	struct listener_reg *listeners;
 	uid_t daemon_uid; /* from SO_PEERCRED on the last link */
-	atomic_uint_fast64_t cookie_next;
 
 	pid_t pid; /* updated in the fork child */
 	pid_t monitor_pid; /* process whose monitor thread runs, 0: none */
@@ -148,15 +139,10 @@ int fdtab_relocate_hidden(int fd);
 /* link.c */
 /* Connects to the daemon's handoff socket; waits for readiness the first time. */
 int link_open(int wait, const char *bind_name);
-int link_send(int sock, const struct ldm_handoff *h, const int *fds, int nfds, const void *extra,
-	      size_t extra_len);
-int link_recv_status(int sock, struct ldm_status *st, int timeout_ms);
 /* Asks the daemon about connection `cookie`; fills st. */
 int link_query(uint64_t cookie, struct ldm_status *st);
 /* Asks the daemon to abort connection `cookie` with a TCP reset. */
 int link_reset(uint64_t cookie);
-void link_fill_header(struct ldm_handoff *h, enum ldm_op op, uint64_t cookie);
-uint64_t link_new_cookie(void);
 /* Registers a listener; on failure the monitor thread retries. */
 int link_register_listener(struct listener_reg *reg, int wait);
 void link_monitor_ensure(void);
@@ -167,11 +153,6 @@ void listener_put_locked(struct listener_reg *reg);
 /* For an fd inherited across exec: rebuilds its entry from the socket's
  * abstract name.  Called with shim.lock held; NULL when not ours. */
 struct managed *rehydrate(int fd);
-
-/* preamble.c */
-/* Checks the fixed part of an inbound preamble read from the daemon: magic,
- * version, and id_len <= LDM_PEER_ID_MAX (the ID's buffer).  0 or -EPROTO. */
-int preamble_check(const struct ldm_preamble *pre);
 
 /* hook_connect.c */
 /* Resolves a pending dial: 0 connected, -EINPROGRESS pending, -errno failed. */

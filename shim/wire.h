@@ -1,0 +1,30 @@
+/*
+ * The handoff protocol's framing (include/ldmesh/proto.h), shared by the
+ * preloaded shim and the seccomp launcher ldmesh-run, which speak it to
+ * the same daemon.  Nothing here knows which of the two is calling.
+ */
+#ifndef LDMESH_WIRE_H
+#define LDMESH_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ldmesh/proto.h"
+
+int64_t wire_now_ms(void);
+/* A header for `op`; pid is the caller's, which the caller may override. */
+void wire_fill_header(struct ldm_handoff *h, enum ldm_op op, uint64_t cookie);
+/* Sends h, then extra, with up to 4 fds attached; never blocks. */
+int wire_send(int sock, const struct ldm_handoff *h, const int *fds, int nfds, const void *extra,
+	      size_t extra_len);
+/* Reads one struct ldm_status within timeout_ms: 0 or -errno. */
+int wire_recv_status(int sock, struct ldm_status *st, int timeout_ms);
+/* A cookie no other process or call of this process uses (top bit clear:
+ * the daemon's inbound ids set it). */
+uint64_t wire_new_cookie(void);
+/* preamble.c: checks the fixed part of an inbound preamble read from the
+ * daemon: magic, version, and id_len <= LDM_PEER_ID_MAX (the ID's buffer).
+ * 0 or -EPROTO. */
+int preamble_check(const struct ldm_preamble *pre);
+
+#endif
