@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ldmeshd.h"
@@ -23,6 +24,7 @@ int admin_open(struct ldmeshd *d)
 {
 	struct ldm_addr a;
 	struct sockaddr_storage ss;
+	struct stat st;
 	socklen_t len;
 	int s, one = 1;
 
@@ -47,6 +49,10 @@ int admin_open(struct ldmeshd *d)
 		return err;
 	}
 	d->admin_fd = s;
+	/* Ours: not an unprotected listener, even on a pod address. */
+	if (fstat(s, &st) == 0) {
+		d->admin_ino = (unsigned long long)st.st_ino;
+	}
 	return 0;
 }
 

@@ -898,7 +898,7 @@ out:
 }
 
 /* ------------------------------------------------------------------ */
-/* inbound { mtls; ports = ( { port; mtls; } ) }                        */
+/* inbound { mtls; ports = ( { port; mtls; } ); exclude_ports = [ ] } */
 
 static const struct cfg_enum cfg_mtls_names[] = {
 	{"strict", CONFIG_MTLS_STRICT},
@@ -984,9 +984,17 @@ out:
 	return rc;
 }
 
+static int cfg_in_exclude(struct cfg_ctx *x, const config_setting_t *s, void *obj)
+{
+	struct config *c = ((struct cfg_state *)obj)->c;
+
+	return cfg_port_list(x, s, &c->inbound_exclude_ports, &c->n_inbound_exclude_ports);
+}
+
 static const struct cfg_key cfg_inbound_keys[] = {
 	{"mtls", cfg_in_mtls},
 	{"ports", cfg_in_ports},
+	{"exclude_ports", cfg_in_exclude},
 };
 
 static int cfg_inbound(struct cfg_ctx *x, const config_setting_t *s, void *obj)
@@ -2133,6 +2141,7 @@ void config_free(struct config *c)
 	free(c->egress_allow);
 	free(c->mesh_networks);
 	free(c->inbound_ports);
+	free(c->inbound_exclude_ports);
 	free(c->allowed_uids);
 	free(c->access_log);
 	free(c->cert);

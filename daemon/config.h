@@ -72,6 +72,8 @@ struct config {
 	enum config_mtls inbound_mtls;
 	struct config_port_mtls *inbound_ports;
 	size_t n_inbound_ports;
+	uint16_t *inbound_exclude_ports; /* owned; listeners left outside the mesh */
+	size_t n_inbound_exclude_ports;
 
 	struct config_cidr *mesh_networks;
 	size_t n_mesh_networks;

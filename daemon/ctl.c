@@ -255,7 +255,13 @@ static void status(struct ldmeshd *d, struct strbuf *b, int json)
 		first = 0;
 	}
 	if (json) {
-		sb_printf(b, "]}\n");
+		sb_printf(b, "],\"unprotected_listeners\":");
+		unprotected_render(&d->unprot, b, 1);
+		sb_printf(b, "}\n");
+	} else {
+		sb_printf(b, "unprotected   %d%s\n", unprotected_count(&d->unprot),
+			  unprotected_count(&d->unprot) ? " (not held by ldmeshd)" : "");
+		unprotected_render(&d->unprot, b, 0);
 	}
 }
 
@@ -409,6 +415,8 @@ static void handle(struct ldmeshd *d, struct conn *c, char *line)
 			return;
 		}
 		sb_printf(&b, json ? "{\"reloaded\":true}\n" : "configuration reloaded\n");
+	} else if (!strcmp(words[2], "check")) {
+		check_render(d, &b, json);
 	} else if (!strcmp(words[2], "policy-check")) {
 		if (policy_check(d, &b, json, words + 3, n - 3) < 0) {
 			sb_fini(&b);

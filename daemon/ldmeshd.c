@@ -70,31 +70,22 @@ int ldmeshd_reload(struct ldmeshd *d, char *err, size_t errlen)
 	}
 	cfg = config_load(d->config_file, err, errlen);
 	if (!cfg) {
-		log_error("reload rejected, keeping the running config: %s", err);
-		return -EINVAL;
+		goto err_rejected;
 	}
 	policy = policy_compile(cfg, err, errlen);
 	if (!policy) {
-		log_error("reload rejected, keeping the running config: %s", err);
-		config_free(cfg);
-		return -EINVAL;
+		goto err_free_cfg;
 	}
 	if (accesslog_configure(&d->alog, cfg->access_log, err, errlen) < 0) {
-		log_error("reload rejected, keeping the running config: %s", err);
-		config_free(cfg);
-		policy_free(policy);
-		return -EINVAL;
+		goto err_free_policy;
 	}
 	old = d->cfg;
 	d->cfg = cfg;
 	if (identity_load(d, err, errlen) < 0) {
 		char ignored[256];
-		log_error("reload rejected, keeping the running config: %s", err);
 		d->cfg = old;
 		accesslog_configure(&d->alog, old->access_log, ignored, sizeof(ignored));
-		config_free(cfg);
-		policy_free(policy);
-		return -EINVAL;
+		goto err_free_policy;
 	}
 	d->cfg = old;
 	tel_set_max(&d->tel, cfg->max_series);
@@ -102,8 +93,19 @@ int ldmeshd_reload(struct ldmeshd *d, char *err, size_t errlen)
 	/* In-flight requests already have their decision; new ones use this. */
 	policy_free(d->policy);
 	d->policy = policy;
+	d->reload_error[0] = '\0';
 	log_info("configuration reloaded from %s", d->config_file);
 	return 0;
+
+err_free_policy:
+	policy_free(policy);
+err_free_cfg:
+	config_free(cfg);
+err_rejected:
+	log_error("reload rejected, keeping the running config: %s", err);
+	/* Until a reload works, the file is not what runs: `check` says so. */
+	snprintf(d->reload_error, sizeof(d->reload_error), "%s", err);
+	return -EINVAL;
 }
 
 /* A daemon that started while we drained owns the path now: leave it. */
@@ -172,6 +174,8 @@ int ldmeshd_run(struct ldmeshd *d)
 {
 	int64_t next_sweep = now_ms() + 1000;
 
+	unprotected_scan(d, now_ms()); /* what listens already gets a longer grace */
+
 	while (1) {
 		int64_t now;
 		int timeout = 1000, r;
@@ -218,6 +222,7 @@ int ldmeshd_run(struct ldmeshd *d)
 		if (now >= next_sweep) {
 			conn_sweep(d, now);
 			identity_check(d, now);
+			unprotected_scan(d, now);
 			next_sweep = now + 1000;
 		}
 		if (d->draining) {

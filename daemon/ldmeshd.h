@@ -16,6 +16,7 @@
 #include "policy.h"
 #include "telemetry.h"
 #include "tls.h"
+#include "unprotected.h"
 
 #define LISTENERS_MAX 1024
 #define DIAL_RESULTS 1024
@@ -35,6 +36,7 @@ struct listener {
 	char name[LDM_LISTEN_NAME_MAX];
 	uint64_t accepted;
 	int takes_socket; /* LDM_HF_TAKES_SOCKET: same-pod sockets go to the app */
+	unsigned long long ino; /* tcp_fd's socket inode, which unprotected.c looks for */
 };
 
 /* What a finished dial produced, for the shim's LDM_OP_QUERY. */
@@ -114,6 +116,7 @@ struct ldmeshd {
 	int handoff_fd; /* owned, -1 while draining */
 	int ctl_fd; /* owned */
 	int admin_fd; /* owned, -1 when admin_addr is "" */
+	unsigned long long admin_ino; /* admin_fd's socket inode */
 	int admin_armed;
 	char handoff_path[128], ctl_path[128];
 	unsigned long long handoff_ino, ctl_ino; /* of the socket files we made */
@@ -135,6 +138,9 @@ struct ldmeshd {
 	struct listener listeners[LISTENERS_MAX];
 	struct dial_result dials[DIAL_RESULTS];
 	uint32_t dial_next;
+
+	struct unprotected unprot; /* listeners in the pod we do not hold */
+	char reload_error[256]; /* why the last reload was rejected, "" after a good one */
 
 	struct ldmeshd_stats stats;
 	struct telemetry tel; /* golden metrics (linkerd2-proxy names) */
@@ -168,6 +174,12 @@ int ctl_open(struct ldmeshd *d);
 void ctl_accept_done(struct ldmeshd *d, int res, int more);
 void ctl_recv_done(struct ldmeshd *d, struct conn *c, int res);
 void ctl_arm(struct ldmeshd *d);
+
+/* check.c */
+/* Appends the answer of `ldmeshctl check` (include/ldmesh/ctl.h): the
+ * problems found (unprotected listeners, identity expired or expiring, a
+ * rejected reload).  Returns their number. */
+int check_render(struct ldmeshd *d, struct strbuf *b, int json);
 
 /* identity.c */
 /* Loads (or reloads) the TLS identity named by the config; keeps the old

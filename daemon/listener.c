@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ldmeshd.h"
@@ -65,6 +66,7 @@ int listener_register(struct ldmeshd *d, const struct ldm_handoff *h, int tcp_fd
 	{
 		struct listener *l = &d->listeners[free_slot];
 		uint32_t gen = l->gen + 1;
+		struct stat st;
 
 		memset(l, 0, sizeof(*l));
 		l->used = 1;
@@ -77,6 +79,9 @@ int listener_register(struct ldmeshd *d, const struct ldm_handoff *h, int tcp_fd
 		memcpy(l->name, h->listen_name, sizeof(l->name));
 		l->takes_socket = (h->flags & LDM_HF_TAKES_SOCKET) != 0;
 		l->name[sizeof(l->name) - 1] = '\0';
+		if (fstat(tcp_fd, &st) == 0) {
+			l->ino = (unsigned long long)st.st_ino;
+		}
 		fcntl(tcp_fd, F_SETFL, fcntl(tcp_fd, F_GETFL) | O_NONBLOCK);
 		addr_format(&l->addr, where, sizeof(where));
 		log_info("listener %s registered by pid %u", where, l->pid);

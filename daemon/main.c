@@ -153,6 +153,7 @@ int main(int argc, char **argv)
 	if (!d->loop) {
 		return 1;
 	}
+	unprotected_init(&d->unprot);
 	if (ctl_open(d) < 0 || admin_open(d) < 0 || handoff_open(d) < 0) {
 		return 1;
 	}
@@ -165,6 +166,7 @@ int main(int argc, char **argv)
 		ldmeshd_unlink_if_ours(d->handoff_path, d->handoff_ino);
 	}
 	d->loop->ops->free(d->loop);
+	unprotected_fini(&d->unprot);
 	accesslog_fini(&d->alog);
 	tel_fini(&d->tel);
 	config_free(d->cfg);

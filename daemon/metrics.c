@@ -53,6 +53,10 @@ void metrics_render(struct ldmeshd *d, struct strbuf *b)
 	sb_printf(b, "ldmesh_egress_denied_total %" PRIu64 "\n", s->egress_denied_total);
 	help(b, "ldmesh_listeners", "gauge", "TCP listeners handed over by apps.");
 	sb_printf(b, "ldmesh_listeners %d\n", listener_count(d));
+	help(b, "ldmesh_unprotected_listeners", "gauge",
+	     "TCP listeners in the pod on a non-loopback address and a port not excluded that "
+	     "ldmeshd does not hold: plaintext, outside mTLS and policy.");
+	sb_printf(b, "ldmesh_unprotected_listeners %d\n", unprotected_count(&d->unprot));
 
 	help(b, "ldmesh_tls_handshakes_total", "counter", "Completed mTLS handshakes.");
 	for (dir = 0; dir < 2; dir++) {

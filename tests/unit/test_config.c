@@ -267,6 +267,12 @@ static const struct bad_case bad_cases[] = {
 	 ID "inbound = { ports = (\n  { port = 9000; mtls = \"strict\"; },\n"
 	    "  { port = 9000; mtls = \"disable\"; } ); };\n",
 	 {NAME ":4:", "inbound.ports[1].port: duplicate port 9000"}},
+	{"duplicate excluded port",
+	 ID "inbound = { exclude_ports = [ 8081,\n  8081 ]; };\n",
+	 {NAME ":3:", "inbound.exclude_ports[1]: duplicate port 8081"}},
+	{"excluded port zero",
+	 ID "inbound = { exclude_ports = [ 0 ]; };\n",
+	 {"inbound.exclude_ports[0]: must be between 1 and 65535, got 0"}},
 	{"inbound port missing mtls",
 	 ID "inbound = { ports = (\n  { port = 9000; } ); };\n",
 	 {NAME ":3:", "inbound.ports[0]: missing required key mtls"}},
@@ -495,6 +501,7 @@ static void test_defaults_of_empty_file(void **state)
 	assert_null(c->bundle);
 	assert_int_equal(c->inbound_mtls, CONFIG_MTLS_DISABLE);
 	assert_int_equal(c->n_inbound_ports, 0);
+	assert_int_equal(c->n_inbound_exclude_ports, 0);
 	assert_default_mesh(c);
 	assert_int_equal(c->egress_allow_all, 1);
 	assert_int_equal(c->n_egress_allow, 0);
@@ -544,8 +551,8 @@ static const char full_text[] =
 	"admin_addr = \"127.0.0.1:9999\";\n"
 	"identity = { cert = \"/c.pem\"; key = \"/k.pem\"; bundle = \"/b.pem\"; };\n"
 	"inbound = { mtls = \"permissive\";\n"
-	"  ports = ( { port = 9000; mtls = \"strict\"; }, { port = 9090; mtls = \"disable\"; } ); "
-	"};\n"
+	"  ports = ( { port = 9000; mtls = \"strict\"; }, { port = 9090; mtls = \"disable\"; } );\n"
+	"  exclude_ports = [ 15020, 8086 ]; };\n"
 	"outbound = { mesh_networks = [ \"10.0.0.0/8\", \"fd00::/8\" ];\n"
 	"  egress = \"deny\";\n"
 	"  egress_allow = ( { cidr = \"203.0.113.0/24\"; ports = [ 443, 8443 ]; },\n"
@@ -586,6 +593,9 @@ static void test_full_config(void **state)
 	assert_int_equal(c->inbound_ports[0].mtls, CONFIG_MTLS_STRICT);
 	assert_int_equal(c->inbound_ports[1].port, 9090);
 	assert_int_equal(c->inbound_ports[1].mtls, CONFIG_MTLS_DISABLE);
+	assert_int_equal(c->n_inbound_exclude_ports, 2);
+	assert_int_equal(c->inbound_exclude_ports[0], 15020);
+	assert_int_equal(c->inbound_exclude_ports[1], 8086);
 
 	assert_int_equal(c->n_mesh_networks, 2);
 	assert_int_equal(c->mesh_networks[0].family, AF_INET);
@@ -783,7 +793,7 @@ static void test_example_config(void **state)
 		"workers",	   "io_backend",       "connect_timeout_ms",
 		"idle_timeout_ms", "drain_timeout_ms", "buffer_size",
 		"max_connections", "allowed_uids",     "access_log",
-		"log_level",
+		"log_level",	   "exclude_ports",
 	};
 	const char *path = "conf/ldmesh.conf";
 	char err[512], buf[16384];
