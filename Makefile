@@ -1,4 +1,4 @@
-# ldmesh: `make` builds build/{libldmesh.so,ldmeshd,ldmeshctl}.
+# ldmesh: `make` builds build/{libldmesh.so,ldmesh-run,ldmeshd,ldmeshctl}.
 # `make test` and `make demo` install what is missing first (`make deps`).
 
 PREFIX ?= /usr/local
@@ -22,6 +22,11 @@ SHIM_OBJ := $(SHIM_SRC:%.c=$(BUILD)/obj/%.o)
 DAEMON_OBJ := $(DAEMON_SRC:%.c=$(BUILD)/obj/%.o)
 CTL_OBJ := $(CTL_SRC:%.c=$(BUILD)/obj/%.o)
 
+# ldmesh-run is static and glibc-free (musl), so it runs inside any image.
+RUN_SRC := $(wildcard shim/run/*.c) shim/wire.c shim/exclude.c shim/preamble.c
+MUSL_CC ?= musl-gcc
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+
 DAEMON_LIBS := -luring -lconfig -lssl -lcrypto -lpthread
 TEST_PROGS := $(patsubst tests/e2e/progs/%.c,$(BUILD)/progs/%,$(wildcard tests/e2e/progs/*.c))
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_*.c))
@@ -29,7 +34,7 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/te
 .PHONY: all deps test test-repeat test-unit check e2e lint test-e2e demo install clean asan bench bench-quick fuzz soak \
 	format-check
 
-all: $(BUILD)/libldmesh.so $(BUILD)/ldmeshd $(BUILD)/ldmeshctl $(TEST_PROGS)
+all: $(BUILD)/libldmesh.so $(BUILD)/ldmesh-run $(BUILD)/ldmeshd $(BUILD)/ldmeshctl $(TEST_PROGS)
 
 $(BUILD)/obj/shim/%.o: shim/%.c $(wildcard shim/*.h include/ldmesh/*.h)
 	@mkdir -p $(dir $@)
@@ -42,6 +47,19 @@ $(BUILD)/obj/%.o: %.c $(wildcard daemon/*.h include/ldmesh/*.h)
 $(BUILD)/libldmesh.so: $(SHIM_OBJ) shim/libldmesh.map
 	$(CC) -shared -Wl,--version-script=shim/libldmesh.map -Wl,-z,now $(LDFLAGS) \
 		-o $@ $(SHIM_OBJ) -ldl -lpthread
+
+# musl has no kernel headers of its own: give it linux/ and asm/ only.
+$(BUILD)/kh/.stamp:
+	@mkdir -p $(BUILD)/kh
+	ln -sfn /usr/include/linux $(BUILD)/kh/linux
+	ln -sfn /usr/include/$(MULTIARCH)/asm $(BUILD)/kh/asm
+	ln -sfn /usr/include/asm-generic $(BUILD)/kh/asm-generic
+	@touch $@
+
+$(BUILD)/ldmesh-run: $(RUN_SRC) $(wildcard shim/run/*.h) shim/wire.h shim/exclude.h \
+		$(wildcard include/ldmesh/*.h) $(BUILD)/kh/.stamp
+	$(MUSL_CC) -static -O2 -g $(WARN) -std=gnu11 -D_GNU_SOURCE -Iinclude -Ishim \
+		-idirafter $(BUILD)/kh -o $@ $(RUN_SRC)
 
 # -rdynamic exports ldmeshd_is_daemon, which tells a preloaded shim to stay off.
 $(BUILD)/ldmeshd: $(BUILD)/obj/daemon/main.o $(DAEMON_OBJ)
@@ -118,11 +136,11 @@ soak: deps
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/ldmesh $(DESTDIR)$(PREFIX)/share/ldmesh
-	install -m 0755 $(BUILD)/ldmeshd $(BUILD)/ldmeshctl $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(BUILD)/ldmeshd $(BUILD)/ldmeshctl $(BUILD)/ldmesh-run $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 $(BUILD)/libldmesh.so $(DESTDIR)$(PREFIX)/lib/ldmesh/
 	install -m 0644 conf/ldmesh.conf $(DESTDIR)$(PREFIX)/share/ldmesh/
 
-FORMAT_SRC := $(wildcard shim/*.[ch] daemon/*.[ch] daemon/ctl/*.[ch] include/ldmesh/*.h \
+FORMAT_SRC := $(wildcard shim/*.[ch] shim/run/*.[ch] daemon/*.[ch] daemon/ctl/*.[ch] include/ldmesh/*.h \
 	tests/unit/*.c tests/e2e/progs/*.[ch] tests/fuzz/*.[ch])
 
 format-check:

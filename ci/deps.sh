@@ -7,7 +7,7 @@ PKGS="build-essential pkg-config libssl-dev libconfig-dev liburing-dev libcmocka
       nginx-light redis-server redis-tools openssh-server openssh-client nodejs
       tcpdump clang-format clang tmux valgrind wrk haproxy prometheus
       socat nghttp2-client python3-grpcio python3-h2 python3-cryptography python3-websockets
-      python3-pyftpdlib cppcheck"
+      python3-pyftpdlib cppcheck golang-go busybox-static musl-tools"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

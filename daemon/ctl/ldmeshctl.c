@@ -5,12 +5,14 @@
  *  - control verbs (status, conns, stats, top, reload, drain, check, policy
  *    check) send one line to <runtime_dir>/ctl.sock and print the daemon's
  *    answer as-is (include/ldmesh/ctl.h);
- *  - run starts a stock program with the shim preloaded, starting a daemon
- *    for it when none is running;
+ *  - run starts a stock program under ldmesh-run (seccomp launcher, with
+ *    the shim for glibc programs), starting a daemon for it when none is
+ *    running;
  *  - ca init / ca issue make a CA and SVIDs (ca.c).
  *
  * Exit codes are part of the contract (DESIGN.md): 0 success, 1 usage or
- * other error, 2 daemon unreachable, 3 policy check says deny.
+ * other error (and a check that found a problem), 2 daemon unreachable, 3
+ * policy check says deny.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -37,6 +39,7 @@
 enum exit_code {
 	EXIT_OK = 0,
 	EXIT_ERROR = 1, /* usage errors and failures the daemon reported */
+	EXIT_PROBLEM = 1, /* check found a problem */
 	EXIT_UNREACHABLE = 2,
 	EXIT_DENY = 3,
 };
@@ -70,7 +73,8 @@ static const char usage_text[] =
 	"  top                         live requests/s, success rate, p50/p99 (q quits)\n"
 	"  reload                      reload config and certificates\n"
 	"  drain [--timeout S]         stop accepting, let connections finish\n"
-	"  check                       self-check of config, identity, sockets\n"
+	"  check                       problems: unprotected listeners, identity, config\n"
+	"                              (exit 1 when there is one)\n"
 	"  policy check [--from SPIFFE_ID] --port P [--method M] [--path PATH]\n"
 	"                              would this request be allowed? (exit 0 allow, 3 deny)\n"
 	"\n"
@@ -87,7 +91,8 @@ static const char usage_text[] =
 	"  --json             ask for JSON output\n"
 	"  -h, --help         this text;  --version  print the version\n"
 	"\n"
-	"Exit status: 0 ok, 1 usage or error, 2 daemon unreachable, 3 policy deny.\n";
+	"Exit status: 0 ok, 1 usage or error (or check found a problem), 2 daemon\n"
+	"unreachable, 3 policy deny.\n";
 
 static void LDM_PRINTF(1, 2) errorf(const char *fmt, ...)
 {
@@ -503,6 +508,53 @@ static int cmd_plain(const struct cli *c, const char *verb)
 	return ctl_call(c, words, 1, CTL_TIMEOUT_S, NULL);
 }
 
+/*
+ * The problems a `check` answer counts, from its first bytes (ctl.h): text
+ * "problems N", JSON {"ok":true|false.  Returns N (0 or 1 for JSON) or -1
+ * for an answer that says neither.
+ */
+static int check_verdict(const char *body, size_t len)
+{
+	static const char text[] = "problems", t[] = "{\"ok\":true", f[] = "{\"ok\":false";
+	size_t i = sizeof(text) - 1;
+	long n = 0;
+
+	if (len >= sizeof(t) - 1 && memcmp(body, t, sizeof(t) - 1) == 0)
+		return 0;
+	if (len >= sizeof(f) - 1 && memcmp(body, f, sizeof(f) - 1) == 0)
+		return 1;
+	if (len < i || memcmp(body, text, i) != 0)
+		return -1;
+	while (i < len && body[i] == ' ')
+		i++;
+	if (i >= len || body[i] < '0' || body[i] > '9')
+		return -1;
+	for (; i < len && body[i] >= '0' && body[i] <= '9' && n < 1000000; i++)
+		n = n * 10 + (body[i] - '0');
+	return (int)n;
+}
+
+/* check: the daemon's answer as is; exit 1 when it names a problem. */
+static int cmd_check(const struct cli *c)
+{
+	const char *words[] = {"check"};
+	struct answer body = {0};
+	int rc, n;
+
+	if (parse_opts("check", c->argc - 1, c->argv + 1, NULL, 0))
+		return EXIT_ERROR;
+	rc = ctl_call(c, words, 1, CTL_TIMEOUT_S, &body);
+	if (rc != EXIT_OK)
+		return rc;
+	n = check_verdict(body.data, body.len);
+	free(body.data);
+	if (n < 0) {
+		errorf("ldmeshd's answer to check does not say whether it found problems");
+		return EXIT_ERROR;
+	}
+	return n ? EXIT_PROBLEM : EXIT_OK;
+}
+
 /* One `stats raw` snapshot for top, quietly (nothing on stdout). */
 static int top_fetch(void *ctx, char **body)
 {
@@ -860,45 +912,34 @@ static int find_file(const char *what, const char *env, const char *const *cands
 	return -ENOENT;
 }
 
-/* Builds "shim[ existing]" for LD_PRELOAD, without a second copy of shim. */
-static char *preload_value(const char *shim)
+/*
+ * Execs `ldmesh-run --runtime-dir DIR -- cmd`: the launcher meshes cmd and
+ * its descendants whatever they are linked against, and preloads `shim`
+ * (passed as LDMESH_SHIM) into the glibc ones.  Returns only on failure.
+ */
+static int exec_in_mesh(char **cmd, const char *launcher, const char *shim, const char *runtime_dir)
 {
-	const char *old = getenv("LD_PRELOAD");
-	size_t slen = strlen(shim);
-	char *v;
-
-	if (old && *old) {
-		for (const char *p = old; *p;) {
-			size_t n = strcspn(p, " :");
-
-			if (n == slen && memcmp(p, shim, n) == 0)
-				return strdup(old);
-			p += n;
-			p += strspn(p, " :");
-		}
-		if (asprintf(&v, "%s %s", shim, old) < 0)
-			return NULL;
-		return v;
-	}
-	return strdup(shim);
-}
-
-/* Sets up the environment and execs cmd; returns only on failure. */
-static int exec_in_mesh(char **cmd, const char *shim, const char *runtime_dir)
-{
-	char *preload = preload_value(shim);
+	size_t n = 0;
+	char **argv;
 	int e;
 
-	if (!preload || setenv("LD_PRELOAD", preload, 1) != 0 ||
-	    setenv("LDMESH_RUNTIME_DIR", runtime_dir, 1) != 0) {
-		errorf("cannot set the environment: %s", strerror(errno));
-		free(preload);
+	while (cmd[n])
+		n++;
+	argv = calloc(n + 5, sizeof(*argv));
+	if (!argv || setenv("LDMESH_SHIM", shim, 1) != 0) {
+		errorf("cannot set up %s: %s", launcher, strerror(errno));
+		free(argv);
 		return EXIT_ERROR;
 	}
-	free(preload);
-	execvp(cmd[0], cmd);
+	argv[0] = (char *)launcher;
+	argv[1] = "--runtime-dir";
+	argv[2] = (char *)runtime_dir;
+	argv[3] = "--";
+	memcpy(argv + 4, cmd, n * sizeof(*argv));
+	execv(launcher, argv);
 	e = errno;
-	errorf("cannot run %s: %s", cmd[0], strerror(e));
+	errorf("cannot run %s: %s", launcher, strerror(e));
+	free(argv);
 	/* What a shell returns for "not found" and "not executable". */
 	return e == ENOENT ? 127 : 126;
 }
@@ -1043,10 +1084,10 @@ static int daemon_wait_ready(pid_t pid, const char *runtime_dir)
 }
 
 /*
- * Runs cmd as a child with the shim, forwards signals to it and returns
+ * Runs cmd as a child under the launcher, forwards signals to it and returns
  * its exit status the way a shell reports it (128+N when killed by N).
  */
-static int run_child(char **cmd, const char *shim, const char *runtime_dir)
+static int run_child(char **cmd, const char *launcher, const char *shim, const char *runtime_dir)
 {
 	struct sigaction sa = {.sa_sigaction = run_forward_signal,
 			       .sa_flags = SA_SIGINFO | SA_RESTART};
@@ -1068,7 +1109,7 @@ static int run_child(char **cmd, const char *shim, const char *runtime_dir)
 	}
 	if (pid == 0) {
 		sigprocmask(SIG_SETMASK, &old, NULL);
-		_exit(exec_in_mesh(cmd, shim, runtime_dir));
+		_exit(exec_in_mesh(cmd, launcher, shim, runtime_dir));
 	}
 	run_child_pid = pid;
 	sigemptyset(&sa.sa_mask);
@@ -1096,7 +1137,8 @@ static int cmd_run(const struct cli *c)
 	static const char synopsis[] = "run [--config FILE] -- CMD [ARGS...]";
 	static const char *const shim_cands[] = {"libldmesh.so", "../lib/ldmesh/libldmesh.so"};
 	static const char *const daemon_cands[] = {"ldmeshd"};
-	char shim[PATH_MAX], ldmeshd[PATH_MAX], rt[PATH_MAX];
+	static const char *const run_cands[] = {"ldmesh-run"};
+	char shim[PATH_MAX], ldmeshd[PATH_MAX], launcher[PATH_MAX], rt[PATH_MAX];
 	const char *config = NULL;
 	char **cmd = NULL;
 	pid_t dpid;
@@ -1156,6 +1198,9 @@ static int cmd_run(const struct cli *c)
 		return EXIT_ERROR;
 	}
 
+	if (find_file("ldmesh-run", "LDMESH_RUN", run_cands, ARRAY_SIZE(run_cands), X_OK, launcher))
+		return EXIT_ERROR;
+
 	fd = unix_connect(rt, LDM_HANDOFF_SOCK, 1);
 	if (fd >= 0) {
 		/* A daemon serves this runtime dir already: become the command. */
@@ -1163,7 +1208,7 @@ static int cmd_run(const struct cli *c)
 		if (config)
 			errorf("note: ldmeshd already serves %s; --config %s is not used", rt,
 			       config);
-		return exec_in_mesh(cmd, shim, rt);
+		return exec_in_mesh(cmd, launcher, shim, rt);
 	}
 
 	if (find_file("ldmeshd", "LDMESH_DAEMON", daemon_cands, ARRAY_SIZE(daemon_cands), X_OK,
@@ -1175,7 +1220,7 @@ static int cmd_run(const struct cli *c)
 	rc = daemon_wait_ready(dpid, rt);
 	if (rc)
 		return rc;
-	rc = run_child(cmd, shim, rt);
+	rc = run_child(cmd, launcher, shim, rt);
 	daemon_stop(dpid);
 	return rc;
 }
@@ -1210,8 +1255,10 @@ int main(int argc, char **argv)
 
 	verb = c.argv[0];
 	if (strcmp(verb, "status") == 0 || strcmp(verb, "conns") == 0 ||
-	    strcmp(verb, "stats") == 0 || strcmp(verb, "reload") == 0 || strcmp(verb, "check") == 0)
+	    strcmp(verb, "stats") == 0 || strcmp(verb, "reload") == 0)
 		rc = cmd_plain(&c, verb);
+	else if (strcmp(verb, "check") == 0)
+		rc = cmd_check(&c);
 	else if (strcmp(verb, "top") == 0)
 		rc = cmd_top(&c);
 	else if (strcmp(verb, "drain") == 0)

@@ -440,13 +440,27 @@ def fake_ctl():
 
 
 def test_ctl_forwards_plain_verbs(fake_ctl):
-    verbs = ["status", "conns", "stats", "reload", "check"]
+    verbs = ["status", "conns", "stats", "reload"]
     f = fake_ctl(*[b"OK\nbody of " + v.encode() + b"\n" for v in verbs])
     for v in verbs:
         r = ctl(v, "--runtime-dir", f.dir)
         assert r.returncode == 0, r.stderr
         assert r.stdout == f"body of {v}\n"
     assert f.requests == [f"LDMCTL1 text {v}\n" for v in verbs]
+
+
+def test_ctl_check_exit_status_follows_the_problem_count(fake_ctl):
+    """`check` prints the daemon's answer and exits 1 when it counts a
+    problem (include/ldmesh/ctl.h: the body starts "problems N"), 0 when
+    none, and 1 with a message when the answer does not say."""
+    f = fake_ctl(b"OK\nproblems 0\nall good\n", b"OK\nproblems 2\nlistener\nidentity\n",
+                 b"OK\nsomething else\n")
+    r = ctl("check", "--runtime-dir", f.dir)
+    assert r.returncode == 0 and r.stdout == "problems 0\nall good\n", r
+    r = ctl("check", "--runtime-dir", f.dir)
+    assert r.returncode == 1 and r.stdout == "problems 2\nlistener\nidentity\n", r
+    r = ctl("check", "--runtime-dir", f.dir)
+    assert r.returncode == 1 and "does not say whether it found problems" in r.stderr, r
 
 
 def test_ctl_top_frames(fake_ctl):
@@ -592,14 +606,16 @@ def test_run_starts_and_stops_daemon(run_env, tmp_path):
     assert stopped == "stopped"
 
 
-def test_run_prepends_to_existing_preload(run_env, tmp_path):
+def test_run_keeps_existing_preload_first(run_env, tmp_path):
+    """ldmesh-run adds the shim after what LD_PRELOAD holds (a sanitizer
+    runtime must stay first), once."""
     rt, shim, log, env = run_env
     other = tmp_path / "other.so"
     other.write_text("")
-    env = dict(env, LD_PRELOAD=str(other))
+    env = dict(env, LD_PRELOAD="%s %s" % (other, shim))
     r = ctl("run", "--runtime-dir", rt, "--", "sh", "-c", 'echo "$LD_PRELOAD"', env=env)
     assert r.returncode == 0, r.stderr
-    assert r.stdout == f"{shim} {other}\n"
+    assert r.stdout == f"{other} {shim}\n"
     assert log.read_text().splitlines()[1] == "<unset>"
 
 
