@@ -15,6 +15,15 @@ the same SPIFFE certificates from `ldmeshctl ca`:
   ldmesh-tel-on   ldmesh with telemetry = { http = true; access_log = FILE; }
                   (both "not available" when ldmeshd rejects the key)
 
+Go rows (issue 11), a static Go net/http server and client
+(tests/e2e/goprogs/gonet.go, built here into build/bench/gonet, offline):
+
+  go-direct       gonet bench in c -> gonet serve in s, plaintext, no mesh
+  go-seccomp      the same two programs, each under build/ldmesh-run with
+                  its pod's "ldmesh" daemon (the shim row's daemons): the
+                  seccomp supervisor hands their sockets to ldmeshd, mTLS
+                  1.3 between the daemons
+
 Workloads: keep-alive 1 KiB (wrk, 16 connections), connection per request
 (wrk -H "Connection: close"), bulk 1 MiB responses (wrk) and one long stream
 (curl), idle connections held open (build/bench/idlehold).  Topologies run
@@ -62,6 +71,10 @@ LDMESH_VARIANTS = [
 DIRECT_HTTP, DIRECT_IDLE = 8080, 9000          # nginx / idlehold in s, no shim
 HAP_S_HTTP, HAP_S_IDLE = 8443, 9443            # HAProxy s (TLS) in s
 HAP_C_HTTP, HAP_C_IDLE = 18080, 19000          # HAProxy c (plain) on c's loopback
+GO_DIRECT_HTTP, GO_MESH_HTTP = 8090, 8091      # gonet serve in s: unmeshed / ldmesh-run
+GO_CONC = 16                                   # gonet bench goroutines (wrk's -c16)
+GO_TOPOS = ("go-direct", "go-seccomp")
+GO_SRC = os.path.join(REPO, "tests", "e2e", "goprogs", "gonet.go")
 
 
 def log(msg):
@@ -355,6 +368,8 @@ class Bench:
         self.rss_start = {}
         self.rss_start_detail = {}
         self.tls_info = {}
+        self.gonet = None       # build/bench/gonet once built
+        self.go_servers = {}    # go topology -> gonet serve process (its launcher)
 
     def plan_idle(self):
         """Each proxy process holds two fds per proxied connection (app side
@@ -636,6 +651,7 @@ defaults
                                             "s": rss_detail(self.hap["s"].pid)}
         self.available["direct"] = True
         self.available["haproxy"] = True
+        self.start_go()
 
     # --- topology helpers -------------------------------------------------------
     def topologies(self):
@@ -972,10 +988,15 @@ defaults
         t0 = time.monotonic()
         topos = [t for t in self.topologies() if self.available.get(t) is True]
         self.verify_paths()
+        self.verify_go()
         log("warm-up (1 s keep-alive and connection-per-request per topology)")
         for t in topos:
             self.wrk(t, "ka", 0, 1, record=False)
             self.wrk(t, "close", 0, 1, record=False)
+        for t in GO_TOPOS:
+            if self.available.get(t) is True:
+                self.go_bench(t, "ka", 0, 1, record=False)
+                self.go_bench(t, "close", 0, 1, record=False)
         main = [t for t in topos if "tel" not in t]
         workloads = [("ka", topos), ("paced", main), ("close", topos),
                      ("bulk", [t for t in topos if "tel" not in t]),
@@ -983,6 +1004,7 @@ defaults
         for rep in range(1, self.reps + 1):
             log("repetition %d of %d" % (rep, self.reps))
             self.same_pod(rep)
+            self.go_rows(rep)
             for workload, wtopos in workloads:
                 k = (rep - 1) % len(wtopos)
                 order = wtopos[k:] + wtopos[:k]  # rotate: no topology always goes first
@@ -1034,6 +1056,263 @@ defaults
             b = out["same-pod-direct"][w].get("rps")
             if a and b and b["median"]:
                 out["same-pod-ldmesh"][w]["rps_vs_direct"] = a["median"] / b["median"]
+        return out
+
+    # --- Go over the seccomp path (issue 11) ------------------------------------------
+    def go_unavailable(self, why, error=False):
+        for t in GO_TOPOS:
+            self.available[t] = "not available: " + why
+        if error:
+            self.errors.append("go rows: " + why)
+        log("go rows: not available: %s" % why)
+
+    def build_gonet(self):
+        """Builds tests/e2e/goprogs/gonet.go into build/bench/gonet, offline
+        and static (CGO_ENABLED=0), as the e2e tests do; the Go caches live
+        in the run's temporary directory."""
+        go = shutil.which("go", path=PATH + ":/usr/lib/go/bin")
+        if not go:
+            raise CannotRun("go is not installed (Debian package: golang-go)")
+        out = os.path.join(self.outdir, "gonet")
+        tmp_out = out + ".new"
+        env = {"PATH": PATH, "HOME": self.tmp, "CGO_ENABLED": "0", "GO111MODULE": "off",
+               "GOFLAGS": "", "GOPROXY": "off", "GOCACHE": os.path.join(self.tmp, "gocache"),
+               "GOPATH": os.path.join(self.tmp, "gopath")}
+        try:
+            r = subprocess.run([go, "build", "-o", tmp_out, GO_SRC], capture_output=True,
+                               text=True, env=env, cwd=self.tmp, timeout=600)
+        except subprocess.TimeoutExpired:
+            raise CannotRun("go build of %s timed out" % GO_SRC)
+        if r.returncode != 0:
+            raise CannotRun("go build %s failed: %s" % (GO_SRC, (r.stdout + r.stderr)[-1000:]))
+        with open(tmp_out, "rb") as f:
+            if b"/lib64/ld-linux" in f.read(4096):
+                raise CannotRun("gonet is not static: the row would measure the shim")
+        os.replace(tmp_out, out)
+        return out
+
+    def start_go(self):
+        """gonet serve in s twice: unmeshed (go-direct) and under ldmesh-run
+        with the "ldmesh" server daemon's runtime dir (go-seccomp).  Anything
+        missing leaves the Go rows out, said in the result; the rest runs."""
+        launcher = os.path.join(REPO, "build", "ldmesh-run")
+        if not os.path.exists(launcher):
+            self.go_unavailable("build/ldmesh-run is missing (make all)", error=True)
+            return
+        if self.available.get("ldmesh") is not True:
+            self.go_unavailable("the ldmesh daemons did not start")
+            return
+        if not shutil.which("go", path=PATH + ":/usr/lib/go/bin"):
+            # optional: make deps installs it, but the other rows need no Go
+            self.go_unavailable("go is not installed (Debian package: golang-go)")
+            return
+        try:
+            log("building %s" % os.path.relpath(GO_SRC, REPO))
+            self.gonet = self.build_gonet()
+        except CannotRun as e:
+            self.go_unavailable(str(e), error=True)
+            return
+        ds = self.daemons["ldmesh"]["s"]
+        for topo, args in (
+                ("go-direct", [self.gonet, "serve", "0.0.0.0:%d" % GO_DIRECT_HTTP]),
+                ("go-seccomp", [launcher, "--runtime-dir", ds.rundir, "--", self.gonet,
+                                "serve", "%s:%d" % (S_ADDR, GO_MESH_HTTP)])):
+            port = GO_DIRECT_HTTP if topo == "go-direct" else GO_MESH_HTTP
+            p = self.r.popen(self.ns_s, args, "gonet-serve-" + topo)
+            try:
+                wait_until(lambda: p.poll() is not None or (
+                    read(p.out_path).startswith("listening") and listening(self.ns_s, port)),
+                    20, "gonet serve (%s) on port %d" % (topo, port))
+                if p.poll() is not None:
+                    raise CannotRun("gonet serve (%s) exited: %s %s" % (
+                        topo, read(p.out_path)[-500:], read(p.err_path)[-1500:]))
+            except CannotRun as e:
+                self.go_unavailable(str(e), error=True)
+                return
+            self.go_servers[topo] = p
+        for t in GO_TOPOS:
+            self.available[t] = True
+
+    def go_client(self, topo, args):
+        """argv of a gonet client in c: unmeshed, or under ldmesh-run with the
+        "ldmesh" client daemon's runtime dir."""
+        if topo == "go-direct":
+            return [self.gonet] + args
+        return [os.path.join(REPO, "build", "ldmesh-run"), "--runtime-dir",
+                self.daemons["ldmesh"]["c"].rundir, "--", self.gonet] + args
+
+    def go_url(self, topo, path="/"):
+        return "http://%s:%d%s" % (S_ADDR, GO_DIRECT_HTTP if topo == "go-direct"
+                                   else GO_MESH_HTTP, path)
+
+    def verify_go(self):
+        """go-direct answers; go-seccomp answers with the client pod's real
+        address as the Go server's r.RemoteAddr (accept went through the
+        server's supervisor and daemon), the server daemon counts an mTLS
+        handshake for it, and an unmeshed client is refused (strict)."""
+        if any(self.available.get(t) is not True for t in GO_TOPOS):
+            return
+        try:
+            for topo in GO_TOPOS:
+                hs0 = self.handshakes("ldmesh") if topo == "go-seccomp" else None
+                rc, out, err = self.r.run(self.ns_c, self.go_client(
+                    topo, ["get", self.go_url(topo, "/verify")]), timeout=40)
+                m = re.search(r"go remote=([0-9.]+):\d+ path=/verify", out)
+                if rc != 0 or "status=200" not in out or not m:
+                    raise CannotRun("%s: gonet get failed: rc %d %s %s" % (
+                        topo, rc, out[-500:], err[-500:]))
+                if topo == "go-direct":
+                    log("path go-direct: GET ok, the Go server saw %s" % m.group(1))
+                    continue
+                if m.group(1) != C_ADDR:
+                    raise CannotRun("go-seccomp: the Go server saw %s, not the client pod's "
+                                    "address %s" % (m.group(1), C_ADDR))
+                hs1 = wait_until(lambda: (lambda h: h if h and sum(h) > sum(hs0) else None)(
+                    self.handshakes("ldmesh")), 5, "go-seccomp to count a TLS handshake")
+                rc, out, err = self.r.run(self.ns_c, ["curl", "-sS", "--max-time", "5",
+                                                      self.go_url(topo, "/plain")], timeout=20)
+                if rc == 0 or "go remote" in out:
+                    raise CannotRun("go-seccomp: an unmeshed client reached the Go server "
+                                    "(%s): its listener is not held by ldmeshd" % out[-200:])
+                log("path go-seccomp: GET ok, the Go server saw %s, server daemon counted TLS "
+                    "handshakes %s -> %s, an unmeshed client is refused" % (
+                        m.group(1), hs0, hs1))
+        except CannotRun as e:
+            self.go_unavailable(str(e), error=True)
+
+    def go_bench(self, topo, workload, rep, duration, record=True):
+        """One `gonet bench` run from c.  CPU: the two "ldmesh" daemons, and
+        for go-seccomp the two ldmesh-run supervisors (the server's, and the
+        client's read after it exited, before it is reaped)."""
+        seccomp = topo == "go-seccomp"
+        dpids = [p.pid for p in self.daemons["ldmesh"].values()] if seccomp else []
+        srv_sup = self.go_servers[topo].pid if seccomp else None
+        hs0 = self.handshakes("ldmesh") if seccomp else None
+        c0 = cpu_us(dpids)
+        s0 = cpu_us([srv_sup]) if seccomp else 0
+        p = self.r.popen(self.ns_c, self.go_client(topo, [
+            "bench", self.go_url(topo, "/"), duration, GO_CONC,
+            "keepalive" if workload == "ka" else "close"]), "gonet-bench-%s-%s" % (topo, workload))
+        deadline = time.monotonic() + duration + 60
+        exited = False
+        while time.monotonic() < deadline:
+            try:
+                # WNOWAIT: the exited launcher stays a zombie, its CPU readable
+                if os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
+                    exited = True
+                    break
+            except ChildProcessError:  # reaped elsewhere: no supervisor CPU
+                exited = True
+                break
+            time.sleep(0.02)
+        cli_sup = cpu_us([p.pid]) if seccomp and exited and os.path.exists(
+            "/proc/%d" % p.pid) else None
+        c1 = cpu_us(dpids)
+        s1 = cpu_us([srv_sup]) if seccomp else 0
+        hs1 = self.handshakes("ldmesh") if seccomp else None
+        if not exited:
+            self.r.stop(p)
+        rc = p.wait()
+        out = read(p.out_path)
+        rec = {"topology": topo, "workload": workload, "rep": rep, "duration_s": duration,
+               "connections": GO_CONC, "rc": rc, "client": "gonet bench", "server": "gonet serve"}
+        m = re.search(r"requests=(\d+) errors=(\d+) rps=([\d.]+) p50_ms=([\d.]+) "
+                      r"p99_ms=([\d.]+)", out)
+        if m:
+            rec.update({"requests": int(m.group(1)), "errors": int(m.group(2)),
+                        "rps": float(m.group(3)), "p50_ms": float(m.group(4)),
+                        "p99_ms": float(m.group(5))})
+            rec["seconds"] = rec["requests"] / rec["rps"] if rec["rps"] else duration
+        if seccomp and rec.get("requests"):
+            rec["proxy_cpu_us"] = c1 - c0
+            rec["proxy_cpu_us_per_req"] = (c1 - c0) / rec["requests"]
+            rec["supervisor_cpu_us"] = {"c": cli_sup, "s": s1 - s0}
+            rec["supervisor_s_cpu_us_per_req"] = (s1 - s0) / rec["requests"]
+            if cli_sup is not None:
+                rec["supervisor_c_cpu_us_per_req"] = cli_sup / rec["requests"]
+                rec["supervisor_cpu_us_per_req"] = (cli_sup + s1 - s0) / rec["requests"]
+            if hs0 is not None and hs1 is not None:
+                rec["handshakes_full"] = hs1[0] - hs0[0]
+                rec["handshakes_resumed"] = hs1[1] - hs0[1]
+                rec["handshakes_full_per_s"] = rec["handshakes_full"] / rec["seconds"]
+                rec["handshakes_resumed_per_s"] = rec["handshakes_resumed"] / rec["seconds"]
+        problem = None
+        if not exited:
+            problem = "gonet bench did not finish in %d s" % (duration + 60)
+        elif rc != 0 or not m:
+            problem = "gonet bench rc=%d: %s %s" % (rc, out[-500:], read(p.err_path)[-500:])
+        elif rec["errors"] > 0.01 * max(rec["requests"], 1):
+            problem = "gonet bench: %d errors in %d requests" % (rec["errors"], rec["requests"])
+        if problem:
+            rec["problem"] = problem
+            self.errors.append("%s %s rep %d: %s" % (topo, workload, rep, problem))
+            log("  PROBLEM %s" % problem)
+        if record:
+            self.runs.append(rec)
+            log("  %-15s %-6s rep %d: %8.0f req/s p50 %.3f ms p99 %.3f ms daemon cpu %s us/req "
+                "supervisor cpu %s us/req%s" % (
+                    topo, workload, rep, rec.get("rps", 0), rec.get("p50_ms") or 0,
+                    rec.get("p99_ms") or 0,
+                    "%.1f" % rec["proxy_cpu_us_per_req"] if "proxy_cpu_us_per_req" in rec
+                    else "-",
+                    "%.1f" % rec["supervisor_cpu_us_per_req"]
+                    if "supervisor_cpu_us_per_req" in rec else "-",
+                    " hs full/resumed %d/%d" % (rec["handshakes_full"], rec["handshakes_resumed"])
+                    if "handshakes_full" in rec else ""))
+        return rec
+
+    def go_rows(self, rep):
+        if any(self.available.get(t) is not True for t in GO_TOPOS):
+            return
+        for workload in ("ka", "close"):
+            order = list(GO_TOPOS) if rep % 2 else list(GO_TOPOS)[::-1]
+            for t in order:
+                self.go_bench(t, workload, rep, self.duration)
+
+    def go_summary(self, s):
+        """Go rows: medians over repetitions, go-seccomp / go-direct ratios of
+        medians, and beside them the shim row's ldmesh / direct ratios for the
+        same workload (wrk and nginx there, gonet here)."""
+        good = [r for r in self.runs if "problem" not in r]
+        out = {"available": {t: self.available.get(t, "not run") for t in GO_TOPOS},
+               "concurrency": GO_CONC, "client": "gonet bench", "server": "gonet serve"}
+
+        def runs(t, w):
+            return [r for r in good if r["topology"] == t and r["workload"] == w]
+
+        for t in GO_TOPOS:
+            for w in ("ka", "close"):
+                we = {}
+                for key in ("rps", "p50_ms", "p99_ms", "proxy_cpu_us_per_req",
+                            "supervisor_cpu_us_per_req", "supervisor_c_cpu_us_per_req",
+                            "supervisor_s_cpu_us_per_req", "handshakes_full_per_s",
+                            "handshakes_resumed_per_s"):
+                    v = summarize([r.get(key) for r in runs(t, w)])
+                    if v:
+                        we[key] = v
+                if we:
+                    out.setdefault(t, {})[w] = we
+        for w in ("ka", "close"):
+            g = (out.get("go-seccomp") or {}).get(w) or {}
+            d = (out.get("go-direct") or {}).get(w) or {}
+            for key in ("rps", "p50_ms", "p99_ms"):
+                if key in g and key in d and d[key]["median"]:
+                    g["%s_vs_go_direct" % key] = g[key]["median"] / d[key]["median"]
+            for key in ("p50_ms", "p99_ms"):
+                dd = {r["rep"]: r.get(key) for r in runs("go-direct", w)}
+                per = [r[key] - dd[r["rep"]] for r in runs("go-seccomp", w)
+                       if r.get(key) is not None and dd.get(r["rep"]) is not None]
+                if per and key in g and key in d:
+                    g[key.replace("_ms", "_added_ms")] = {
+                        "median": g[key]["median"] - d[key]["median"], "min": min(per),
+                        "max": max(per), "n": len(per)}
+            sl, sd = (s.get("ldmesh") or {}).get(w) or {}, (s.get("direct") or {}).get(w) or {}
+            shim = {}
+            for key in ("rps", "p50_ms", "p99_ms"):
+                if key in sl and key in sd and sd[key]["median"]:
+                    shim["%s_vs_direct" % key] = sl[key]["median"] / sd[key]["median"]
+            if shim and g:
+                g["shim_ldmesh"] = shim
         return out
 
     # --- report ------------------------------------------------------------------------
@@ -1285,6 +1564,58 @@ defaults
                 f(w.get("handshakes_resumed_per_s")), f(w.get("proxy_cpu_us_per_req"), "%.1f"),
                 ratio(w, "rps_vs_direct"), ratio(w, "rps_vs_haproxy")))
         A("")
+        go = res.get("go") or {}
+        if any(go.get(t) for t in GO_TOPOS) or any(
+                v is not True for v in (go.get("available") or {}).values()):
+            A("## Go net/http meshed by seccomp (ldmesh-run), gonet bench -c%d (issue 11)"
+              % GO_CONC)
+            A("")
+            A("A static Go server and client (`tests/e2e/goprogs/gonet.go`, CGO_ENABLED=0: the "
+              "shim cannot reach them). `go-direct`: `gonet bench` in c → `gonet serve` in s, "
+              "plaintext. `go-seccomp`: each under `ldmesh-run` with its pod's `ldmesh` daemon "
+              "(the shim row's daemons, mTLS 1.3 between them). Supervisor CPU: the client's "
+              "(c) and the server's (s) `ldmesh-run`, which perform the trapped socket-setup "
+              "calls (connect, accept, names, SO_ERROR); reads and writes are not trapped. "
+              "The shim ratios are the `ldmesh`/`direct` rows above "
+              "(wrk and nginx) for the same workload.")
+            A("")
+            for t in GO_TOPOS:
+                v = (go.get("available") or {}).get(t)
+                if v is not True:
+                    A("**%s**: %s" % (t, v))
+                    A("")
+            if any(go.get(t) for t in GO_TOPOS):
+                A("| topology | workload | req/s | p50 ms | p99 ms | p50 added ms | p99 added ms | "
+                  "daemon CPU µs/req | supervisor CPU µs/req c / s | "
+                  "handshakes/s full / resumed | "
+                  "go-seccomp/go-direct req/s, p50, p99 | shim ldmesh/direct req/s, p50, p99 |")
+                A("|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+                def rat(e, suffix):
+                    v = [e.get("%s_%s" % (k, suffix)) for k in ("rps", "p50_ms", "p99_ms")]
+                    return " / ".join("%.2fx" % x if x is not None else "-" for x in v) \
+                        if any(x is not None for x in v) else "-"
+                for w in ("ka", "close"):
+                    for t in GO_TOPOS:
+                        e = (go.get(t) or {}).get(w)
+                        if not e:
+                            continue
+                        hs = "-"
+                        if e.get("handshakes_full_per_s") or e.get("handshakes_resumed_per_s"):
+                            hs = "%s / %s" % (f(e.get("handshakes_full_per_s")),
+                                              f(e.get("handshakes_resumed_per_s")))
+                        A("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                            t, "keep-alive" if w == "ka" else "connection per request",
+                            f(e.get("rps")), f(e.get("p50_ms"), "%.3f"), f(e.get("p99_ms"), "%.3f"),
+                            f(e.get("p50_added_ms"), "%.3f"), f(e.get("p99_added_ms"), "%.3f"),
+                            f(e.get("proxy_cpu_us_per_req"), "%.1f"),
+                            "-" if t == "go-direct" else "%s / %s" % (
+                                f(e.get("supervisor_c_cpu_us_per_req"), "%.1f"),
+                                f(e.get("supervisor_s_cpu_us_per_req"), "%.1f")), hs,
+                            rat(e, "vs_go_direct") if t == "go-seccomp" else "-",
+                            rat(e.get("shim_ldmesh") or {}, "vs_direct") if t == "go-seccomp"
+                            else "-"))
+                A("")
         A("## Bulk: 1 MiB responses (wrk -c4) and one %d MiB stream (curl)" % self.stream_mib)
         A("")
         A("| topology | 1 MiB resp MB/s | p99 ms | proxy CPU µs/MiB | vs direct | vs HAProxy | "
@@ -1410,6 +1741,7 @@ defaults
             "tls": self.tls_info,
             "summary": s,
             "same_pod": self.same_pod_summary(),
+            "go": self.go_summary(s),
             "errors": self.errors, "notes": self.notes,
             "runs": self.runs, "idle": self.idle,
         }
