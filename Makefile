@@ -72,9 +72,13 @@ $(BUILD)/progs/%: tests/e2e/progs/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lpthread
 
-$(BUILD)/unit/%: tests/unit/%.c $(DAEMON_OBJ)
+# Unit tests also get the code the shim shares with ldmesh-run.
+SHARED_SHIM_OBJ := $(BUILD)/obj/shim/exclude.o $(BUILD)/obj/shim/wire.o
+
+$(BUILD)/unit/%: tests/unit/%.c $(DAEMON_OBJ) $(SHARED_SHIM_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(DAEMON_OBJ) $(DAEMON_LIBS) -lcmocka
+	$(CC) $(CFLAGS) -Ishim $(LDFLAGS) -o $@ $< $(DAEMON_OBJ) $(SHARED_SHIM_OBJ) $(DAEMON_LIBS) \
+		-lcmocka
 
 asan:
 	$(MAKE) BUILD=build-asan SAN=1 all

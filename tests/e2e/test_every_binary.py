@@ -115,6 +115,11 @@ def test_go_server_and_client_strict_mtls(cluster, progs):
     # The Go server's port does not answer an unmeshed client.
     r = mesh.curl(a, "http://%s:8080/plain" % b.addr4, shim=False, max_time=5)
     assert r.returncode != 0 and "go remote" not in r.stdout, r
+    # Inside its pod it answers anyone, with the real local peer (the
+    # daemon hands the accepted TCP socket over, through the launcher).
+    for host in ("127.0.0.1", b.addr4):
+        r = mesh.curl(b, "http://%s:8080/local" % host, shim=False)
+        assert r.returncode == 0 and "go remote=%s:" % host in r.stdout, r
 
 
 def test_go_dial_errors_and_children(cluster, progs):
