@@ -74,8 +74,8 @@ static int app_tcp_family(const struct trap *t, int fd)
 }
 
 /* Reads the call's sockaddr argument into a struct ldm_addr. */
-static int read_addr(const struct trap *t, uint64_t ptr, uint64_t len, struct sockaddr_storage *ss,
-		     socklen_t *sl)
+static int read_addr(struct supervisor *s, const struct trap *t, uint64_t ptr, uint64_t len,
+		     struct sockaddr_storage *ss, socklen_t *sl)
 {
 	size_t n = len < sizeof(*ss) ? (size_t)len : sizeof(*ss);
 	int r;
@@ -84,15 +84,15 @@ static int read_addr(const struct trap *t, uint64_t ptr, uint64_t len, struct so
 	if (n < sizeof(sa_family_t)) {
 		return -EINVAL;
 	}
-	r = target_read(t->tid, ptr, ss, n);
+	r = target_read(&s->mem, t->tid, ptr, ss, n);
 	*sl = (socklen_t)n;
 	return r;
 }
 
 /* Copies a TCP address to the app's (addr, *len) with the kernel's
  * truncation rules.  A NULL addr is allowed (accept(fd, NULL, NULL)). */
-static int write_addr(const struct trap *t, uint64_t addr_ptr, uint64_t len_ptr,
-		      const struct ldm_addr *a, int family)
+static int write_addr(struct supervisor *s, const struct trap *t, uint64_t addr_ptr,
+		      uint64_t len_ptr, const struct ldm_addr *a, int family)
 {
 	struct sockaddr_storage ss;
 	socklen_t want = ldm_addr_to_sockaddr(a, family, &ss);
@@ -102,16 +102,16 @@ static int write_addr(const struct trap *t, uint64_t addr_ptr, uint64_t len_ptr,
 	if (!addr_ptr || !len_ptr) {
 		return 0;
 	}
-	r = target_read(t->tid, len_ptr, &have, sizeof(have));
+	r = target_read(&s->mem, t->tid, len_ptr, &have, sizeof(have));
 	if (r < 0) {
 		return r;
 	}
 	if ((int32_t)have < 0) {
 		return -EINVAL;
 	}
-	r = target_write(t->tid, addr_ptr, &ss, have < want ? have : want);
+	r = target_write(&s->mem, t->tid, addr_ptr, &ss, have < want ? have : want);
 	if (r == 0) {
-		r = target_write(t->tid, len_ptr, &want, sizeof(want));
+		r = target_write(&s->mem, t->tid, len_ptr, &want, sizeof(want));
 	}
 	return r;
 }
@@ -223,7 +223,7 @@ static void do_connect(struct supervisor *s, const struct trap *t, int resumed)
 		trap_continue(s, t); /* Unix, UDP, not a socket: the kernel's */
 		return;
 	}
-	r = read_addr(t, t->args[1], t->args[2], &ss, &sl);
+	r = read_addr(s, t, t->args[1], t->args[2], &ss, &sl);
 	if (r == -EINVAL) {
 		trap_continue(s, t);
 		return;
@@ -322,7 +322,7 @@ static void do_bind(struct supervisor *s, const struct trap *t)
 		trap_continue(s, t);
 		return;
 	}
-	r = read_addr(t, t->args[1], t->args[2], &ss, &sl);
+	r = read_addr(s, t, t->args[1], t->args[2], &ss, &sl);
 	if (r == -EINVAL) {
 		trap_continue(s, t);
 		return;
@@ -698,7 +698,7 @@ static void do_accept(struct supervisor *s, const struct trap *t)
 		stash_front(e, pc); /* interrupted: the next accept gets it */
 		return;
 	}
-	r = write_addr(t, t->args[1], t->args[2], &pc->peer, e->family);
+	r = write_addr(s, t, t->args[1], t->args[2], &pc->peer, e->family);
 	if (r == 0) {
 		r = set_nonblock(pc->fd, flags & SOCK_NONBLOCK);
 	}
@@ -747,7 +747,7 @@ static void do_name(struct supervisor *s, const struct trap *t)
 			trap_reply(s, t, -ENOTCONN);
 			return;
 		}
-		r = write_addr(t, t->args[1], t->args[2], &e->peer, e->family);
+		r = write_addr(s, t, t->args[1], t->args[2], &e->peer, e->family);
 		trap_reply(s, t, r);
 		return;
 	}
@@ -762,9 +762,9 @@ static void do_name(struct supervisor *s, const struct trap *t)
 		/* Not bound yet (or unknown): the wildcard, port 0. */
 		memset(&any, 0, sizeof(any));
 		any.family = (uint16_t)e->family;
-		r = write_addr(t, t->args[1], t->args[2], &any, e->family);
+		r = write_addr(s, t, t->args[1], t->args[2], &any, e->family);
 	} else {
-		r = write_addr(t, t->args[1], t->args[2], &e->local, e->family);
+		r = write_addr(s, t, t->args[1], t->args[2], &e->local, e->family);
 	}
 	trap_reply(s, t, r);
 }
@@ -785,16 +785,16 @@ static void do_so_error(struct supervisor *s, const struct trap *t)
 	if (r < 0 && r != -EINPROGRESS) {
 		e->err_reported = 1; /* once, like the kernel */
 	}
-	r = target_read(t->tid, t->args[4], &len, sizeof(len));
+	r = target_read(&s->mem, t->tid, t->args[4], &len, sizeof(len));
 	if (r == 0 && len < sizeof(v)) {
 		r = -EINVAL;
 	}
 	if (r == 0) {
-		r = target_write(t->tid, t->args[3], &v, sizeof(v));
+		r = target_write(&s->mem, t->tid, t->args[3], &v, sizeof(v));
 	}
 	if (r == 0) {
 		len = sizeof(v);
-		r = target_write(t->tid, t->args[4], &len, sizeof(len));
+		r = target_write(&s->mem, t->tid, t->args[4], &len, sizeof(len));
 	}
 	trap_reply(s, t, r);
 }

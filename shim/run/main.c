@@ -341,6 +341,7 @@ int main(int argc, char **argv)
 	}
 	read_env(&s.cfg, runtime_dir);
 	s.dl.cfg = &s.cfg;
+	s.mem.fd = -1;
 
 	resolve_cmd(argv[i + 1], exe, sizeof(exe));
 	r = exe[0] && is_glibc_program(exe, 0) && find_shim(shim, sizeof(shim)) == 0;

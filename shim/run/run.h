@@ -41,8 +41,16 @@ void run_log(const struct run_cfg *cfg, int level, const char *fmt, ...) LDM_PRI
 int filter_install(void);
 
 /* target.c: a trapped thread, seen through /proc. */
-int target_read(pid_t tid, uint64_t addr, void *buf, size_t len);
-int target_write(pid_t tid, uint64_t addr, const void *buf, size_t len);
+/* /proc/TID/mem of the thread whose call is being answered: opened at the
+ * first access and closed once the call is answered (target_mem_release),
+ * so a call costs one open however many arguments it reads or writes. */
+struct target_mem {
+	pid_t tid;
+	int fd;
+};
+int target_read(struct target_mem *m, pid_t tid, uint64_t addr, void *buf, size_t len);
+int target_write(struct target_mem *m, pid_t tid, uint64_t addr, const void *buf, size_t len);
+void target_mem_release(struct target_mem *m);
 /* Inode of the socket at fd in tid's fd table: 0 when fd is not a socket. */
 uint64_t target_sock_ino(pid_t tid, int fd);
 /* The socket's protocol name ("TCP", "TCPv6", "UDP", "UNIX-STREAM"...). */
@@ -147,6 +155,7 @@ struct supervisor {
 	struct run_cfg cfg;
 	struct daemon_link dl;
 	struct socktab tab;
+	struct target_mem mem;
 	int notify_fd;
 	struct parked *parked;
 	int64_t next_sweep_ms, next_retry_ms;

@@ -102,6 +102,7 @@ static void receive(struct supervisor *s, struct seccomp_notif *req, size_t req_
 	t.nr = req->data.nr;
 	memcpy(t.args, req->data.args, sizeof(t.args));
 	calls_dispatch(s, &t);
+	target_mem_release(&s->mem);
 }
 
 /* Calls whose socket is ready go round again; the ones that left go. */
@@ -123,6 +124,7 @@ static void run_parked(struct supervisor *s, const struct pollfd *pfd, int n_pfd
 		}
 		if (still_valid) {
 			calls_resume(s, &p->t, p->ino);
+			target_mem_release(&s->mem);
 		}
 		free(p);
 	}
@@ -190,7 +192,9 @@ int supervise(struct supervisor *s, pid_t child, int sigfd, int *exit_status)
 
 		pfd[0] = (struct pollfd){.fd = s->notify_fd, .events = POLLIN};
 		pfd[1] = (struct pollfd){.fd = sigfd, .events = POLLIN};
-		socktab_each(&s->tab, SK_LISTENER, watch_link, &w);
+		if (s->tab.n_listeners) {
+			socktab_each(&s->tab, SK_LISTENER, watch_link, &w);
+		}
 		n = 2 + w.n;
 		first_parked = n;
 		for (struct parked *p = s->parked; p && n < MAX_POLL; p = p->next) {

@@ -15,31 +15,48 @@
 
 #include "run.h"
 
-static int mem_io(pid_t tid, uint64_t addr, void *buf, size_t len, int write_it)
+static int mem_io(struct target_mem *m, pid_t tid, uint64_t addr, void *buf, size_t len,
+		  int write_it)
 {
-	char path[64];
 	ssize_t n;
-	int fd, err;
 
-	snprintf(path, sizeof(path), "/proc/%d/mem", (int)tid);
-	fd = open(path, (write_it ? O_WRONLY : O_RDONLY) | O_CLOEXEC);
-	if (fd < 0) {
+	if (m->fd >= 0 && m->tid != tid) {
+		target_mem_release(m);
+	}
+	if (m->fd < 0) {
+		char path[64];
+
+		snprintf(path, sizeof(path), "/proc/%d/mem", (int)tid);
+		m->fd = open(path, O_RDWR | O_CLOEXEC);
+		if (m->fd < 0) {
+			return -errno;
+		}
+		m->tid = tid;
+	}
+	n = write_it ? pwrite(m->fd, buf, len, (off_t)addr) : pread(m->fd, buf, len, (off_t)addr);
+	if (n < 0) {
 		return -errno;
 	}
-	n = write_it ? pwrite(fd, buf, len, (off_t)addr) : pread(fd, buf, len, (off_t)addr);
-	err = n < 0 ? -errno : (size_t)n == len ? 0 : -EFAULT;
-	close(fd);
-	return err;
+	return (size_t)n == len ? 0 : -EFAULT;
 }
 
-int target_read(pid_t tid, uint64_t addr, void *buf, size_t len)
+int target_read(struct target_mem *m, pid_t tid, uint64_t addr, void *buf, size_t len)
 {
-	return mem_io(tid, addr, buf, len, 0);
+	return mem_io(m, tid, addr, buf, len, 0);
 }
 
-int target_write(pid_t tid, uint64_t addr, const void *buf, size_t len)
+int target_write(struct target_mem *m, pid_t tid, uint64_t addr, const void *buf, size_t len)
 {
-	return mem_io(tid, addr, (void *)buf, len, 1);
+	return mem_io(m, tid, addr, (void *)buf, len, 1);
+}
+
+void target_mem_release(struct target_mem *m)
+{
+	if (m->fd >= 0) {
+		close(m->fd);
+	}
+	m->fd = -1;
+	m->tid = 0;
 }
 
 static uint64_t link_ino(const char *path)
