@@ -20,6 +20,8 @@
 #define ADMIN_MAX_REQUEST 8192
 #define ADMIN_TIMEOUT_MS 5000
 
+static void recv_done(struct ldmeshd *d, struct conn *c, int res);
+
 int admin_open(struct ldmeshd *d)
 {
 	struct ldm_addr a;
@@ -49,6 +51,7 @@ int admin_open(struct ldmeshd *d)
 		return err;
 	}
 	d->admin_fd = s;
+	conn_set_handler(d, UD_ADMIN_RECV, recv_done);
 	/* Ours: not an unprotected listener, even on a pod address. */
 	if (fstat(s, &st) == 0) {
 		d->admin_ino = (unsigned long long)st.st_ino;
@@ -160,7 +163,7 @@ static void handle(struct ldmeshd *d, struct conn *c)
 	}
 }
 
-void admin_recv_done(struct ldmeshd *d, struct conn *c, int res)
+static void recv_done(struct ldmeshd *d, struct conn *c, int res)
 {
 	if (res <= 0) {
 		conn_close(d, c, res < 0);

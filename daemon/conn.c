@@ -160,6 +160,14 @@ int conn_submit_send(struct ldmeshd *d, struct conn *c, int fd, const void *buf,
 	return r;
 }
 
+/* The dial of outbound c ended with err (0 or -errno). */
+static void dial_outcome(struct ldmeshd *d, const struct conn *c, int err)
+{
+	if (d->dial_observer) {
+		d->dial_observer(d, c, err);
+	}
+}
+
 static void reap_add(struct ldmeshd *d, struct conn *c)
 {
 	if (d->nreap == d->capreap) {
@@ -345,7 +353,7 @@ static void net_flush(struct ldmeshd *d, struct conn *c);
 static int net_idle(const struct conn *c);
 static void inject_sent(struct ldmeshd *d, struct conn *c);
 static int want_l7(struct ldmeshd *d, struct conn *c);
-static void saw_bytes(struct ldmeshd *d, struct conn *c, struct pipe *p, const char *buf, size_t n);
+static int saw_bytes(struct ldmeshd *d, struct conn *c, struct pipe *p, const char *buf, size_t n);
 
 static void check_done(struct ldmeshd *d, struct conn *c)
 {
@@ -405,7 +413,10 @@ static int down_deliver(struct ldmeshd *d, struct conn *c)
 			return down_deliver(d, c);
 		}
 		if (p->off < p->len && !h->hold) {
-			l7_down(d, c);
+			if (l7_down(d, c) < 0) {
+				conn_close(d, c, 1);
+				return 1;
+			}
 			if (c->state != CS_PROXY) {
 				return 1;
 			}
@@ -620,8 +631,9 @@ static void pump_tls_down(struct ldmeshd *d, struct conn *c)
 	r = tls_conn_read(c->tls, p->buf, (size_t)d->cfg->buffer_size);
 	if (r > 0) {
 		p->len = (uint32_t)r;
-		saw_bytes(d, c, p, p->buf, (size_t)r);
-		pump_tls_down(d, c);
+		if (saw_bytes(d, c, p, p->buf, (size_t)r) == 0) {
+			pump_tls_down(d, c);
+		}
 		return;
 	}
 	/* Reading may have produced output (a key update answer). */
@@ -760,9 +772,12 @@ static void scan_check(struct ldmeshd *d, struct conn *c)
 }
 
 /* Plaintext bytes that came in on pipe p: metrics, and HTTP following for
- * whatever the HTTP layer does not consume itself (l7_down). */
-static void saw_bytes(struct ldmeshd *d, struct conn *c, struct pipe *p, const char *buf, size_t n)
+ * whatever the HTTP layer does not consume itself (l7_down).  -errno: the
+ * HTTP layer refused the connection, which is closed now. */
+static int saw_bytes(struct ldmeshd *d, struct conn *c, struct pipe *p, const char *buf, size_t n)
 {
+	int r = 0;
+
 	p->bytes += (uint64_t)n;
 	if (c->tel) {
 		if (p == &c->down) {
@@ -772,20 +787,25 @@ static void saw_bytes(struct ldmeshd *d, struct conn *c, struct pipe *p, const c
 		}
 	}
 	if (!want_l7(d, c)) {
-		return;
+		return 0;
 	}
 	if (c->kind == CONN_INBOUND) {
 		if (p == &c->up) {
-			l7_responses(d, c, buf, n);
+			r = l7_responses(d, c, buf, n);
 		}
-		return;
-	}
-	if (p == &c->up) {
+	} else if (p == &c->up) {
 		l7_out_requests(d, c, buf, n);
+		scan_check(d, c);
 	} else {
-		l7_responses(d, c, buf, n);
+		r = l7_responses(d, c, buf, n);
+		if (r == 0) {
+			scan_check(d, c);
+		}
 	}
-	scan_check(d, c);
+	if (r < 0) {
+		conn_close(d, c, 1);
+	}
+	return r;
 }
 
 static void park_read_cancelled(struct ldmeshd *d, struct conn *c);
@@ -804,7 +824,9 @@ static void recv_done(struct ldmeshd *d, struct conn *c, struct pipe *p, int res
 	if (res > 0) {
 		p->len = (uint32_t)res;
 		p->off = 0;
-		saw_bytes(d, c, p, p->buf, (size_t)res);
+		if (saw_bytes(d, c, p, p->buf, (size_t)res) < 0) {
+			return;
+		}
 	} else if (res == 0) {
 		p->eof = 1;
 	} else {
@@ -871,7 +893,7 @@ static void handshake_step(struct ldmeshd *d, struct conn *c)
 		c->handshake_failed = 1;
 		if (out) {
 			d->stats.dial_errors_total++;
-			handoff_record_dial(d, c, -ECONNREFUSED);
+			dial_outcome(d, c, -ECONNREFUSED);
 		}
 		/* Let the alert reach the peer first (net_send_done closes), so it
 		 * learns why instead of seeing a bare reset; bounded by a second. */
@@ -1007,7 +1029,7 @@ static void tel_open(struct ldmeshd *d, struct conn *c)
  * writable, then proxy. */
 static void outbound_ready(struct ldmeshd *d, struct conn *c)
 {
-	handoff_record_dial(d, c, 0);
+	dial_outcome(d, c, 0);
 	if (alloc_bufs(d, c) < 0) {
 		conn_close(d, c, 1);
 		return;
@@ -1035,7 +1057,7 @@ static void outbound_connected(struct ldmeshd *d, struct conn *c)
 	setsockopt(c->n_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (c->tls_wanted) {
 		if (start_tls(d, c, 0) < 0) {
-			handoff_record_dial(d, c, -ENOMEM);
+			dial_outcome(d, c, -ENOMEM);
 			conn_close(d, c, 1);
 			return;
 		}
@@ -1086,7 +1108,7 @@ static void dial_done(struct ldmeshd *d, struct conn *c, int res)
 	addr_format(&c->peer, dst, sizeof(dst));
 	log_info("outbound dial to %s for pid %u failed: %s", dst, c->pid, strerror(-res));
 	d->stats.dial_errors_total++;
-	handoff_record_dial(d, c, res);
+	dial_outcome(d, c, res);
 	/* Closing with the filler unread gives the app's fd an error. */
 	conn_close(d, c, 1);
 }
@@ -1174,14 +1196,14 @@ void conn_start_outbound(struct ldmeshd *d, struct conn *c, int tcp_fd, int app_
 			 dst, c->pid);
 		d->stats.egress_denied_total++;
 		/* The app's connect() reports EACCES, as for a firewall rule. */
-		handoff_record_dial(d, c, -EACCES);
+		dial_outcome(d, c, -EACCES);
 		conn_close(d, c, 1);
 		return;
 	}
 	c->dial_len = addr_to_sockaddr(&c->peer, &c->dial_sa);
 	if (d->loop->ops->connect(d->loop, tcp_fd, (struct sockaddr *)&c->dial_sa, c->dial_len,
 				  ud_make(UD_DIAL, c->slot, c->gen)) < 0) {
-		handoff_record_dial(d, c, -ENOMEM);
+		dial_outcome(d, c, -ENOMEM);
 		conn_close(d, c, 1);
 		return;
 	}
@@ -1539,6 +1561,18 @@ void conn_start_inbound(struct ldmeshd *d, int tcp_fd, int listener_slot)
 
 /* ---- dispatch and timers ------------------------------------------------- */
 
+void conn_set_handler(struct ldmeshd *d, enum ud_tag tag, conn_done_fn fn)
+{
+	if (tag > 0 && tag < UD_TAG_COUNT) {
+		d->conn_handlers[tag] = fn;
+	}
+}
+
+void conn_set_dial_observer(struct ldmeshd *d, conn_dial_fn fn)
+{
+	d->dial_observer = fn;
+}
+
 void conn_complete(struct ldmeshd *d, struct conn *c, enum ud_tag tag, int res)
 {
 	c->inflight--;
@@ -1547,9 +1581,6 @@ void conn_complete(struct ldmeshd *d, struct conn *c, enum ud_tag tag, int res)
 		return;
 	}
 	switch (tag) {
-	case UD_HDR_RECV:
-		handoff_header_done(d, c, res);
-		break;
 	case UD_DIAL:
 		c->deadline_ms = 0;
 		dial_done(d, c, res);
@@ -1618,17 +1649,14 @@ void conn_complete(struct ldmeshd *d, struct conn *c, enum ud_tag tag, int res)
 		/* The shim never writes on a link: data or EOF both end it. */
 		conn_close(d, c, 0);
 		break;
-	case UD_CTL_RECV:
-		ctl_recv_done(d, c, res);
-		break;
 	case UD_CTL_SEND:
 	case UD_ADMIN_SEND:
 		answer_sent(d, c, res, tag);
 		break;
-	case UD_ADMIN_RECV:
-		admin_recv_done(d, c, res);
-		break;
 	default:
+		if (tag > 0 && tag < UD_TAG_COUNT && d->conn_handlers[tag]) {
+			d->conn_handlers[tag](d, c, res);
+		}
 		break;
 	}
 }
@@ -1647,8 +1675,9 @@ void conn_detect_sweep(struct ldmeshd *d, int64_t now)
 			d->l7_detect_armed = 1;
 			continue;
 		}
-		l7_detect_timeout(d, c);
-		if (c->state == CS_PROXY) {
+		if (l7_detect_timeout(d, c) < 0) {
+			conn_close(d, c, 1);
+		} else {
 			pump_both(d, c);
 		}
 	}
@@ -1798,13 +1827,13 @@ void conn_sweep(struct ldmeshd *d, int64_t now)
 				d->stats.handshake_errors_total[out][TLS_PROTOCOL]++;
 				d->stats.timeouts_total[TIMEOUT_TLS_HANDSHAKE]++;
 				if (out) {
-					handoff_record_dial(d, c, -ETIMEDOUT);
+					dial_outcome(d, c, -ETIMEDOUT);
 				}
 			} else if (c->state == CS_DIAL) {
 				log_info("outbound dial to %s timed out", peer);
 				d->stats.dial_errors_total++;
 				d->stats.timeouts_total[TIMEOUT_DIAL]++;
-				handoff_record_dial(d, c, -ETIMEDOUT);
+				dial_outcome(d, c, -ETIMEDOUT);
 			} else if (c->kind == CONN_HANDOFF || c->kind == CONN_CTL ||
 				   c->kind == CONN_ADMIN) {
 				log_warn("%s client sent no complete request in time; closing",

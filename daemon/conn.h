@@ -151,6 +151,7 @@ enum ud_tag {
 	UD_INJECT_SEND,
 	UD_PARK_POLL_APP, /* a parked connection waits for input ... */
 	UD_PARK_POLL_NET, /* ... on either side */
+	UD_TAG_COUNT,
 };
 
 enum park_state {
@@ -184,8 +185,23 @@ struct conn *conn_from_ud(struct ldmeshd *d, uint64_t ud);
 void conn_close(struct ldmeshd *d, struct conn *c, int abort);
 /* Frees closing conns with nothing in flight.  Called once per loop turn. */
 void conn_reap(struct ldmeshd *d);
-/* Dispatches a completion for a conn-owned operation. */
+/* Dispatches a completion for a conn-owned operation: the connection
+ * core's own, or to the handler the module that queued it registered. */
 void conn_complete(struct ldmeshd *d, struct conn *c, enum ud_tag tag, int res);
+
+/*
+ * A completion handler for an operation another module queues on a conn
+ * it owns (the shim's handoff header, a control request, an admin
+ * request).  The module registers it when it opens, so the connection
+ * core calls down into the loop and never up into its users.
+ */
+typedef void (*conn_done_fn)(struct ldmeshd *d, struct conn *c, int res);
+void conn_set_handler(struct ldmeshd *d, enum ud_tag tag, conn_done_fn fn);
+
+/* Told every outbound dial's outcome (0 or -errno), for whoever answers
+ * the shim's questions about it (handoff.c registers it). */
+typedef void (*conn_dial_fn)(struct ldmeshd *d, const struct conn *c, int err);
+void conn_set_dial_observer(struct ldmeshd *d, conn_dial_fn fn);
 /* Queues an operation on behalf of c, counting it in flight. */
 int conn_submit_recv(struct ldmeshd *d, struct conn *c, int fd, void *buf, size_t len,
 		     enum ud_tag tag);

@@ -21,6 +21,8 @@
 
 #define CTL_TIMEOUT_MS 5000
 
+static void recv_done(struct ldmeshd *d, struct conn *c, int res);
+
 int ctl_open(struct ldmeshd *d)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
@@ -43,6 +45,7 @@ int ctl_open(struct ldmeshd *d)
 		return r;
 	}
 	d->ctl_fd = s;
+	conn_set_handler(d, UD_CTL_RECV, recv_done);
 	{
 		struct stat st;
 		if (stat(d->ctl_path, &st) == 0) {
@@ -448,7 +451,7 @@ static void handle(struct ldmeshd *d, struct conn *c, char *line)
 	answer(d, c, &b);
 }
 
-void ctl_recv_done(struct ldmeshd *d, struct conn *c, int res)
+static void recv_done(struct ldmeshd *d, struct conn *c, int res)
 {
 	size_t line_len = 0;
 	enum ctl_frame f;

@@ -53,6 +53,9 @@ static int unix_listen_at(const char *path, mode_t mode)
 	return s;
 }
 
+static void header_done(struct ldmeshd *d, struct conn *c, int res);
+static void record_dial(struct ldmeshd *d, const struct conn *c, int err);
+
 int handoff_open(struct ldmeshd *d)
 {
 	int s = unix_listen_at(d->handoff_path, 0666);
@@ -62,6 +65,8 @@ int handoff_open(struct ldmeshd *d)
 		return s;
 	}
 	d->handoff_fd = s;
+	conn_set_handler(d, UD_HDR_RECV, header_done);
+	conn_set_dial_observer(d, record_dial);
 	{
 		struct stat st;
 		if (stat(d->handoff_path, &st) == 0) {
@@ -260,7 +265,8 @@ static int send_status(int fd, uint64_t cookie, int err, const struct ldm_addr *
 											     : -EIO;
 }
 
-void handoff_record_dial(struct ldmeshd *d, const struct conn *c, int err)
+/* Remembers a dial's outcome for the shim's LDM_OP_QUERY. */
+static void record_dial(struct ldmeshd *d, const struct conn *c, int err)
 {
 	struct dial_result *r = &d->dials[d->dial_next++ % DIAL_RESULTS];
 
@@ -379,7 +385,8 @@ static void handle_listen(struct ldmeshd *d, struct conn *c)
 	}
 }
 
-void handoff_header_done(struct ldmeshd *d, struct conn *c, int res)
+/* A header (or part of one) arrived on c. */
+static void header_done(struct ldmeshd *d, struct conn *c, int res)
 {
 	char why[96];
 	int r;

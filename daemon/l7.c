@@ -366,15 +366,14 @@ static int not_http(struct ldmeshd *d, struct conn *c, const char *what)
 		 peer, c->peer_id[0] ? c->peer_id : "no identity", req.port, what,
 		 res.decision == POLICY_ALLOW ? "allowed" : "denied", res.rule);
 	if (res.decision != POLICY_ALLOW) {
-		conn_close(d, c, 1);
-		return -EACCES;
+		return -EACCES; /* the caller closes the connection */
 	}
 	snprintf(c->rule, sizeof(c->rule), "%s", res.rule);
 	c->l7_policy = 0; /* decided for the connection's life */
 	return 0;
 }
 
-void l7_down(struct ldmeshd *d, struct conn *c)
+int l7_down(struct ldmeshd *d, struct conn *c)
 {
 	struct l7 *h = c->l7;
 	struct pipe *p = &c->down;
@@ -390,7 +389,7 @@ void l7_down(struct ldmeshd *d, struct conn *c)
 				h->held_since = now_ms();
 				d->l7_detect_armed = 1;
 			}
-			return;
+			return 0;
 		}
 		/* Body bytes fit in what is left beyond room for one head. */
 		if (avail > room - OUT_SLACK) {
@@ -413,8 +412,7 @@ void l7_down(struct ldmeshd *d, struct conn *c)
 			h->held_since = 0;
 			h->head_since = 0;
 			if (on_request(d, c, h) < 0) {
-				conn_close(d, c, 1);
-				return;
+				return -EPROTO;
 			}
 			break;
 		case HTTP1_BODY:
@@ -425,12 +423,12 @@ void l7_down(struct ldmeshd *d, struct conn *c)
 			break;
 		case HTTP1_OPAQUE:
 			if (c->l7_policy && not_http(d, c, "its first request bytes") < 0) {
-				return;
+				return -EACCES;
 			}
 			/* Bytes held while deciding go first; the rest passes raw. */
 			out_put(h, h->req.raw, h->req.raw_len);
 			h->opaque = 1;
-			return;
+			return 0;
 		case HTTP1_ERROR:
 		default: {
 			char peer[80];
@@ -442,7 +440,7 @@ void l7_down(struct ldmeshd *d, struct conn *c)
 			queue_inject(h, big ? 431 : 400,
 				     big ? "Request Header Fields Too Large" : "Bad Request",
 				     "bad request\n", 1);
-			return;
+			return 0;
 		}
 		}
 	}
@@ -461,15 +459,16 @@ static void opaque_now(struct l7 *h)
 	h->opaque = 1;
 }
 
-void l7_detect_timeout(struct ldmeshd *d, struct conn *c)
+int l7_detect_timeout(struct ldmeshd *d, struct conn *c)
 {
 	if (c->l7_policy && not_http(d, c, "an undecided first line") < 0) {
-		return;
+		return -EACCES;
 	}
 	opaque_now(c->l7);
+	return 0;
 }
 
-void l7_responses(struct ldmeshd *d, struct conn *c, const char *buf, size_t len)
+int l7_responses(struct ldmeshd *d, struct conn *c, const char *buf, size_t len)
 {
 	struct l7 *h = c->l7;
 	size_t off = 0;
@@ -491,8 +490,7 @@ void l7_responses(struct ldmeshd *d, struct conn *c, const char *buf, size_t len
 				log_warn("conn %u: the app answered 101 to a request whose h2c "
 					 "upgrade was removed; closing",
 					 c->slot);
-				conn_close(d, c, 1);
-				return;
+				return -EPROTO;
 			}
 			if (h->resp.head.upgrade) {
 				/* 101 or a 2xx to CONNECT: a tunnel from here on, which
@@ -510,23 +508,24 @@ void l7_responses(struct ldmeshd *d, struct conn *c, const char *buf, size_t len
 			if (!h->forwarded && !h->pend_n) {
 				if (c->l7_policy && !h->scan_only &&
 				    not_http(d, c, "the app spoke first") < 0) {
-					return;
+					return -EACCES;
 				}
 				opaque_now(h);
 			} else {
 				h->resp_broken = 1;
 			}
-			return;
+			return 0;
 		case HTTP1_ERROR:
 			h->resp_broken = 1;
 			log_debug("conn %u: response not HTTP/1 (%s); no longer tracked", c->slot,
 				  h->resp.error ? h->resp.error : "?");
-			return;
+			return 0;
 		default:
 			break;
 		}
 		off += consumed;
 	}
+	return 0;
 }
 
 void l7_out_requests(struct ldmeshd *d, struct conn *c, const char *buf, size_t len)

@@ -84,13 +84,15 @@ int l7_untrim(struct l7 *h);
 /*
  * Consumes request bytes from c->down.buf[off..len) into h->out (what the
  * app receives).  May turn the connection opaque, hold input while a denied
- * request waits for its turn, queue an injected response, or close c.
+ * request waits for its turn, or queue an injected response.  Returns
+ * -errno when c must be closed (a denied non-HTTP connection, no memory):
+ * the caller closes it; this layer never does.
  */
-void l7_down(struct ldmeshd *d, struct conn *c);
+int l7_down(struct ldmeshd *d, struct conn *c);
 
 /* Follows responses in buf (sent on unchanged): the app's on an inbound
- * connection, the server's on an outbound one. */
-void l7_responses(struct ldmeshd *d, struct conn *c, const char *buf, size_t len);
+ * connection, the server's on an outbound one.  -errno: close c. */
+int l7_responses(struct ldmeshd *d, struct conn *c, const char *buf, size_t len);
 
 /* Outbound: follows the app's requests in buf (sent on unchanged). */
 void l7_out_requests(struct ldmeshd *d, struct conn *c, const char *buf, size_t len);
@@ -106,9 +108,10 @@ static inline int l7_scan_over(const struct l7 *h)
  * The client has said part of a first line and gone quiet for long enough
  * that it is not an HTTP request (a short token protocol waiting for an
  * answer).  Turns the connection opaque, handing the held bytes on.  Ports
- * with HTTP rules never get here: they wait for a whole head.
+ * with HTTP rules never get here: they wait for a whole head.  -errno: a
+ * port with HTTP rules denied it as non-HTTP; close c.
  */
-void l7_detect_timeout(struct ldmeshd *d, struct conn *c);
+int l7_detect_timeout(struct ldmeshd *d, struct conn *c);
 #define L7_DETECT_MS 200
 
 /* 1 when an injected response may go to the client now. */

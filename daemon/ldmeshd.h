@@ -98,6 +98,8 @@ struct file_stamp {
 
 struct ldmeshd {
 	struct config *cfg; /* owned; swapped by reload */
+	conn_done_fn conn_handlers[UD_TAG_COUNT]; /* conn_set_handler() */
+	conn_dial_fn dial_observer; /* conn_set_dial_observer() */
 	const char *config_file; /* borrowed from argv, NULL: built-in default */
 	char *runtime_dir; /* owned */
 	struct loop *loop; /* owned */
@@ -155,9 +157,6 @@ struct ldmeshd {
 /* handoff.c */
 int handoff_open(struct ldmeshd *d);
 void handoff_accept_done(struct ldmeshd *d, int res, int more);
-/* A header (or part of one) arrived on c. */
-void handoff_header_done(struct ldmeshd *d, struct conn *c, int res);
-void handoff_record_dial(struct ldmeshd *d, const struct conn *c, int err);
 void handoff_arm(struct ldmeshd *d);
 
 /* listener.c */
@@ -172,7 +171,6 @@ int listener_count(const struct ldmeshd *d);
 /* ctl.c */
 int ctl_open(struct ldmeshd *d);
 void ctl_accept_done(struct ldmeshd *d, int res, int more);
-void ctl_recv_done(struct ldmeshd *d, struct conn *c, int res);
 void ctl_arm(struct ldmeshd *d);
 
 /* check.c */
@@ -192,7 +190,6 @@ void identity_check(struct ldmeshd *d, int64_t now);
 int admin_open(struct ldmeshd *d);
 void admin_arm(struct ldmeshd *d);
 void admin_accept_done(struct ldmeshd *d, int res, int more);
-void admin_recv_done(struct ldmeshd *d, struct conn *c, int res);
 
 /* metrics.c */
 struct strbuf;
