@@ -73,13 +73,15 @@ $(BUILD)/progs/%: tests/e2e/progs/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lpthread
 
-# Unit tests also get the code the shim shares with ldmesh-run.
+# Unit tests also get the code the shim shares with ldmesh-run, and find files
+# of the tree (docs/configuration.md) under LDM_SOURCE_DIR.
 SHARED_SHIM_OBJ := $(BUILD)/obj/shim/exclude.o $(BUILD)/obj/shim/wire.o
+UNIT_CFLAGS := -Ishim -DLDM_SOURCE_DIR='"$(CURDIR)"'
 
 $(BUILD)/unit/%: tests/unit/%.c $(DAEMON_OBJ) $(SHARED_SHIM_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Ishim $(LDFLAGS) -o $@ $< $(DAEMON_OBJ) $(SHARED_SHIM_OBJ) $(DAEMON_LIBS) \
-		-lcmocka
+	$(CC) $(CFLAGS) $(UNIT_CFLAGS) $(LDFLAGS) -o $@ $< $(DAEMON_OBJ) $(SHARED_SHIM_OBJ) \
+		$(DAEMON_LIBS) -lcmocka
 
 asan:
 	$(MAKE) BUILD=build-asan SAN=1 all

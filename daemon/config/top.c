@@ -262,3 +262,45 @@ int cfg_top(struct cfg_ctx *x, const config_setting_t *s, void *obj)
 {
 	return cfg_walk(x, s, cfg_top_set.keys, cfg_top_set.n, obj);
 }
+
+/* ------------------------------------------------------------------ */
+/* Key paths, for the documentation check                             */
+
+/*
+ * Appends each key of set to path[0..off) and hands the result to fn.  A
+ * group is a namespace ("identity" is not a key, "identity.cert" is); a
+ * list of groups is a key itself and a prefix ("services[].name").
+ */
+static int cfg_key_paths(const struct cfg_keyset *set, char *path, size_t off, size_t len,
+			 int (*fn)(const char *path, void *arg), void *arg)
+{
+	const struct cfg_key *k;
+	size_t i, end;
+	int w, rc = 0;
+
+	for (i = 0; i < set->n && rc == 0; i++) {
+		k = &set->keys[i];
+		w = snprintf(path + off, len - off, "%s%s", off ? "." : "", k->name);
+		if (w < 0 || (size_t)w + 2 >= len - off) /* room for "[]" */
+			return -ENAMETOOLONG;
+		end = off + (size_t)w;
+		if (!k->sub || k->sub->list)
+			rc = fn(path, arg);
+		if (rc == 0 && k->sub) {
+			if (k->sub->list) {
+				memcpy(path + end, "[]", 3);
+				end += 2;
+			}
+			rc = cfg_key_paths(k->sub, path, end, len, fn, arg);
+		}
+	}
+	return rc;
+}
+
+int config_key_paths(int (*fn)(const char *path, void *arg), void *arg)
+{
+	char path[256];
+
+	path[0] = '\0';
+	return cfg_key_paths(&cfg_top_set, path, 0, sizeof(path), fn, arg);
+}
