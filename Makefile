@@ -15,7 +15,8 @@ LDFLAGS += -fsanitize=address,undefined
 endif
 
 SHIM_SRC := $(wildcard shim/*.c)
-DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
+# daemon/config/ holds the configuration parser, one file per section.
+DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c daemon/config/*.c))
 CTL_SRC := $(wildcard daemon/ctl/*.c) daemon/spiffe.c
 
 SHIM_OBJ := $(SHIM_SRC:%.c=$(BUILD)/obj/%.o)
@@ -40,7 +41,7 @@ $(BUILD)/obj/shim/%.o: shim/%.c $(wildcard shim/*.h include/ldmesh/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
 
-$(BUILD)/obj/%.o: %.c $(wildcard daemon/*.h include/ldmesh/*.h)
+$(BUILD)/obj/%.o: %.c $(wildcard daemon/*.h daemon/config/*.h include/ldmesh/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -72,13 +73,15 @@ $(BUILD)/progs/%: tests/e2e/progs/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lpthread
 
-# Unit tests also get the code the shim shares with ldmesh-run.
+# Unit tests also get the code the shim shares with ldmesh-run, and find files
+# of the tree (docs/configuration.md) under LDM_SOURCE_DIR.
 SHARED_SHIM_OBJ := $(BUILD)/obj/shim/exclude.o $(BUILD)/obj/shim/wire.o
+UNIT_CFLAGS := -Ishim -DLDM_SOURCE_DIR='"$(CURDIR)"'
 
 $(BUILD)/unit/%: tests/unit/%.c $(DAEMON_OBJ) $(SHARED_SHIM_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Ishim $(LDFLAGS) -o $@ $< $(DAEMON_OBJ) $(SHARED_SHIM_OBJ) $(DAEMON_LIBS) \
-		-lcmocka
+	$(CC) $(CFLAGS) $(UNIT_CFLAGS) $(LDFLAGS) -o $@ $< $(DAEMON_OBJ) $(SHARED_SHIM_OBJ) \
+		$(DAEMON_LIBS) -lcmocka
 
 asan:
 	$(MAKE) BUILD=build-asan SAN=1 all
@@ -144,8 +147,8 @@ install: all
 	install -m 0644 $(BUILD)/libldmesh.so $(DESTDIR)$(PREFIX)/lib/ldmesh/
 	install -m 0644 conf/ldmesh.conf $(DESTDIR)$(PREFIX)/share/ldmesh/
 
-FORMAT_SRC := $(wildcard shim/*.[ch] shim/run/*.[ch] daemon/*.[ch] daemon/ctl/*.[ch] include/ldmesh/*.h \
-	tests/unit/*.c tests/e2e/progs/*.[ch] tests/fuzz/*.[ch])
+FORMAT_SRC := $(wildcard shim/*.[ch] shim/run/*.[ch] daemon/*.[ch] daemon/config/*.[ch] \
+	daemon/ctl/*.[ch] include/ldmesh/*.h tests/unit/*.c tests/e2e/progs/*.[ch] tests/fuzz/*.[ch])
 
 format-check:
 	@clang-format --dry-run --Werror $(FORMAT_SRC) && echo "format-check: ok"

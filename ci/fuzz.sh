@@ -50,8 +50,9 @@ needs()
 {
 	case "$1" in
 	http1) echo "daemon/http1.c |" ;;
-	policy) echo "daemon/policy.c daemon/config.c daemon/spiffe.c | -lconfig" ;;
-	detect) echo "daemon/http1.c daemon/policy.c daemon/config.c daemon/spiffe.c | -lconfig" ;;
+	# daemon/config/ is the configuration parser, one file per section.
+	policy) echo daemon/policy.c daemon/config/*.c "daemon/spiffe.c | -lconfig" ;;
+	detect) echo daemon/http1.c daemon/policy.c daemon/config/*.c "daemon/spiffe.c | -lconfig" ;;
 	spiffe) echo "daemon/spiffe.c |" ;;
 	tls_sniff) echo "daemon/tls.c daemon/spiffe.c | -lssl -lcrypto" ;;
 	svid) echo "daemon/tls.c daemon/spiffe.c | -lssl -lcrypto" ;;
@@ -60,7 +61,7 @@ needs()
 	# handoff.c calls into the connection and listener code, which is the
 	# rest of the daemon.
 	handoff)
-		for s in daemon/*.c; do
+		for s in daemon/*.c daemon/config/*.c; do
 			[ "$s" = daemon/main.c ] || printf '%s ' "$s"
 		done
 		echo "| -luring -lconfig -lssl -lcrypto -lpthread"

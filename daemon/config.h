@@ -142,4 +142,15 @@ int config_parse_cidr(const char *s, struct config_cidr *out);
  */
 int config_parse_hostport(const char *s, struct ldm_addr *out);
 
+/*
+ * Calls fn(path, arg) for every key the validator accepts, as written in
+ * docs/configuration.md: "trust_domain", "identity.cert", "inbound.ports",
+ * "inbound.ports[].port".  A group is only a prefix ("identity" is not a
+ * key of its own); a list of groups is both a key and a prefix.  The paths
+ * come from the validator's own key tables, in table order; path is only
+ * valid during the call.  Returns 0, the first non-zero value fn returned,
+ * or -ENAMETOOLONG if a path does not fit in 256 bytes.
+ */
+int config_key_paths(int (*fn)(const char *path, void *arg), void *arg);
+
 #endif

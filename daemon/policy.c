@@ -118,9 +118,9 @@ static void LDM_PRINTF(3, 4) pol_err(char *err, size_t len, const char *fmt, ...
 	va_end(ap);
 }
 
-/* A pattern in quotes for a message, escaped and cut short like config.c
- * quotes values: bytes outside printable ASCII, quotes and backslashes as
- * \xNN. */
+/* A pattern in quotes for a message, escaped and cut short like the config
+ * parser quotes values (cfg_quote, daemon/config/core.c): bytes outside
+ * printable ASCII, quotes and backslashes as \xNN. */
 static const char *pol_quote(const char *s, char *buf, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";

@@ -20,8 +20,8 @@
  *  - "default-allow" only where no allow rule selects the port.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Idaemon \
- *     tests/fuzz/fuzz_detect.c daemon/http1.c daemon/policy.c daemon/config.c \
- *     daemon/spiffe.c -lconfig -o fuzz_detect
+ *     tests/fuzz/fuzz_detect.c daemon/http1.c daemon/policy.c \
+ *     daemon/config/*.c daemon/spiffe.c -lconfig -o fuzz_detect
  */
 #include <stddef.h>
 #include <stdint.h>

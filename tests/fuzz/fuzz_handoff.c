@@ -21,7 +21,7 @@
  *    change the verdict.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Idaemon \
- *     tests/fuzz/fuzz_handoff.c daemon/*.c (but main.c) \
+ *     tests/fuzz/fuzz_handoff.c daemon/*.c daemon/config/*.c (but main.c) \
  *     -luring -lconfig -lssl -lcrypto -lpthread -o fuzz_handoff
  * (handoff.c calls into the rest of the daemon; ci/fuzz.sh builds it.)
  */

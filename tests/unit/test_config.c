@@ -1,5 +1,5 @@
 /*
- * Unit tests for daemon/config.c: valid and invalid configs (errors must
+ * Unit tests for daemon/config/: valid and invalid configs (errors must
  * name file:line and the key path), defaults, the built-in default, file
  * loading, CIDR and host:port parsing and matching, and a mutation run that
  * feeds damaged configs through the parser under ASan/UBSan.

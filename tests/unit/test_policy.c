@@ -925,14 +925,16 @@ static void test_pattern_messages(void **state)
 /* ------------------------------------------------------------------ */
 /* policy_compile errors                                               */
 
-/* Through config_parse: patterns config.c lets by, policy_compile refuses. */
+/* Through config_parse: patterns the config parser lets by, policy_compile
+ * refuses. */
 struct compile_case {
 	const char *text;
 	const char *want;
 };
 
-/* config.c runs the policy engine's pattern check, so these are refused at
- * load with file:line and the key; policy_compile refuses them as well. */
+/* daemon/config/policies.c runs the policy engine's pattern check, so these
+ * are refused at load with file:line and the key; policy_compile refuses them
+ * as well. */
 static const struct compile_case compile_cases[] = {
 	{"policies = ( { name = \"m\"; action = \"allow\"; methods = [ \"GET\", \"get\" ]; } );",
 	 "methods[1]: \"get\" method \"get\" is not uppercase"},
@@ -966,7 +968,7 @@ static void test_compile_errors(void **state)
 	}
 }
 
-/* By hand: what config.c already refuses must be refused here too. */
+/* By hand: what the config parser already refuses must be refused here too. */
 static void test_compile_errors_by_hand(void **state)
 {
 	char *principals[] = {PAYMENTS, "cluster.local/ns/shop/sa/web"};
