@@ -15,9 +15,12 @@ LDFLAGS += -fsanitize=address,undefined
 endif
 
 SHIM_SRC := $(wildcard shim/*.c)
-# daemon/config/ holds the configuration parser, one file per section.
-DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c daemon/config/*.c))
-CTL_SRC := $(wildcard daemon/ctl/*.c) daemon/spiffe.c
+# The daemon's subsystems, one folder each (docs/architecture.md); daemon/ctl/
+# is the CLI, built apart.
+DAEMON_DIRS := util loop config identity policy proto telemetry proxy control
+DAEMON_SRC := daemon/ldmeshd.c $(foreach d,$(DAEMON_DIRS),$(wildcard daemon/$(d)/*.c))
+DAEMON_HDR := $(wildcard daemon/*.h daemon/*/*.h)
+CTL_SRC := $(wildcard daemon/ctl/*.c) daemon/identity/spiffe.c
 
 SHIM_OBJ := $(SHIM_SRC:%.c=$(BUILD)/obj/%.o)
 DAEMON_OBJ := $(DAEMON_SRC:%.c=$(BUILD)/obj/%.o)
@@ -41,7 +44,7 @@ $(BUILD)/obj/shim/%.o: shim/%.c $(wildcard shim/*.h include/ldmesh/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
 
-$(BUILD)/obj/%.o: %.c $(wildcard daemon/*.h daemon/config/*.h include/ldmesh/*.h)
+$(BUILD)/obj/%.o: %.c $(DAEMON_HDR) $(wildcard include/ldmesh/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -147,8 +150,8 @@ install: all
 	install -m 0644 $(BUILD)/libldmesh.so $(DESTDIR)$(PREFIX)/lib/ldmesh/
 	install -m 0644 conf/ldmesh.conf $(DESTDIR)$(PREFIX)/share/ldmesh/
 
-FORMAT_SRC := $(wildcard shim/*.[ch] shim/run/*.[ch] daemon/*.[ch] daemon/config/*.[ch] \
-	daemon/ctl/*.[ch] include/ldmesh/*.h tests/unit/*.c tests/e2e/progs/*.[ch] tests/fuzz/*.[ch])
+FORMAT_SRC := $(wildcard shim/*.[ch] shim/run/*.[ch] daemon/*.[ch] daemon/*/*.[ch] \
+	include/ldmesh/*.h tests/unit/*.c tests/e2e/progs/*.[ch] tests/fuzz/*.[ch])
 
 format-check:
 	@clang-format --dry-run --Werror $(FORMAT_SRC) && echo "format-check: ok"

@@ -49,20 +49,21 @@ OUT=build/fuzz
 needs()
 {
 	case "$1" in
-	http1) echo "daemon/http1.c |" ;;
+	http1) echo "daemon/proto/http1.c |" ;;
 	# daemon/config/ is the configuration parser, one file per section.
-	policy) echo daemon/policy.c daemon/config/*.c "daemon/spiffe.c | -lconfig" ;;
-	detect) echo daemon/http1.c daemon/policy.c daemon/config/*.c "daemon/spiffe.c | -lconfig" ;;
-	spiffe) echo "daemon/spiffe.c |" ;;
-	tls_sniff) echo "daemon/tls.c daemon/spiffe.c | -lssl -lcrypto" ;;
-	svid) echo "daemon/tls.c daemon/spiffe.c | -lssl -lcrypto" ;;
-	ctl) echo "daemon/ctl_parse.c |" ;;
+	policy) echo daemon/policy/policy.c daemon/config/*.c "daemon/identity/spiffe.c | -lconfig" ;;
+	detect) echo daemon/proto/http1.c daemon/policy/policy.c daemon/config/*.c \
+		"daemon/identity/spiffe.c | -lconfig" ;;
+	spiffe) echo "daemon/identity/spiffe.c |" ;;
+	tls_sniff) echo "daemon/identity/tls.c daemon/identity/spiffe.c | -lssl -lcrypto" ;;
+	svid) echo "daemon/identity/tls.c daemon/identity/spiffe.c | -lssl -lcrypto" ;;
+	ctl) echo "daemon/control/ctl_parse.c |" ;;
 	preamble) echo "shim/preamble.c |" ;;
 	# handoff.c calls into the connection and listener code, which is the
 	# rest of the daemon.
 	handoff)
-		for s in daemon/*.c daemon/config/*.c; do
-			[ "$s" = daemon/main.c ] || printf '%s ' "$s"
+		for s in daemon/*.c daemon/*/*.c; do
+			case "$s" in daemon/main.c | daemon/ctl/*) ;; *) printf '%s ' "$s" ;; esac
 		done
 		echo "| -luring -lconfig -lssl -lcrypto -lpthread"
 		;;

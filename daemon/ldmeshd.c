@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "ldmeshd.h"
-#include "log.h"
+#include "util/log.h"
 
 static void dispatch(void *ctx, uint64_t ud, int res, int more)
 {

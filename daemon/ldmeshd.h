@@ -8,15 +8,15 @@
 #include <signal.h>
 #include <stdint.h>
 
-#include "accesslog.h"
-#include "config.h"
-#include "conn.h"
-#include "loop.h"
-#include "podaddr.h"
-#include "policy.h"
-#include "telemetry.h"
-#include "tls.h"
-#include "unprotected.h"
+#include "telemetry/accesslog.h"
+#include "config/config.h"
+#include "proxy/conn.h"
+#include "loop/loop.h"
+#include "proxy/podaddr.h"
+#include "policy/policy.h"
+#include "telemetry/telemetry.h"
+#include "identity/tls.h"
+#include "proxy/unprotected.h"
 
 #define LISTENERS_MAX 1024
 #define DIAL_RESULTS 1024

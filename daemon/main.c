@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "ldmeshd.h"
-#include "log.h"
+#include "util/log.h"
 
 /* Its presence tells a preloaded libldmesh.so to stay out of the daemon. */
 __attribute__((visibility("default"), used)) const int ldmeshd_is_daemon = 1;

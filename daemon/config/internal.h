@@ -1,6 +1,6 @@
 /*
  * Private to daemon/config/: what the section files share.  The public API
- * is daemon/config.h.
+ * is daemon/config/config.h.
  *
  * libconfig text -> validated, immutable struct config.  One text goes
  * through three passes:
@@ -32,7 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "config/config.h"
 #include "ldmesh/common.h"
 
 /* Where messages go and which file they name. */

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "policy.h"
+#include "policy/policy.h"
 
 /* ------------------------------------------------------------------ */
 /* policies = ( { name; action; ports; principals; ... } )              */

@@ -68,7 +68,7 @@ def refused_connect(client, server, port):
 
     In TLS 1.3 the client's daemon finishes before the server has judged
     its certificate; it waits for the verdict (a ticket or an alert) up to
-    VERDICT_WAIT_MS (daemon/conn.c), then takes the connection as accepted.
+    VERDICT_WAIT_MS (daemon/proxy/conn.c), then takes the connection as accepted.
     A refusal is counted before the app's connect() returns.  errno 0
     would mean the server's alert took longer than that wait; it is not
     accepted (the point is that the alert reaches the client's daemon), but

@@ -1,10 +1,10 @@
 /*
- * libFuzzer target for the control-socket request parser (daemon/ctl_parse.c):
+ * libFuzzer target for the control-socket request parser (daemon/control/ctl_parse.c):
  * framing of "LDMCTL1 text|json VERB [ARGS]\n" as it arrives on ctl.sock,
  * the split into words and the drain timeout argument.
  *
  * Input: byte 0 picks the recv sizes, the rest is what the client writes.
- * The target receives it the way ctl_recv_done in daemon/ctl.c does (into
+ * The target receives it the way ctl_recv_done in daemon/control/ctl.c does (into
  * a LDM_CTL_MAX_REQUEST buffer, framing after every piece).
  *
  * Checks, beyond "no crash, no sanitizer report":
@@ -22,7 +22,7 @@
  *    of the argument capped at CTL_DRAIN_MAX_S.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Idaemon \
- *     tests/fuzz/fuzz_ctl.c daemon/ctl_parse.c -o fuzz_ctl
+ *     tests/fuzz/fuzz_ctl.c daemon/control/ctl_parse.c -o fuzz_ctl
  */
 #include <errno.h>
 #include <stdint.h>
@@ -30,7 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ctl_parse.h"
+#include "control/ctl_parse.h"
 #include "ldmesh/ctl.h"
 
 #include "fuzz_check.h"

@@ -2,7 +2,7 @@
  * libFuzzer target for the inbound detector on ports with HTTP rules: the
  * first bytes of a connection (the client's, or the app's when it speaks
  * first) go through the HTTP/1 framer and policy_decide() at the stage the
- * data path (daemon/l7.c: l7_down, l7_responses) uses for each framer
+ * data path (daemon/proto/l7.c: l7_down, l7_responses) uses for each framer
  * event: a request head is decided as a request, bytes that are not
  * HTTP/1.x as a connection (POLICY_NOT_HTTP), a malformed head is a 400, a
  * head still arriving is held and decides nothing.
@@ -20,8 +20,8 @@
  *  - "default-allow" only where no allow rule selects the port.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Idaemon \
- *     tests/fuzz/fuzz_detect.c daemon/http1.c daemon/policy.c \
- *     daemon/config/*.c daemon/spiffe.c -lconfig -o fuzz_detect
+ *     tests/fuzz/fuzz_detect.c daemon/proto/http1.c daemon/policy/policy.c \
+ *     daemon/config/*.c daemon/identity/spiffe.c -lconfig -o fuzz_detect
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -30,9 +30,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "config.h"
-#include "http1.h"
-#include "policy.h"
+#include "config/config.h"
+#include "proto/http1.h"
+#include "policy/policy.h"
 
 #include "fuzz_check.h"
 

@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for handoff_validate (daemon/handoff.c): the check of a
+ * libFuzzer target for handoff_validate (daemon/proxy/handoff.c): the check of a
  * struct ldm_handoff as a shim (or anyone who can reach handoff.sock)
  * sends it, in pieces.
  *
@@ -33,7 +33,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "handoff.h"
+#include "proxy/handoff.h"
 
 #include "fuzz_check.h"
 

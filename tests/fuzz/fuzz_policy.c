@@ -15,8 +15,8 @@
  * Build and run (new inputs go to the first directory, so the seeds in
  * the tree stay as they are):
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Idaemon \
- *     tests/fuzz/fuzz_policy.c daemon/policy.c daemon/config/*.c \
- *     daemon/spiffe.c -lconfig -o fuzz_policy
+ *     tests/fuzz/fuzz_policy.c daemon/policy/policy.c daemon/config/*.c \
+ *     daemon/identity/spiffe.c -lconfig -o fuzz_policy
  *   mkdir -p /tmp/corpus && ./fuzz_policy -max_total_time=60 /tmp/corpus \
  *     tests/fuzz/corpus/policy
  */
@@ -26,8 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "policy.h"
+#include "config/config.h"
+#include "policy/policy.h"
 
 #define MAX_INPUT 8192
 

@@ -1,6 +1,6 @@
 /*
  * libFuzzer target for the X.509-SVID checks of a leaf (tls_check_svid in
- * daemon/tls.c), which every peer certificate in both directions and our
+ * daemon/identity/tls.c), which every peer certificate in both directions and our
  * own SVID on every reload go through.
  *
  * Input: a DER certificate.  Whenever the check says TLS_OK, the
@@ -11,7 +11,7 @@
  * digitalSignature and without keyCertSign and cRLSign.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Idaemon \
- *     tests/fuzz/fuzz_svid.c daemon/tls.c daemon/spiffe.c -lssl -lcrypto -o fuzz_svid
+ *     tests/fuzz/fuzz_svid.c daemon/identity/tls.c daemon/identity/spiffe.c -lssl -lcrypto -o fuzz_svid
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -21,7 +21,7 @@
 #include <openssl/x509v3.h>
 
 #include "ldmesh/common.h"
-#include "tls.h"
+#include "identity/tls.h"
 
 #include "fuzz_check.h"
 

@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for tls_looks_like_client_hello (daemon/tls.c): the
+ * libFuzzer target for tls_looks_like_client_hello (daemon/identity/tls.c): the
  * first bytes of an inbound TCP connection decide between the TLS
  * handshake and plaintext (permissive ports, refusal on strict ones).
  *
@@ -16,7 +16,7 @@
  *    clients) is recognised from any prefix, however short the first read.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Idaemon \
- *     tests/fuzz/fuzz_tls_sniff.c daemon/tls.c daemon/spiffe.c -lssl -lcrypto \
+ *     tests/fuzz/fuzz_tls_sniff.c daemon/identity/tls.c daemon/identity/spiffe.c -lssl -lcrypto \
  *     -o fuzz_tls_sniff
  */
 #include <stddef.h>
@@ -28,7 +28,7 @@
 #include <openssl/bio.h>
 #include <openssl/ssl.h>
 
-#include "tls.h"
+#include "identity/tls.h"
 
 #include "fuzz_check.h"
 

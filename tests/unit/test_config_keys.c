@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "config/config.h"
 #include "ldmesh/common.h"
 
 #ifndef LDM_SOURCE_DIR

@@ -1,5 +1,5 @@
 /*
- * Unit tests for daemon/http1.c.
+ * Unit tests for daemon/proto/http1.c.
  *
  * Each table case feeds one direction's bytes and compares what came back,
  * written as a trace ("REQ GET /a h=x; BODY 5; RESP 200 cl=5; OPAQUE 9;
@@ -29,7 +29,7 @@
 #include <string.h>
 
 #include "ldmesh/common.h"
-#include "http1.h"
+#include "proto/http1.h"
 
 /* ------------------------------------------------------------------ */
 /* Driver                                                              */

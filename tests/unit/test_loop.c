@@ -1,5 +1,5 @@
 /*
- * Unit tests for the event loop (daemon/loop.c and daemon/loop_epoll.c):
+ * Unit tests for the event loop (daemon/loop/loop.c and daemon/loop/loop_epoll.c):
  * every test runs once on each backend.  The io_uring half does not skip
  * when the kernel refuses a ring: it fails and says why, so a host without
  * io_uring cannot pass for one that has it.
@@ -27,7 +27,7 @@
 #include <unistd.h>
 
 #include "ldmesh/common.h"
-#include "loop.h"
+#include "loop/loop.h"
 
 /* user_data values; 0 is avoided (the daemon never uses it). */
 enum {

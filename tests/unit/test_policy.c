@@ -1,5 +1,5 @@
 /*
- * Unit tests for daemon/policy.c: table-driven decisions (the seed example,
+ * Unit tests for daemon/policy/policy.c: table-driven decisions (the seed example,
  * deny over allow, audit, default-deny, ports, principals and namespaces,
  * unauthenticated callers, hosts, paths and their normalisation, L7 rules
  * on non-HTTP connections), policy_needs_request, malformed patterns with
@@ -17,9 +17,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "config/config.h"
 #include "ldmesh/common.h"
-#include "policy.h"
+#include "policy/policy.h"
 
 #define NAME "t.conf"
 

@@ -1,5 +1,5 @@
 /*
- * Unit tests for daemon/tls.c.  The group setup builds a small PKI with the
+ * Unit tests for daemon/identity/tls.c.  The group setup builds a small PKI with the
  * OpenSSL 3 APIs in a mkdtemp directory: a CA for cluster.local, an
  * unrelated CA, and leaves covering every way an X.509-SVID can be wrong.
  * Then: tls_check_svid on each leaf, tls_ctx_new on good and bad
@@ -33,9 +33,9 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "config.h"
+#include "config/config.h"
 #include "ldmesh/common.h"
-#include "tls.h"
+#include "identity/tls.h"
 
 #define TD "cluster.local"
 #define ID_SERVER "spiffe://cluster.local/ns/default/sa/server"

@@ -1,5 +1,5 @@
 /*
- * Unit tests for daemon/unprotected.c: the /proc/net/tcp and tcp6 line
+ * Unit tests for daemon/proxy/unprotected.c: the /proc/net/tcp and tcp6 line
  * parser (the fallback when sock_diag is unavailable), on lines as the
  * kernel prints them, and that loopback addresses come out as loopback
  * (podaddr_is_loopback), which the scan skips.
@@ -15,8 +15,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "podaddr.h"
-#include "unprotected.h"
+#include "proxy/podaddr.h"
+#include "proxy/unprotected.h"
 
 static const char header4[] = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when "
 			      "retrnsmt   uid  timeout inode\n";

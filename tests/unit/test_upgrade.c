@@ -1,5 +1,5 @@
 /*
- * Unit tests for daemon/upgrade.c: which request heads ask for h2c, what
+ * Unit tests for daemon/proto/upgrade.c: which request heads ask for h2c, what
  * Upgrade and Connection lines replace theirs, and that the rewritten head
  * (as l7.c builds it) parses again without asking to switch.
  */
@@ -13,9 +13,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "http1.h"
+#include "proto/http1.h"
 #include "ldmesh/common.h"
-#include "upgrade.h"
+#include "proto/upgrade.h"
 
 /* Feeds head to a fresh request stream; asserts it is one whole head. */
 static void feed_head(struct http1_stream *s, const char *head)

@@ -14,9 +14,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "handoff.h"
+#include "proxy/handoff.h"
 #include "ldmeshd.h"
-#include "log.h"
+#include "util/log.h"
 
 #define HEADER_TIMEOUT_MS 5000
 

@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "http1.h"
+#include "proto/http1.h"
 
 struct ldmeshd;
 struct conn;

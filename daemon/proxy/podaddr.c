@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "ldmesh/addr.h"
-#include "podaddr.h"
+#include "proxy/podaddr.h"
 
 #define PODADDR_REFRESH_MS 1000
 

@@ -7,7 +7,7 @@
 
 #include "ldmesh/common.h"
 #include "ldmesh/ctl.h"
-#include "ctl_parse.h"
+#include "control/ctl_parse.h"
 
 enum ctl_frame ctl_frame(const char *buf, size_t len, size_t max, size_t *line_len)
 {

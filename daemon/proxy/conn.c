@@ -20,10 +20,10 @@
 #include "ldmesh/addr.h"
 #include "ldmesh/addrname.h"
 #include "ldmeshd.h"
-#include "l7.h"
-#include "policy.h"
-#include "strbuf.h"
-#include "log.h"
+#include "proto/l7.h"
+#include "policy/policy.h"
+#include "util/strbuf.h"
+#include "util/log.h"
 
 int64_t now_ms(void)
 {

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "http1.h"
+#include "proto/http1.h"
 
 enum {
 	ST_START, /* between messages, nothing held */

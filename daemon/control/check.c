@@ -18,7 +18,7 @@
 #include <time.h>
 
 #include "ldmeshd.h"
-#include "strbuf.h"
+#include "util/strbuf.h"
 
 #define CHECK_EXPIRY_SHARE 4 /* a quarter of the lifetime left */
 #define CHECK_EXPIRY_MAX_S (7LL * 86400)

@@ -14,8 +14,8 @@
 #include <unistd.h>
 
 #include "ldmeshd.h"
-#include "log.h"
-#include "strbuf.h"
+#include "util/log.h"
+#include "util/strbuf.h"
 
 #define ADMIN_MAX_REQUEST 8192
 #define ADMIN_TIMEOUT_MS 5000

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "loop.h"
+#include "loop/loop.h"
 
 /* user_data of our own cancel requests: their results are not delivered. */
 #define UD_INTERNAL 0

@@ -12,7 +12,7 @@
 
 #include <stdint.h>
 
-#include "strbuf.h"
+#include "util/strbuf.h"
 
 struct conn;
 

@@ -11,7 +11,7 @@
 
 #include <stddef.h>
 
-#include "http1.h"
+#include "proto/http1.h"
 
 /*
  * For the request head in s (between HTTP1_HEAD and the next feed): when

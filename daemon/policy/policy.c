@@ -38,10 +38,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "config/config.h"
 #include "ldmesh/common.h"
-#include "policy.h"
-#include "spiffe.h"
+#include "policy/policy.h"
+#include "identity/spiffe.h"
 
 /* Longest patterns accepted, in bytes. */
 #define POL_NS_MAX 63 /* a Kubernetes namespace is a DNS label */

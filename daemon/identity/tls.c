@@ -14,9 +14,9 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "config.h"
-#include "spiffe.h"
-#include "tls.h"
+#include "config/config.h"
+#include "identity/spiffe.h"
+#include "identity/tls.h"
 
 #define RESUME_SLOTS 1024
 

@@ -11,9 +11,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "conn.h"
-#include "strbuf.h"
-#include "telemetry.h"
+#include "proxy/conn.h"
+#include "util/strbuf.h"
+#include "telemetry/telemetry.h"
 
 /* At most this many status codes per series; more collapse into the last. */
 #define TEL_MAX_STATUS 32

@@ -12,7 +12,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include "loop.h"
+#include "loop/loop.h"
 
 enum ep_type { EP_NONE, EP_ACCEPT, EP_RECV, EP_RECVMSG, EP_POLL, EP_SEND, EP_CONNECT };
 

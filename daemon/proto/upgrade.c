@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "upgrade.h"
+#include "proto/upgrade.h"
 
 /* Appends the tokens of every `name` line except those `skip` rejects as
  * one "Name: a, b\r\n" line; nothing when none is left. */

@@ -8,12 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "accesslog.h"
-#include "l7.h"
-#include "upgrade.h"
+#include "telemetry/accesslog.h"
+#include "proto/l7.h"
+#include "proto/upgrade.h"
 #include "ldmeshd.h"
-#include "telemetry.h"
-#include "log.h"
+#include "telemetry/telemetry.h"
+#include "util/log.h"
 
 /* Room for one rewritten head beyond a buffer of body bytes. */
 #define OUT_SLACK (HTTP1_MAX_HEAD + 2 * LDM_PEER_ID_MAX + 256)

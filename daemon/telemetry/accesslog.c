@@ -11,9 +11,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "accesslog.h"
-#include "conn.h"
-#include "log.h"
+#include "telemetry/accesslog.h"
+#include "proxy/conn.h"
+#include "util/log.h"
 
 /* Beyond this much unwritten text (a stuck stderr pipe), lines are dropped
  * and counted rather than held without bound. */

@@ -8,7 +8,7 @@
 #include <time.h>
 
 #include "ldmeshd.h"
-#include "strbuf.h"
+#include "util/strbuf.h"
 
 static const char *const dirs[] = {"inbound", "outbound"};
 

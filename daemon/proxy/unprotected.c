@@ -21,8 +21,8 @@
 #include <unistd.h>
 
 #include "ldmeshd.h"
-#include "log.h"
-#include "strbuf.h"
+#include "util/log.h"
+#include "util/strbuf.h"
 
 #define PROC_LISTEN 0x0A /* TCP_LISTEN as /proc/net/tcp prints it */
 

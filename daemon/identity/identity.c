@@ -11,7 +11,7 @@
 #include <time.h>
 
 #include "ldmeshd.h"
-#include "log.h"
+#include "util/log.h"
 
 static void stamp(const char *path, struct file_stamp *st)
 {

@@ -3,7 +3,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "util/log.h"
 
 int log_threshold = LOG_INFO;
 

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "ldmeshd.h"
-#include "log.h"
+#include "util/log.h"
 
 #define ACCEPT_RETRY_MS 100
 

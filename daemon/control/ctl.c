@@ -14,10 +14,10 @@
 #include <unistd.h>
 
 #include "ldmesh/ctl.h"
-#include "ctl_parse.h"
+#include "control/ctl_parse.h"
 #include "ldmeshd.h"
-#include "log.h"
-#include "strbuf.h"
+#include "util/log.h"
+#include "util/strbuf.h"
 
 #define CTL_TIMEOUT_MS 5000
 

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "ldmeshd.h"
-#include "log.h"
+#include "util/log.h"
 
 static void count(struct ldmeshd *d, const char *rule, uint16_t port, int decision)
 {
