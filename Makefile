@@ -121,6 +121,7 @@ test-repeat: deps
 
 test-unit: all $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
+	ci/layering.py $(BUILD)
 
 demo: deps
 	$(MAKE) all

@@ -14,6 +14,8 @@
 #include <sys/socket.h>
 
 #include "ldmesh/proto.h"
+#include "util/addr.h"
+#include "util/clock.h"
 
 struct ldmeshd;
 struct l7;
@@ -223,10 +225,5 @@ void conn_detect_sweep(struct ldmeshd *d, int64_t now);
 void conn_sweep(struct ldmeshd *d, int64_t now);
 
 const char *conn_kind_name(enum conn_kind k);
-int64_t now_ms(void);
-/* "10.1.2.3:80" or "[fd00::1]:80" */
-void addr_format(const struct ldm_addr *a, char *buf, size_t len);
-int addr_from_sockaddr(const struct sockaddr *sa, socklen_t len, struct ldm_addr *out);
-socklen_t addr_to_sockaddr(const struct ldm_addr *a, struct sockaddr_storage *out);
 
 #endif
