@@ -51,9 +51,10 @@ needs()
 	case "$1" in
 	http1) echo "daemon/proto/http1.c |" ;;
 	# daemon/config/ is the configuration parser, one file per section.
-	policy) echo daemon/policy/policy.c daemon/config/*.c "daemon/identity/spiffe.c | -lconfig" ;;
-	detect) echo daemon/proto/http1.c daemon/policy/policy.c daemon/config/*.c \
-		"daemon/identity/spiffe.c | -lconfig" ;;
+	policy) echo daemon/policy/pattern.c daemon/policy/compile.c daemon/policy/policy.c \
+		daemon/config/*.c "daemon/identity/spiffe.c | -lconfig" ;;
+	detect) echo daemon/proto/http1.c daemon/policy/pattern.c daemon/policy/compile.c \
+		daemon/policy/policy.c daemon/config/*.c "daemon/identity/spiffe.c | -lconfig" ;;
 	spiffe) echo "daemon/identity/spiffe.c |" ;;
 	tls_sniff) echo "daemon/identity/tls.c daemon/identity/spiffe.c | -lssl -lcrypto" ;;
 	svid) echo "daemon/identity/tls.c daemon/identity/spiffe.c | -lssl -lcrypto" ;;

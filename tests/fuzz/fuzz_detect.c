@@ -19,9 +19,8 @@
  *    against the rule's text, independently of policy.c);
  *  - "default-allow" only where no allow rule selects the port.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Idaemon \
- *     tests/fuzz/fuzz_detect.c daemon/proto/http1.c daemon/policy/policy.c \
- *     daemon/config/*.c daemon/identity/spiffe.c -lconfig -o fuzz_detect
+ *   ci/fuzz.sh --time 60 detect
+ * (which links http1.c, the policy files, the config parser and spiffe.c).
  */
 #include <stddef.h>
 #include <stdint.h>

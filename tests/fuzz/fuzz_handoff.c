@@ -20,10 +20,9 @@
  *  - fields the daemon does not judge (cookie, pid, sndbuf...) never
  *    change the verdict.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Idaemon \
- *     tests/fuzz/fuzz_handoff.c daemon/*.c daemon/config/*.c (but main.c) \
- *     -luring -lconfig -lssl -lcrypto -lpthread -o fuzz_handoff
- * (handoff.c calls into the rest of the daemon; ci/fuzz.sh builds it.)
+ *   ci/fuzz.sh --time 60 handoff
+ * (handoff.c calls into the rest of the daemon: it links every daemon
+ * source but main.c.)
  */
 #include <errno.h>
 #include <stddef.h>

@@ -14,11 +14,9 @@
  *
  * Build and run (new inputs go to the first directory, so the seeds in
  * the tree stay as they are):
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Idaemon \
- *     tests/fuzz/fuzz_policy.c daemon/policy/policy.c daemon/config/*.c \
- *     daemon/identity/spiffe.c -lconfig -o fuzz_policy
- *   mkdir -p /tmp/corpus && ./fuzz_policy -max_total_time=60 /tmp/corpus \
- *     tests/fuzz/corpus/policy
+ *   ci/fuzz.sh --time 60 policy
+ * (which links the policy files, the config parser and spiffe.c; see its
+ * needs() list).
  */
 #include <stddef.h>
 #include <stdint.h>
