@@ -1,0 +1,373 @@
+/*
+ * Inbound connections: detection (TLS or plaintext), admission by policy,
+ * the dial to the app's Unix listener or the same-pod hand-over, the
+ * preamble.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <sys/syscall.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ldmesh/addr.h"
+#include "ldmesh/addrname.h"
+#include "ldmeshd.h"
+#include "proxy/conn_internal.h"
+#include "proto/l7.h"
+#include "policy/policy.h"
+#include "util/strbuf.h"
+#include "util/log.h"
+
+/* ---- inbound ------------------------------------------------------------- */
+
+/* Room kept in front of sniffed plaintext for the preamble. */
+
+/*
+ * A same-pod connection: the preamble goes to the app's listener with the
+ * accepted TCP socket attached, and the daemon lets go of both.  The app's
+ * accept() puts the socket in place of the Unix connection (shim/
+ * hook_accept.c), so its bytes never pass through here.
+ */
+static void hand_over_socket(struct ldmeshd *d, struct conn *c)
+{
+	struct ldm_preamble pre;
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = {.iov_base = &pre, .iov_len = sizeof(pre)};
+	struct msghdr msg = {.msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = u.buf,
+			     .msg_controllen = sizeof(u.buf)};
+	struct cmsghdr *cm;
+	ssize_t n;
+
+	memset(&pre, 0, sizeof(pre));
+	pre.magic = LDM_PREAMBLE_MAGIC;
+	pre.version = LDM_PROTO_VERSION;
+	pre.conn_id = c->cookie;
+	pre.peer = c->peer;
+	pre.local = c->local;
+	memset(&u, 0, sizeof(u));
+	cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &c->n_fd, sizeof(int));
+	/* A fresh Unix connection has room for one small message: this send
+	 * does not wait. */
+	n = sendmsg(c->a_fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (n != (ssize_t)sizeof(pre)) {
+		char peer[80];
+		addr_format(&c->peer, peer, sizeof(peer));
+		log_warn("same-pod connection from %s: handing the socket to the app failed: %s",
+			 peer, n < 0 ? strerror(errno) : "short send");
+		conn_close(d, c, 1);
+		return;
+	}
+	d->stats.same_pod_handed_total++;
+	/* Ours was only a second reference: closing it sends nothing. */
+	close(c->n_fd);
+	c->n_fd = -1;
+	conn_close(d, c, 0);
+}
+
+void app_dial_done(struct ldmeshd *d, struct conn *c, int res)
+{
+	struct ldm_preamble pre;
+	size_t idlen = strlen(c->peer_id), held = c->down.len;
+
+	if (res < 0) {
+		char peer[80];
+		addr_format(&c->peer, peer, sizeof(peer));
+		log_warn("inbound from %s: app listener unreachable: %s", peer, strerror(-res));
+		conn_close(d, c, 1);
+		return;
+	}
+	if (c->hand_socket) {
+		hand_over_socket(d, c);
+		return;
+	}
+	if (c->same_pod) {
+		d->stats.same_pod_proxied_total++; /* a shim that cannot take it */
+	}
+	if (conn_alloc_bufs(d, c) < 0) {
+		conn_close(d, c, 1);
+		return;
+	}
+	/* The preamble is the first thing the app reads; it goes out on its
+	 * own (down_deliver), and plaintext the client already sent (held at
+	 * PREAMBLE_ROOM by the detection read) follows through the HTTP layer
+	 * like any other request bytes. */
+	memset(&pre, 0, sizeof(pre));
+	pre.magic = LDM_PREAMBLE_MAGIC;
+	pre.version = LDM_PROTO_VERSION;
+	pre.id_len = (uint16_t)idlen;
+	pre.conn_id = c->cookie;
+	pre.peer = c->peer;
+	pre.local = c->local;
+	c->ctl_out = malloc(sizeof(pre) + idlen);
+	if (!c->ctl_out) {
+		conn_close(d, c, 1);
+		return;
+	}
+	memcpy(c->ctl_out, &pre, sizeof(pre));
+	memcpy(c->ctl_out + sizeof(pre), c->peer_id, idlen);
+	c->ctl_out_len = sizeof(pre) + idlen;
+	c->ctl_out_off = 0;
+	c->down.off = held ? (uint32_t)PREAMBLE_ROOM : 0;
+	c->down.len = held ? (uint32_t)(PREAMBLE_ROOM + held) : 0;
+	c->state = CS_PROXY;
+	conn_tel_open(d, c);
+	if (held) {
+		conn_wants_l7(d, c);
+	}
+	pump_both(d, c);
+}
+
+static void connect_app(struct ldmeshd *d, struct conn *c)
+{
+	c->state = CS_APP_DIAL;
+	c->deadline_ms = now_ms() + d->cfg->connect_timeout_ms;
+	if (d->loop->ops->connect(d->loop, c->a_fd, (struct sockaddr *)&c->dial_sa, c->dial_len,
+				  ud_make(UD_APP_DIAL, c->slot, c->gen)) < 0) {
+		conn_close(d, c, 1);
+		return;
+	}
+	c->inflight++;
+}
+
+/*
+ * The connection-level policy decision, once the caller's identity is known
+ * (after the handshake, or none for plaintext).  When rules for this port
+ * look at requests, the decision waits for each HTTP request instead.
+ */
+static void inbound_admit(struct ldmeshd *d, struct conn *c)
+{
+	struct policy_request req = {0};
+	struct policy_result res;
+
+	req.principal = c->peer_id;
+	req.port = ntohs(c->local.port);
+	policy_decide(d->policy, POLICY_AT_CONNECT, &req, &res);
+	if (res.decision == POLICY_PENDING) {
+		c->l7_policy = 1;
+	} else {
+		policy_account(d, &req, &res);
+		if (res.decision == POLICY_DENY) {
+			char peer[80];
+			addr_format(&c->peer, peer, sizeof(peer));
+			log_info("inbound connection from %s (%s) to port %u denied by %s", peer,
+				 c->peer_id[0] ? c->peer_id : "no identity", req.port, res.rule);
+			if (c->tls) {
+				/* close_notify before any ticket tells a meshed client it
+				 * was refused; flushed, then reset (net_send_done). */
+				tls_conn_close_notify(c->tls);
+				c->handshake_failed = 1;
+				c->deadline_ms = now_ms() + 1000;
+				net_flush(d, c);
+				if (net_idle(c)) {
+					conn_close(d, c, 1);
+				}
+				return;
+			}
+			conn_close(d, c, 1);
+			return;
+		}
+		if (res.rule) {
+			snprintf(c->rule, sizeof(c->rule), "%s", res.rule);
+		}
+	}
+	if (c->tls) {
+		tls_conn_admit(c->tls);
+		net_flush(d, c);
+	}
+	connect_app(d, c);
+}
+
+void inbound_authenticated(struct ldmeshd *d, struct conn *c)
+{
+	inbound_admit(d, c);
+}
+
+enum config_mtls port_mtls(const struct ldmeshd *d, uint16_t port_net)
+{
+	const struct config *cfg = d->cfg;
+	uint16_t port = ntohs(port_net);
+	size_t i;
+
+	for (i = 0; i < cfg->n_inbound_ports; i++) {
+		if (cfg->inbound_ports[i].port == port) {
+			return cfg->inbound_ports[i].mtls;
+		}
+	}
+	return cfg->inbound_mtls;
+}
+
+void detect_done(struct ldmeshd *d, struct conn *c, int res)
+{
+	const uint8_t *first = (const uint8_t *)c->down.buf + PREAMBLE_ROOM;
+	char peer[80];
+
+	c->down.rpending = 0;
+	if (c->detect_expired && res < 0) {
+		/* Cancelled after the detection timeout: nothing was said. */
+		c->down.len = 0;
+		d->stats.plaintext_accepted_total++;
+		inbound_admit(d, c);
+		return;
+	}
+	if (res <= 0) {
+		conn_close(d, c, res < 0);
+		return;
+	}
+	addr_format(&c->peer, peer, sizeof(peer));
+	if (tls_looks_like_client_hello(first, (size_t)res)) {
+		/* Feed before start_tls grows the buffers (and may move them). */
+		c->tls = tls_conn_new(d->tls, 1, NULL, NULL);
+		if (!c->tls || tls_conn_feed(c->tls, first, (size_t)res) < 0 ||
+		    start_tls(d, c, 1) < 0) {
+			conn_close(d, c, 1);
+			return;
+		}
+		handshake_step(d, c);
+		return;
+	}
+	if (port_mtls(d, c->local.port) == CONFIG_MTLS_STRICT) {
+		log_warn("inbound plaintext connection from %s refused: port %u requires mTLS",
+			 peer, ntohs(c->local.port));
+		d->stats.plaintext_refused_total++;
+		conn_close(d, c, 1);
+		return;
+	}
+	/* Permissive: an unmeshed client, no identity. */
+	d->stats.plaintext_accepted_total++;
+	c->down.len = (uint32_t)res;
+	inbound_admit(d, c);
+}
+
+/* The client said nothing in time.  Strict: give up.  Permissive: it may be
+ * waiting for a server that speaks first; cancel the read and hand it to
+ * the app as plaintext when the cancellation reports back. */
+void detect_timeout(struct ldmeshd *d, struct conn *c)
+{
+	if (port_mtls(d, c->local.port) == CONFIG_MTLS_STRICT) {
+		char peer[80];
+		addr_format(&c->peer, peer, sizeof(peer));
+		log_info("inbound connection from %s sent nothing; closing", peer);
+		conn_close(d, c, 1);
+		return;
+	}
+	c->detect_expired = 1;
+	d->loop->ops->cancel_fd(d->loop, c->n_fd);
+}
+
+/*
+ * Names our end after the TCP addresses, so an app that passes the accepted
+ * fd to an exec'd child (sshd does) can still get them (addrname.h).
+ */
+static void bind_inbound_name(const struct conn *c)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	char *p = sun.sun_path + 1;
+	size_t left = sizeof(sun.sun_path) - 1;
+	int w;
+
+	w = snprintf(p, left, LDM_NAME_IN "%x%x-", (unsigned)getpid(), c->gen);
+	w += addrname_put(p + w, left - (size_t)w, &c->peer);
+	w += snprintf(p + w, left - (size_t)w, "-");
+	w += addrname_put(p + w, left - (size_t)w, &c->local);
+	if (w > 0 && (size_t)w < left) {
+		/* Best effort: without the name only exec'd children lose out. */
+		bind(c->a_fd, (struct sockaddr *)&sun,
+		     (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)w));
+	}
+}
+
+void conn_start_inbound(struct ldmeshd *d, int tcp_fd, int listener_slot)
+{
+	struct listener *l = &d->listeners[listener_slot];
+	struct sockaddr_storage ss;
+	struct sockaddr_un *sun;
+	socklen_t len = sizeof(ss);
+	size_t nlen;
+	struct conn *c;
+	int u, one = 1;
+
+	u = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (u < 0) {
+		log_warn("inbound: socket: %s", strerror(errno));
+		close(tcp_fd);
+		return;
+	}
+	c = conn_new(d, CONN_INBOUND, u);
+	if (!c) {
+		log_warn("inbound: connection limit reached, refusing");
+		close(u);
+		close(tcp_fd);
+		return;
+	}
+	c->n_fd = tcp_fd;
+	c->listener_slot = listener_slot;
+	c->pid = l->pid;
+	/* Our own id for LDM_OP_RESET; the top bit keeps it apart from shim
+	 * cookies, which never set it (see shim/link.c). */
+	c->cookie = (1ULL << 63) | ((uint64_t)c->gen << 24) | c->slot;
+	d->stats.inbound_total++;
+	if (getpeername(tcp_fd, (struct sockaddr *)&ss, &len) == 0) {
+		addr_from_sockaddr((struct sockaddr *)&ss, len, &c->peer);
+	}
+	len = sizeof(ss);
+	if (getsockname(tcp_fd, (struct sockaddr *)&ss, &len) == 0) {
+		addr_from_sockaddr((struct sockaddr *)&ss, len, &c->local);
+	}
+	bind_inbound_name(c);
+
+	memset(&c->dial_sa, 0, sizeof(c->dial_sa));
+	sun = (struct sockaddr_un *)&c->dial_sa;
+	sun->sun_family = AF_UNIX;
+	nlen = strnlen(l->name, sizeof(l->name));
+	memcpy(sun->sun_path + 1, l->name, nlen);
+	c->dial_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + nlen);
+
+	/* Inside the pod: one trust zone, the app gets the client as it is,
+	 * with no detection, mTLS, policy or HTTP layer (docs/security.md). */
+	if (podaddr_is_local(&d->pod, &c->peer, now_ms())) {
+		c->same_pod = 1;
+		c->l7_done = 1;
+		c->hand_socket = (uint8_t)l->takes_socket;
+		connect_app(d, c);
+		return;
+	}
+	setsockopt(tcp_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+	if (!d->tls || port_mtls(d, c->local.port) == CONFIG_MTLS_DISABLE) {
+		/* No detection: server-speaks-first protocols start at once. */
+		inbound_admit(d, c);
+		return;
+	}
+	/* Plain buffers first: the sniffed bytes may be the app's plaintext. */
+	if (conn_alloc_bufs(d, c) < 0) {
+		conn_close(d, c, 1);
+		return;
+	}
+	c->state = CS_DETECT;
+	c->deadline_ms = now_ms() + (port_mtls(d, c->local.port) == CONFIG_MTLS_PERMISSIVE
+					     ? DETECT_TIMEOUT_MS
+					     : d->cfg->connect_timeout_ms);
+	if (conn_submit_recv(d, c, tcp_fd, c->down.buf + PREAMBLE_ROOM,
+			     (size_t)d->cfg->buffer_size - PREAMBLE_ROOM, UD_DETECT_RECV) < 0) {
+		conn_close(d, c, 1);
+		return;
+	}
+	c->down.rpending = 1;
+}

@@ -1,0 +1,213 @@
+/*
+ * Outbound connections: the dial with the app's own socket, the shim's
+ * filler, egress policy and mesh destinations.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <sys/syscall.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ldmesh/addr.h"
+#include "ldmesh/addrname.h"
+#include "ldmeshd.h"
+#include "proxy/conn_internal.h"
+#include "proto/l7.h"
+#include "policy/policy.h"
+#include "util/strbuf.h"
+#include "util/log.h"
+
+/* ---- outbound ------------------------------------------------------------ */
+
+/* Dialled (and authenticated): discard the filler, which makes the app's fd
+ * writable, then proxy. */
+void outbound_ready(struct ldmeshd *d, struct conn *c)
+{
+	dial_outcome(d, c, 0);
+	if (conn_alloc_bufs(d, c) < 0) {
+		conn_close(d, c, 1);
+		return;
+	}
+	c->state = CS_FILLER;
+	if (conn_submit_recv(d, c, c->a_fd, c->up.buf,
+			     c->filler_left < (uint32_t)d->cfg->buffer_size
+				     ? c->filler_left
+				     : (uint32_t)d->cfg->buffer_size,
+			     UD_FILLER_RECV) < 0) {
+		conn_close(d, c, 1);
+	}
+}
+
+static void outbound_connected(struct ldmeshd *d, struct conn *c)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int one = 1;
+
+	if (getsockname(c->n_fd, (struct sockaddr *)&ss, &len) == 0) {
+		addr_from_sockaddr((struct sockaddr *)&ss, len, &c->local);
+	}
+	/* Small writes from the app should not wait for Nagle on our hop. */
+	setsockopt(c->n_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (c->tls_wanted) {
+		if (start_tls(d, c, 0) < 0) {
+			dial_outcome(d, c, -ENOMEM);
+			conn_close(d, c, 1);
+			return;
+		}
+		handshake_step(d, c);
+		return;
+	}
+	outbound_ready(d, c);
+}
+
+void filler_done(struct ldmeshd *d, struct conn *c, int res)
+{
+	if (res <= 0) {
+		/* The app went away before it could use the connection. */
+		conn_close(d, c, res < 0);
+		return;
+	}
+	c->filler_left -= (uint32_t)res < c->filler_left ? (uint32_t)res : c->filler_left;
+	if (c->filler_left) {
+		if (conn_submit_recv(d, c, c->a_fd, c->up.buf, c->filler_left, UD_FILLER_RECV) <
+		    0) {
+			conn_close(d, c, 1);
+		}
+		return;
+	}
+	/* The app's fd is writable now; give it back a normal send buffer.  Its
+	 * end must not stay open here, or we would never see the app close. */
+	if (c->app_end_fd >= 0) {
+		int sb = (int)(c->sndbuf / 2);
+		if (sb > 0) {
+			setsockopt(c->app_end_fd, SOL_SOCKET, SO_SNDBUF, &sb, sizeof(sb));
+		}
+		close(c->app_end_fd);
+		c->app_end_fd = -1;
+	}
+	c->state = CS_PROXY;
+	conn_tel_open(d, c);
+	pump_both(d, c);
+}
+
+void dial_done(struct ldmeshd *d, struct conn *c, int res)
+{
+	char dst[80];
+
+	if (res == 0) {
+		outbound_connected(d, c);
+		return;
+	}
+	addr_format(&c->peer, dst, sizeof(dst));
+	log_info("outbound dial to %s for pid %u failed: %s", dst, c->pid, strerror(-res));
+	d->stats.dial_errors_total++;
+	dial_outcome(d, c, res);
+	/* Closing with the filler unread gives the app's fd an error. */
+	conn_close(d, c, 1);
+}
+
+/* Which destinations get mTLS, and with which pinned identity. */
+static void choose_outbound_tls(struct ldmeshd *d, struct conn *c)
+{
+	const struct config *cfg = d->cfg;
+	size_t i, j;
+
+	c->tls_wanted = 0;
+	c->in_mesh = 0;
+	c->pin = NULL;
+	/* The pod's own address: the listener there is ours too, and hands
+	 * the connection to its app as same-pod traffic, in plaintext. */
+	if (podaddr_is_local(&d->pod, &c->peer, now_ms())) {
+		c->same_pod = 1;
+		d->stats.same_pod_proxied_total++;
+		return;
+	}
+	for (i = 0; i < cfg->n_services; i++) {
+		const struct config_service *svc = &cfg->services[i];
+		for (j = 0; j < svc->n_endpoints; j++) {
+			const struct ldm_addr *e = &svc->endpoints[j];
+			if (e->family == c->peer.family && e->port == c->peer.port &&
+			    !memcmp(e->addr, c->peer.addr, e->family == AF_INET6 ? 16 : 4)) {
+				c->tls_wanted = d->tls != NULL;
+				c->in_mesh = 1;
+				c->pin = svc->identity;
+				return;
+			}
+		}
+	}
+	c->in_mesh = config_in_mesh(cfg, &c->peer) != 0;
+	/* Without an identity the daemon is a plaintext proxy (mTLS off). */
+	c->tls_wanted = c->in_mesh && d->tls;
+}
+
+/*
+ * Egress control: destinations outside the mesh are allowed when
+ * outbound.egress = "allow", or when an egress_allow entry covers them.
+ */
+static int egress_allowed(const struct ldmeshd *d, const struct conn *c, int in_mesh)
+{
+	const struct config *cfg = d->cfg;
+	uint16_t port = ntohs(c->peer.port);
+	size_t i, j;
+
+	if (in_mesh || c->same_pod || cfg->egress_allow_all) {
+		return 1;
+	}
+	for (i = 0; i < cfg->n_egress_allow; i++) {
+		const struct config_egress_rule *r = &cfg->egress_allow[i];
+		if (!config_cidr_contains(&r->cidr, &c->peer)) {
+			continue;
+		}
+		if (!r->n_ports) {
+			return 1;
+		}
+		for (j = 0; j < r->n_ports; j++) {
+			if (r->ports[j] == port) {
+				return 1;
+			}
+		}
+	}
+	return 0;
+}
+
+void conn_start_outbound(struct ldmeshd *d, struct conn *c, int tcp_fd, int app_end_fd)
+{
+	c->kind = CONN_OUTBOUND;
+	d->live_by_kind[CONN_HANDOFF]--;
+	d->live_by_kind[CONN_OUTBOUND]++;
+	c->n_fd = tcp_fd;
+	c->app_end_fd = app_end_fd;
+	c->state = CS_DIAL;
+	c->deadline_ms = now_ms() + d->cfg->connect_timeout_ms;
+	d->stats.outbound_total++;
+	choose_outbound_tls(d, c);
+	if (!egress_allowed(d, c, c->in_mesh)) {
+		char dst[80];
+		addr_format(&c->peer, dst, sizeof(dst));
+		log_info("egress to %s denied for pid %u (outbound.egress = \"deny\", no "
+			 "egress_allow entry)",
+			 dst, c->pid);
+		d->stats.egress_denied_total++;
+		/* The app's connect() reports EACCES, as for a firewall rule. */
+		dial_outcome(d, c, -EACCES);
+		conn_close(d, c, 1);
+		return;
+	}
+	c->dial_len = addr_to_sockaddr(&c->peer, &c->dial_sa);
+	if (d->loop->ops->connect(d->loop, tcp_fd, (struct sockaddr *)&c->dial_sa, c->dial_len,
+				  ud_make(UD_DIAL, c->slot, c->gen)) < 0) {
+		dial_outcome(d, c, -ENOMEM);
+		conn_close(d, c, 1);
+		return;
+	}
+	c->inflight++;
+}

@@ -1,0 +1,218 @@
+/*
+ * Idle connections give their memory back: reads become polls, buffers
+ * are freed, and the first byte on either side brings them back.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <sys/syscall.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ldmesh/addr.h"
+#include "ldmesh/addrname.h"
+#include "ldmeshd.h"
+#include "proxy/conn_internal.h"
+#include "proto/l7.h"
+#include "policy/policy.h"
+#include "util/strbuf.h"
+#include "util/log.h"
+
+/* ---- idle connections ---------------------------------------------------- */
+
+/*
+ * A proxied connection quiet for PARK_AFTER_MS with nothing buffered gives
+ * its buffers back (2 or 4 * buffer_size, the HTTP output buffer, the TLS
+ * engine's): its two reads are cancelled and replaced by polls, which hold
+ * no memory, and the first input on either side brings the buffers back.
+ * This is what keeps thousands of idle keep-alive connections cheap.
+ */
+
+static int parkable(const struct conn *c)
+{
+	const struct l7 *h = c->l7;
+
+	if (c->state != CS_PROXY || c->parked || !c->bufs || c->inflight != 2) {
+		return 0;
+	}
+	if (c->up.len || c->down.len || c->up.eof || c->down.eof || c->up.spending ||
+	    c->down.spending || c->ctl_out_off < c->ctl_out_len) {
+		return 0;
+	}
+	/* Exactly a read posted on each side, nothing else. */
+	if (!c->up.rpending ||
+	    (c->tls ? !c->nin_rpending || c->down.rpending : !c->down.rpending)) {
+		return 0;
+	}
+	if (c->tls && (!net_idle(c) || c->net_eof)) {
+		return 0;
+	}
+	if (h && (h->out_len || h->inject_len || h->hold || h->held_since || h->head_since)) {
+		return 0;
+	}
+	return 1;
+}
+
+static void park_start(struct ldmeshd *d, struct conn *c)
+{
+	const struct loop_ops *ops = d->loop->ops;
+
+	c->parked = PARK_CANCELLING;
+	ops->cancel(d->loop, c->a_fd, ud_make(UD_UP_RECV, c->slot, c->gen));
+	ops->cancel(d->loop, c->n_fd,
+		    ud_make(c->tls ? UD_NET_RECV : UD_DOWN_RECV, c->slot, c->gen));
+}
+
+/* Both reads are back (cancelled): let go of the buffers, wait by poll. */
+static void park_finish(struct ldmeshd *d, struct conn *c)
+{
+	if (c->tls && tls_conn_trim(c->tls) == -EAGAIN) {
+		c->parked = PARK_NO; /* bytes arrived into the engine meanwhile */
+		pump_both(d, c);
+		return;
+	}
+	free(c->bufs);
+	c->bufs = NULL;
+	c->bufs_tls = 0;
+	c->up.buf = c->down.buf = c->nin = c->nout = NULL;
+	if (c->l7 && l7_idle(c->l7)) {
+		/* Between requests: made again by conn_wants_l7() at the next byte. */
+		l7_free(c->l7);
+		c->l7 = NULL;
+	} else if (c->l7) {
+		l7_trim(c->l7);
+	}
+	if (d->loop->ops->poll_in(d->loop, c->a_fd, ud_make(UD_PARK_POLL_APP, c->slot, c->gen)) <
+	    0) {
+		conn_close(d, c, 1);
+		return;
+	}
+	c->inflight++;
+	if (d->loop->ops->poll_in(d->loop, c->n_fd, ud_make(UD_PARK_POLL_NET, c->slot, c->gen)) <
+	    0) {
+		conn_close(d, c, 1);
+		return;
+	}
+	c->inflight++;
+	c->parked = PARK_PARKED;
+	d->parked++;
+}
+
+void park_read_cancelled(struct ldmeshd *d, struct conn *c)
+{
+	if (c->parked == PARK_CANCELLING) {
+		if (!c->up.rpending && !c->down.rpending && !c->nin_rpending) {
+			park_finish(d, c);
+		}
+		return;
+	}
+	pump_both(d, c); /* parking was called off: read again */
+}
+
+void park_wake(struct ldmeshd *d, struct conn *c, enum ud_tag tag)
+{
+	if (c->parked != PARK_PARKED) {
+		return; /* the other side's poll, cancelled after a wake */
+	}
+	c->parked = PARK_NO;
+	d->parked--;
+	if (tag == UD_PARK_POLL_APP) {
+		d->loop->ops->cancel(d->loop, c->n_fd, ud_make(UD_PARK_POLL_NET, c->slot, c->gen));
+	} else {
+		d->loop->ops->cancel(d->loop, c->a_fd, ud_make(UD_PARK_POLL_APP, c->slot, c->gen));
+	}
+	if (conn_alloc_bufs(d, c) < 0 || (c->l7 && l7_untrim(c->l7) < 0)) {
+		conn_close(d, c, 1);
+		return;
+	}
+	pump_both(d, c);
+}
+
+void conn_sweep(struct ldmeshd *d, int64_t now)
+{
+	uint32_t i;
+
+	for (i = 0; i < d->nslots; i++) {
+		struct conn *c = d->conns[i];
+		if (!c || c->state == CS_CLOSING) {
+			continue;
+		}
+		if (c->deadline_ms && now >= c->deadline_ms && c->state == CS_TLS_HS &&
+		    c->verdict_wait) {
+			c->deadline_ms = 0;
+			tls_conn_accept_verdict(c->tls);
+			handshake_step(d, c);
+			continue;
+		}
+		if (c->deadline_ms && now >= c->deadline_ms && c->state == CS_DETECT) {
+			c->deadline_ms = 0;
+			detect_timeout(d, c);
+			continue;
+		}
+		if (c->deadline_ms && now >= c->deadline_ms) {
+			char peer[80];
+			addr_format(&c->peer, peer, sizeof(peer));
+			if (c->state == CS_TLS_HS && c->handshake_failed) {
+				/* The alert did not get out in time: counted already. */
+			} else if (c->state == CS_TLS_HS) {
+				int out = c->kind == CONN_OUTBOUND;
+				log_warn("%s TLS handshake with %s timed out",
+					 out ? "outbound" : "inbound", peer);
+				d->stats.handshake_errors_total[out][TLS_PROTOCOL]++;
+				d->stats.timeouts_total[TIMEOUT_TLS_HANDSHAKE]++;
+				if (out) {
+					dial_outcome(d, c, -ETIMEDOUT);
+				}
+			} else if (c->state == CS_DIAL) {
+				log_info("outbound dial to %s timed out", peer);
+				d->stats.dial_errors_total++;
+				d->stats.timeouts_total[TIMEOUT_DIAL]++;
+				dial_outcome(d, c, -ETIMEDOUT);
+			} else if (c->kind == CONN_HANDOFF || c->kind == CONN_CTL ||
+				   c->kind == CONN_ADMIN) {
+				log_warn("%s client sent no complete request in time; closing",
+					 conn_kind_name(c->kind));
+				d->stats.timeouts_total[TIMEOUT_CONTROL]++;
+				if (c->kind == CONN_HANDOFF) {
+					d->stats.handoff_errors_total++;
+				} else {
+					d->stats.ctl_errors_total++;
+				}
+			} else {
+				log_info("%s connection %s timed out", conn_kind_name(c->kind),
+					 peer);
+			}
+			conn_close(d, c, 1);
+			continue;
+		}
+		if (c->state == CS_PROXY && c->l7 && c->l7->head_since &&
+		    d->cfg->http_head_timeout_ms > 0 &&
+		    now - c->l7->head_since >= d->cfg->http_head_timeout_ms) {
+			char peer[80];
+			addr_format(&c->peer, peer, sizeof(peer));
+			log_info("inbound from %s: request head not complete after %d ms; closing",
+				 peer, d->cfg->http_head_timeout_ms);
+			d->stats.timeouts_total[TIMEOUT_HTTP_HEAD]++;
+			conn_close(d, c, 1);
+			continue;
+		}
+		if (c->state == CS_PROXY && d->cfg->idle_timeout_ms > 0 &&
+		    now - c->last_ms >= d->cfg->idle_timeout_ms) {
+			log_debug("conn %u idle for %d ms; closing", c->slot,
+				  d->cfg->idle_timeout_ms);
+			d->stats.timeouts_total[TIMEOUT_IDLE]++;
+			conn_close(d, c, 1);
+			continue;
+		}
+		if (now - c->last_ms >= PARK_AFTER_MS && parkable(c)) {
+			park_start(d, c);
+		}
+	}
+}
