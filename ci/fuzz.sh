@@ -49,11 +49,11 @@ OUT=build/fuzz
 needs()
 {
 	case "$1" in
-	http1) echo "daemon/proto/http1.c |" ;;
+	http1) echo "daemon/proto/http1.c daemon/proto/http1_head.c daemon/proto/http1_body.c |" ;;
 	# daemon/config/ is the configuration parser, one file per section.
 	policy) echo daemon/policy/pattern.c daemon/policy/compile.c daemon/policy/policy.c \
 		daemon/config/*.c "daemon/identity/spiffe.c | -lconfig" ;;
-	detect) echo daemon/proto/http1.c daemon/policy/pattern.c daemon/policy/compile.c \
+	detect) echo daemon/proto/http1*.c daemon/policy/pattern.c daemon/policy/compile.c \
 		daemon/policy/policy.c daemon/config/*.c "daemon/identity/spiffe.c | -lconfig" ;;
 	spiffe) echo "daemon/identity/spiffe.c |" ;;
 	tls_sniff) echo "daemon/identity/tls.c daemon/identity/spiffe.c | -lssl -lcrypto" ;;

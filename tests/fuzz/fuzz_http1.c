@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for daemon/proto/http1.c.
+ * libFuzzer target for the HTTP/1 framer (daemon/proto/http1*.c).
  *
  * Input: byte 0 picks a cut position, byte 1 the requests noted on the
  * response side (count and kinds), the rest is the stream.  The stream is
@@ -12,7 +12,8 @@
  * again as a head carrying that header once.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Idaemon \
- *       tests/fuzz/fuzz_http1.c daemon/proto/http1.c -o /tmp/fuzz_http1
+ *       tests/fuzz/fuzz_http1.c daemon/proto/http1.c daemon/proto/http1_head.c \
+ *         daemon/proto/http1_body.c -o /tmp/fuzz_http1
  *   /tmp/fuzz_http1 -max_total_time=60 tests/fuzz/corpus/http1
  */
 #include <errno.h>
