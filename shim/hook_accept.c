@@ -16,74 +16,6 @@
 
 #define PREAMBLE_WAIT_MS 2000
 
-static void take_fds(struct msghdr *msg, int *fd)
-{
-	for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR(msg, cm)) {
-		size_t n;
-
-		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) {
-			continue;
-		}
-		n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < n; i++) {
-			int x;
-
-			memcpy(&x, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-			if (*fd < 0) {
-				*fd = x;
-			} else {
-				real.close(x);
-			}
-		}
-	}
-}
-
-/* Reads len bytes; an fd attached to them (SCM_RIGHTS) goes to *fd when
- * fd is not NULL (the first one; any other is closed). */
-static int read_full(int s, void *buf, size_t len, int *fd)
-{
-	size_t got = 0;
-
-	while (got < len) {
-		struct pollfd p = {.fd = s, .events = POLLIN};
-		union {
-			char buf[CMSG_SPACE(sizeof(int) * 4)];
-			struct cmsghdr align;
-		} u;
-		struct iovec iov = {.iov_base = (char *)buf + got, .iov_len = len - got};
-		struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-		ssize_t n;
-
-		if (fd) {
-			msg.msg_control = u.buf;
-			msg.msg_controllen = sizeof(u.buf);
-		}
-		n = recvmsg(s, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-		if (n > 0 && fd) {
-			take_fds(&msg, fd);
-		}
-		if (n > 0) {
-			got += (size_t)n;
-			continue;
-		}
-		if (n == 0) {
-			return -ECONNABORTED;
-		}
-		if (errno == EINTR) {
-			continue;
-		}
-		if (errno != EAGAIN) {
-			return -errno;
-		}
-		/* The daemon writes the preamble right after connecting. */
-		n = poll(&p, 1, PREAMBLE_WAIT_MS);
-		if (n == 0) {
-			return -ETIMEDOUT;
-		}
-	}
-	return 0;
-}
-
 /* Reads the preamble of accepted connection c into m; *sock gets the TCP
  * socket of a same-pod connection, -1 for a proxied one. */
 static int take_preamble(int c, struct managed *m, int *sock)
@@ -100,7 +32,7 @@ static int take_preamble(int c, struct managed *m, int *sock)
 	    (cred.uid != 0 && cred.uid != shim.daemon_uid)) {
 		return -EPERM;
 	}
-	r = read_full(c, &pre, sizeof(pre), sock);
+	r = wire_recv_full(c, &pre, sizeof(pre), sock, PREAMBLE_WAIT_MS);
 	if (r < 0) {
 		return r;
 	}
@@ -108,7 +40,7 @@ static int take_preamble(int c, struct managed *m, int *sock)
 	if (r < 0) {
 		return r;
 	}
-	r = read_full(c, id, pre.id_len, NULL);
+	r = wire_recv_full(c, id, pre.id_len, NULL, PREAMBLE_WAIT_MS);
 	if (r < 0) {
 		return r;
 	}

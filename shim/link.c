@@ -18,34 +18,10 @@
 
 static int try_connect(const char *bind_name)
 {
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	struct ucred cred;
-	socklen_t clen = sizeof(cred);
-	int s;
+	int s = wire_connect(shim.handoff_path, bind_name, &cred);
 
-	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (s < 0) {
-		return -errno;
-	}
-	if (bind_name) {
-		/* Abstract name: lets an exec'd child recognise this fd. */
-		size_t n = strnlen(bind_name, sizeof(sun.sun_path) - 1);
-		memcpy(sun.sun_path + 1, bind_name, n);
-		if (bind(s, (struct sockaddr *)&sun,
-			 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) < 0) {
-			int err = -errno;
-			real.close(s);
-			return err;
-		}
-		memset(sun.sun_path, 0, sizeof(sun.sun_path));
-	}
-	memcpy(sun.sun_path, shim.handoff_path, sizeof(sun.sun_path) - 1);
-	if (real.connect(s, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		int err = -errno;
-		real.close(s);
-		return err;
-	}
-	if (real.getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0) {
+	if (s >= 0 && cred.pid) {
 		shim.daemon_uid = cred.uid;
 	}
 	return s;

@@ -6,7 +6,10 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/random.h>
+#include <stddef.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -122,4 +125,111 @@ int wire_recv_status(int sock, struct ldm_status *st, int timeout_ms)
 		got += (size_t)n;
 	}
 	return st->magic == LDM_STATUS_MAGIC ? 0 : -EPROTO;
+}
+
+/*
+ * connect and close as raw system calls: inside libldmesh.so the names
+ * are the shim's own hooks, which may take the shim's lock (held by some
+ * callers of this file).
+ */
+static int raw_close(int fd)
+{
+	return (int)syscall(SYS_close, fd);
+}
+
+int wire_connect(const char *path, const char *bind_name, struct ucred *cred)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	socklen_t clen = sizeof(*cred);
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (s < 0) {
+		return -errno;
+	}
+	if (bind_name) {
+		size_t n = strnlen(bind_name, sizeof(sun.sun_path) - 1);
+
+		memcpy(sun.sun_path + 1, bind_name, n);
+		if (bind(s, (struct sockaddr *)&sun,
+			 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) < 0) {
+			int err = -errno;
+			raw_close(s);
+			return err;
+		}
+		memset(sun.sun_path, 0, sizeof(sun.sun_path));
+	}
+	strncpy(sun.sun_path, path, sizeof(sun.sun_path) - 1);
+	if (syscall(SYS_connect, s, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		int err = -errno;
+		raw_close(s);
+		return err;
+	}
+	if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, cred, &clen) < 0) {
+		memset(cred, 0, sizeof(*cred));
+	}
+	return s;
+}
+
+static void take_fds(struct msghdr *msg, int *fd)
+{
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR(msg, cm)) {
+		size_t n;
+
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) {
+			continue;
+		}
+		n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			int x;
+
+			memcpy(&x, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			if (*fd < 0) {
+				*fd = x;
+			} else {
+				raw_close(x);
+			}
+		}
+	}
+}
+
+int wire_recv_full(int s, void *buf, size_t len, int *fd, int wait_ms)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		struct pollfd p = {.fd = s, .events = POLLIN};
+		union {
+			char buf[CMSG_SPACE(sizeof(int) * 4)];
+			struct cmsghdr align;
+		} u;
+		struct iovec iov = {.iov_base = (char *)buf + got, .iov_len = len - got};
+		struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+		ssize_t n;
+
+		if (fd) {
+			msg.msg_control = u.buf;
+			msg.msg_controllen = sizeof(u.buf);
+		}
+		n = recvmsg(s, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n > 0 && fd) {
+			take_fds(&msg, fd);
+		}
+		if (n > 0) {
+			got += (size_t)n;
+			continue;
+		}
+		if (n == 0) {
+			return -ECONNABORTED;
+		}
+		if (errno == EINTR) {
+			continue;
+		}
+		if (errno != EAGAIN) {
+			return -errno;
+		}
+		if (poll(&p, 1, wait_ms) == 0) {
+			return -ETIMEDOUT;
+		}
+	}
+	return 0;
 }

@@ -22,6 +22,16 @@ int wire_recv_status(int sock, struct ldm_status *st, int timeout_ms);
 /* A cookie no other process or call of this process uses (top bit clear:
  * the daemon's inbound ids set it). */
 uint64_t wire_new_cookie(void);
+/* A Unix stream connection to path, bound first to the abstract name
+ * bind_name when not NULL (it tells any process what the connection is);
+ * *cred gets the daemon's credentials.  The fd or -errno. */
+struct ucred;
+int wire_connect(const char *path, const char *bind_name, struct ucred *cred);
+/* Reads exactly len bytes from s, waiting at most wait_ms for each piece;
+ * with fd not NULL the first fd attached (SCM_RIGHTS) goes to *fd and any
+ * other is closed.  0, -ECONNABORTED at end-of-file, -ETIMEDOUT, -errno. */
+int wire_recv_full(int s, void *buf, size_t len, int *fd, int wait_ms);
+
 /* preamble.c: checks the fixed part of an inbound preamble read from the
  * daemon: magic, version, and id_len <= LDM_PEER_ID_MAX (the ID's buffer).
  * 0 or -EPROTO. */

@@ -129,6 +129,57 @@ static struct sock_entry *lookup(struct supervisor *s, const struct trap *t, int
 
 /* ---- connect ---------------------------------------------------------- */
 
+/* A connect() or bind() on a TCP socket, with its address read. */
+struct tcp_call {
+	int fd, family, st_flags, cloexec;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	struct ldm_addr addr;
+};
+
+/*
+ * What connect() and bind() share: is this a TCP socket going to (or
+ * being bound at) an address the mesh handles?  1 with *tc filled when it
+ * is; 0 when the call is answered already: continued in the kernel (Unix,
+ * UDP, loopback, excluded), or refused because its address cannot be read
+ * (a non-dumpable process: closed, never plaintext).
+ */
+static int meshed_tcp_call(struct supervisor *s, const struct trap *t, int listener,
+			   struct tcp_call *tc)
+{
+	int r;
+
+	tc->fd = (int)t->args[0];
+	tc->family = app_tcp_family(t, tc->fd);
+	if (!tc->family) {
+		trap_continue(s, t);
+		return 0;
+	}
+	r = read_addr(s, t, t->args[1], t->args[2], &tc->ss, &tc->sl);
+	if (r == -EINVAL) {
+		trap_continue(s, t);
+		return 0;
+	}
+	if (r < 0) {
+		run_log(&s->cfg, RUN_ERR, "pid %d: cannot read %s()'s address (%s); refusing",
+			(int)t->tid, listener ? "bind" : "connect", strerror(-r));
+		trap_reply(s, t, -EACCES);
+		return 0;
+	}
+	if ((tc->ss.ss_family != AF_INET && tc->ss.ss_family != AF_INET6) ||
+	    ldm_addr_from_sockaddr((struct sockaddr *)&tc->ss, tc->sl, &tc->addr) < 0 ||
+	    (listener ? excl_bypass_listener(&s->cfg.excl, &tc->addr)
+		      : excl_bypass(&s->cfg.excl, &tc->addr))) {
+		trap_continue(s, t);
+		return 0;
+	}
+	if (target_fd_flags(t->tid, tc->fd, &tc->st_flags, &tc->cloexec) < 0 || !trap_valid(s, t)) {
+		trap_reply(s, t, -EBADF);
+		return 0;
+	}
+	return 1;
+}
+
 /* Outcome of a dial, without blocking: 0 connected, -EINPROGRESS, -errno. */
 static int dial_check(struct supervisor *s, struct sock_entry *e)
 {
@@ -200,11 +251,9 @@ static void connect_again(struct supervisor *s, const struct trap *t, struct soc
 
 static void do_connect(struct supervisor *s, const struct trap *t, int resumed)
 {
-	int fd = (int)t->args[0], family, st_flags = 0, cloexec = 0, tcp, u = -1, r;
-	struct sockaddr_storage ss;
+	int fd = (int)t->args[0], tcp, u = -1, r;
 	struct sock_entry *e, *bound = NULL;
-	struct ldm_addr dst;
-	socklen_t sl;
+	struct tcp_call tc;
 	uint64_t cookie;
 	pid_t tgid;
 
@@ -218,41 +267,17 @@ static void do_connect(struct supervisor *s, const struct trap *t, int resumed)
 		return;
 	}
 	bound = e;
-	family = app_tcp_family(t, fd);
-	if (!family) {
-		trap_continue(s, t); /* Unix, UDP, not a socket: the kernel's */
+	if (!meshed_tcp_call(s, t, 0, &tc)) {
 		return;
 	}
-	r = read_addr(s, t, t->args[1], t->args[2], &ss, &sl);
-	if (r == -EINVAL) {
-		trap_continue(s, t);
-		return;
-	}
-	if (r < 0) {
-		/* Cannot see where it goes (a non-dumpable process): closed. */
-		run_log(&s->cfg, RUN_ERR, "pid %d: cannot read connect()'s address (%s); refusing",
-			(int)t->tid, strerror(-r));
-		trap_reply(s, t, -EACCES);
-		return;
-	}
-	if ((ss.ss_family != AF_INET && ss.ss_family != AF_INET6) ||
-	    ldm_addr_from_sockaddr((struct sockaddr *)&ss, sl, &dst) < 0 ||
-	    excl_bypass(&s->cfg.excl, &dst)) {
-		trap_continue(s, t);
-		return;
-	}
-	if (target_fd_flags(t->tid, fd, &st_flags, &cloexec) < 0 || !trap_valid(s, t)) {
-		trap_reply(s, t, -EBADF);
-		return;
-	}
-	tcp = bound ? dup(bound->tcp_fd) : socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	tcp = bound ? dup(bound->tcp_fd) : socket(tc.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (tcp < 0) {
 		trap_reply(s, t, -errno);
 		return;
 	}
 	cookie = wire_new_cookie();
 	tgid = target_tgid(t->tid);
-	r = dl_connect(&s->dl, tcp, &dst, cookie, st_flags & O_NONBLOCK, tgid, fd, &u);
+	r = dl_connect(&s->dl, tcp, &tc.addr, cookie, tc.st_flags & O_NONBLOCK, tgid, fd, &u);
 	close(tcp);
 	if (r < 0) {
 		if (s->cfg.fail_open) {
@@ -270,7 +295,7 @@ static void do_connect(struct supervisor *s, const struct trap *t, int resumed)
 		return;
 	}
 	e = socktab_add(&s->tab, fd_ino(u), SK_CONN);
-	if (!e || set_nonblock(u, st_flags & O_NONBLOCK) < 0) {
+	if (!e || set_nonblock(u, tc.st_flags & O_NONBLOCK) < 0) {
 		if (e) {
 			socktab_del(&s->tab, e);
 		}
@@ -278,14 +303,14 @@ static void do_connect(struct supervisor *s, const struct trap *t, int resumed)
 		trap_reply(s, t, -ENOMEM);
 		return;
 	}
-	e->family = family;
-	e->peer = dst;
+	e->family = tc.family;
+	e->peer = tc.addr;
 	e->cookie = cookie;
 	e->state = CS_CONNECTING;
 	e->dial_fd = u;
 	/* The Unix end takes the app's fd number; the socket the app made
 	 * closes with it (the daemon dials with ours). */
-	r = trap_install(s, t, u, fd, cloexec);
+	r = trap_install(s, t, u, fd, tc.cloexec);
 	if (r < 0) {
 		socktab_del(&s->tab, e);
 		trap_reply(s, t, r);
@@ -294,7 +319,7 @@ static void do_connect(struct supervisor *s, const struct trap *t, int resumed)
 	if (bound) {
 		socktab_del(&s->tab, bound);
 	}
-	if (st_flags & O_NONBLOCK) {
+	if (tc.st_flags & O_NONBLOCK) {
 		trap_reply(s, t, -EINPROGRESS);
 		return;
 	}
@@ -305,59 +330,34 @@ static void do_connect(struct supervisor *s, const struct trap *t, int resumed)
 
 static void do_bind(struct supervisor *s, const struct trap *t)
 {
-	int fd = (int)t->args[0], family, st_flags = 0, cloexec = 0, tcp, one = 1, r;
-	struct sockaddr_storage ss;
+	int tcp, one = 1, r;
 	struct sock_entry *e;
-	struct ldm_addr a;
-	socklen_t sl;
+	struct tcp_call tc;
 
-	e = lookup(s, t, fd, NULL);
+	e = lookup(s, t, (int)t->args[0], NULL);
 	if (e) {
 		/* Bound, listening or connected already: as TCP says. */
 		trap_reply(s, t, -EINVAL);
 		return;
 	}
-	family = app_tcp_family(t, fd);
-	if (!family) {
-		trap_continue(s, t);
-		return;
-	}
-	r = read_addr(s, t, t->args[1], t->args[2], &ss, &sl);
-	if (r == -EINVAL) {
-		trap_continue(s, t);
-		return;
-	}
-	if (r < 0) {
-		run_log(&s->cfg, RUN_ERR, "pid %d: cannot read bind()'s address (%s); refusing",
-			(int)t->tid, strerror(-r));
-		trap_reply(s, t, -EACCES);
-		return;
-	}
-	if ((ss.ss_family != AF_INET && ss.ss_family != AF_INET6) ||
-	    ldm_addr_from_sockaddr((struct sockaddr *)&ss, sl, &a) < 0 ||
-	    excl_bypass_listener(&s->cfg.excl, &a)) {
-		trap_continue(s, t);
-		return;
-	}
-	if (target_fd_flags(t->tid, fd, &st_flags, &cloexec) < 0 || !trap_valid(s, t)) {
-		trap_reply(s, t, -EBADF);
+	if (!meshed_tcp_call(s, t, 1, &tc)) {
 		return;
 	}
 	/* Our twin of the app's socket; the app's options before bind are not
 	 * copied (SO_REUSEADDR is what servers set, so the twin has it). */
-	tcp = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	tcp = socket(tc.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (tcp < 0) {
 		trap_reply(s, t, -errno);
 		return;
 	}
 	setsockopt(tcp, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	r = bind(tcp, (struct sockaddr *)&ss, sl) < 0 ? -errno : 0;
+	r = bind(tcp, (struct sockaddr *)&tc.ss, tc.sl) < 0 ? -errno : 0;
 	if (r == -EADDRINUSE && socktab_sweep(&s->tab, &s->cfg, s->dl.daemon_pid) > 0) {
 		/* A listener the app closed a moment ago still held the port. */
-		r = bind(tcp, (struct sockaddr *)&ss, sl) < 0 ? -errno : 0;
+		r = bind(tcp, (struct sockaddr *)&tc.ss, tc.sl) < 0 ? -errno : 0;
 	}
 	if (r == 0) {
-		r = set_nonblock(tcp, st_flags & O_NONBLOCK);
+		r = set_nonblock(tcp, tc.st_flags & O_NONBLOCK);
 	}
 	e = r == 0 ? socktab_add(&s->tab, fd_ino(tcp), SK_BOUND) : NULL;
 	if (r == 0 && !e) {
@@ -368,7 +368,7 @@ static void do_bind(struct supervisor *s, const struct trap *t)
 		trap_reply(s, t, r);
 		return;
 	}
-	e->family = family;
+	e->family = tc.family;
 	e->tcp_fd = tcp;
 	{
 		struct sockaddr_storage ls;
@@ -378,7 +378,7 @@ static void do_bind(struct supervisor *s, const struct trap *t)
 			ldm_addr_from_sockaddr((struct sockaddr *)&ls, ll, &e->local);
 		}
 	}
-	r = trap_install(s, t, tcp, fd, cloexec);
+	r = trap_install(s, t, tcp, tc.fd, tc.cloexec);
 	if (r < 0) {
 		socktab_del(&s->tab, e);
 		trap_reply(s, t, r);
@@ -523,72 +523,6 @@ void calls_link_down(struct supervisor *s, struct sock_entry *e)
 
 /* ---- accept ----------------------------------------------------------- */
 
-static void take_fds(struct msghdr *msg, int *fd)
-{
-	for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR(msg, cm)) {
-		size_t n;
-
-		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) {
-			continue;
-		}
-		n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < n; i++) {
-			int x;
-
-			memcpy(&x, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-			if (*fd < 0) {
-				*fd = x;
-			} else {
-				close(x);
-			}
-		}
-	}
-}
-
-/* Reads len bytes; the first fd attached goes to *fd when fd is not NULL. */
-static int read_full(int c, void *buf, size_t len, int *fd)
-{
-	size_t got = 0;
-
-	while (got < len) {
-		struct pollfd p = {.fd = c, .events = POLLIN};
-		union {
-			char buf[CMSG_SPACE(sizeof(int) * 4)];
-			struct cmsghdr align;
-		} u;
-		struct iovec iov = {.iov_base = (char *)buf + got, .iov_len = len - got};
-		struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-		ssize_t n;
-
-		if (fd) {
-			msg.msg_control = u.buf;
-			msg.msg_controllen = sizeof(u.buf);
-		}
-		n = recvmsg(c, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-		if (n > 0 && fd) {
-			take_fds(&msg, fd);
-		}
-		if (n > 0) {
-			got += (size_t)n;
-			continue;
-		}
-		if (n == 0) {
-			return -ECONNABORTED;
-		}
-		if (errno == EINTR) {
-			continue;
-		}
-		if (errno != EAGAIN) {
-			return -errno;
-		}
-		/* The daemon writes the preamble right after connecting. */
-		if (poll(&p, 1, PREAMBLE_WAIT_MS) == 0) {
-			return -ETIMEDOUT;
-		}
-	}
-	return 0;
-}
-
 /* Takes one connection off listener e: 1 and *out, 0 when none waits. */
 static int take_conn(struct supervisor *s, struct sock_entry *e, struct pending_conn **out)
 {
@@ -624,13 +558,13 @@ static int take_conn(struct supervisor *s, struct sock_entry *e, struct pending_
 			r = -EPERM;
 		}
 		if (r == 0) {
-			r = read_full(c, &pre, sizeof(pre), &sock);
+			r = wire_recv_full(c, &pre, sizeof(pre), &sock, PREAMBLE_WAIT_MS);
 		}
 		if (r == 0) {
 			r = preamble_check(&pre);
 		}
 		if (r == 0) {
-			r = read_full(c, id, pre.id_len, NULL);
+			r = wire_recv_full(c, id, pre.id_len, NULL, PREAMBLE_WAIT_MS);
 		}
 		pc = r == 0 ? calloc(1, sizeof(*pc)) : NULL;
 		if (!pc) {

@@ -20,34 +20,10 @@ static const char filler[LDM_FILLER_LEN];
 
 static int try_open(struct daemon_link *dl, const char *bind_name)
 {
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	struct ucred cred;
-	socklen_t clen = sizeof(cred);
-	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int s = wire_connect(dl->cfg->handoff_path, bind_name, &cred);
 
-	if (s < 0) {
-		return -errno;
-	}
-	if (bind_name) {
-		/* Abstract name: tells any process what this connection is. */
-		size_t n = strnlen(bind_name, sizeof(sun.sun_path) - 1);
-
-		memcpy(sun.sun_path + 1, bind_name, n);
-		if (bind(s, (struct sockaddr *)&sun,
-			 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) < 0) {
-			int err = -errno;
-			close(s);
-			return err;
-		}
-		memset(sun.sun_path, 0, sizeof(sun.sun_path));
-	}
-	memcpy(sun.sun_path, dl->cfg->handoff_path, sizeof(sun.sun_path) - 1);
-	if (connect(s, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		int err = -errno;
-		close(s);
-		return err;
-	}
-	if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0) {
+	if (s >= 0 && cred.pid) {
 		dl->daemon_uid = cred.uid;
 		dl->daemon_pid = cred.pid;
 	}

@@ -732,6 +732,12 @@ defaults
         return None
 
     # --- workloads ---------------------------------------------------------------
+    def problem(self, rec, topo, workload, rep, what):
+        """A run that could not measure: recorded, reported, never hidden."""
+        rec["problem"] = what
+        self.errors.append("%s %s rep %d: %s" % (topo, workload, rep, what))
+        log("  PROBLEM %s" % what)
+
     def wrk(self, topo, workload, rep, duration, record=True, local_url=None):
         conns = 4 if workload == "bulk" else 16
         path = "/1m.bin" if workload == "bulk" else "/1k.bin"
@@ -777,9 +783,7 @@ defaults
             problem = "wrk: %d socket errors, %d non-2xx in %d requests" % (
                 res["errors"], res["non2xx"], res["requests"])
         if problem:
-            rec["problem"] = problem
-            self.errors.append("%s %s rep %d: %s" % (topo, workload, rep, problem))
-            log("  PROBLEM %s" % problem)
+            self.problem(rec, topo, workload, rep, problem)
         if record:
             self.runs.append(rec)
             log("  %-15s %-6s rep %d: %8.0f req/s p50 %.3f ms p99 %.3f ms %.1f MB/s cpu %s us/req%s"
@@ -1244,9 +1248,7 @@ defaults
         elif rec["errors"] > 0.01 * max(rec["requests"], 1):
             problem = "gonet bench: %d errors in %d requests" % (rec["errors"], rec["requests"])
         if problem:
-            rec["problem"] = problem
-            self.errors.append("%s %s rep %d: %s" % (topo, workload, rep, problem))
-            log("  PROBLEM %s" % problem)
+            self.problem(rec, topo, workload, rep, problem)
         if record:
             self.runs.append(rec)
             log("  %-15s %-6s rep %d: %8.0f req/s p50 %.3f ms p99 %.3f ms daemon cpu %s us/req "
