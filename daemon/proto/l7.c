@@ -122,7 +122,12 @@ static void log_request(struct ldmeshd *d, struct conn *c, const struct l7_pendi
 		.latency_ms = (double)latency_us / 1000.0,
 	};
 
-	accesslog_http(&d->alog, c, &r);
+	{
+		struct accesslog_conn v;
+
+		conn_log_view(c, &v);
+		accesslog_http(&d->alog, &v, &r);
+	}
 }
 
 /* A request head that goes on to the server: its response is awaited. */

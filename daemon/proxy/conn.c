@@ -232,8 +232,11 @@ static void conn_free(struct ldmeshd *d, struct conn *c)
 	}
 	l7_finish(d, c, c->l7);
 	if (c->tel) {
+		struct accesslog_conn v;
+
 		tel_tcp_close(c->tel, c->abort);
-		accesslog_tcp(&d->alog, c, now_ms(), c->http_requests);
+		conn_log_view(c, &v);
+		accesslog_tcp(&d->alog, &v, now_ms(), c->http_requests);
 	}
 	if (c->parked == PARK_PARKED) {
 		d->parked--;

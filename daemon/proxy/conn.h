@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include "ldmesh/proto.h"
+#include "telemetry/accesslog.h"
 #include "util/addr.h"
 #include "util/clock.h"
 
@@ -225,5 +226,20 @@ void conn_detect_sweep(struct ldmeshd *d, int64_t now);
 void conn_sweep(struct ldmeshd *d, int64_t now);
 
 const char *conn_kind_name(enum conn_kind k);
+
+/* What the access log says about c (telemetry/accesslog.h). */
+static inline void conn_log_view(const struct conn *c, struct accesslog_conn *v)
+{
+	v->inbound = c->kind == CONN_INBOUND;
+	v->peer = &c->peer;
+	v->local = &c->local;
+	v->peer_id = c->peer_id;
+	v->tls = c->tls != NULL;
+	v->started_ms = c->started_ms;
+	v->bytes_in = c->down.bytes;
+	v->bytes_out = c->up.bytes;
+	v->rule = c->rule;
+	v->error = c->abort;
+}
 
 #endif

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "telemetry/accesslog.h"
-#include "proxy/conn.h"
+#include "util/addr.h"
 #include "util/log.h"
 
 /* Beyond this much unwritten text (a stuck stderr pipe), lines are dropped
@@ -113,7 +113,7 @@ void accesslog_flush(struct accesslog *a)
 }
 
 /* Starts a line; returns 0 when there is no room (the line is dropped). */
-static int line_start(struct accesslog *a, const struct conn *c, const char *kind)
+static int line_start(struct accesslog *a, const struct accesslog_conn *c, const char *kind)
 {
 	struct timeval tv;
 	struct tm tm;
@@ -129,8 +129,8 @@ static int line_start(struct accesslog *a, const struct conn *c, const char *kin
 		  "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\",\"kind\":\"%s\","
 		  "\"direction\":\"%s\",\"peer_addr\":",
 		  tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		  (int)(tv.tv_usec / 1000), kind, c->kind == CONN_INBOUND ? "inbound" : "outbound");
-	addr_format(&c->peer, peer, sizeof(peer));
+		  (int)(tv.tv_usec / 1000), kind, c->inbound ? "inbound" : "outbound");
+	addr_format(c->peer, peer, sizeof(peer));
 	sb_json_str(&a->buf, peer);
 	sb_printf(&a->buf, ",\"peer_id\":");
 	if (c->peer_id[0]) {
@@ -139,7 +139,7 @@ static int line_start(struct accesslog *a, const struct conn *c, const char *kin
 		sb_printf(&a->buf, "null");
 	}
 	sb_printf(&a->buf, ",\"target_addr\":");
-	addr_format(c->kind == CONN_INBOUND ? &c->local : &c->peer, peer, sizeof(peer));
+	addr_format(c->inbound ? c->local : c->peer, peer, sizeof(peer));
 	sb_json_str(&a->buf, peer);
 	sb_printf(&a->buf, ",\"tls\":%s", c->tls ? "true" : "false");
 	return 1;
@@ -155,7 +155,8 @@ static void opt_str(struct strbuf *b, const char *key, const char *v)
 	}
 }
 
-void accesslog_http(struct accesslog *a, const struct conn *c, const struct accesslog_http *r)
+void accesslog_http(struct accesslog *a, const struct accesslog_conn *c,
+		    const struct accesslog_http *r)
 {
 	if (!accesslog_on(a) || !line_start(a, c, "http")) {
 		return;
@@ -177,7 +178,8 @@ void accesslog_http(struct accesslog *a, const struct conn *c, const struct acce
 	a->lines++;
 }
 
-void accesslog_tcp(struct accesslog *a, const struct conn *c, int64_t now, uint64_t requests)
+void accesslog_tcp(struct accesslog *a, const struct accesslog_conn *c, int64_t now,
+		   uint64_t requests)
 {
 	if (!accesslog_on(a) || !line_start(a, c, "tcp")) {
 		return;
@@ -185,8 +187,8 @@ void accesslog_tcp(struct accesslog *a, const struct conn *c, int64_t now, uint6
 	sb_printf(&a->buf,
 		  ",\"duration_ms\":%" PRId64 ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64
 		  ",\"requests\":%" PRIu64,
-		  now - c->started_ms, c->down.bytes, c->up.bytes, requests);
+		  now - c->started_ms, c->bytes_in, c->bytes_out, requests);
 	opt_str(&a->buf, "rule", c->rule);
-	sb_printf(&a->buf, ",\"outcome\":\"%s\"}\n", c->abort ? "error" : "ok");
+	sb_printf(&a->buf, ",\"outcome\":\"%s\"}\n", c->error ? "error" : "ok");
 	a->lines++;
 }

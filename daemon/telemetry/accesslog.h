@@ -14,7 +14,9 @@
 
 #include "util/strbuf.h"
 
-struct conn;
+#include <stdint.h>
+
+#include "ldmesh/proto.h"
 
 struct accesslog {
 	int fd; /* -1: off */
@@ -22,6 +24,20 @@ struct accesslog {
 	char *where; /* owned: "stderr" or the path, NULL when off */
 	struct strbuf buf;
 	uint64_t lines, dropped;
+};
+
+/* What a line says about the connection, borrowed for the call: the
+ * caller fills it, so the log does not depend on a connection's layout. */
+struct accesslog_conn {
+	int inbound;
+	const struct ldm_addr *peer, *local;
+	const char *peer_id; /* "" without one */
+	int tls;
+	/* for the closing "tcp" line */
+	int64_t started_ms;
+	uint64_t bytes_in, bytes_out; /* network -> app, app -> network */
+	const char *rule; /* the connection-level rule, "" for none */
+	int error; /* closed because of an error */
 };
 
 /* One HTTP request's fields, borrowed for the call. */
@@ -46,9 +62,11 @@ static inline int accesslog_on(const struct accesslog *a)
 	return a->fd >= 0;
 }
 
-void accesslog_http(struct accesslog *a, const struct conn *c, const struct accesslog_http *r);
-/* At close; the rule is the connection-level one (c->rule). */
-void accesslog_tcp(struct accesslog *a, const struct conn *c, int64_t now_ms, uint64_t requests);
+void accesslog_http(struct accesslog *a, const struct accesslog_conn *c,
+		    const struct accesslog_http *r);
+/* At close. */
+void accesslog_tcp(struct accesslog *a, const struct accesslog_conn *c, int64_t now_ms,
+		   uint64_t requests);
 
 /* Writes what collected; called once per loop turn. */
 void accesslog_flush(struct accesslog *a);

@@ -11,7 +11,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "proxy/conn.h"
+#include "util/addr.h"
+#include "util/clock.h"
 #include "util/strbuf.h"
 #include "telemetry/telemetry.h"
 
