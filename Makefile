@@ -20,7 +20,7 @@ SHIM_SRC := $(wildcard shim/*.c)
 DAEMON_DIRS := util loop config identity policy proto telemetry proxy control
 DAEMON_SRC := daemon/ldmeshd.c $(foreach d,$(DAEMON_DIRS),$(wildcard daemon/$(d)/*.c))
 DAEMON_HDR := $(wildcard daemon/*.h daemon/*/*.h)
-CTL_SRC := $(wildcard daemon/ctl/*.c) daemon/identity/spiffe.c
+CTL_SRC := $(wildcard daemon/ctl/*.c) daemon/util/spiffe.c
 
 SHIM_OBJ := $(SHIM_SRC:%.c=$(BUILD)/obj/%.o)
 DAEMON_OBJ := $(DAEMON_SRC:%.c=$(BUILD)/obj/%.o)

@@ -51,13 +51,13 @@ needs()
 	case "$1" in
 	http1) echo "daemon/proto/http1.c daemon/proto/http1_head.c daemon/proto/http1_body.c |" ;;
 	# daemon/config/ is the configuration parser, one file per section.
-	policy) echo daemon/policy/pattern.c daemon/policy/compile.c daemon/policy/policy.c \
-		daemon/config/*.c "daemon/identity/spiffe.c | -lconfig" ;;
-	detect) echo daemon/proto/http1*.c daemon/policy/pattern.c daemon/policy/compile.c \
-		daemon/policy/policy.c daemon/config/*.c "daemon/identity/spiffe.c | -lconfig" ;;
-	spiffe) echo "daemon/identity/spiffe.c |" ;;
-	tls_sniff) echo "daemon/identity/tls.c daemon/identity/spiffe.c | -lssl -lcrypto" ;;
-	svid) echo "daemon/identity/tls.c daemon/identity/spiffe.c | -lssl -lcrypto" ;;
+	policy) echo daemon/policy/compile.c daemon/policy/policy.c \
+		daemon/config/*.c "daemon/util/spiffe.c | -lconfig" ;;
+	detect) echo daemon/proto/http1*.c daemon/policy/compile.c \
+		daemon/policy/policy.c daemon/config/*.c "daemon/util/spiffe.c | -lconfig" ;;
+	spiffe) echo "daemon/util/spiffe.c |" ;;
+	tls_sniff) echo "daemon/identity/tls.c daemon/util/spiffe.c | -lssl -lcrypto" ;;
+	svid) echo "daemon/identity/tls.c daemon/util/spiffe.c | -lssl -lcrypto" ;;
 	ctl) echo "daemon/control/ctl_parse.c |" ;;
 	preamble) echo "shim/preamble.c |" ;;
 	# handoff.c calls into the connection and listener code, which is the

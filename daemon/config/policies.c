@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "policy/policy.h"
+#include "config/pattern.h"
 
 /* ------------------------------------------------------------------ */
 /* policies = ( { name; action; ports; principals; ... } )              */

@@ -25,7 +25,7 @@
 #include <openssl/x509v3.h>
 
 #include "ldmesh/common.h"
-#include "identity/spiffe.h"
+#include "util/spiffe.h"
 
 #define CA_CERT_FILE "ca.pem"
 #define CA_KEY_FILE "ca-key.pem"

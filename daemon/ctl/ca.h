@@ -13,7 +13,7 @@
 
 #include <stddef.h>
 
-#include "identity/spiffe.h"
+#include "util/spiffe.h"
 
 struct ca_init_opts {
 	const char *dir; /* borrowed; created (0700) if missing */

@@ -15,7 +15,7 @@
 #include <openssl/x509v3.h>
 
 #include "config/config.h"
-#include "identity/spiffe.h"
+#include "util/spiffe.h"
 #include "identity/tls.h"
 
 #define RESUME_SLOTS 1024

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "identity/spiffe.h"
+#include "util/spiffe.h"
 #include "policy/internal.h"
 
 /* ------------------------------------------------------------------ */

@@ -1,8 +1,8 @@
 /*
  * What the policy files share: the compiled form of a policy set and the
- * helpers more than one of them uses.  pattern.c checks and matches
- * patterns, compile.c turns the config into a policy_set, policy.c
- * evaluates requests against it.
+ * limits they share.  compile.c turns the config into a policy_set,
+ * policy.c evaluates requests against it; the pattern grammar both use is
+ * config/pattern.c.
  */
 #ifndef LDMESH_POLICY_INTERNAL_H
 #define LDMESH_POLICY_INTERNAL_H
@@ -14,11 +14,6 @@
 #include "ldmesh/common.h"
 #include "policy/policy.h"
 
-/* Longest patterns accepted, in bytes. */
-#define POL_NS_MAX 63 /* a Kubernetes namespace is a DNS label */
-#define POL_METHOD_MAX 32
-#define POL_PATH_MAX 2048 /* what the HTTP/1 parser keeps of a target */
-#define POL_HOST_MAX (255 + 6) /* a DNS name and ":65535" */
 /* Request paths up to this many bytes are normalised; longer ones are
  * treated as unreadable (fail closed). */
 #define POL_NORM_MAX 4096
@@ -74,13 +69,5 @@ struct policy_set {
 	int default_deny;
 	char *arena; /* owns everything the rules point to */
 };
-
-/* pattern.c: used by compile.c and policy.c too */
-size_t pol_host_split(const char *h, size_t n, const char **port, size_t *port_len);
-unsigned char pol_lower(unsigned char c);
-void LDM_PRINTF(3, 4) pol_err(char *err, size_t len, const char *fmt, ...);
-int pol_glob_n(const char *p, size_t pn, const char *s, size_t sn, int fold);
-int pol_hexval(char c);
-int pol_unreserved(unsigned char c);
 
 #endif

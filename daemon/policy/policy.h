@@ -39,6 +39,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config/pattern.h"
+
 struct config;
 
 enum policy_decision {
@@ -112,21 +114,5 @@ void policy_eval(const struct policy_set *p, const struct policy_request *req,
  * connection-level decision is final.
  */
 int policy_needs_request(const struct policy_set *p, uint16_t port, const char *principal);
-
-/*
- * Checks one pattern of the given kind; 0 or -EINVAL with a sentence.
- * Exposed for the fuzz target and the config tests.
- */
-enum policy_pattern_kind {
-	PATTERN_PRINCIPAL,
-	PATTERN_NAMESPACE,
-	PATTERN_METHOD,
-	PATTERN_PATH,
-	PATTERN_HOST
-};
-int policy_check_pattern(enum policy_pattern_kind kind, const char *pattern, char *err,
-			 size_t errlen);
-/* Glob match with * and ?; case-insensitive when fold is set. */
-int policy_glob(const char *pattern, const char *s, int fold);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for the SPIFFE ID parser (daemon/identity/spiffe.c): the URI SAN
+ * libFuzzer target for the SPIFFE ID parser (daemon/util/spiffe.c): the URI SAN
  * of every peer certificate, IDs in the config and on the CLI.
  *
  * Input: byte 0 picks an error-buffer size, the rest is the ID (up to the
@@ -21,7 +21,7 @@
  *    and agrees with spiffe_trust_domain_check on the same name.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Idaemon \
- *     tests/fuzz/fuzz_spiffe.c daemon/identity/spiffe.c -o fuzz_spiffe
+ *     tests/fuzz/fuzz_spiffe.c daemon/util/spiffe.c -o fuzz_spiffe
  */
 #include <errno.h>
 #include <stdint.h>
@@ -29,7 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "identity/spiffe.h"
+#include "util/spiffe.h"
 
 #include "fuzz_check.h"
 

@@ -11,7 +11,7 @@
  * digitalSignature and without keyCertSign and cRLSign.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Idaemon \
- *     tests/fuzz/fuzz_svid.c daemon/identity/tls.c daemon/identity/spiffe.c -lssl -lcrypto -o fuzz_svid
+ *     tests/fuzz/fuzz_svid.c daemon/identity/tls.c daemon/util/spiffe.c -lssl -lcrypto -o fuzz_svid
  */
 #include <stddef.h>
 #include <stdint.h>

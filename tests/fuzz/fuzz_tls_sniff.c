@@ -16,7 +16,7 @@
  *    clients) is recognised from any prefix, however short the first read.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Idaemon \
- *     tests/fuzz/fuzz_tls_sniff.c daemon/identity/tls.c daemon/identity/spiffe.c -lssl -lcrypto \
+ *     tests/fuzz/fuzz_tls_sniff.c daemon/identity/tls.c daemon/util/spiffe.c -lssl -lcrypto \
  *     -o fuzz_tls_sniff
  */
 #include <stddef.h>

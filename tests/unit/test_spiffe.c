@@ -1,5 +1,5 @@
 /*
- * Unit tests for daemon/identity/spiffe.c: table-driven checks of spiffe_id_parse,
+ * Unit tests for daemon/util/spiffe.c: table-driven checks of spiffe_id_parse,
  * spiffe_trust_domain_check and spiffe_td_check_n.  Every malformed input
  * must return -EINVAL with a non-empty message that names the problem;
  * every valid one must return 0 and give back the trust domain and path.
@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "ldmesh/common.h"
-#include "identity/spiffe.h"
+#include "util/spiffe.h"
 
 /* ------------------------------------------------------------------ */
 /* spiffe_id_parse                                                     */

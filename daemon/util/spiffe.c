@@ -9,7 +9,7 @@
 #include <strings.h>
 
 #include "ldmesh/common.h"
-#include "identity/spiffe.h"
+#include "util/spiffe.h"
 
 static void LDM_PRINTF(3, 4) set_err(char *err, size_t len, const char *fmt, ...)
 {

@@ -1,7 +1,7 @@
 /*
  * Policy patterns: the checks every principal, namespace, method, path and
- * host pattern passes (policy_check_pattern, which the config validator
- * uses too) and the glob they match with.  See policy.h for the grammar.
+ * host pattern passes when the config loads (policy_check_pattern) and the
+ * glob policy/ matches them with.  See policy/policy.h for their meaning.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* memmem, memrchr; the Makefile defines it too */
@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "identity/spiffe.h"
-#include "policy/internal.h"
+#include "config/pattern.h"
+#include "util/spiffe.h"
 
 /* ------------------------------------------------------------------ */
 /* Messages                                                            */
