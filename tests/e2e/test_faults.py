@@ -434,6 +434,23 @@ def test_truncated_certificate_on_rotation_keeps_old_identity(cluster):
 CONNS_10K = 10000
 
 
+def why_closed(pods_, servers):
+    """What the daemons and the echo servers (their shims) said about
+    connections they ended: the lines a lost echo is explained by."""
+    pat = re.compile(r"unreachable|dropping|timed out|handshake|reset|refus|EMFILE|"
+                     r"Too many open files|closing", re.I)
+    out = []
+    for p in pods_:
+        lines = [x for x in p.daemon_log().splitlines() if pat.search(x)]
+        out.append("--- ldmeshd %s: %d such lines, last ones:\n%s" % (
+            p.label, len(lines), "\n".join(lines[-8:])))
+    for s in servers:
+        lines = [x for x in s.err().splitlines() if pat.search(x)]
+        out.append("--- echosrv (shim) pid %d: %d such lines, last ones:\n%s" % (
+            s.pid, len(lines), "\n".join(lines[-8:])))
+    return "\n".join(out)
+
+
 @pytest.mark.timeout(330)
 def test_10k_concurrent_connections(cluster):
     """10,000 connections held open at once through the mesh, all with
@@ -464,10 +481,12 @@ def test_10k_concurrent_connections(cluster):
         mesh.configure(pod, ca.issue(spiffe("load", pod.label),
                                      os.path.join(cluster.tmp, "id-" + pod.label)),
                        mtls="strict", extra="connect_timeout_ms = 60000;")
+    srvs = []
     for srv_pod in servers:
         srv = srv_pod.popen([srv_pod.mode.prog("echosrv"), srv_pod.addr4, "9820"],
                             name="echosrv")
         srv_pod.wait_listening(srv, 9820)
+        srvs.append(srv)
     share = CONNS_10K // (per_side * per_side)
     holds = [c.popen([c.mode.prog("holdconns"), s.addr4, "9820", str(share), "240", "150"],
                      name="holdconns-%s%s" % (c.label, s.label), stdin=subprocess.PIPE)
@@ -477,7 +496,7 @@ def test_10k_concurrent_connections(cluster):
             hold.wait_output(r"^holding$", timeout=170)
             kv = dict(x.split("=", 1) for x in hold.out().split("\n")[0].split())
             assert kv["connected"] == str(share) and kv["echoed"] == str(share), \
-                hold.describe()
+                "%s\n%s" % (hold.describe(), why_closed(pods_, srvs))
         for side, direction in ((clients, "outbound"), (servers, "inbound")):
             got = {p.label: mesh.metric(p, "tcp_open_connections", direction=direction)
                    for p in side}
