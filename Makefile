@@ -26,9 +26,11 @@ SHIM_OBJ := $(SHIM_SRC:%.c=$(BUILD)/obj/%.o)
 DAEMON_OBJ := $(DAEMON_SRC:%.c=$(BUILD)/obj/%.o)
 CTL_OBJ := $(CTL_SRC:%.c=$(BUILD)/obj/%.o)
 
-# ldmesh-run is static and glibc-free (musl), so it runs inside any image.
+# ldmesh-run is static and glibc-free (musl), so it runs inside any image;
+# without musl-tools (make deps installs it) it is linked statically with
+# the system libc instead.
 RUN_SRC := $(wildcard shim/run/*.c) shim/wire.c shim/exclude.c shim/preamble.c
-MUSL_CC ?= musl-gcc
+MUSL_CC ?= $(shell command -v musl-gcc >/dev/null 2>&1 && echo musl-gcc || echo $(CC))
 MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
 
 DAEMON_LIBS := -luring -lconfig -lssl -lcrypto -lpthread
