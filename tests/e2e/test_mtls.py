@@ -423,12 +423,53 @@ def presented_serial(client, server, port):
     return mesh.normalize_serial(s), r.stdout
 
 
+# Downloads /blob/SIZE over one connection: the first megabyte, then waits
+# for MARKER to exist before reading the rest, so the connection is open
+# across whatever the test does in between, however fast the machine.
+PAUSED_DOWNLOAD = r"""
+import hashlib, os, socket, sys, time
+host, port, size, marker = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+s = socket.create_connection((host, port), timeout=60)
+s.sendall(b"GET /blob/%d HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+          % (size, host.encode()))
+buf = b""
+while b"\r\n\r\n" not in buf:
+    d = s.recv(65536)
+    if not d:
+        sys.exit("closed before the response head")
+    buf += d
+head, body = buf.split(b"\r\n\r\n", 1)
+h, got = hashlib.sha256(body), len(body)
+while got < 1000000:
+    d = s.recv(65536)
+    if not d:
+        break
+    h.update(d)
+    got += len(d)
+print("started bytes=%d" % got, flush=True)
+deadline = time.monotonic() + 90
+while not os.path.exists(marker):
+    if time.monotonic() > deadline:
+        sys.exit("the marker never came")
+    time.sleep(0.05)
+while True:
+    d = s.recv(65536)
+    if not d:
+        break
+    h.update(d)
+    got += len(d)
+print("done status=%s bytes=%d sha256=%s" % (head.split(b" ")[1].decode(), got, h.hexdigest()),
+      flush=True)
+"""
+
+
 @pytest.mark.timeout(120)
 def test_rotation_during_long_transfer(cluster):
     """Re-issue pod a's SVID (ldmeshctl ca issue renames the files into
-    place) while a rate-limited download runs: the download completes with
-    the right sha256, status shows the new serial, and the next handshake
-    presents it; the server still sees the same SPIFFE ID."""
+    place) while a download is open: the client reads the first megabyte,
+    waits until the new SVID is loaded, then reads the rest; the download
+    completes with the right sha256, status shows the new serial, and the
+    next handshake presents it; the server still sees the same SPIFFE ID."""
     a, b, ca = meshed_pair(cluster)
     mesh.start_app(b, 8080)
     start_s_server(b, ca.issue(spiffe("legacy", "www"), os.path.join(cluster.tmp, "id-www")),
@@ -437,25 +478,21 @@ def test_rotation_during_long_transfer(cluster):
     assert mesh.normalize_serial(a.status()["identity"]["serial"]) == old
     assert presented_serial(a, b, 8443)[0] == old
 
-    # 6 MB at 250 KiB/s: about 23 s, so the download is still running when
-    # the rotation (a second or two, more under asan) is over, however fast
-    # the machine; well within curl's --max-time and the test's timeout.
-    size, out = 6 * 1000 * 1000, os.path.join(cluster.tmp, "blob.out")
-    dl = a.popen([mesh.tool("curl"), "-sS", "--max-time", "60", "--limit-rate", "250k",
-                  "-o", out, "-w", "%{http_code} %{size_download}\\n",
-                  "http://%s:8080/blob/%d" % (b.addr4, size)], name="curl-download")
+    size = 6 * 1000 * 1000
+    script, marker = os.path.join(a.dir, "paused_download.py"), os.path.join(a.dir, "rotated")
+    with open(script, "w") as f:
+        f.write(PAUSED_DOWNLOAD)
+    dl = a.popen([PYTHON, script, b.addr4, "8080", str(size), marker], name="paused-download")
+
     def download_conn():
         # Listed from accept on; its peer is known once the handshake is done.
         c = mesh.find_conn(mesh.conns(b), "inbound", a.addr4, local_port=8080)
         return c if c and c.get("peer_id") else None
     try:
-        # Bytes arriving mean the handshake is done; then pod b lists the
-        # connection with its peer's identity.
-        wait_until(lambda: os.path.exists(out) and os.path.getsize(out) > 0, 30, interval=0.1,
-                   what="the download's first bytes")
+        dl.wait_output(r"^started bytes=\d+$", timeout=30)
         live = wait_until(download_conn, 10, interval=0.1,
                           what="the download's authenticated connection in pod b")
-    except TimeoutError as e:
+    except (TimeoutError, AssertionError) as e:
         raise AssertionError("%s\n%s\npod b conns: %s\n--- pod a log\n%s\n--- pod b log\n%s" % (
             e, dl.describe(), mesh.conns(b), a.daemon_log()[-3000:], b.daemon_log()[-3000:]))
     assert live["peer_id"] == PAYMENTS, live
@@ -466,16 +503,16 @@ def test_rotation_during_long_transfer(cluster):
     assert new != old
     wait_until(lambda: mesh.normalize_serial(a.status()["identity"]["serial"]) == new, 10,
                interval=0.1, what="pod a's daemon to load the new SVID")
-    assert dl.alive(), "the download ended before the rotation; make it longer: %s" % (
-        dl.describe())
     assert re.search(r"identity %s serial 0*%s " % (re.escape(PAYMENTS), new),
                      a.daemon_log()[off:]), a.daemon_log()[off:]
+    assert dl.alive() and not re.search(r"^done", dl.out(), re.M), dl.describe()
 
-    dl.wait(60)
+    with open(marker, "w"):
+        pass
+    m = dl.wait_output(r"^done status=(\d+) bytes=(\d+) sha256=([0-9a-f]+)$", timeout=60)
+    assert m.groups() == ("200", str(size), mesh.blob_sha256(size)), dl.describe()
+    dl.wait(10)
     assert dl.popen.returncode == 0, dl.describe()
-    assert dl.out().split() == ["200", str(size)], dl.describe()
-    with open(out, "rb") as f:
-        assert hashlib.sha256(f.read()).hexdigest() == mesh.blob_sha256(size)
 
     serial, page = presented_serial(a, b, 8443)
     assert serial == new, "the next handshake presented %s, not the new serial %s:\n%s" % (
