@@ -53,9 +53,12 @@ def client(host, port, rounds):
 
 
 def bytewise(host, port):
-    s = socket.create_connection((host, port), timeout=10)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
+        # Inside the try: through the mesh, connect() returns once mTLS is
+        # up, and a server app that speaks first (gRPC sends SETTINGS) can
+        # get the connection refused before that: ECONNRESET from connect.
+        s = socket.create_connection((host, port), timeout=10)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for i in range(len(PREFACE)):
             s.sendall(PREFACE[i:i + 1])
             time.sleep(0.02)
