@@ -21,7 +21,7 @@ import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ORDER = ["util", "loop", "config", "identity", "policy", "telemetry", "proto", "proxy",
+ORDER = ["util", "loop", "config", "identity", "transport", "policy", "telemetry", "proto", "proxy",
          "daemon"]
 # The control surfaces (ctl.sock verbs, admin HTTP, /metrics) answer for the
 # whole daemon: they sit at its level.

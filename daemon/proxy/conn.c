@@ -117,6 +117,37 @@ int conn_submit_send(struct ldmeshd *d, struct conn *c, int fd, const void *buf,
 	return r;
 }
 
+void conn_transports_init(struct ldmeshd *d, struct conn *c)
+{
+	struct stream_uds app = {ud_make(UD_APP_RECV, c->slot, c->gen),
+				 ud_make(UD_APP_SEND, c->slot, c->gen),
+				 ud_make(UD_APP_POLL, c->slot, c->gen)};
+	struct stream_uds net = {ud_make(UD_NET_RECV, c->slot, c->gen),
+				 ud_make(UD_NET_SEND, c->slot, c->gen),
+				 ud_make(UD_NET_POLL, c->slot, c->gen)};
+
+	c->d = d;
+	c->bufsize = (uint32_t)d->cfg->buffer_size;
+	stream_init(&c->app_io, d->loop, c->a_fd, &app);
+	stream_init(&c->net_io, d->loop, c->n_fd, &net);
+	transport_set_owner(&c->app_io.t, conn_transport_event, c);
+	transport_set_owner(&c->net_io.t, conn_transport_event, c);
+	c->app = &c->app_io.t;
+	c->net = &c->net_io.t;
+}
+
+/* Operations in flight: the connection's own and its transports'. */
+static int conn_inflight(const struct conn *c)
+{
+	int n = c->inflight;
+
+	if (c->app) {
+		n += c->app->ops->inflight(c->app);
+		n += c->net->ops->inflight(c->net);
+	}
+	return n;
+}
+
 /* The dial of outbound c ended with err (0 or -errno). */
 void dial_outcome(struct ldmeshd *d, const struct conn *c, int err)
 {
@@ -150,6 +181,10 @@ void conn_close(struct ldmeshd *d, struct conn *c, int abort)
 	}
 	c->state = CS_CLOSING;
 	c->abort = abort;
+	if (c->app) {
+		c->app->ops->close(c->app);
+		c->net->ops->close(c->net);
+	}
 	if (c->inflight) {
 		if (c->a_fd >= 0) {
 			d->loop->ops->cancel_fd(d->loop, c->a_fd);
@@ -241,7 +276,9 @@ static void conn_free(struct ldmeshd *d, struct conn *c)
 	if (c->parked == PARK_PARKED) {
 		d->parked--;
 	}
-	tls_conn_free(c->tls);
+	if (c->net && c->net != &c->net_io.t) {
+		c->net->ops->destroy(c->net); /* TLS: with its engine */
+	}
 	free(c->bufs);
 	free(c->ctl_in);
 	free(c->ctl_out);
@@ -258,7 +295,7 @@ void conn_reap(struct ldmeshd *d)
 
 	for (i = 0; i < d->nreap; i++) {
 		struct conn *c = d->reap[i];
-		if (c->inflight == 0) {
+		if (conn_inflight(c) == 0) {
 			conn_free(d, c);
 		} else {
 			d->reap[keep++] = c;
@@ -343,8 +380,30 @@ void conn_set_dial_observer(struct ldmeshd *d, conn_dial_fn fn)
 
 void conn_complete(struct ldmeshd *d, struct conn *c, enum ud_tag tag, int res)
 {
-	c->inflight--;
 	c->last_ms = now_ms();
+	switch (tag) {
+	case UD_APP_RECV:
+		stream_complete(&c->app_io, STREAM_RECV, res);
+		return;
+	case UD_APP_SEND:
+		stream_complete(&c->app_io, STREAM_SEND, res);
+		return;
+	case UD_APP_POLL:
+		stream_complete(&c->app_io, STREAM_POLL, res);
+		return;
+	case UD_NET_RECV:
+		stream_complete(&c->net_io, STREAM_RECV, res);
+		return;
+	case UD_NET_SEND:
+		stream_complete(&c->net_io, STREAM_SEND, res);
+		return;
+	case UD_NET_POLL:
+		stream_complete(&c->net_io, STREAM_POLL, res);
+		return;
+	default:
+		break;
+	}
+	c->inflight--;
 	if (c->state == CS_CLOSING) {
 		return;
 	}
@@ -353,65 +412,9 @@ void conn_complete(struct ldmeshd *d, struct conn *c, enum ud_tag tag, int res)
 		c->deadline_ms = 0;
 		dial_done(d, c, res);
 		break;
-	case UD_FILLER_RECV:
-		filler_done(d, c, res);
-		break;
 	case UD_APP_DIAL:
 		c->deadline_ms = 0;
 		app_dial_done(d, c, res);
-		break;
-	case UD_DETECT_RECV:
-		detect_done(d, c, res);
-		break;
-	case UD_NET_RECV:
-		net_recv_done(d, c, res);
-		break;
-	case UD_NET_SEND:
-		net_send_done(d, c, res);
-		break;
-	case UD_UP_RECV:
-		pipe_recv_done(d, c, &c->up, res);
-		break;
-	case UD_DOWN_RECV:
-		pipe_recv_done(d, c, &c->down, res);
-		break;
-	case UD_UP_SEND:
-		pipe_send_done(d, c, &c->up, res);
-		break;
-	case UD_PREAMBLE_SEND:
-		c->down.spending = 0;
-		if (res < 0) {
-			conn_close(d, c, 1);
-			break;
-		}
-		c->ctl_out_off += (size_t)res;
-		pump_both(d, c);
-		break;
-	case UD_L7_SEND:
-		c->down.spending = 0;
-		if (res < 0) {
-			conn_close(d, c, 1);
-			break;
-		}
-		c->l7->out_off += (uint32_t)res;
-		pump_both(d, c);
-		break;
-	case UD_INJECT_SEND:
-		c->up.spending = 0;
-		if (res < 0 || (uint32_t)res < c->l7->inject_len) {
-			/* 256 bytes on a connected socket: short only when it broke. */
-			conn_close(d, c, 1);
-			break;
-		}
-		inject_sent(d, c);
-		pump_both(d, c);
-		break;
-	case UD_DOWN_SEND:
-		pipe_send_done(d, c, &c->down, res);
-		break;
-	case UD_PARK_POLL_APP:
-	case UD_PARK_POLL_NET:
-		park_wake(d, c, tag);
 		break;
 	case UD_LINK_RECV:
 		/* The shim never writes on a link: data or EOF both end it. */

@@ -16,6 +16,7 @@
 #include "ldmesh/proto.h"
 #include "telemetry/accesslog.h"
 #include "util/addr.h"
+#include "transport/stream.h"
 #include "util/clock.h"
 
 struct ldmeshd;
@@ -45,14 +46,24 @@ enum conn_state {
 	CS_CLOSING, /* waiting for in-flight operations, then freed */
 };
 
+/* What the write outstanding on a pipe's destination carries. */
+enum pipe_write {
+	PW_BYTES, /* the pipe's own buffer */
+	PW_PREAMBLE, /* inbound: the preamble, first thing the app reads */
+	PW_STAGE, /* what the HTTP stage made of the input (stage.h) */
+	PW_INJECT, /* an answer of ours for the client (a 403) */
+};
+
 /* One direction of a proxied connection: src -> buf -> dst. */
 struct pipe {
 	char *buf; /* borrowed from conn->bufs */
 	uint32_t len, off; /* bytes in buf; bytes already sent */
 	uint8_t eof; /* src said end-of-file */
-	uint8_t shut; /* dst got shutdown(SHUT_WR) */
+	uint8_t shut; /* dst's direction ended (shutdown) */
+	uint8_t shutting; /* asked to end, not yet on the wire */
 	uint8_t rpending, spending;
-	int src, dst; /* borrowed from the conn */
+	uint8_t wfrom; /* enum pipe_write, while spending */
+	struct transport *src, *dst; /* borrowed from the conn */
 	uint64_t bytes;
 };
 
@@ -68,19 +79,23 @@ struct conn {
 	int abort; /* closing because of an error: reset the TCP side */
 	struct pipe up; /* app -> network */
 	struct pipe down; /* network -> app */
-	char *bufs; /* 2 (plain) or 4 (TLS) * buffer_size */
+	char *bufs; /* 2 * bufsize, while not parked */
+	uint32_t bufsize; /* buffer_size when it started: a reload changes
+			   * new connections only */
 
-	/* TLS: the network side goes through tls; nin/nout hold ciphertext. */
-	struct tls_conn *tls; /* owned, NULL for plaintext */
-	char *nin, *nout; /* borrowed from bufs */
-	uint32_t nout_len, nout_off;
-	uint8_t nin_rpending, nout_spending, net_eof, notify_sent;
+	/* A proxied connection is two transports (transport/transport.h):
+	 * the app end, and the network end (the TCP stream, or TLS over
+	 * it).  The pump moves bytes between them. */
+	struct ldmeshd *d; /* for transport events */
+	struct stream app_io; /* over a_fd */
+	struct stream net_io; /* over n_fd */
+	struct transport *app; /* &app_io.t; NULL until set up */
+	struct transport *net; /* &net_io.t, or TLS over it (owned) */
+	struct tls_conn *tls; /* the TLS engine of net, NULL for plaintext */
+	uint8_t flush_then_reset; /* refused or failed: reset once net has flushed */
 	uint8_t tls_wanted; /* outbound to a mesh destination, with an identity */
 	uint8_t in_mesh; /* outbound: destination in mesh_networks or services */
-	uint8_t handshake_failed;
 	uint8_t detect_expired; /* permissive detection timed out */
-	uint8_t verdict_wait; /* client TLS: waiting for the server's verdict */
-	uint8_t bufs_tls; /* bufs is TLS-sized */
 	uint8_t l7_policy; /* inbound: decide each HTTP request */
 	uint8_t l7_done; /* inbound: proved not HTTP; raw from now on */
 	uint8_t same_pod; /* both ends inside the pod: no mTLS, policy or HTTP layer */
@@ -134,26 +149,19 @@ enum ud_tag {
 	UD_LISTENER_ACCEPT,
 	UD_HDR_RECV,
 	UD_DIAL,
-	UD_FILLER_RECV,
 	UD_APP_DIAL,
-	UD_DETECT_RECV,
-	UD_NET_RECV,
+	UD_APP_RECV, /* the app end's stream (app_io) */
+	UD_APP_SEND,
+	UD_APP_POLL,
+	UD_NET_RECV, /* the network end's stream (net_io) */
 	UD_NET_SEND,
-	UD_UP_RECV,
-	UD_UP_SEND,
-	UD_DOWN_RECV,
-	UD_DOWN_SEND,
+	UD_NET_POLL,
 	UD_LINK_RECV,
 	UD_CTL_RECV,
 	UD_CTL_SEND,
 	UD_ADMIN_ACCEPT,
 	UD_ADMIN_RECV,
 	UD_ADMIN_SEND,
-	UD_L7_SEND,
-	UD_PREAMBLE_SEND,
-	UD_INJECT_SEND,
-	UD_PARK_POLL_APP, /* a parked connection waits for input ... */
-	UD_PARK_POLL_NET, /* ... on either side */
 	UD_TAG_COUNT,
 };
 

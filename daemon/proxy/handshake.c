@@ -1,58 +1,83 @@
 /*
  * The TLS handshake with the peer daemon, both roles, and what it decides:
- * identity checks, the server's verdict, the move to proxying.
+ * identity checks, the server's verdict, the move to proxying.  The
+ * handshake itself runs in the TLS transport (transport/tls.c); this is
+ * what the connection does with its outcome.
  */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <inttypes.h>
-#include <sys/syscall.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/un.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "ldmesh/addr.h"
-#include "ldmesh/addrname.h"
 #include "ldmeshd.h"
 #include "proxy/conn_internal.h"
-#include "proto/l7.h"
-#include "policy/policy.h"
-#include "util/strbuf.h"
+#include "transport/tls.h"
 #include "util/log.h"
 
-/* ---- TLS handshake ------------------------------------------------------- */
-
-void handshake_step(struct ldmeshd *d, struct conn *c)
+int start_tls(struct ldmeshd *d, struct conn *c, int server)
 {
-	int out = c->kind == CONN_OUTBOUND, r;
-	char peer[80];
+	char key[80];
+	struct transport *t;
 
-	if (c->handshake_failed) {
-		return; /* only the alert is still going out */
-	}
-	r = tls_conn_handshake(c->tls);
-	net_flush(d, c);
-	if (r == 0) {
-		if (c->net_eof) {
-			r = -EPROTO;
-		} else {
-			if (out && tls_conn_finished(c->tls) && !c->verdict_wait) {
-				/* Waiting for the server to accept our certificate; a
-				 * server that sends no ticket gets the benefit of the
-				 * doubt after VERDICT_WAIT_MS (see conn_sweep). */
-				c->verdict_wait = 1;
-				c->deadline_ms = now_ms() + VERDICT_WAIT_MS;
-			}
-			net_want_input(d, c);
-			return;
+	if (!c->tls) {
+		addr_format(&c->peer, key, sizeof(key));
+		c->tls = tls_conn_new(d->tls, server, c->pin, server ? NULL : key);
+		if (!c->tls) {
+			return -ENOMEM;
 		}
 	}
-	if (r < 0) {
+	t = tls_transport_new(c->tls, &c->net_io.t, c->bufsize);
+	if (!t) {
+		tls_conn_free(c->tls);
+		c->tls = NULL;
+		return -ENOMEM;
+	}
+	transport_set_owner(t, conn_transport_event, c);
+	c->net = t;
+	if (conn_alloc_bufs(d, c) < 0) {
+		return -ENOMEM;
+	}
+	c->state = CS_TLS_HS;
+	c->deadline_ms = now_ms() + d->cfg->connect_timeout_ms;
+	return 0;
+}
+
+void handshake_begin(struct ldmeshd *d, struct conn *c)
+{
+	int r = c->net->ops->open(c->net);
+
+	if (r != -EINPROGRESS) {
+		handshake_done(d, c, r);
+	}
+}
+
+/* A client waiting for the server's verdict gives up waiting in time. */
+void handshake_tick(struct ldmeshd *d, struct conn *c, int64_t now)
+{
+	int r;
+
+	if (!c->tls || c->flush_then_reset) {
+		return;
+	}
+	r = tls_transport_tick(c->net, now);
+	if (r != -EINPROGRESS) {
+		handshake_done(d, c, r);
+	}
+}
+
+void flush_then_reset(struct ldmeshd *d, struct conn *c)
+{
+	if (transport_flush(c->net) != -EINPROGRESS) {
+		conn_close(d, c, 1);
+		return;
+	}
+	c->flush_then_reset = 1;
+	c->deadline_ms = now_ms() + 1000;
+}
+
+void handshake_done(struct ldmeshd *d, struct conn *c, int res)
+{
+	int out = c->kind == CONN_OUTBOUND;
+	char peer[80];
+
+	if (res < 0) {
 		enum tls_reason why = tls_conn_reason(c->tls);
 		if (why == TLS_OK) {
 			why = TLS_PROTOCOL; /* the peer hung up mid-handshake */
@@ -61,19 +86,13 @@ void handshake_step(struct ldmeshd *d, struct conn *c)
 		d->stats.handshake_errors_total[out][why]++;
 		log_warn("%s TLS handshake with %s failed: %s (%s)", out ? "outbound" : "inbound",
 			 peer, tls_reason_name(why), tls_conn_detail(c->tls));
-		c->handshake_failed = 1;
 		if (out) {
 			d->stats.dial_errors_total++;
 			dial_outcome(d, c, -ECONNREFUSED);
 		}
-		/* Let the alert reach the peer first (net_send_done closes), so it
-		 * learns why instead of seeing a bare reset; bounded by a second. */
-		if (!net_idle(c)) {
-			net_flush(d, c);
-			c->deadline_ms = now_ms() + 1000;
-			return;
-		}
-		conn_close(d, c, 1);
+		/* Let the alert reach the peer first, so it learns why instead of
+		 * seeing a bare reset. */
+		flush_then_reset(d, c);
 		return;
 	}
 	d->stats.handshakes_total[out]++;
@@ -87,78 +106,4 @@ void handshake_step(struct ldmeshd *d, struct conn *c)
 	} else {
 		inbound_authenticated(d, c);
 	}
-}
-
-void net_recv_done(struct ldmeshd *d, struct conn *c, int res)
-{
-	c->nin_rpending = 0;
-	if (res == -ECANCELED && c->state == CS_PROXY) {
-		park_read_cancelled(d, c);
-		return;
-	}
-	if (c->parked) {
-		c->parked = PARK_NO; /* input raced the cancel: stay awake */
-	}
-	if (res < 0) {
-		log_debug("conn %u: network recv: %s", c->slot, strerror(-res));
-		if (c->state == CS_TLS_HS) {
-			c->net_eof = 1;
-			handshake_step(d, c);
-			return;
-		}
-		conn_close(d, c, 1);
-		return;
-	}
-	if (res == 0) {
-		c->net_eof = 1;
-	} else if (tls_conn_feed(c->tls, c->nin, (size_t)res) < 0) {
-		conn_close(d, c, 1);
-		return;
-	}
-	if (c->state == CS_TLS_HS) {
-		handshake_step(d, c);
-	} else if (c->state == CS_PROXY) {
-		pump_both(d, c);
-	} else if (!c->net_eof) {
-		/* Waiting for the app side (inbound dial): data stays in the engine;
-		 * read on only when the app can take it. */
-	}
-}
-
-void net_send_done(struct ldmeshd *d, struct conn *c, int res)
-{
-	c->nout_spending = 0;
-	if (res < 0) {
-		log_debug("conn %u: network send: %s", c->slot, strerror(-res));
-		conn_close(d, c, 1);
-		return;
-	}
-	c->nout_off += (uint32_t)res;
-	net_flush(d, c);
-	if (c->handshake_failed && net_idle(c)) {
-		conn_close(d, c, 1);
-		return;
-	}
-	if (c->state == CS_PROXY) {
-		pump_both(d, c);
-	}
-}
-
-int start_tls(struct ldmeshd *d, struct conn *c, int server)
-{
-	char key[80];
-
-	if (!c->tls) {
-		addr_format(&c->peer, key, sizeof(key));
-		c->tls = tls_conn_new(d->tls, server, c->pin, server ? NULL : key);
-		if (!c->tls) {
-			return -ENOMEM;
-		}
-	}
-	if (conn_alloc_bufs(d, c) < 0) {
-		return -ENOMEM;
-	}
-	c->state = CS_TLS_HS;
-	c->deadline_ms = now_ms() + d->cfg->connect_timeout_ms;
-	return 0;
 }

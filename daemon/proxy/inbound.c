@@ -5,8 +5,6 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <inttypes.h>
-#include <sys/syscall.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stddef.h>
@@ -14,16 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "ldmesh/addr.h"
 #include "ldmesh/addrname.h"
 #include "ldmeshd.h"
-#include "proxy/conn_internal.h"
-#include "proto/l7.h"
 #include "policy/policy.h"
-#include "util/strbuf.h"
+#include "proxy/conn_internal.h"
+#include "proxy/stage.h"
+#include "transport/tls.h"
 #include "util/log.h"
 
 /* ---- inbound ------------------------------------------------------------- */
@@ -129,7 +125,7 @@ void app_dial_done(struct ldmeshd *d, struct conn *c, int res)
 	c->state = CS_PROXY;
 	conn_tel_open(d, c);
 	if (held) {
-		conn_wants_l7(d, c);
+		stage_wants(d, c);
 	}
 	pump_both(d, c);
 }
@@ -170,14 +166,9 @@ static void inbound_admit(struct ldmeshd *d, struct conn *c)
 				 c->peer_id[0] ? c->peer_id : "no identity", req.port, res.rule);
 			if (c->tls) {
 				/* close_notify before any ticket tells a meshed client it
-				 * was refused; flushed, then reset (net_send_done). */
-				tls_conn_close_notify(c->tls);
-				c->handshake_failed = 1;
-				c->deadline_ms = now_ms() + 1000;
-				net_flush(d, c);
-				if (net_idle(c)) {
-					conn_close(d, c, 1);
-				}
+				 * was refused; flushed, then reset. */
+				tls_transport_goodbye(c->net);
+				flush_then_reset(d, c);
 				return;
 			}
 			conn_close(d, c, 1);
@@ -187,9 +178,9 @@ static void inbound_admit(struct ldmeshd *d, struct conn *c)
 			snprintf(c->rule, sizeof(c->rule), "%s", res.rule);
 		}
 	}
-	if (c->tls) {
-		tls_conn_admit(c->tls);
-		net_flush(d, c);
+	if (c->tls && tls_transport_admit(c->net) < 0) {
+		conn_close(d, c, 1);
+		return;
 	}
 	connect_app(d, c);
 }
@@ -232,14 +223,13 @@ void detect_done(struct ldmeshd *d, struct conn *c, int res)
 	}
 	addr_format(&c->peer, peer, sizeof(peer));
 	if (tls_looks_like_client_hello(first, (size_t)res)) {
-		/* Feed before start_tls grows the buffers (and may move them). */
 		c->tls = tls_conn_new(d->tls, 1, NULL, NULL);
 		if (!c->tls || tls_conn_feed(c->tls, first, (size_t)res) < 0 ||
 		    start_tls(d, c, 1) < 0) {
 			conn_close(d, c, 1);
 			return;
 		}
-		handshake_step(d, c);
+		handshake_begin(d, c);
 		return;
 	}
 	if (port_mtls(d, c->local.port) == CONFIG_MTLS_STRICT) {
@@ -268,7 +258,7 @@ void detect_timeout(struct ldmeshd *d, struct conn *c)
 		return;
 	}
 	c->detect_expired = 1;
-	d->loop->ops->cancel_fd(d->loop, c->n_fd);
+	c->net->ops->cancel_read(c->net);
 }
 
 /*
@@ -317,6 +307,7 @@ void conn_start_inbound(struct ldmeshd *d, int tcp_fd, int listener_slot)
 		return;
 	}
 	c->n_fd = tcp_fd;
+	conn_transports_init(d, c);
 	c->listener_slot = listener_slot;
 	c->pid = l->pid;
 	/* Our own id for LDM_OP_RESET; the top bit keeps it apart from shim
@@ -364,8 +355,8 @@ void conn_start_inbound(struct ldmeshd *d, int tcp_fd, int listener_slot)
 	c->deadline_ms = now_ms() + (port_mtls(d, c->local.port) == CONFIG_MTLS_PERMISSIVE
 					     ? DETECT_TIMEOUT_MS
 					     : d->cfg->connect_timeout_ms);
-	if (conn_submit_recv(d, c, tcp_fd, c->down.buf + PREAMBLE_ROOM,
-			     (size_t)d->cfg->buffer_size - PREAMBLE_ROOM, UD_DETECT_RECV) < 0) {
+	if (transport_read(c->net, c->down.buf + PREAMBLE_ROOM, c->bufsize - PREAMBLE_ROOM) !=
+	    -EINPROGRESS) {
 		conn_close(d, c, 1);
 		return;
 	}

@@ -4,28 +4,26 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <inttypes.h>
-#include <sys/syscall.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "ldmesh/addr.h"
-#include "ldmesh/addrname.h"
 #include "ldmeshd.h"
 #include "proxy/conn_internal.h"
-#include "proto/l7.h"
-#include "policy/policy.h"
-#include "util/strbuf.h"
 #include "util/log.h"
 
 /* ---- outbound ------------------------------------------------------------ */
+
+/* The shim's filler is discarded through the app end, in up's buffer. */
+static void read_filler(struct ldmeshd *d, struct conn *c)
+{
+	size_t n = c->filler_left < c->bufsize ? c->filler_left : c->bufsize;
+
+	if (transport_read(c->app, c->up.buf, n) != -EINPROGRESS) {
+		conn_close(d, c, 1);
+	}
+}
 
 /* Dialled (and authenticated): discard the filler, which makes the app's fd
  * writable, then proxy. */
@@ -37,13 +35,7 @@ void outbound_ready(struct ldmeshd *d, struct conn *c)
 		return;
 	}
 	c->state = CS_FILLER;
-	if (conn_submit_recv(d, c, c->a_fd, c->up.buf,
-			     c->filler_left < (uint32_t)d->cfg->buffer_size
-				     ? c->filler_left
-				     : (uint32_t)d->cfg->buffer_size,
-			     UD_FILLER_RECV) < 0) {
-		conn_close(d, c, 1);
-	}
+	read_filler(d, c);
 }
 
 static void outbound_connected(struct ldmeshd *d, struct conn *c)
@@ -63,7 +55,7 @@ static void outbound_connected(struct ldmeshd *d, struct conn *c)
 			conn_close(d, c, 1);
 			return;
 		}
-		handshake_step(d, c);
+		handshake_begin(d, c);
 		return;
 	}
 	outbound_ready(d, c);
@@ -78,10 +70,7 @@ void filler_done(struct ldmeshd *d, struct conn *c, int res)
 	}
 	c->filler_left -= (uint32_t)res < c->filler_left ? (uint32_t)res : c->filler_left;
 	if (c->filler_left) {
-		if (conn_submit_recv(d, c, c->a_fd, c->up.buf, c->filler_left, UD_FILLER_RECV) <
-		    0) {
-			conn_close(d, c, 1);
-		}
+		read_filler(d, c);
 		return;
 	}
 	/* The app's fd is writable now; give it back a normal send buffer.  Its
@@ -186,6 +175,7 @@ void conn_start_outbound(struct ldmeshd *d, struct conn *c, int tcp_fd, int app_
 	d->live_by_kind[CONN_OUTBOUND]++;
 	c->n_fd = tcp_fd;
 	c->app_end_fd = app_end_fd;
+	conn_transports_init(d, c);
 	c->state = CS_DIAL;
 	c->deadline_ms = now_ms() + d->cfg->connect_timeout_ms;
 	d->stats.outbound_total++;

@@ -39,19 +39,17 @@ static int parkable(const struct conn *c)
 {
 	const struct l7 *h = c->l7;
 
-	if (c->state != CS_PROXY || c->parked || !c->bufs || c->inflight != 2) {
+	if (c->state != CS_PROXY || c->parked || !c->bufs || c->inflight) {
 		return 0;
 	}
 	if (c->up.len || c->down.len || c->up.eof || c->down.eof || c->up.spending ||
-	    c->down.spending || c->ctl_out_off < c->ctl_out_len) {
+	    c->down.spending || c->up.shutting || c->down.shutting ||
+	    c->ctl_out_off < c->ctl_out_len) {
 		return 0;
 	}
-	/* Exactly a read posted on each side, nothing else. */
-	if (!c->up.rpending ||
-	    (c->tls ? !c->nin_rpending || c->down.rpending : !c->down.rpending)) {
-		return 0;
-	}
-	if (c->tls && (!net_idle(c) || c->net_eof)) {
+	/* Exactly a read out on each side, nothing else. */
+	if (!c->up.rpending || !c->down.rpending || c->app->ops->inflight(c->app) != 1 ||
+	    c->net->ops->inflight(c->net) != 1) {
 		return 0;
 	}
 	if (h && (h->out_len || h->inject_len || h->hold || h->held_since || h->head_since)) {
@@ -60,47 +58,35 @@ static int parkable(const struct conn *c)
 	return 1;
 }
 
-static void park_start(struct ldmeshd *d, struct conn *c)
+static void park_start(struct conn *c)
 {
-	const struct loop_ops *ops = d->loop->ops;
-
 	c->parked = PARK_CANCELLING;
-	ops->cancel(d->loop, c->a_fd, ud_make(UD_UP_RECV, c->slot, c->gen));
-	ops->cancel(d->loop, c->n_fd,
-		    ud_make(c->tls ? UD_NET_RECV : UD_DOWN_RECV, c->slot, c->gen));
+	c->app->ops->cancel_read(c->app);
+	c->net->ops->cancel_read(c->net);
 }
 
 /* Both reads are back (cancelled): let go of the buffers, wait by poll. */
 static void park_finish(struct ldmeshd *d, struct conn *c)
 {
-	if (c->tls && tls_conn_trim(c->tls) == -EAGAIN) {
+	if (c->net->ops->trim(c->net) == -EAGAIN || c->app->ops->trim(c->app) == -EAGAIN) {
 		c->parked = PARK_NO; /* bytes arrived into the engine meanwhile */
 		pump_both(d, c);
 		return;
 	}
 	free(c->bufs);
 	c->bufs = NULL;
-	c->bufs_tls = 0;
-	c->up.buf = c->down.buf = c->nin = c->nout = NULL;
+	c->up.buf = c->down.buf = NULL;
 	if (c->l7 && l7_idle(c->l7)) {
-		/* Between requests: made again by conn_wants_l7() at the next byte. */
+		/* Between requests: made again by stage_wants() at the next byte. */
 		l7_free(c->l7);
 		c->l7 = NULL;
 	} else if (c->l7) {
 		l7_trim(c->l7);
 	}
-	if (d->loop->ops->poll_in(d->loop, c->a_fd, ud_make(UD_PARK_POLL_APP, c->slot, c->gen)) <
-	    0) {
+	if (c->app->ops->wait_readable(c->app) < 0 || c->net->ops->wait_readable(c->net) < 0) {
 		conn_close(d, c, 1);
 		return;
 	}
-	c->inflight++;
-	if (d->loop->ops->poll_in(d->loop, c->n_fd, ud_make(UD_PARK_POLL_NET, c->slot, c->gen)) <
-	    0) {
-		conn_close(d, c, 1);
-		return;
-	}
-	c->inflight++;
 	c->parked = PARK_PARKED;
 	d->parked++;
 }
@@ -108,7 +94,7 @@ static void park_finish(struct ldmeshd *d, struct conn *c)
 void park_read_cancelled(struct ldmeshd *d, struct conn *c)
 {
 	if (c->parked == PARK_CANCELLING) {
-		if (!c->up.rpending && !c->down.rpending && !c->nin_rpending) {
+		if (!c->up.rpending && !c->down.rpending) {
 			park_finish(d, c);
 		}
 		return;
@@ -116,18 +102,16 @@ void park_read_cancelled(struct ldmeshd *d, struct conn *c)
 	pump_both(d, c); /* parking was called off: read again */
 }
 
-void park_wake(struct ldmeshd *d, struct conn *c, enum ud_tag tag)
+void park_wake(struct ldmeshd *d, struct conn *c, struct transport *t)
 {
+	struct transport *other = t == c->app ? c->net : c->app;
+
 	if (c->parked != PARK_PARKED) {
-		return; /* the other side's poll, cancelled after a wake */
+		return; /* the other side's wait, cancelled after a wake */
 	}
 	c->parked = PARK_NO;
 	d->parked--;
-	if (tag == UD_PARK_POLL_APP) {
-		d->loop->ops->cancel(d->loop, c->n_fd, ud_make(UD_PARK_POLL_NET, c->slot, c->gen));
-	} else {
-		d->loop->ops->cancel(d->loop, c->a_fd, ud_make(UD_PARK_POLL_APP, c->slot, c->gen));
-	}
+	other->ops->cancel_wait(other);
 	if (conn_alloc_bufs(d, c) < 0 || (c->l7 && l7_untrim(c->l7) < 0)) {
 		conn_close(d, c, 1);
 		return;
@@ -144,12 +128,11 @@ void conn_sweep(struct ldmeshd *d, int64_t now)
 		if (!c || c->state == CS_CLOSING) {
 			continue;
 		}
-		if (c->deadline_ms && now >= c->deadline_ms && c->state == CS_TLS_HS &&
-		    c->verdict_wait) {
-			c->deadline_ms = 0;
-			tls_conn_accept_verdict(c->tls);
-			handshake_step(d, c);
-			continue;
+		if (c->state == CS_TLS_HS) {
+			handshake_tick(d, c, now);
+			if (c->state != CS_TLS_HS) {
+				continue;
+			}
 		}
 		if (c->deadline_ms && now >= c->deadline_ms && c->state == CS_DETECT) {
 			c->deadline_ms = 0;
@@ -159,7 +142,7 @@ void conn_sweep(struct ldmeshd *d, int64_t now)
 		if (c->deadline_ms && now >= c->deadline_ms) {
 			char peer[80];
 			addr_format(&c->peer, peer, sizeof(peer));
-			if (c->state == CS_TLS_HS && c->handshake_failed) {
+			if (c->flush_then_reset) {
 				/* The alert did not get out in time: counted already. */
 			} else if (c->state == CS_TLS_HS) {
 				int out = c->kind == CONN_OUTBOUND;
@@ -212,7 +195,7 @@ void conn_sweep(struct ldmeshd *d, int64_t now)
 			continue;
 		}
 		if (now - c->last_ms >= PARK_AFTER_MS && parkable(c)) {
-			park_start(d, c);
+			park_start(c);
 		}
 	}
 }
