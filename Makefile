@@ -81,7 +81,7 @@ $(BUILD)/progs/%: tests/e2e/progs/%.c
 # Unit tests also get the code the shim shares with ldmesh-run, and find files
 # of the tree (docs/configuration.md) under LDM_SOURCE_DIR.
 SHARED_SHIM_OBJ := $(BUILD)/obj/shim/exclude.o $(BUILD)/obj/shim/wire.o
-UNIT_CFLAGS := -Ishim -DLDM_SOURCE_DIR='"$(CURDIR)"'
+UNIT_CFLAGS := -Ishim -DLDM_SOURCE_DIR='"$(CURDIR)"' -DLDM_BUILD_DIR='"$(CURDIR)/$(BUILD)"'
 
 $(BUILD)/unit/%: tests/unit/%.c $(DAEMON_OBJ) $(SHARED_SHIM_OBJ)
 	@mkdir -p $(dir $@)
