@@ -18,16 +18,16 @@ static void dispatch(void *ctx, uint64_t ud, int res, int more)
 
 	switch (ud_tag(ud)) {
 	case UD_HANDOFF_ACCEPT:
-		if (d->handoff_fd < 0) {
+		if (d->px.handoff_fd < 0) {
 			if (res >= 0) {
 				close(res);
 			}
 			if (!more) {
-				d->handoff_armed = 0;
+				d->px.handoff_armed = 0;
 			}
 			return;
 		}
-		handoff_accept_done(d, res, more);
+		handoff_accept_done(&d->px, res, more);
 		return;
 	case UD_CTL_ACCEPT:
 		ctl_accept_done(d, res, more);
@@ -36,12 +36,12 @@ static void dispatch(void *ctx, uint64_t ud, int res, int more)
 		admin_accept_done(d, res, more);
 		return;
 	case UD_LISTENER_ACCEPT:
-		listener_accept_done(d, ud, res, more);
+		listener_accept_done(&d->px, ud, res, more);
 		return;
 	default:
-		c = conn_from_ud(d, ud);
+		c = conn_from_ud(&d->px, ud);
 		if (c) {
-			conn_complete(d, c, ud_tag(ud), res);
+			conn_complete(&d->px, c, ud_tag(ud), res);
 		}
 	}
 }
@@ -49,13 +49,13 @@ static void dispatch(void *ctx, uint64_t ud, int res, int more)
 static int apply_config(struct ldmeshd *d, struct config *cfg)
 {
 	log_threshold = cfg->log_level;
-	if (d->cfg && strcmp(d->cfg->runtime_dir, cfg->runtime_dir) &&
+	if (d->px.cfg && strcmp(d->px.cfg->runtime_dir, cfg->runtime_dir) &&
 	    strcmp(d->runtime_dir, cfg->runtime_dir)) {
 		log_warn("runtime_dir changed to %s; it takes effect at the next start",
 			 cfg->runtime_dir);
 	}
-	config_free(d->cfg);
-	d->cfg = cfg;
+	config_free(d->px.cfg);
+	d->px.cfg = cfg;
 	return 0;
 }
 
@@ -79,20 +79,20 @@ int ldmeshd_reload(struct ldmeshd *d, char *err, size_t errlen)
 	if (accesslog_configure(&d->alog, cfg->access_log, err, errlen) < 0) {
 		goto err_free_policy;
 	}
-	old = d->cfg;
-	d->cfg = cfg;
-	if (identity_load(d, err, errlen) < 0) {
+	old = d->px.cfg;
+	d->px.cfg = cfg;
+	if (identity_load(&d->id, d->px.cfg, err, errlen) < 0) {
 		char ignored[256];
-		d->cfg = old;
+		d->px.cfg = old;
 		accesslog_configure(&d->alog, old->access_log, ignored, sizeof(ignored));
 		goto err_free_policy;
 	}
-	d->cfg = old;
+	d->px.cfg = old;
 	tel_set_max(&d->tel, cfg->max_series);
 	apply_config(d, cfg);
 	/* In-flight requests already have their decision; new ones use this. */
-	policy_free(d->policy);
-	d->policy = policy;
+	policy_free(d->px.policy);
+	d->px.policy = policy;
 	d->reload_error[0] = '\0';
 	log_info("configuration reloaded from %s", d->config_file);
 	return 0;
@@ -120,30 +120,30 @@ void ldmeshd_unlink_if_ours(const char *path, unsigned long long ino)
 
 void ldmeshd_start_drain(struct ldmeshd *d, int timeout_ms)
 {
-	if (d->draining) {
+	if (d->px.draining) {
 		return;
 	}
-	d->draining = 1;
+	d->px.draining = 1;
 	d->drain_deadline_ms = now_ms() + timeout_ms;
 	log_info("draining: no new connections; waiting up to %d ms for %u live ones", timeout_ms,
-		 d->live_by_kind[CONN_OUTBOUND] + d->live_by_kind[CONN_INBOUND]);
+		 d->px.live_by_kind[CONN_OUTBOUND] + d->px.live_by_kind[CONN_INBOUND]);
 	/* New shim calls now fail fast (closed), and the next daemon can bind. */
-	if (d->handoff_fd >= 0) {
-		ldmeshd_unlink_if_ours(d->handoff_path, d->handoff_ino);
-		if (d->handoff_armed) {
-			d->loop->ops->cancel_fd(d->loop, d->handoff_fd);
+	if (d->px.handoff_fd >= 0) {
+		ldmeshd_unlink_if_ours(d->px.handoff_path, d->px.handoff_ino);
+		if (d->px.handoff_armed) {
+			d->px.loop->ops->cancel_fd(d->px.loop, d->px.handoff_fd);
 		}
-		d->loop->ops->forget_fd(d->loop, d->handoff_fd);
-		close(d->handoff_fd);
-		d->handoff_fd = -1;
+		d->px.loop->ops->forget_fd(d->px.loop, d->px.handoff_fd);
+		close(d->px.handoff_fd);
+		d->px.handoff_fd = -1;
 	}
-	listener_stop_all(d);
+	listener_stop_all(&d->px);
 	/* Let go of the listeners' registrations now, not at exit: the shims
 	 * hand their listeners to the next daemon as soon as it is up. */
-	for (uint32_t i = 0; i < d->nslots; i++) {
-		struct conn *c = d->conns[i];
+	for (uint32_t i = 0; i < d->px.nslots; i++) {
+		struct conn *c = d->px.conns[i];
 		if (c && c->kind == CONN_LINK) {
-			conn_close(d, c, 0);
+			conn_close(&d->px, c, 0);
 		}
 	}
 }
@@ -174,28 +174,28 @@ int ldmeshd_run(struct ldmeshd *d)
 {
 	int64_t next_sweep = now_ms() + 1000;
 
-	unprotected_scan(d, now_ms()); /* what listens already gets a longer grace */
+	unprotected_scan(&d->px, now_ms()); /* what listens already gets a longer grace */
 
 	while (1) {
 		int64_t now;
 		int timeout = 1000, r;
 
-		handoff_arm(d);
+		handoff_arm(&d->px);
 		ctl_arm(d);
 		admin_arm(d);
-		if (d->l7_detect_armed) {
+		if (d->px.l7_detect_armed) {
 			timeout = 50; /* undecided first lines wait L7_DETECT_MS, not a second */
 		}
-		if (d->handoff_retry_ms || d->ctl_retry_ms || d->admin_retry_ms ||
-		    d->listener_retry_ms) {
+		if (d->px.handoff_retry_ms || d->ctl_retry_ms || d->admin_retry_ms ||
+		    d->px.listener_retry_ms) {
 			timeout = 100; /* an accept waits to be re-armed (EMFILE) */
 		}
-		r = d->loop->ops->run(d->loop, d->nreap ? 0 : timeout, dispatch, d);
+		r = d->px.loop->ops->run(d->px.loop, d->px.nreap ? 0 : timeout, dispatch, d);
 		if (r < 0 && r != -EINTR) {
 			log_error("event loop: %s", strerror(-r));
 			return 1;
 		}
-		conn_reap(d);
+		conn_reap(&d->px);
 		accesslog_flush(&d->alog);
 		now = now_ms();
 		if (d->got_hup) {
@@ -203,11 +203,11 @@ int ldmeshd_run(struct ldmeshd *d)
 			d->got_hup = 0;
 			ldmeshd_reload(d, err, sizeof(err));
 		}
-		if (d->got_term && !d->draining) {
-			ldmeshd_start_drain(d, d->cfg->drain_timeout_ms);
+		if (d->got_term && !d->px.draining) {
+			ldmeshd_start_drain(d, d->px.cfg->drain_timeout_ms);
 		}
-		if (d->handoff_retry_ms && now >= d->handoff_retry_ms) {
-			d->handoff_retry_ms = 0;
+		if (d->px.handoff_retry_ms && now >= d->px.handoff_retry_ms) {
+			d->px.handoff_retry_ms = 0;
 		}
 		if (d->ctl_retry_ms && now >= d->ctl_retry_ms) {
 			d->ctl_retry_ms = 0;
@@ -215,19 +215,19 @@ int ldmeshd_run(struct ldmeshd *d)
 		if (d->admin_retry_ms && now >= d->admin_retry_ms) {
 			d->admin_retry_ms = 0;
 		}
-		listener_arm_all(d, now);
-		if (d->l7_detect_armed) {
-			conn_detect_sweep(d, now);
+		listener_arm_all(&d->px, now);
+		if (d->px.l7_detect_armed) {
+			conn_detect_sweep(&d->px, now);
 		}
 		if (now >= next_sweep) {
-			conn_sweep(d, now);
-			identity_check(d, now);
-			unprotected_scan(d, now);
+			conn_sweep(&d->px, now);
+			identity_check(&d->id, d->px.cfg, now);
+			unprotected_scan(&d->px, now);
 			next_sweep = now + 1000;
 		}
-		if (d->draining) {
-			uint32_t live =
-				d->live_by_kind[CONN_OUTBOUND] + d->live_by_kind[CONN_INBOUND];
+		if (d->px.draining) {
+			uint32_t live = d->px.live_by_kind[CONN_OUTBOUND] +
+					d->px.live_by_kind[CONN_INBOUND];
 			if (live == 0 || d->got_int) {
 				log_info("drained; exiting");
 				return 0;

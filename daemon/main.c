@@ -93,19 +93,22 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 1;
 	}
-	d->cfg = d->config_file ? config_load(d->config_file, err, sizeof(err))
-				: config_default(runtime_override, err, sizeof(err));
-	if (!d->cfg) {
+	d->px.cfg = d->config_file ? config_load(d->config_file, err, sizeof(err))
+				   : config_default(runtime_override, err, sizeof(err));
+	if (!d->px.cfg) {
 		fprintf(stderr, "ldmeshd: %s\n", err);
 		return 1;
 	}
-	log_threshold = d->cfg->log_level;
-	d->runtime_dir = strdup(runtime_override ? runtime_override : d->cfg->runtime_dir);
-	d->handoff_fd = d->ctl_fd = d->admin_fd = -1;
+	log_threshold = d->px.cfg->log_level;
+	d->runtime_dir = strdup(runtime_override ? runtime_override : d->px.cfg->runtime_dir);
+	d->px.handoff_fd = d->ctl_fd = d->px.admin_fd = -1;
 	accesslog_init(&d->alog);
+	d->px.id = &d->id;
+	d->px.tel = &d->tel;
+	d->px.alog = &d->alog;
 	if (!d->runtime_dir ||
-	    snprintf(d->handoff_path, sizeof(d->handoff_path), "%s/%s", d->runtime_dir,
-		     LDM_HANDOFF_SOCK) >= (int)sizeof(d->handoff_path) ||
+	    snprintf(d->px.handoff_path, sizeof(d->px.handoff_path), "%s/%s", d->runtime_dir,
+		     LDM_HANDOFF_SOCK) >= (int)sizeof(d->px.handoff_path) ||
 	    snprintf(d->ctl_path, sizeof(d->ctl_path), "%s/%s", d->runtime_dir, LDM_CTL_SOCK) >=
 		    (int)sizeof(d->ctl_path)) {
 		fprintf(stderr, "ldmeshd: runtime_dir too long\n");
@@ -132,46 +135,46 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	d->start_ms = now_ms();
-	if (identity_load(d, err, sizeof(err)) < 0) {
+	if (identity_load(&d->id, d->px.cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "ldmeshd: %s\n", err);
 		return 1;
 	}
-	d->policy = policy_compile(d->cfg, err, sizeof(err));
-	if (!d->policy) {
+	d->px.policy = policy_compile(d->px.cfg, err, sizeof(err));
+	if (!d->px.policy) {
 		fprintf(stderr, "ldmeshd: %s\n", err);
 		return 1;
 	}
-	if (tel_init(&d->tel, d->cfg->max_series) < 0) {
+	if (tel_init(&d->tel, d->px.cfg->max_series) < 0) {
 		fprintf(stderr, "ldmeshd: out of memory\n");
 		return 1;
 	}
-	if (accesslog_configure(&d->alog, d->cfg->access_log, err, sizeof(err)) < 0) {
+	if (accesslog_configure(&d->alog, d->px.cfg->access_log, err, sizeof(err)) < 0) {
 		fprintf(stderr, "ldmeshd: %s\n", err);
 		return 1;
 	}
-	d->loop = ldmeshd_make_loop(d->cfg);
-	if (!d->loop) {
+	d->px.loop = ldmeshd_make_loop(d->px.cfg);
+	if (!d->px.loop) {
 		return 1;
 	}
-	unprotected_init(&d->unprot);
-	if (ctl_open(d) < 0 || admin_open(d) < 0 || handoff_open(d) < 0) {
+	unprotected_init(&d->px.unprot);
+	if (ctl_open(d) < 0 || admin_open(d) < 0 || handoff_open(&d->px) < 0) {
 		return 1;
 	}
 	log_info("ldmeshd %s ready: %s, io backend %s, config %s", LDMESH_VERSION, d->runtime_dir,
-		 loop_backend_name(d->loop),
+		 loop_backend_name(d->px.loop),
 		 d->config_file ? d->config_file : "(built-in default)");
 	r = ldmeshd_run(d);
 	ldmeshd_unlink_if_ours(d->ctl_path, d->ctl_ino);
-	if (d->handoff_fd >= 0) {
-		ldmeshd_unlink_if_ours(d->handoff_path, d->handoff_ino);
+	if (d->px.handoff_fd >= 0) {
+		ldmeshd_unlink_if_ours(d->px.handoff_path, d->px.handoff_ino);
 	}
-	d->loop->ops->free(d->loop);
-	unprotected_fini(&d->unprot);
+	d->px.loop->ops->free(d->px.loop);
+	unprotected_fini(&d->px.unprot);
 	accesslog_fini(&d->alog);
 	tel_fini(&d->tel);
-	config_free(d->cfg);
-	tls_ctx_unref(d->tls);
-	policy_free(d->policy);
+	config_free(d->px.cfg);
+	identity_free(&d->id);
+	policy_free(d->px.policy);
 	free(d->runtime_dir);
 	return r;
 }

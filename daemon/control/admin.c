@@ -20,7 +20,7 @@
 #define ADMIN_MAX_REQUEST 8192
 #define ADMIN_TIMEOUT_MS 5000
 
-static void recv_done(struct ldmeshd *d, struct conn *c, int res);
+static void recv_done(struct proxy *px, struct conn *c, int res);
 
 int admin_open(struct ldmeshd *d)
 {
@@ -30,12 +30,12 @@ int admin_open(struct ldmeshd *d)
 	socklen_t len;
 	int s, one = 1;
 
-	d->admin_fd = -1;
-	if (!d->cfg->admin_addr || !d->cfg->admin_addr[0]) {
+	d->px.admin_fd = -1;
+	if (!d->px.cfg->admin_addr || !d->px.cfg->admin_addr[0]) {
 		return 0;
 	}
-	if (config_parse_hostport(d->cfg->admin_addr, &a) < 0) {
-		log_error("admin_addr %s is not host:port", d->cfg->admin_addr);
+	if (config_parse_hostport(d->px.cfg->admin_addr, &a) < 0) {
+		log_error("admin_addr %s is not host:port", d->px.cfg->admin_addr);
 		return -EINVAL;
 	}
 	len = addr_to_sockaddr(&a, &ss);
@@ -46,26 +46,28 @@ int admin_open(struct ldmeshd *d)
 	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(s, (struct sockaddr *)&ss, len) < 0 || listen(s, 128) < 0) {
 		int err = -errno;
-		log_error("cannot listen on admin_addr %s: %s", d->cfg->admin_addr, strerror(-err));
+		log_error("cannot listen on admin_addr %s: %s", d->px.cfg->admin_addr,
+			  strerror(-err));
 		close(s);
 		return err;
 	}
-	d->admin_fd = s;
-	conn_set_handler(d, UD_ADMIN_RECV, recv_done);
+	d->px.admin_fd = s;
+	conn_set_handler(&d->px, UD_ADMIN_RECV, recv_done);
 	/* Ours: not an unprotected listener, even on a pod address. */
 	if (fstat(s, &st) == 0) {
-		d->admin_ino = (unsigned long long)st.st_ino;
+		d->px.admin_ino = (unsigned long long)st.st_ino;
 	}
 	return 0;
 }
 
 void admin_arm(struct ldmeshd *d)
 {
-	if (d->admin_fd < 0 || d->admin_armed ||
+	if (d->px.admin_fd < 0 || d->admin_armed ||
 	    (d->admin_retry_ms && now_ms() < d->admin_retry_ms)) {
 		return; /* after EMFILE: wait, do not spin */
 	}
-	if (d->loop->ops->accept(d->loop, d->admin_fd, ud_make(UD_ADMIN_ACCEPT, 0, 0)) == 0) {
+	if (d->px.loop->ops->accept(d->px.loop, d->px.admin_fd, ud_make(UD_ADMIN_ACCEPT, 0, 0)) ==
+	    0) {
 		d->admin_armed = 1;
 	}
 }
@@ -84,20 +86,20 @@ void admin_accept_done(struct ldmeshd *d, int res, int more)
 		}
 		return;
 	}
-	c = conn_new(d, CONN_ADMIN, res);
+	c = conn_new(&d->px, CONN_ADMIN, res);
 	if (!c) {
 		close(res);
 		return;
 	}
 	c->ctl_in = malloc(ADMIN_MAX_REQUEST + 1);
 	if (!c->ctl_in) {
-		conn_close(d, c, 1);
+		conn_close(&d->px, c, 1);
 		return;
 	}
 	c->state = CS_CTL_READ;
 	c->deadline_ms = now_ms() + ADMIN_TIMEOUT_MS;
-	if (conn_submit_recv(d, c, c->a_fd, c->ctl_in, ADMIN_MAX_REQUEST, UD_ADMIN_RECV) < 0) {
-		conn_close(d, c, 1);
+	if (conn_submit_recv(&d->px, c, c->a_fd, c->ctl_in, ADMIN_MAX_REQUEST, UD_ADMIN_RECV) < 0) {
+		conn_close(&d->px, c, 1);
 	}
 }
 
@@ -116,15 +118,15 @@ static void respond(struct ldmeshd *d, struct conn *c, int code, const char *rea
 	sb_fini(body);
 	if (b.oom) {
 		sb_fini(&b);
-		conn_close(d, c, 1);
+		conn_close(&d->px, c, 1);
 		return;
 	}
-	conn_send_answer(d, c, &b, UD_ADMIN_SEND);
+	conn_send_answer(&d->px, c, &b, UD_ADMIN_SEND);
 }
 
 static int ready(const struct ldmeshd *d)
 {
-	return !d->draining && d->handoff_fd >= 0 && (!d->cfg->cert || d->tls);
+	return !d->px.draining && d->px.handoff_fd >= 0 && (!d->px.cfg->cert || d->id.tls);
 }
 
 static void handle(struct ldmeshd *d, struct conn *c)
@@ -163,10 +165,13 @@ static void handle(struct ldmeshd *d, struct conn *c)
 	}
 }
 
-static void recv_done(struct ldmeshd *d, struct conn *c, int res)
+/* A completion of the request read, queued on the proxy's connection. */
+static void recv_done(struct proxy *px, struct conn *c, int res)
 {
+	struct ldmeshd *d = ldmeshd_of(px);
+
 	if (res <= 0) {
-		conn_close(d, c, res < 0);
+		conn_close(&d->px, c, res < 0);
 		return;
 	}
 	c->ctl_got += (uint32_t)res;
@@ -182,8 +187,8 @@ static void recv_done(struct ldmeshd *d, struct conn *c, int res)
 		respond(d, c, 431, "Request Header Fields Too Large", "text/plain", &body, 0);
 		return;
 	}
-	if (conn_submit_recv(d, c, c->a_fd, c->ctl_in + c->ctl_got, ADMIN_MAX_REQUEST - c->ctl_got,
-			     UD_ADMIN_RECV) < 0) {
-		conn_close(d, c, 1);
+	if (conn_submit_recv(&d->px, c, c->a_fd, c->ctl_in + c->ctl_got,
+			     ADMIN_MAX_REQUEST - c->ctl_got, UD_ADMIN_RECV) < 0) {
+		conn_close(&d->px, c, 1);
 	}
 }

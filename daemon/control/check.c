@@ -96,7 +96,7 @@ static void problem_end(struct problem_out *o)
 
 static void listener_problems(struct ldmeshd *d, struct problem_out *o)
 {
-	const struct unprotected *u = &d->unprot;
+	const struct unprotected *u = &d->px.unprot;
 	int i;
 
 	for (i = 0; i < u->n; i++) {
@@ -119,7 +119,7 @@ static void listener_problems(struct ldmeshd *d, struct problem_out *o)
 
 static void identity_problem(struct ldmeshd *d, struct problem_out *o, time_t now)
 {
-	const struct tls_svid_info *info = d->tls ? tls_ctx_info(d->tls) : NULL;
+	const struct tls_svid_info *info = d->id.tls ? tls_ctx_info(d->id.tls) : NULL;
 	enum id_health h = id_health(info, now);
 	char when[32], span[32], msg[LDM_PEER_ID_MAX + 160];
 	const char *kind;
@@ -177,15 +177,15 @@ static void config_problem(struct ldmeshd *d, struct problem_out *o)
 
 static int count(struct ldmeshd *d, time_t now)
 {
-	enum id_health h = id_health(d->tls ? tls_ctx_info(d->tls) : NULL, now);
+	enum id_health h = id_health(d->id.tls ? tls_ctx_info(d->id.tls) : NULL, now);
 
-	return unprotected_count(&d->unprot) + (h != ID_NONE && h != ID_OK) +
+	return unprotected_count(&d->px.unprot) + (h != ID_NONE && h != ID_OK) +
 	       (d->reload_error[0] != '\0');
 }
 
 int check_render(struct ldmeshd *d, struct strbuf *b, int json)
 {
-	const struct tls_svid_info *info = d->tls ? tls_ctx_info(d->tls) : NULL;
+	const struct tls_svid_info *info = d->id.tls ? tls_ctx_info(d->id.tls) : NULL;
 	time_t now = time(NULL);
 	struct problem_out o = {.b = b, .json = json};
 	int n = count(d, now);
@@ -205,7 +205,7 @@ int check_render(struct ldmeshd *d, struct strbuf *b, int json)
 	config_problem(d, &o);
 	if (json) {
 		sb_printf(b, "],\"listeners\":{\"held\":%d,\"unprotected\":%d},\"identity\":",
-			  listener_count(d), unprotected_count(&d->unprot));
+			  listener_count(&d->px), unprotected_count(&d->px.unprot));
 		if (info) {
 			sb_printf(b, "{\"spiffe_id\":");
 			sb_json_str(b, info->id);
@@ -214,22 +214,22 @@ int check_render(struct ldmeshd *d, struct strbuf *b, int json)
 			sb_printf(b, "null");
 		}
 		sb_printf(b, ",\"config_file\":");
-		if (d->cfg->file) {
-			sb_json_str(b, d->cfg->file);
+		if (d->px.cfg->file) {
+			sb_json_str(b, d->px.cfg->file);
 		} else {
 			sb_printf(b, "null");
 		}
 		sb_printf(b, "}\n");
 	} else {
 		sb_printf(b, "listeners     %d held by ldmeshd, %d unprotected\n",
-			  listener_count(d), unprotected_count(&d->unprot));
+			  listener_count(&d->px), unprotected_count(&d->px.unprot));
 		if (info) {
 			sb_printf(b, "identity      %s, valid until %s\n", info->id, until);
 		} else {
 			sb_printf(b, "identity      none (mTLS off)\n");
 		}
 		sb_printf(b, "config        %s\n",
-			  d->cfg->file ? d->cfg->file : "(built-in default)");
+			  d->px.cfg->file ? d->px.cfg->file : "(built-in default)");
 	}
 	return n;
 }

@@ -21,7 +21,7 @@
 
 #define CTL_TIMEOUT_MS 5000
 
-static void recv_done(struct ldmeshd *d, struct conn *c, int res);
+static void recv_done(struct proxy *px, struct conn *c, int res);
 
 int ctl_open(struct ldmeshd *d)
 {
@@ -45,7 +45,7 @@ int ctl_open(struct ldmeshd *d)
 		return r;
 	}
 	d->ctl_fd = s;
-	conn_set_handler(d, UD_CTL_RECV, recv_done);
+	conn_set_handler(&d->px, UD_CTL_RECV, recv_done);
 	{
 		struct stat st;
 		if (stat(d->ctl_path, &st) == 0) {
@@ -60,14 +60,14 @@ void ctl_arm(struct ldmeshd *d)
 	if (d->ctl_fd < 0 || d->ctl_armed || (d->ctl_retry_ms && now_ms() < d->ctl_retry_ms)) {
 		return; /* after EMFILE: wait, do not spin */
 	}
-	if (d->loop->ops->accept(d->loop, d->ctl_fd, ud_make(UD_CTL_ACCEPT, 0, 0)) == 0) {
+	if (d->px.loop->ops->accept(d->px.loop, d->ctl_fd, ud_make(UD_CTL_ACCEPT, 0, 0)) == 0) {
 		d->ctl_armed = 1;
 	}
 }
 
 static void answer(struct ldmeshd *d, struct conn *c, struct strbuf *b)
 {
-	conn_send_answer(d, c, b, UD_CTL_SEND);
+	conn_send_answer(&d->px, c, b, UD_CTL_SEND);
 }
 
 static void answer_err(struct ldmeshd *d, struct conn *c, const char *msg)
@@ -101,7 +101,7 @@ void ctl_accept_done(struct ldmeshd *d, int res, int more)
 		close(res);
 		return;
 	}
-	c = conn_new(d, CONN_CTL, res);
+	c = conn_new(&d->px, CONN_CTL, res);
 	if (!c) {
 		close(res);
 		return;
@@ -109,19 +109,19 @@ void ctl_accept_done(struct ldmeshd *d, int res, int more)
 	c->pid = (uint32_t)cred.pid;
 	c->ctl_in = malloc(LDM_CTL_MAX_REQUEST + 1);
 	if (!c->ctl_in) {
-		conn_close(d, c, 1);
+		conn_close(&d->px, c, 1);
 		return;
 	}
 	c->state = CS_CTL_READ;
 	c->deadline_ms = now_ms() + CTL_TIMEOUT_MS;
-	if (conn_submit_recv(d, c, c->a_fd, c->ctl_in, LDM_CTL_MAX_REQUEST, UD_CTL_RECV) < 0) {
-		conn_close(d, c, 1);
+	if (conn_submit_recv(&d->px, c, c->a_fd, c->ctl_in, LDM_CTL_MAX_REQUEST, UD_CTL_RECV) < 0) {
+		conn_close(&d->px, c, 1);
 	}
 }
 
 static void identity_status(struct ldmeshd *d, struct strbuf *b, int json)
 {
-	const struct tls_svid_info *info = d->tls ? tls_ctx_info(d->tls) : NULL;
+	const struct tls_svid_info *info = d->id.tls ? tls_ctx_info(d->id.tls) : NULL;
 	char until[32] = "";
 	struct tm tm;
 	int i, dir;
@@ -149,17 +149,17 @@ static void identity_status(struct ldmeshd *d, struct strbuf *b, int json)
 		sb_printf(b, ",\"handshakes\":{");
 		for (dir = 0; dir < 2; dir++) {
 			sb_printf(b, "%s\"%s\":{\"ok\":%" PRIu64 ",\"resumed\":%" PRIu64,
-				  dir ? "," : "", dirs[dir], d->stats.handshakes_total[dir],
-				  d->stats.handshakes_resumed_total[dir]);
+				  dir ? "," : "", dirs[dir], d->px.stats.handshakes_total[dir],
+				  d->px.stats.handshakes_resumed_total[dir]);
 			for (i = 1; i < TLS_REASON_COUNT; i++) {
 				sb_printf(b, ",\"%s\":%" PRIu64,
 					  tls_reason_name((enum tls_reason)i),
-					  d->stats.handshake_errors_total[dir][i]);
+					  d->px.stats.handshake_errors_total[dir][i]);
 			}
 			sb_printf(b, "}");
 		}
 		sb_printf(b, "},\"plaintext_refused_total\":%" PRIu64,
-			  d->stats.plaintext_refused_total);
+			  d->px.stats.plaintext_refused_total);
 		return;
 	}
 	if (!info) {
@@ -174,29 +174,29 @@ static void identity_status(struct ldmeshd *d, struct strbuf *b, int json)
 	for (dir = 0; dir < 2; dir++) {
 		uint64_t failed = 0;
 		for (i = 1; i < TLS_REASON_COUNT; i++) {
-			failed += d->stats.handshake_errors_total[dir][i];
+			failed += d->px.stats.handshake_errors_total[dir][i];
 		}
 		sb_printf(b,
 			  "handshakes    %-8s %" PRIu64 " ok (%" PRIu64 " resumed), %" PRIu64
 			  " failed",
-			  dirs[dir], d->stats.handshakes_total[dir],
-			  d->stats.handshakes_resumed_total[dir], failed);
+			  dirs[dir], d->px.stats.handshakes_total[dir],
+			  d->px.stats.handshakes_resumed_total[dir], failed);
 		for (i = 1; i < TLS_REASON_COUNT; i++) {
-			if (d->stats.handshake_errors_total[dir][i]) {
+			if (d->px.stats.handshake_errors_total[dir][i]) {
 				sb_printf(b, " %s=%" PRIu64, tls_reason_name((enum tls_reason)i),
-					  d->stats.handshake_errors_total[dir][i]);
+					  d->px.stats.handshake_errors_total[dir][i]);
 			}
 		}
 		sb_printf(b, "\n");
 	}
 	sb_printf(b, "plaintext     %" PRIu64 " refused on strict ports\n",
-		  d->stats.plaintext_refused_total);
+		  d->px.stats.plaintext_refused_total);
 }
 
 static void status(struct ldmeshd *d, struct strbuf *b, int json)
 {
 	int64_t up = (now_ms() - d->start_ms) / 1000;
-	const char *file = d->cfg->file ? d->cfg->file : "(built-in default)";
+	const char *file = d->px.cfg->file ? d->px.cfg->file : "(built-in default)";
 	int i, first = 1;
 
 	if (json) {
@@ -212,34 +212,34 @@ static void status(struct ldmeshd *d, struct strbuf *b, int json)
 			  "\"live_connections\":%u,\"connections\":{\"outbound\":%u,\"inbound\":%u,"
 			  "\"handoff\":%u,\"ctl\":%u},\"handoffs_total\":%" PRIu64
 			  ",\"handoff_errors_total\":%" PRIu64 ",\"dial_errors_total\":%" PRIu64,
-			  loop_backend_name(d->loop), d->draining ? "true" : "false",
-			  d->live_by_kind[CONN_OUTBOUND] + d->live_by_kind[CONN_INBOUND],
-			  d->live_by_kind[CONN_OUTBOUND], d->live_by_kind[CONN_INBOUND],
-			  d->live_by_kind[CONN_HANDOFF], d->live_by_kind[CONN_CTL],
-			  d->stats.handoffs_total, d->stats.handoff_errors_total,
-			  d->stats.dial_errors_total);
+			  loop_backend_name(d->px.loop), d->px.draining ? "true" : "false",
+			  d->px.live_by_kind[CONN_OUTBOUND] + d->px.live_by_kind[CONN_INBOUND],
+			  d->px.live_by_kind[CONN_OUTBOUND], d->px.live_by_kind[CONN_INBOUND],
+			  d->px.live_by_kind[CONN_HANDOFF], d->px.live_by_kind[CONN_CTL],
+			  d->px.stats.handoffs_total, d->px.stats.handoff_errors_total,
+			  d->px.stats.dial_errors_total);
 		identity_status(d, b, 1);
 		sb_printf(b, ",\"listeners\":[");
 	} else {
 		sb_printf(b, "ldmeshd %s  pid %d  up %" PRId64 "s%s\n", LDMESH_VERSION,
-			  (int)getpid(), up, d->draining ? "  DRAINING" : "");
+			  (int)getpid(), up, d->px.draining ? "  DRAINING" : "");
 		sb_printf(b, "config        %s\n", file);
 		sb_printf(b, "runtime dir   %s\n", d->runtime_dir);
-		sb_printf(b, "io backend    %s\n", loop_backend_name(d->loop));
+		sb_printf(b, "io backend    %s\n", loop_backend_name(d->px.loop));
 		sb_printf(b, "workers       1\n");
 		sb_printf(b, "connections   %u live (outbound %u, inbound %u)\n",
-			  d->live_by_kind[CONN_OUTBOUND] + d->live_by_kind[CONN_INBOUND],
-			  d->live_by_kind[CONN_OUTBOUND], d->live_by_kind[CONN_INBOUND]);
+			  d->px.live_by_kind[CONN_OUTBOUND] + d->px.live_by_kind[CONN_INBOUND],
+			  d->px.live_by_kind[CONN_OUTBOUND], d->px.live_by_kind[CONN_INBOUND]);
 		sb_printf(b,
 			  "handoffs      %" PRIu64 " (rejected %" PRIu64 ", failed dials %" PRIu64
 			  ")\n",
-			  d->stats.handoffs_total, d->stats.handoff_errors_total,
-			  d->stats.dial_errors_total);
+			  d->px.stats.handoffs_total, d->px.stats.handoff_errors_total,
+			  d->px.stats.dial_errors_total);
 		identity_status(d, b, 0);
-		sb_printf(b, "listeners     %d\n", listener_count(d));
+		sb_printf(b, "listeners     %d\n", listener_count(&d->px));
 	}
 	for (i = 0; i < LISTENERS_MAX; i++) {
-		const struct listener *l = &d->listeners[i];
+		const struct listener *l = &d->px.listeners[i];
 		char where[80];
 
 		if (!l->used || l->closing) {
@@ -259,12 +259,12 @@ static void status(struct ldmeshd *d, struct strbuf *b, int json)
 	}
 	if (json) {
 		sb_printf(b, "],\"unprotected_listeners\":");
-		unprotected_render(&d->unprot, b, 1);
+		unprotected_render(&d->px.unprot, b, 1);
 		sb_printf(b, "}\n");
 	} else {
-		sb_printf(b, "unprotected   %d%s\n", unprotected_count(&d->unprot),
-			  unprotected_count(&d->unprot) ? " (not held by ldmeshd)" : "");
-		unprotected_render(&d->unprot, b, 0);
+		sb_printf(b, "unprotected   %d%s\n", unprotected_count(&d->px.unprot),
+			  unprotected_count(&d->px.unprot) ? " (not held by ldmeshd)" : "");
+		unprotected_render(&d->px.unprot, b, 0);
 	}
 }
 
@@ -280,8 +280,8 @@ static void conns(struct ldmeshd *d, struct strbuf *b, int json)
 		sb_printf(b, "%-9s %-26s %-26s %-8s %-7s %12s %12s %9s %s\n", "DIRECTION", "LOCAL",
 			  "PEER", "STATE", "TLS", "BYTES_IN", "BYTES_OUT", "AGE_MS", "PEER_ID");
 	}
-	for (i = 0; i < d->nslots; i++) {
-		const struct conn *c = d->conns[i];
+	for (i = 0; i < d->px.nslots; i++) {
+		const struct conn *c = d->px.conns[i];
 		char local[80], peer[80];
 		const char *state, *tlsv;
 		uint64_t in, out;
@@ -352,12 +352,12 @@ static int policy_check(struct ldmeshd *d, struct strbuf *b, int json, char **w,
 	 * handshake, or once its bytes prove not to be HTTP/1.x). */
 	if (req.method) {
 		stage = "request";
-		policy_decide(d->policy, POLICY_AT_REQUEST, &req, &res);
+		policy_decide(d->px.policy, POLICY_AT_REQUEST, &req, &res);
 	} else {
-		policy_decide(d->policy, POLICY_AT_CONNECT, &req, &res);
+		policy_decide(d->px.policy, POLICY_AT_CONNECT, &req, &res);
 		per_request = res.decision == POLICY_PENDING;
 		stage = per_request ? "not-http" : "connection";
-		policy_decide(d->policy, POLICY_NOT_HTTP, &req, &res);
+		policy_decide(d->px.policy, POLICY_NOT_HTTP, &req, &res);
 	}
 	if (json) {
 		sb_printf(b, "{\"decision\":\"%s\",\"stage\":\"%s\",\"per_request\":%s,\"rule\":",
@@ -396,7 +396,7 @@ static void handle(struct ldmeshd *d, struct conn *c, char *line)
 
 	if (ctl_parse_request(line, &req) < 0) {
 		log_warn("ctl client pid %u: bad request; closing", c->pid);
-		d->stats.ctl_errors_total++;
+		d->px.stats.ctl_errors_total++;
 		answer_err(d, c, "bad request: expected 'LDMCTL1 text|json VERB [ARGS]'");
 		return;
 	}
@@ -428,7 +428,7 @@ static void handle(struct ldmeshd *d, struct conn *c, char *line)
 			return;
 		}
 	} else if (!strcmp(words[2], "drain")) {
-		int ms = ctl_drain_ms(n > 3 ? words[3] : NULL, d->cfg->drain_timeout_ms);
+		int ms = ctl_drain_ms(n > 3 ? words[3] : NULL, d->px.cfg->drain_timeout_ms);
 		ldmeshd_start_drain(d, ms);
 		sb_printf(&b,
 			  json ? "{\"draining\":true,\"timeout_ms\":%d}\n"
@@ -438,7 +438,7 @@ static void handle(struct ldmeshd *d, struct conn *c, char *line)
 		char msg[128];
 		sb_fini(&b);
 		log_warn("ctl client pid %u: unknown verb '%.32s'", c->pid, words[2]);
-		d->stats.ctl_errors_total++;
+		d->px.stats.ctl_errors_total++;
 		snprintf(msg, sizeof(msg), "unknown verb '%.32s'", words[2]);
 		answer_err(d, c, msg);
 		return;
@@ -451,24 +451,26 @@ static void handle(struct ldmeshd *d, struct conn *c, char *line)
 	answer(d, c, &b);
 }
 
-static void recv_done(struct ldmeshd *d, struct conn *c, int res)
+/* A completion of the request read, queued on the proxy's connection. */
+static void recv_done(struct proxy *px, struct conn *c, int res)
 {
+	struct ldmeshd *d = ldmeshd_of(px);
 	size_t line_len = 0;
 	enum ctl_frame f;
 
 	if (res == 0 && c->ctl_got) {
 		/* Half-closed after a partial line: say why before closing. */
 		log_warn("ctl client pid %u: request ended without a newline; closing", c->pid);
-		d->stats.ctl_errors_total++;
+		d->px.stats.ctl_errors_total++;
 		answer_err(d, c, "bad request: no newline before end of input");
 		return;
 	}
 	if (res <= 0) {
 		if (res < 0) {
 			log_warn("ctl client pid %u: %s", c->pid, strerror(-res));
-			d->stats.ctl_errors_total++;
+			d->px.stats.ctl_errors_total++;
 		}
-		conn_close(d, c, res < 0);
+		conn_close(&d->px, c, res < 0);
 		return;
 	}
 	c->ctl_got += (uint32_t)res;
@@ -476,7 +478,7 @@ static void recv_done(struct ldmeshd *d, struct conn *c, int res)
 	f = ctl_frame(c->ctl_in, c->ctl_got, LDM_CTL_MAX_REQUEST, &line_len);
 	if (f == CTL_FRAME_NUL) {
 		log_warn("ctl client pid %u: NUL byte in request; closing", c->pid);
-		d->stats.ctl_errors_total++;
+		d->px.stats.ctl_errors_total++;
 		answer_err(d, c, "bad request: NUL byte");
 		return;
 	}
@@ -489,12 +491,12 @@ static void recv_done(struct ldmeshd *d, struct conn *c, int res)
 	if (f == CTL_FRAME_TOO_LONG) {
 		log_warn("ctl client pid %u: request longer than %d bytes; closing", c->pid,
 			 LDM_CTL_MAX_REQUEST);
-		d->stats.ctl_errors_total++;
+		d->px.stats.ctl_errors_total++;
 		answer_err(d, c, "request too long");
 		return;
 	}
-	if (conn_submit_recv(d, c, c->a_fd, c->ctl_in + c->ctl_got,
+	if (conn_submit_recv(&d->px, c, c->a_fd, c->ctl_in + c->ctl_got,
 			     LDM_CTL_MAX_REQUEST - c->ctl_got, UD_CTL_RECV) < 0) {
-		conn_close(d, c, 1);
+		conn_close(&d->px, c, 1);
 	}
 }

@@ -31,7 +31,7 @@ static void help(struct strbuf *b, const char *name, const char *type, const cha
 
 void metrics_render(struct ldmeshd *d, struct strbuf *b)
 {
-	const struct ldmeshd_stats *s = &d->stats;
+	const struct proxy_stats *s = &d->px.stats;
 	int dir, r;
 
 	tel_render(&d->tel, b);
@@ -39,8 +39,9 @@ void metrics_render(struct ldmeshd *d, struct strbuf *b)
 	sb_printf(b, "ldmesh_build_info{version=\"%s\"} 1\n", LDMESH_VERSION);
 	help(b, "ldmesh_io_backend", "gauge", "The event loop in use (1 for the active one).");
 	sb_printf(b, "ldmesh_io_backend{backend=\"io_uring\"} %d\n",
-		  d->loop->backend == LOOP_IO_URING);
-	sb_printf(b, "ldmesh_io_backend{backend=\"epoll\"} %d\n", d->loop->backend == LOOP_EPOLL);
+		  d->px.loop->backend == LOOP_IO_URING);
+	sb_printf(b, "ldmesh_io_backend{backend=\"epoll\"} %d\n",
+		  d->px.loop->backend == LOOP_EPOLL);
 	help(b, "ldmesh_handoffs_total", "counter", "Outbound sockets handed over by shims.");
 	sb_printf(b, "ldmesh_handoffs_total %" PRIu64 "\n", s->handoffs_total);
 	help(b, "ldmesh_handoff_errors_total", "counter",
@@ -52,11 +53,11 @@ void metrics_render(struct ldmeshd *d, struct strbuf *b)
 	     "Outbound connections to non-mesh destinations refused by egress control.");
 	sb_printf(b, "ldmesh_egress_denied_total %" PRIu64 "\n", s->egress_denied_total);
 	help(b, "ldmesh_listeners", "gauge", "TCP listeners handed over by apps.");
-	sb_printf(b, "ldmesh_listeners %d\n", listener_count(d));
+	sb_printf(b, "ldmesh_listeners %d\n", listener_count(&d->px));
 	help(b, "ldmesh_unprotected_listeners", "gauge",
 	     "TCP listeners in the pod on a non-loopback address and a port not excluded that "
 	     "ldmeshd does not hold: plaintext, outside mTLS and policy.");
-	sb_printf(b, "ldmesh_unprotected_listeners %d\n", unprotected_count(&d->unprot));
+	sb_printf(b, "ldmesh_unprotected_listeners %d\n", unprotected_count(&d->px.unprot));
 
 	help(b, "ldmesh_tls_handshakes_total", "counter", "Completed mTLS handshakes.");
 	for (dir = 0; dir < 2; dir++) {
@@ -88,13 +89,13 @@ void metrics_render(struct ldmeshd *d, struct strbuf *b)
 	sb_printf(b, "ldmesh_plaintext_accepted_total %" PRIu64 "\n", s->plaintext_accepted_total);
 	help(b, "ldmesh_identity_reloads_total", "counter",
 	     "Identity (SVID) loads that succeeded.");
-	sb_printf(b, "ldmesh_identity_reloads_total %" PRIu64 "\n", s->identity_reloads_total);
+	sb_printf(b, "ldmesh_identity_reloads_total %" PRIu64 "\n", d->id.reloads_total);
 	help(b, "ldmesh_identity_reload_errors_total", "counter",
 	     "Identity file changes that could not be used.");
 	sb_printf(b, "ldmesh_identity_reload_errors_total %" PRIu64 "\n",
-		  s->identity_reload_errors_total);
-	if (d->tls) {
-		const struct tls_svid_info *info = tls_ctx_info(d->tls);
+		  d->id.reload_errors_total);
+	if (d->id.tls) {
+		const struct tls_svid_info *info = tls_ctx_info(d->id.tls);
 		time_t now = time(NULL);
 		help(b, "ldmesh_identity_expiry_timestamp_seconds", "gauge",
 		     "When this pod's SVID expires (Unix time).");
@@ -109,9 +110,9 @@ void metrics_render(struct ldmeshd *d, struct strbuf *b)
 	help(b, "ldmesh_policy_decisions_total", "counter",
 	     "Authorization decisions by decision, deciding rule and port (audit: audit rules that "
 	     "matched).");
-	for (r = 0; r < d->n_decisions; r++) {
+	for (r = 0; r < d->px.counts.n_decisions; r++) {
 		static const char *const names[] = {"allow", "deny", "audit"};
-		const struct decision_count *e = &d->decisions[r];
+		const struct decision_count *e = &d->px.counts.decisions[r];
 		sb_printf(b,
 			  "ldmesh_policy_decisions_total{decision=\"%s\",rule=\"%s\",port=\"%u\"} "
 			  "%" PRIu64 "\n",
@@ -136,10 +137,10 @@ void metrics_render(struct ldmeshd *d, struct strbuf *b)
 	}
 	help(b, "ldmesh_connections_idle", "gauge",
 	     "Proxied connections idle long enough to have given their buffers back.");
-	sb_printf(b, "ldmesh_connections_idle %u\n", d->parked);
+	sb_printf(b, "ldmesh_connections_idle %u\n", d->px.parked);
 	help(b, "ldmesh_connections", "gauge", "Live proxied connections.");
 	for (dir = 0; dir < 2; dir++) {
 		sb_printf(b, "ldmesh_connections{direction=\"%s\"} %u\n", dirs[dir],
-			  d->live_by_kind[dir ? CONN_OUTBOUND : CONN_INBOUND]);
+			  d->px.live_by_kind[dir ? CONN_OUTBOUND : CONN_INBOUND]);
 	}
 }

@@ -10,7 +10,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "ldmeshd.h"
+#include "identity/identity.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 static void stamp(const char *path, struct file_stamp *st)
@@ -43,23 +44,23 @@ static void format_time(time_t t, char *buf, size_t len)
 }
 
 /* An SVID outside its validity is logged loudly: peers will refuse it. */
-static void check_validity(struct ldmeshd *d, int64_t now_mono, int force)
+static void check_validity(struct identity *id, int64_t now_mono, int force)
 {
 	const struct tls_svid_info *info;
 	time_t now = time(NULL);
 	char when[32];
 
-	if (!d->tls) {
+	if (!id->tls) {
 		return;
 	}
-	info = tls_ctx_info(d->tls);
+	info = tls_ctx_info(id->tls);
 	if (now >= info->not_before && now < info->not_after) {
 		return;
 	}
-	if (!force && now_mono - d->id_expiry_logged_ms < 60000) {
+	if (!force && now_mono - id->expiry_logged_ms < 60000) {
 		return;
 	}
-	d->id_expiry_logged_ms = now_mono;
+	id->expiry_logged_ms = now_mono;
 	if (now >= info->not_after) {
 		format_time(info->not_after, when, sizeof(when));
 		log_error("OWN SVID EXPIRED: %s (serial %s) expired at %s; peers will refuse "
@@ -90,62 +91,63 @@ static void check_validity(struct ldmeshd *d, int64_t now_mono, int force)
 
 /* Loads the configured SVID, whose files had stamps st just before.  A
  * failure is not counted here. */
-static int load(struct ldmeshd *d, const struct file_stamp st[3], char *err, size_t errlen)
+static int load(struct identity *id, const struct config *cfg, const struct file_stamp st[3],
+		char *err, size_t errlen)
 {
 	struct tls_ctx *t;
 	char until[32];
 
-	t = tls_ctx_new(d->cfg, err, errlen);
+	t = tls_ctx_new(cfg, err, errlen);
 	if (!t) {
 		return -EINVAL;
 	}
-	memcpy(d->id_stamps, st, sizeof(d->id_stamps));
-	d->id_settle.active = 0;
-	tls_ctx_unref(d->tls);
-	d->tls = t;
-	d->stats.identity_reloads_total++;
+	memcpy(id->stamps, st, sizeof(id->stamps));
+	id->settle.active = 0;
+	tls_ctx_unref(id->tls);
+	id->tls = t;
+	id->reloads_total++;
 	format_time(tls_ctx_info(t)->not_after, until, sizeof(until));
 	log_info("identity %s serial %s valid until %s; %d trusted root(s)", tls_ctx_info(t)->id,
 		 tls_ctx_info(t)->serial, until, tls_ctx_info(t)->n_roots);
-	check_validity(d, now_ms(), 1);
+	check_validity(id, now_ms(), 1);
 	return 0;
 }
 
-int identity_load(struct ldmeshd *d, char *err, size_t errlen)
+int identity_load(struct identity *id, const struct config *cfg, char *err, size_t errlen)
 {
 	struct file_stamp st[3];
 
-	d->id_settle.active = 0;
-	if (!d->cfg->cert) {
-		tls_ctx_unref(d->tls);
-		d->tls = NULL;
-		memset(d->id_stamps, 0, sizeof(d->id_stamps));
+	id->settle.active = 0;
+	if (!cfg->cert) {
+		tls_ctx_unref(id->tls);
+		id->tls = NULL;
+		memset(id->stamps, 0, sizeof(id->stamps));
 		return 0;
 	}
-	stamps(d->cfg, st);
-	memcpy(d->id_stamps, st, sizeof(st));
-	if (load(d, st, err, errlen) < 0) {
-		d->stats.identity_reload_errors_total++;
+	stamps(cfg, st);
+	memcpy(id->stamps, st, sizeof(st));
+	if (load(id, cfg, st, err, errlen) < 0) {
+		id->reload_errors_total++;
 		return -EINVAL;
 	}
 	return 0;
 }
 
 /* cur failed to load (why in err): wait for it to settle, then report. */
-static void settle(struct ldmeshd *d, const struct file_stamp cur[3], int missing, const char *err,
-		   int64_t now)
+static void settle(struct identity *id, const struct file_stamp cur[3], int missing,
+		   const char *err, int64_t now)
 {
-	if (!d->id_settle.active || memcmp(cur, d->id_settle.st, sizeof(d->id_settle.st))) {
+	if (!id->settle.active || memcmp(cur, id->settle.st, sizeof(id->settle.st))) {
 		/* Other files than at the last check: maybe mid-rotation. */
-		memcpy(d->id_settle.st, cur, sizeof(d->id_settle.st));
-		d->id_settle.since_ms = now;
-		d->id_settle.active = 1;
+		memcpy(id->settle.st, cur, sizeof(id->settle.st));
+		id->settle.since_ms = now;
+		id->settle.active = 1;
 		log_info("identity files changed but do not work together yet (%s); trying again "
 			 "at the next check",
 			 err);
 		return;
 	}
-	if (now - d->id_settle.since_ms < IDENTITY_SETTLE_MS) {
+	if (now - id->settle.since_ms < IDENTITY_SETTLE_MS) {
 		return;
 	}
 	if (missing) {
@@ -155,27 +157,33 @@ static void settle(struct ldmeshd *d, const struct file_stamp cur[3], int missin
 			  "identity",
 			  err);
 	}
-	memcpy(d->id_stamps, cur, sizeof(d->id_stamps));
-	d->id_settle.active = 0;
-	d->stats.identity_reload_errors_total++;
+	memcpy(id->stamps, cur, sizeof(id->stamps));
+	id->settle.active = 0;
+	id->reload_errors_total++;
 }
 
-void identity_check(struct ldmeshd *d, int64_t now)
+void identity_check(struct identity *id, const struct config *cfg, int64_t now)
 {
 	struct file_stamp cur[3];
 	char err[512];
 
-	if (d->cfg->cert) {
-		stamps(d->cfg, cur);
-		if (memcmp(cur, d->id_stamps, sizeof(cur))) {
+	if (cfg->cert) {
+		stamps(cfg, cur);
+		if (memcmp(cur, id->stamps, sizeof(cur))) {
 			if (cur[0].missing || cur[1].missing || cur[2].missing) {
-				settle(d, cur, 1, "one is missing", now);
-			} else if (load(d, cur, err, sizeof(err)) < 0) {
-				settle(d, cur, 0, err, now);
+				settle(id, cur, 1, "one is missing", now);
+			} else if (load(id, cfg, cur, err, sizeof(err)) < 0) {
+				settle(id, cur, 0, err, now);
 			}
 		} else {
-			d->id_settle.active = 0; /* back to the loaded files */
+			id->settle.active = 0; /* back to the loaded files */
 		}
 	}
-	check_validity(d, now, 0);
+	check_validity(id, now, 0);
+}
+
+void identity_free(struct identity *id)
+{
+	tls_ctx_unref(id->tls);
+	id->tls = NULL;
 }

@@ -7,10 +7,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "ldmeshd.h"
+#include "policy/policy.h"
 #include "util/log.h"
 
-static void count(struct ldmeshd *d, const char *rule, uint16_t port, int decision)
+static void count(struct policy_counts *d, const char *rule, uint16_t port, int decision)
 {
 	int i;
 
@@ -36,7 +36,7 @@ static void count(struct ldmeshd *d, const char *rule, uint16_t port, int decisi
 	d->decisions[i].count = 1;
 }
 
-void policy_account(struct ldmeshd *d, const struct policy_request *req,
+void policy_account(struct policy_counts *d, const struct policy_request *req,
 		    const struct policy_result *res)
 {
 	int i;

@@ -115,4 +115,24 @@ void policy_eval(const struct policy_set *p, const struct policy_request *req,
  */
 int policy_needs_request(const struct policy_set *p, uint16_t port, const char *principal);
 
+/* One ldmesh_policy_decisions_total series. */
+struct decision_count {
+	char rule[64];
+	uint16_t port;
+	uint8_t decision; /* enum policy_decision, or 2 for audit */
+	uint64_t count;
+};
+
+#define DECISION_SERIES_MAX 512
+
+/* The decisions counted so far, by rule, port and decision (decisions.c). */
+struct policy_counts {
+	struct decision_count decisions[DECISION_SERIES_MAX];
+	int n_decisions;
+};
+
+/* Counts a policy decision (and its audit matches) and logs audit rules. */
+void policy_account(struct policy_counts *d, const struct policy_request *req,
+		    const struct policy_result *res);
+
 #endif

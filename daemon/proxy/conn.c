@@ -21,9 +21,9 @@
 
 #include "ldmesh/addr.h"
 #include "ldmesh/addrname.h"
-#include "ldmeshd.h"
+#include "proxy/proxy.h"
 #include "proxy/conn_internal.h"
-#include "proto/l7.h"
+#include "proxy/l7.h"
 #include "policy/policy.h"
 #include "util/strbuf.h"
 #include "util/log.h"
@@ -35,7 +35,7 @@ const char *conn_kind_name(enum conn_kind k)
 	return (unsigned)k < ARRAY_SIZE(names) ? names[k] : "?";
 }
 
-struct conn *conn_new(struct ldmeshd *d, enum conn_kind kind, int a_fd)
+struct conn *conn_new(struct proxy *d, enum conn_kind kind, int a_fd)
 {
 	struct conn *c;
 	uint32_t slot;
@@ -83,7 +83,7 @@ struct conn *conn_new(struct ldmeshd *d, enum conn_kind kind, int a_fd)
 	return c;
 }
 
-struct conn *conn_from_ud(struct ldmeshd *d, uint64_t ud)
+struct conn *conn_from_ud(struct proxy *d, uint64_t ud)
 {
 	uint32_t slot = ud_slot(ud);
 	struct conn *c;
@@ -95,7 +95,7 @@ struct conn *conn_from_ud(struct ldmeshd *d, uint64_t ud)
 	return c && c->gen == ud_gen(ud) ? c : NULL;
 }
 
-int conn_submit_recv(struct ldmeshd *d, struct conn *c, int fd, void *buf, size_t len,
+int conn_submit_recv(struct proxy *d, struct conn *c, int fd, void *buf, size_t len,
 		     enum ud_tag tag)
 {
 	int r = d->loop->ops->recv(d->loop, fd, buf, len, ud_make(tag, c->slot, c->gen));
@@ -106,7 +106,7 @@ int conn_submit_recv(struct ldmeshd *d, struct conn *c, int fd, void *buf, size_
 	return r;
 }
 
-int conn_submit_send(struct ldmeshd *d, struct conn *c, int fd, const void *buf, size_t len,
+int conn_submit_send(struct proxy *d, struct conn *c, int fd, const void *buf, size_t len,
 		     enum ud_tag tag)
 {
 	int r = d->loop->ops->send(d->loop, fd, buf, len, ud_make(tag, c->slot, c->gen));
@@ -117,7 +117,7 @@ int conn_submit_send(struct ldmeshd *d, struct conn *c, int fd, const void *buf,
 	return r;
 }
 
-void conn_transports_init(struct ldmeshd *d, struct conn *c)
+void conn_transports_init(struct proxy *d, struct conn *c)
 {
 	struct stream_uds app = {ud_make(UD_APP_RECV, c->slot, c->gen),
 				 ud_make(UD_APP_SEND, c->slot, c->gen),
@@ -149,14 +149,14 @@ static int conn_inflight(const struct conn *c)
 }
 
 /* The dial of outbound c ended with err (0 or -errno). */
-void dial_outcome(struct ldmeshd *d, const struct conn *c, int err)
+void dial_outcome(struct proxy *d, const struct conn *c, int err)
 {
 	if (d->dial_observer) {
 		d->dial_observer(d, c, err);
 	}
 }
 
-static void reap_add(struct ldmeshd *d, struct conn *c)
+static void reap_add(struct proxy *d, struct conn *c)
 {
 	if (d->nreap == d->capreap) {
 		uint32_t cap = d->capreap ? d->capreap * 2 : 64;
@@ -170,7 +170,7 @@ static void reap_add(struct ldmeshd *d, struct conn *c)
 	d->reap[d->nreap++] = c;
 }
 
-void conn_close(struct ldmeshd *d, struct conn *c, int abort)
+void conn_close(struct proxy *d, struct conn *c, int abort)
 {
 	if (c->state == CS_CLOSING) {
 		return;
@@ -241,7 +241,7 @@ static void reset_app_side(const struct conn *c)
 	}
 }
 
-static void conn_free(struct ldmeshd *d, struct conn *c)
+static void conn_free(struct proxy *d, struct conn *c)
 {
 	if (c->n_fd >= 0) {
 		if (c->abort) {
@@ -271,7 +271,7 @@ static void conn_free(struct ldmeshd *d, struct conn *c)
 
 		tel_tcp_close(c->tel, c->abort);
 		conn_log_view(c, &v);
-		accesslog_tcp(&d->alog, &v, now_ms(), c->http_requests);
+		accesslog_tcp(d->alog, &v, now_ms(), c->http_requests);
 	}
 	if (c->parked == PARK_PARKED) {
 		d->parked--;
@@ -289,7 +289,7 @@ static void conn_free(struct ldmeshd *d, struct conn *c)
 	free(c);
 }
 
-void conn_reap(struct ldmeshd *d)
+void conn_reap(struct proxy *d)
 {
 	uint32_t i, keep = 0;
 
@@ -306,7 +306,7 @@ void conn_reap(struct ldmeshd *d)
 
 /* ---- answers (ctl and admin) -------------------------------------------- */
 
-void conn_send_answer(struct ldmeshd *d, struct conn *c, struct strbuf *b, enum ud_tag tag)
+void conn_send_answer(struct proxy *d, struct conn *c, struct strbuf *b, enum ud_tag tag)
 {
 	c->ctl_out = sb_take(b, &c->ctl_out_len);
 	c->ctl_out_off = 0;
@@ -316,7 +316,7 @@ void conn_send_answer(struct ldmeshd *d, struct conn *c, struct strbuf *b, enum 
 	}
 }
 
-static void answer_sent(struct ldmeshd *d, struct conn *c, int res, enum ud_tag tag)
+static void answer_sent(struct proxy *d, struct conn *c, int res, enum ud_tag tag)
 {
 	if (res < 0) {
 		conn_close(d, c, 1);
@@ -338,7 +338,7 @@ static void answer_sent(struct ldmeshd *d, struct conn *c, int res, enum ud_tag 
 /* ---- metrics -------------------------------------------------------------- */
 
 /* Proxying starts: the connection joins its TCP series (tcp_open_total). */
-void conn_tel_open(struct ldmeshd *d, struct conn *c)
+void conn_tel_open(struct proxy *d, struct conn *c)
 {
 	enum tel_tls tls = TEL_TLS_TRUE;
 	int in = c->kind == CONN_INBOUND;
@@ -354,7 +354,7 @@ void conn_tel_open(struct ldmeshd *d, struct conn *c)
 			tls = c->in_mesh ? TEL_TLS_DISABLED : TEL_TLS_NO_MESH;
 		}
 	}
-	c->tel = tel_tcp_series(&d->tel, in ? TEL_INBOUND : TEL_OUTBOUND, in ? &c->local : &c->peer,
+	c->tel = tel_tcp_series(d->tel, in ? TEL_INBOUND : TEL_OUTBOUND, in ? &c->local : &c->peer,
 				tls, c->peer_id);
 	if (c->tel) {
 		tel_tcp_open(c->tel);
@@ -366,19 +366,19 @@ void conn_tel_open(struct ldmeshd *d, struct conn *c)
 
 /* ---- dispatch and timers ------------------------------------------------- */
 
-void conn_set_handler(struct ldmeshd *d, enum ud_tag tag, conn_done_fn fn)
+void conn_set_handler(struct proxy *d, enum ud_tag tag, conn_done_fn fn)
 {
 	if (tag > 0 && tag < UD_TAG_COUNT) {
 		d->conn_handlers[tag] = fn;
 	}
 }
 
-void conn_set_dial_observer(struct ldmeshd *d, conn_dial_fn fn)
+void conn_set_dial_observer(struct proxy *d, conn_dial_fn fn)
 {
 	d->dial_observer = fn;
 }
 
-void conn_complete(struct ldmeshd *d, struct conn *c, enum ud_tag tag, int res)
+void conn_complete(struct proxy *d, struct conn *c, enum ud_tag tag, int res)
 {
 	c->last_ms = now_ms();
 	switch (tag) {
@@ -432,7 +432,7 @@ void conn_complete(struct ldmeshd *d, struct conn *c, enum ud_tag tag, int res)
 	}
 }
 
-void conn_detect_sweep(struct ldmeshd *d, int64_t now)
+void conn_detect_sweep(struct proxy *d, int64_t now)
 {
 	uint32_t i;
 

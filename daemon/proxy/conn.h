@@ -19,7 +19,7 @@
 #include "transport/stream.h"
 #include "util/clock.h"
 
-struct ldmeshd;
+struct proxy;
 struct l7;
 struct tel_series;
 
@@ -86,7 +86,7 @@ struct conn {
 	/* A proxied connection is two transports (transport/transport.h):
 	 * the app end, and the network end (the TCP stream, or TLS over
 	 * it).  The pump moves bytes between them. */
-	struct ldmeshd *d; /* for transport events */
+	struct proxy *d; /* for transport events */
 	struct stream app_io; /* over a_fd */
 	struct stream net_io; /* over n_fd */
 	struct transport *app; /* &app_io.t; NULL until set up */
@@ -189,16 +189,16 @@ static inline uint32_t ud_gen(uint64_t ud)
 }
 
 /* Allocates a conn of `kind` owning a_fd; NULL when out of slots or memory. */
-struct conn *conn_new(struct ldmeshd *d, enum conn_kind kind, int a_fd);
+struct conn *conn_new(struct proxy *d, enum conn_kind kind, int a_fd);
 /* Looks up the conn a completion belongs to; NULL when stale. */
-struct conn *conn_from_ud(struct ldmeshd *d, uint64_t ud);
+struct conn *conn_from_ud(struct proxy *d, uint64_t ud);
 /* Marks c closing and cancels its operations; it is freed by conn_reap(). */
-void conn_close(struct ldmeshd *d, struct conn *c, int abort);
+void conn_close(struct proxy *d, struct conn *c, int abort);
 /* Frees closing conns with nothing in flight.  Called once per loop turn. */
-void conn_reap(struct ldmeshd *d);
+void conn_reap(struct proxy *d);
 /* Dispatches a completion for a conn-owned operation: the connection
  * core's own, or to the handler the module that queued it registered. */
-void conn_complete(struct ldmeshd *d, struct conn *c, enum ud_tag tag, int res);
+void conn_complete(struct proxy *d, struct conn *c, enum ud_tag tag, int res);
 
 /*
  * A completion handler for an operation another module queues on a conn
@@ -206,32 +206,32 @@ void conn_complete(struct ldmeshd *d, struct conn *c, enum ud_tag tag, int res);
  * request).  The module registers it when it opens, so the connection
  * core calls down into the loop and never up into its users.
  */
-typedef void (*conn_done_fn)(struct ldmeshd *d, struct conn *c, int res);
-void conn_set_handler(struct ldmeshd *d, enum ud_tag tag, conn_done_fn fn);
+typedef void (*conn_done_fn)(struct proxy *d, struct conn *c, int res);
+void conn_set_handler(struct proxy *d, enum ud_tag tag, conn_done_fn fn);
 
 /* Told every outbound dial's outcome (0 or -errno), for whoever answers
  * the shim's questions about it (handoff.c registers it). */
-typedef void (*conn_dial_fn)(struct ldmeshd *d, const struct conn *c, int err);
-void conn_set_dial_observer(struct ldmeshd *d, conn_dial_fn fn);
+typedef void (*conn_dial_fn)(struct proxy *d, const struct conn *c, int err);
+void conn_set_dial_observer(struct proxy *d, conn_dial_fn fn);
 /* Queues an operation on behalf of c, counting it in flight. */
-int conn_submit_recv(struct ldmeshd *d, struct conn *c, int fd, void *buf, size_t len,
+int conn_submit_recv(struct proxy *d, struct conn *c, int fd, void *buf, size_t len,
 		     enum ud_tag tag);
-int conn_submit_send(struct ldmeshd *d, struct conn *c, int fd, const void *buf, size_t len,
+int conn_submit_send(struct proxy *d, struct conn *c, int fd, const void *buf, size_t len,
 		     enum ud_tag tag);
 
 struct strbuf;
 /* Sends the text in b (taken over) as c's answer with tag; when it is all
  * out the connection is shut down and closed. */
-void conn_send_answer(struct ldmeshd *d, struct conn *c, struct strbuf *b, enum ud_tag tag);
+void conn_send_answer(struct proxy *d, struct conn *c, struct strbuf *b, enum ud_tag tag);
 
 /* Outbound: start dialing after a CONNECT handoff (owns both fds). */
-void conn_start_outbound(struct ldmeshd *d, struct conn *c, int tcp_fd, int app_end_fd);
+void conn_start_outbound(struct proxy *d, struct conn *c, int tcp_fd, int app_end_fd);
 /* Inbound: a TCP connection accepted on a listener. */
-void conn_start_inbound(struct ldmeshd *d, int tcp_fd, int listener_slot);
+void conn_start_inbound(struct proxy *d, int tcp_fd, int listener_slot);
 /* Hands quiet, undecided first lines on as opaque bytes (l7.h). */
-void conn_detect_sweep(struct ldmeshd *d, int64_t now);
+void conn_detect_sweep(struct proxy *d, int64_t now);
 /* Applies timeouts; called about once a second. */
-void conn_sweep(struct ldmeshd *d, int64_t now);
+void conn_sweep(struct proxy *d, int64_t now);
 
 const char *conn_kind_name(enum conn_kind k);
 

@@ -13,47 +13,47 @@
 #include "proxy/conn.h"
 #include "transport/transport.h"
 
-struct ldmeshd;
+struct proxy;
 
 #define PREAMBLE_ROOM (sizeof(struct ldm_preamble))
 #define DETECT_TIMEOUT_MS 1000
 #define PARK_AFTER_MS 2000
 
 /* pump.c */
-int conn_alloc_bufs(struct ldmeshd *d, struct conn *c);
-void pump_both(struct ldmeshd *d, struct conn *c);
+int conn_alloc_bufs(struct proxy *d, struct conn *c);
+void pump_both(struct proxy *d, struct conn *c);
 /* The two transports' events (transport_event_fn), owner c. */
 void conn_transport_event(void *owner, struct transport *t, enum transport_event ev, int res);
 
 /* conn.c */
-void conn_tel_open(struct ldmeshd *d, struct conn *c);
+void conn_tel_open(struct proxy *d, struct conn *c);
 /* Makes c's two transports over a_fd and n_fd. */
-void conn_transports_init(struct ldmeshd *d, struct conn *c);
-void dial_outcome(struct ldmeshd *d, const struct conn *c, int err);
+void conn_transports_init(struct proxy *d, struct conn *c);
+void dial_outcome(struct proxy *d, const struct conn *c, int err);
 
 /* handshake.c */
-int start_tls(struct ldmeshd *d, struct conn *c, int server);
-void handshake_begin(struct ldmeshd *d, struct conn *c);
-void handshake_done(struct ldmeshd *d, struct conn *c, int res);
-void handshake_tick(struct ldmeshd *d, struct conn *c, int64_t now);
+int start_tls(struct proxy *d, struct conn *c, int server);
+void handshake_begin(struct proxy *d, struct conn *c);
+void handshake_done(struct proxy *d, struct conn *c, int res);
+void handshake_tick(struct proxy *d, struct conn *c, int64_t now);
 /* Lets what the network transport still holds (an alert, close_notify)
  * reach the peer, then resets; bounded by a second (conn_sweep). */
-void flush_then_reset(struct ldmeshd *d, struct conn *c);
+void flush_then_reset(struct proxy *d, struct conn *c);
 
 /* outbound.c */
-void dial_done(struct ldmeshd *d, struct conn *c, int res);
-void filler_done(struct ldmeshd *d, struct conn *c, int res);
-void outbound_ready(struct ldmeshd *d, struct conn *c);
+void dial_done(struct proxy *d, struct conn *c, int res);
+void filler_done(struct proxy *d, struct conn *c, int res);
+void outbound_ready(struct proxy *d, struct conn *c);
 
 /* inbound.c */
-void app_dial_done(struct ldmeshd *d, struct conn *c, int res);
-void detect_done(struct ldmeshd *d, struct conn *c, int res);
-void detect_timeout(struct ldmeshd *d, struct conn *c);
-void inbound_authenticated(struct ldmeshd *d, struct conn *c);
-enum config_mtls port_mtls(const struct ldmeshd *d, uint16_t port_net);
+void app_dial_done(struct proxy *d, struct conn *c, int res);
+void detect_done(struct proxy *d, struct conn *c, int res);
+void detect_timeout(struct proxy *d, struct conn *c);
+void inbound_authenticated(struct proxy *d, struct conn *c);
+enum config_mtls port_mtls(const struct proxy *d, uint16_t port_net);
 
 /* park.c */
-void park_read_cancelled(struct ldmeshd *d, struct conn *c);
-void park_wake(struct ldmeshd *d, struct conn *c, struct transport *t);
+void park_read_cancelled(struct proxy *d, struct conn *c);
+void park_wake(struct proxy *d, struct conn *c, struct transport *t);
 
 #endif

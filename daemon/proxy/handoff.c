@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "proxy/handoff.h"
-#include "ldmeshd.h"
+#include "proxy/proxy.h"
 #include "util/log.h"
 
 #define HEADER_TIMEOUT_MS 5000
@@ -53,10 +53,10 @@ static int unix_listen_at(const char *path, mode_t mode)
 	return s;
 }
 
-static void header_done(struct ldmeshd *d, struct conn *c, int res);
-static void record_dial(struct ldmeshd *d, const struct conn *c, int err);
+static void header_done(struct proxy *d, struct conn *c, int res);
+static void record_dial(struct proxy *d, const struct conn *c, int err);
 
-int handoff_open(struct ldmeshd *d)
+int handoff_open(struct proxy *d)
 {
 	int s = unix_listen_at(d->handoff_path, 0666);
 
@@ -76,7 +76,7 @@ int handoff_open(struct ldmeshd *d)
 	return 0;
 }
 
-void handoff_arm(struct ldmeshd *d)
+void handoff_arm(struct proxy *d)
 {
 	if (d->handoff_fd < 0 || d->handoff_armed ||
 	    (d->handoff_retry_ms && now_ms() < d->handoff_retry_ms)) {
@@ -87,7 +87,7 @@ void handoff_arm(struct ldmeshd *d)
 	}
 }
 
-static int uid_allowed(const struct ldmeshd *d, uid_t uid)
+static int uid_allowed(const struct proxy *d, uid_t uid)
 {
 	size_t i;
 
@@ -102,7 +102,7 @@ static int uid_allowed(const struct ldmeshd *d, uid_t uid)
 	return 0;
 }
 
-static void arm_header_recv(struct ldmeshd *d, struct conn *c)
+static void arm_header_recv(struct proxy *d, struct conn *c)
 {
 	c->iov.iov_base = (char *)&c->hdr + c->hdr_got;
 	c->iov.iov_len = sizeof(c->hdr) - c->hdr_got;
@@ -119,7 +119,7 @@ static void arm_header_recv(struct ldmeshd *d, struct conn *c)
 	c->inflight++;
 }
 
-void handoff_accept_done(struct ldmeshd *d, int res, int more)
+void handoff_accept_done(struct proxy *d, int res, int more)
 {
 	struct ucred cred;
 	socklen_t clen = sizeof(cred);
@@ -208,7 +208,7 @@ int handoff_validate(const struct ldm_handoff *h, size_t len, char *why, size_t 
 	}
 }
 
-static void reject(struct ldmeshd *d, struct conn *c, const char *why)
+static void reject(struct proxy *d, struct conn *c, const char *why)
 {
 	log_warn("handoff from pid %u uid %u rejected: %s; closing", c->pid, c->peer_uid, why);
 	d->stats.handoff_errors_total++;
@@ -266,7 +266,7 @@ static int send_status(int fd, uint64_t cookie, int err, const struct ldm_addr *
 }
 
 /* Remembers a dial's outcome for the shim's LDM_OP_QUERY. */
-static void record_dial(struct ldmeshd *d, const struct conn *c, int err)
+static void record_dial(struct proxy *d, const struct conn *c, int err)
 {
 	struct dial_result *r = &d->dials[d->dial_next++ % DIAL_RESULTS];
 
@@ -276,7 +276,7 @@ static void record_dial(struct ldmeshd *d, const struct conn *c, int err)
 	r->peer = c->peer;
 }
 
-static void handle_query(struct ldmeshd *d, struct conn *c)
+static void handle_query(struct proxy *d, struct conn *c)
 {
 	uint64_t cookie = c->hdr.cookie;
 	uint32_t i;
@@ -303,7 +303,7 @@ static void handle_query(struct ldmeshd *d, struct conn *c)
 	conn_close(d, c, 0);
 }
 
-static void handle_reset(struct ldmeshd *d, struct conn *c)
+static void handle_reset(struct proxy *d, struct conn *c)
 {
 	uint64_t cookie = c->hdr.cookie;
 	uint32_t i;
@@ -323,7 +323,7 @@ static void handle_reset(struct ldmeshd *d, struct conn *c)
 	conn_close(d, c, 0);
 }
 
-static void handle_connect(struct ldmeshd *d, struct conn *c)
+static void handle_connect(struct proxy *d, struct conn *c)
 {
 	const struct ldm_handoff *h = &c->hdr;
 	int tcp, app_end, dom;
@@ -356,7 +356,7 @@ static void handle_connect(struct ldmeshd *d, struct conn *c)
 	conn_start_outbound(d, c, tcp, app_end);
 }
 
-static void handle_listen(struct ldmeshd *d, struct conn *c)
+static void handle_listen(struct proxy *d, struct conn *c)
 {
 	const struct ldm_handoff *h = &c->hdr;
 	int tcp, r;
@@ -386,7 +386,7 @@ static void handle_listen(struct ldmeshd *d, struct conn *c)
 }
 
 /* A header (or part of one) arrived on c. */
-static void header_done(struct ldmeshd *d, struct conn *c, int res)
+static void header_done(struct proxy *d, struct conn *c, int res)
 {
 	char why[96];
 	int r;

@@ -6,19 +6,19 @@
  */
 #include <errno.h>
 
-#include "ldmeshd.h"
+#include "proxy/proxy.h"
 #include "proxy/conn_internal.h"
 #include "transport/tls.h"
 #include "util/log.h"
 
-int start_tls(struct ldmeshd *d, struct conn *c, int server)
+int start_tls(struct proxy *d, struct conn *c, int server)
 {
 	char key[80];
 	struct transport *t;
 
 	if (!c->tls) {
 		addr_format(&c->peer, key, sizeof(key));
-		c->tls = tls_conn_new(d->tls, server, c->pin, server ? NULL : key);
+		c->tls = tls_conn_new(d->id->tls, server, c->pin, server ? NULL : key);
 		if (!c->tls) {
 			return -ENOMEM;
 		}
@@ -39,7 +39,7 @@ int start_tls(struct ldmeshd *d, struct conn *c, int server)
 	return 0;
 }
 
-void handshake_begin(struct ldmeshd *d, struct conn *c)
+void handshake_begin(struct proxy *d, struct conn *c)
 {
 	int r = c->net->ops->open(c->net);
 
@@ -49,7 +49,7 @@ void handshake_begin(struct ldmeshd *d, struct conn *c)
 }
 
 /* A client waiting for the server's verdict gives up waiting in time. */
-void handshake_tick(struct ldmeshd *d, struct conn *c, int64_t now)
+void handshake_tick(struct proxy *d, struct conn *c, int64_t now)
 {
 	int r;
 
@@ -62,7 +62,7 @@ void handshake_tick(struct ldmeshd *d, struct conn *c, int64_t now)
 	}
 }
 
-void flush_then_reset(struct ldmeshd *d, struct conn *c)
+void flush_then_reset(struct proxy *d, struct conn *c)
 {
 	if (transport_flush(c->net) != -EINPROGRESS) {
 		conn_close(d, c, 1);
@@ -72,7 +72,7 @@ void flush_then_reset(struct ldmeshd *d, struct conn *c)
 	c->deadline_ms = now_ms() + 1000;
 }
 
-void handshake_done(struct ldmeshd *d, struct conn *c, int res)
+void handshake_done(struct proxy *d, struct conn *c, int res)
 {
 	int out = c->kind == CONN_OUTBOUND;
 	char peer[80];

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "ldmesh/addrname.h"
-#include "ldmeshd.h"
+#include "proxy/proxy.h"
 #include "policy/policy.h"
 #include "proxy/conn_internal.h"
 #include "proxy/stage.h"
@@ -32,7 +32,7 @@
  * accept() puts the socket in place of the Unix connection (shim/
  * hook_accept.c), so its bytes never pass through here.
  */
-static void hand_over_socket(struct ldmeshd *d, struct conn *c)
+static void hand_over_socket(struct proxy *d, struct conn *c)
 {
 	struct ldm_preamble pre;
 	union {
@@ -77,7 +77,7 @@ static void hand_over_socket(struct ldmeshd *d, struct conn *c)
 	conn_close(d, c, 0);
 }
 
-void app_dial_done(struct ldmeshd *d, struct conn *c, int res)
+void app_dial_done(struct proxy *d, struct conn *c, int res)
 {
 	struct ldm_preamble pre;
 	size_t idlen = strlen(c->peer_id), held = c->down.len;
@@ -130,7 +130,7 @@ void app_dial_done(struct ldmeshd *d, struct conn *c, int res)
 	pump_both(d, c);
 }
 
-static void connect_app(struct ldmeshd *d, struct conn *c)
+static void connect_app(struct proxy *d, struct conn *c)
 {
 	c->state = CS_APP_DIAL;
 	c->deadline_ms = now_ms() + d->cfg->connect_timeout_ms;
@@ -147,7 +147,7 @@ static void connect_app(struct ldmeshd *d, struct conn *c)
  * (after the handshake, or none for plaintext).  When rules for this port
  * look at requests, the decision waits for each HTTP request instead.
  */
-static void inbound_admit(struct ldmeshd *d, struct conn *c)
+static void inbound_admit(struct proxy *d, struct conn *c)
 {
 	struct policy_request req = {0};
 	struct policy_result res;
@@ -158,7 +158,7 @@ static void inbound_admit(struct ldmeshd *d, struct conn *c)
 	if (res.decision == POLICY_PENDING) {
 		c->l7_policy = 1;
 	} else {
-		policy_account(d, &req, &res);
+		policy_account(&d->counts, &req, &res);
 		if (res.decision == POLICY_DENY) {
 			char peer[80];
 			addr_format(&c->peer, peer, sizeof(peer));
@@ -185,12 +185,12 @@ static void inbound_admit(struct ldmeshd *d, struct conn *c)
 	connect_app(d, c);
 }
 
-void inbound_authenticated(struct ldmeshd *d, struct conn *c)
+void inbound_authenticated(struct proxy *d, struct conn *c)
 {
 	inbound_admit(d, c);
 }
 
-enum config_mtls port_mtls(const struct ldmeshd *d, uint16_t port_net)
+enum config_mtls port_mtls(const struct proxy *d, uint16_t port_net)
 {
 	const struct config *cfg = d->cfg;
 	uint16_t port = ntohs(port_net);
@@ -204,7 +204,7 @@ enum config_mtls port_mtls(const struct ldmeshd *d, uint16_t port_net)
 	return cfg->inbound_mtls;
 }
 
-void detect_done(struct ldmeshd *d, struct conn *c, int res)
+void detect_done(struct proxy *d, struct conn *c, int res)
 {
 	const uint8_t *first = (const uint8_t *)c->down.buf + PREAMBLE_ROOM;
 	char peer[80];
@@ -223,7 +223,7 @@ void detect_done(struct ldmeshd *d, struct conn *c, int res)
 	}
 	addr_format(&c->peer, peer, sizeof(peer));
 	if (tls_looks_like_client_hello(first, (size_t)res)) {
-		c->tls = tls_conn_new(d->tls, 1, NULL, NULL);
+		c->tls = tls_conn_new(d->id->tls, 1, NULL, NULL);
 		if (!c->tls || tls_conn_feed(c->tls, first, (size_t)res) < 0 ||
 		    start_tls(d, c, 1) < 0) {
 			conn_close(d, c, 1);
@@ -248,7 +248,7 @@ void detect_done(struct ldmeshd *d, struct conn *c, int res)
 /* The client said nothing in time.  Strict: give up.  Permissive: it may be
  * waiting for a server that speaks first; cancel the read and hand it to
  * the app as plaintext when the cancellation reports back. */
-void detect_timeout(struct ldmeshd *d, struct conn *c)
+void detect_timeout(struct proxy *d, struct conn *c)
 {
 	if (port_mtls(d, c->local.port) == CONFIG_MTLS_STRICT) {
 		char peer[80];
@@ -283,7 +283,7 @@ static void bind_inbound_name(const struct conn *c)
 	}
 }
 
-void conn_start_inbound(struct ldmeshd *d, int tcp_fd, int listener_slot)
+void conn_start_inbound(struct proxy *d, int tcp_fd, int listener_slot)
 {
 	struct listener *l = &d->listeners[listener_slot];
 	struct sockaddr_storage ss;
@@ -341,7 +341,7 @@ void conn_start_inbound(struct ldmeshd *d, int tcp_fd, int listener_slot)
 	}
 	setsockopt(tcp_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
-	if (!d->tls || port_mtls(d, c->local.port) == CONFIG_MTLS_DISABLE) {
+	if (!d->id->tls || port_mtls(d, c->local.port) == CONFIG_MTLS_DISABLE) {
 		/* No detection: server-speaks-first protocols start at once. */
 		inbound_admit(d, c);
 		return;

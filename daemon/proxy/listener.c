@@ -10,13 +10,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "ldmeshd.h"
+#include "proxy/proxy.h"
 #include "util/log.h"
 
 #define ACCEPT_RETRY_MS 100
 
 /* A listener re-arms at l->retry_ms; the loop looks only once one is due. */
-static void retry_later(struct ldmeshd *d, struct listener *l)
+static void retry_later(struct proxy *d, struct listener *l)
 {
 	l->retry_ms = now_ms() + ACCEPT_RETRY_MS;
 	if (!d->listener_retry_ms || l->retry_ms < d->listener_retry_ms) {
@@ -24,7 +24,7 @@ static void retry_later(struct ldmeshd *d, struct listener *l)
 	}
 }
 
-static void arm(struct ldmeshd *d, int slot)
+static void arm(struct proxy *d, int slot)
 {
 	struct listener *l = &d->listeners[slot];
 
@@ -40,7 +40,7 @@ static void arm(struct ldmeshd *d, int slot)
 	}
 }
 
-int listener_register(struct ldmeshd *d, const struct ldm_handoff *h, int tcp_fd, struct conn *link)
+int listener_register(struct proxy *d, const struct ldm_handoff *h, int tcp_fd, struct conn *link)
 {
 	char where[80];
 	int i, free_slot = -1;
@@ -98,7 +98,7 @@ linked:
 	return 0;
 }
 
-static void release(struct ldmeshd *d, struct listener *l)
+static void release(struct proxy *d, struct listener *l)
 {
 	char where[80];
 
@@ -110,7 +110,7 @@ static void release(struct ldmeshd *d, struct listener *l)
 	l->used = 0;
 }
 
-void listener_unlink(struct ldmeshd *d, int slot)
+void listener_unlink(struct proxy *d, int slot)
 {
 	struct listener *l = &d->listeners[slot];
 
@@ -126,7 +126,7 @@ void listener_unlink(struct ldmeshd *d, int slot)
 	}
 }
 
-void listener_accept_done(struct ldmeshd *d, uint64_t ud, int res, int more)
+void listener_accept_done(struct proxy *d, uint64_t ud, int res, int more)
 {
 	uint32_t slot = ud_slot(ud);
 	struct listener *l;
@@ -168,7 +168,7 @@ void listener_accept_done(struct ldmeshd *d, uint64_t ud, int res, int more)
 	}
 }
 
-void listener_arm_all(struct ldmeshd *d, int64_t now)
+void listener_arm_all(struct proxy *d, int64_t now)
 {
 	int i;
 
@@ -189,7 +189,7 @@ void listener_arm_all(struct ldmeshd *d, int64_t now)
 	}
 }
 
-void listener_stop_all(struct ldmeshd *d)
+void listener_stop_all(struct proxy *d)
 {
 	int i;
 
@@ -201,7 +201,7 @@ void listener_stop_all(struct ldmeshd *d)
 	}
 }
 
-int listener_count(const struct ldmeshd *d)
+int listener_count(const struct proxy *d)
 {
 	int i, n = 0;
 

@@ -9,14 +9,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ldmeshd.h"
+#include "proxy/proxy.h"
 #include "proxy/conn_internal.h"
 #include "util/log.h"
 
 /* ---- outbound ------------------------------------------------------------ */
 
 /* The shim's filler is discarded through the app end, in up's buffer. */
-static void read_filler(struct ldmeshd *d, struct conn *c)
+static void read_filler(struct proxy *d, struct conn *c)
 {
 	size_t n = c->filler_left < c->bufsize ? c->filler_left : c->bufsize;
 
@@ -27,7 +27,7 @@ static void read_filler(struct ldmeshd *d, struct conn *c)
 
 /* Dialled (and authenticated): discard the filler, which makes the app's fd
  * writable, then proxy. */
-void outbound_ready(struct ldmeshd *d, struct conn *c)
+void outbound_ready(struct proxy *d, struct conn *c)
 {
 	dial_outcome(d, c, 0);
 	if (conn_alloc_bufs(d, c) < 0) {
@@ -38,7 +38,7 @@ void outbound_ready(struct ldmeshd *d, struct conn *c)
 	read_filler(d, c);
 }
 
-static void outbound_connected(struct ldmeshd *d, struct conn *c)
+static void outbound_connected(struct proxy *d, struct conn *c)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
@@ -61,7 +61,7 @@ static void outbound_connected(struct ldmeshd *d, struct conn *c)
 	outbound_ready(d, c);
 }
 
-void filler_done(struct ldmeshd *d, struct conn *c, int res)
+void filler_done(struct proxy *d, struct conn *c, int res)
 {
 	if (res <= 0) {
 		/* The app went away before it could use the connection. */
@@ -88,7 +88,7 @@ void filler_done(struct ldmeshd *d, struct conn *c, int res)
 	pump_both(d, c);
 }
 
-void dial_done(struct ldmeshd *d, struct conn *c, int res)
+void dial_done(struct proxy *d, struct conn *c, int res)
 {
 	char dst[80];
 
@@ -105,7 +105,7 @@ void dial_done(struct ldmeshd *d, struct conn *c, int res)
 }
 
 /* Which destinations get mTLS, and with which pinned identity. */
-static void choose_outbound_tls(struct ldmeshd *d, struct conn *c)
+static void choose_outbound_tls(struct proxy *d, struct conn *c)
 {
 	const struct config *cfg = d->cfg;
 	size_t i, j;
@@ -126,7 +126,7 @@ static void choose_outbound_tls(struct ldmeshd *d, struct conn *c)
 			const struct ldm_addr *e = &svc->endpoints[j];
 			if (e->family == c->peer.family && e->port == c->peer.port &&
 			    !memcmp(e->addr, c->peer.addr, e->family == AF_INET6 ? 16 : 4)) {
-				c->tls_wanted = d->tls != NULL;
+				c->tls_wanted = d->id->tls != NULL;
 				c->in_mesh = 1;
 				c->pin = svc->identity;
 				return;
@@ -135,14 +135,14 @@ static void choose_outbound_tls(struct ldmeshd *d, struct conn *c)
 	}
 	c->in_mesh = config_in_mesh(cfg, &c->peer) != 0;
 	/* Without an identity the daemon is a plaintext proxy (mTLS off). */
-	c->tls_wanted = c->in_mesh && d->tls;
+	c->tls_wanted = c->in_mesh && d->id->tls;
 }
 
 /*
  * Egress control: destinations outside the mesh are allowed when
  * outbound.egress = "allow", or when an egress_allow entry covers them.
  */
-static int egress_allowed(const struct ldmeshd *d, const struct conn *c, int in_mesh)
+static int egress_allowed(const struct proxy *d, const struct conn *c, int in_mesh)
 {
 	const struct config *cfg = d->cfg;
 	uint16_t port = ntohs(c->peer.port);
@@ -168,7 +168,7 @@ static int egress_allowed(const struct ldmeshd *d, const struct conn *c, int in_
 	return 0;
 }
 
-void conn_start_outbound(struct ldmeshd *d, struct conn *c, int tcp_fd, int app_end_fd)
+void conn_start_outbound(struct proxy *d, struct conn *c, int tcp_fd, int app_end_fd)
 {
 	c->kind = CONN_OUTBOUND;
 	d->live_by_kind[CONN_HANDOFF]--;

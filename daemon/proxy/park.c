@@ -18,9 +18,9 @@
 
 #include "ldmesh/addr.h"
 #include "ldmesh/addrname.h"
-#include "ldmeshd.h"
+#include "proxy/proxy.h"
 #include "proxy/conn_internal.h"
-#include "proto/l7.h"
+#include "proxy/l7.h"
 #include "policy/policy.h"
 #include "util/strbuf.h"
 #include "util/log.h"
@@ -66,7 +66,7 @@ static void park_start(struct conn *c)
 }
 
 /* Both reads are back (cancelled): let go of the buffers, wait by poll. */
-static void park_finish(struct ldmeshd *d, struct conn *c)
+static void park_finish(struct proxy *d, struct conn *c)
 {
 	if (c->net->ops->trim(c->net) == -EAGAIN || c->app->ops->trim(c->app) == -EAGAIN) {
 		c->parked = PARK_NO; /* bytes arrived into the engine meanwhile */
@@ -91,7 +91,7 @@ static void park_finish(struct ldmeshd *d, struct conn *c)
 	d->parked++;
 }
 
-void park_read_cancelled(struct ldmeshd *d, struct conn *c)
+void park_read_cancelled(struct proxy *d, struct conn *c)
 {
 	if (c->parked == PARK_CANCELLING) {
 		if (!c->up.rpending && !c->down.rpending) {
@@ -102,7 +102,7 @@ void park_read_cancelled(struct ldmeshd *d, struct conn *c)
 	pump_both(d, c); /* parking was called off: read again */
 }
 
-void park_wake(struct ldmeshd *d, struct conn *c, struct transport *t)
+void park_wake(struct proxy *d, struct conn *c, struct transport *t)
 {
 	struct transport *other = t == c->app ? c->net : c->app;
 
@@ -119,7 +119,7 @@ void park_wake(struct ldmeshd *d, struct conn *c, struct transport *t)
 	pump_both(d, c);
 }
 
-void conn_sweep(struct ldmeshd *d, int64_t now)
+void conn_sweep(struct proxy *d, int64_t now)
 {
 	uint32_t i;
 

@@ -18,7 +18,7 @@
 #include "transport/transport.h"
 #include "util/log.h"
 
-static void check_done(struct ldmeshd *d, struct conn *c)
+static void check_done(struct proxy *d, struct conn *c)
 {
 	if (c->up.shut && c->down.shut) {
 		conn_close(d, c, 0);
@@ -27,7 +27,7 @@ static void check_done(struct ldmeshd *d, struct conn *c)
 
 /* Writes buf..n to p's destination; what it carries comes back in
  * pipe_written().  0, or -1 when c was closed. */
-static int pipe_write(struct ldmeshd *d, struct conn *c, struct pipe *p, const char *buf, size_t n,
+static int pipe_write(struct proxy *d, struct conn *c, struct pipe *p, const char *buf, size_t n,
 		      enum pipe_write what)
 {
 	int r = transport_write(p->dst, buf, n);
@@ -43,7 +43,7 @@ static int pipe_write(struct ldmeshd *d, struct conn *c, struct pipe *p, const c
 }
 
 /* p's source ended: the end travels on, the other direction keeps going. */
-static void pipe_end(struct ldmeshd *d, struct conn *c, struct pipe *p)
+static void pipe_end(struct proxy *d, struct conn *c, struct pipe *p)
 {
 	int r;
 
@@ -63,7 +63,7 @@ static void pipe_end(struct ldmeshd *d, struct conn *c, struct pipe *p)
 
 /* Ends both directions gracefully after an answer of ours: FIN (or
  * close_notify) to the client, end-of-file to the app. */
-static void end_both(struct ldmeshd *d, struct conn *c)
+static void end_both(struct proxy *d, struct conn *c)
 {
 	c->up.eof = 1;
 	c->down.eof = 1;
@@ -72,7 +72,7 @@ static void end_both(struct ldmeshd *d, struct conn *c)
 }
 
 /* What a read on p returned (now or by event): 1 go on pumping, 0 stop. */
-static int pipe_got(struct ldmeshd *d, struct conn *c, struct pipe *p, int r)
+static int pipe_got(struct proxy *d, struct conn *c, struct pipe *p, int r)
 {
 	if (r > 0) {
 		p->len = (uint32_t)r;
@@ -89,7 +89,7 @@ static int pipe_got(struct ldmeshd *d, struct conn *c, struct pipe *p, int r)
 }
 
 /* Asks p's source for more; 1 when bytes (or the end) came at once. */
-static int pipe_read(struct ldmeshd *d, struct conn *c, struct pipe *p)
+static int pipe_read(struct proxy *d, struct conn *c, struct pipe *p)
 {
 	int r;
 
@@ -110,7 +110,7 @@ static int pipe_read(struct ldmeshd *d, struct conn *c, struct pipe *p)
  * denied requests and hold input.  Returns 1 while something is in flight
  * or held (the caller waits), 0 once the input is used up.
  */
-static int down_deliver(struct ldmeshd *d, struct conn *c)
+static int down_deliver(struct proxy *d, struct conn *c)
 {
 	struct pipe *p = &c->down;
 	const char *buf;
@@ -144,7 +144,7 @@ static int down_deliver(struct ldmeshd *d, struct conn *c)
 }
 
 /* network -> app */
-static void pump_down(struct ldmeshd *d, struct conn *c)
+static void pump_down(struct proxy *d, struct conn *c)
 {
 	struct pipe *p = &c->down;
 
@@ -160,7 +160,7 @@ static void pump_down(struct ldmeshd *d, struct conn *c)
 }
 
 /* app -> network, and answers of ours for the client */
-static void pump_up(struct ldmeshd *d, struct conn *c)
+static void pump_up(struct proxy *d, struct conn *c)
 {
 	struct pipe *p = &c->up;
 	const char *buf;
@@ -192,7 +192,7 @@ static void pump_up(struct ldmeshd *d, struct conn *c)
 	} while (pipe_read(d, c, p));
 }
 
-void pump_both(struct ldmeshd *d, struct conn *c)
+void pump_both(struct proxy *d, struct conn *c)
 {
 	if (c->state != CS_PROXY || c->parked) {
 		return;
@@ -205,7 +205,7 @@ void pump_both(struct ldmeshd *d, struct conn *c)
 	}
 }
 
-static void pipe_read_done(struct ldmeshd *d, struct conn *c, struct pipe *p, int res)
+static void pipe_read_done(struct proxy *d, struct conn *c, struct pipe *p, int res)
 {
 	p->rpending = 0;
 	if (res == -ECANCELED) {
@@ -220,7 +220,7 @@ static void pipe_read_done(struct ldmeshd *d, struct conn *c, struct pipe *p, in
 	}
 }
 
-static void pipe_written(struct ldmeshd *d, struct conn *c, struct pipe *p, int res)
+static void pipe_written(struct proxy *d, struct conn *c, struct pipe *p, int res)
 {
 	int end = 0;
 
@@ -254,7 +254,7 @@ static void pipe_written(struct ldmeshd *d, struct conn *c, struct pipe *p, int 
 	pump_both(d, c);
 }
 
-static void pipe_shut_done(struct ldmeshd *d, struct conn *c, struct pipe *p, int res)
+static void pipe_shut_done(struct proxy *d, struct conn *c, struct pipe *p, int res)
 {
 	p->shutting = 0;
 	if (res < 0) {
@@ -274,7 +274,7 @@ static void pipe_shut_done(struct ldmeshd *d, struct conn *c, struct pipe *p, in
 void conn_transport_event(void *owner, struct transport *t, enum transport_event ev, int res)
 {
 	struct conn *c = owner;
-	struct ldmeshd *d = c->d;
+	struct proxy *d = c->d;
 	int from_app = t == c->app;
 
 	if (c->state == CS_CLOSING) {
@@ -310,7 +310,7 @@ void conn_transport_event(void *owner, struct transport *t, enum transport_event
 	}
 }
 
-int conn_alloc_bufs(struct ldmeshd *d, struct conn *c)
+int conn_alloc_bufs(struct proxy *d, struct conn *c)
 {
 	size_t bs = c->bufsize;
 

@@ -1,24 +1,24 @@
 /*
- * The HTTP stage (stage.h): between the pump and proto/l7.c, which does
+ * The HTTP stage (stage.h): between the pump and proxy/l7.c, which does
  * the HTTP.  Connections get HTTP awareness until they prove not to be
  * HTTP: inbound always (policy, identity header), outbound when request
  * metrics or the access log want it (scan only).
  */
 #include <errno.h>
 
-#include "ldmeshd.h"
-#include "proto/l7.h"
+#include "proxy/proxy.h"
+#include "proxy/l7.h"
 #include "proxy/conn.h"
 #include "proxy/stage.h"
 #include "util/log.h"
 
-int stage_wants(struct ldmeshd *d, struct conn *c)
+int stage_wants(struct proxy *d, struct conn *c)
 {
 	if (c->l7 || c->l7_done) {
 		return c->l7 != NULL;
 	}
 	if (c->kind == CONN_OUTBOUND) {
-		if (c->state != CS_PROXY || (!d->cfg->http_metrics && !accesslog_on(&d->alog))) {
+		if (c->state != CS_PROXY || (!d->cfg->http_metrics && !accesslog_on(d->alog))) {
 			return 0;
 		}
 		c->l7 = l7_new(d, 0);
@@ -44,7 +44,7 @@ int stage_wants(struct ldmeshd *d, struct conn *c)
 }
 
 /* Outbound scan-only HTTP state that has nothing left to follow goes. */
-static void scan_check(struct ldmeshd *d, struct conn *c)
+static void scan_check(struct proxy *d, struct conn *c)
 {
 	if (c->l7 && l7_scan_over(c->l7)) {
 		l7_finish(d, c, c->l7);
@@ -53,7 +53,7 @@ static void scan_check(struct ldmeshd *d, struct conn *c)
 	}
 }
 
-int stage_seen(struct ldmeshd *d, struct conn *c, struct pipe *p, const char *buf, size_t n)
+int stage_seen(struct proxy *d, struct conn *c, struct pipe *p, const char *buf, size_t n)
 {
 	int r = 0;
 
@@ -88,7 +88,7 @@ int stage_seen(struct ldmeshd *d, struct conn *c, struct pipe *p, const char *bu
 	return r;
 }
 
-enum stage_step stage_down(struct ldmeshd *d, struct conn *c, const char **buf, size_t *n)
+enum stage_step stage_down(struct proxy *d, struct conn *c, const char **buf, size_t *n)
 {
 	struct pipe *p = &c->down;
 	/* Outbound HTTP state only watches; nothing goes through it. */
@@ -153,7 +153,7 @@ int stage_has_inject(const struct conn *c)
 	return c->l7 && c->l7->inject_len;
 }
 
-int stage_inject(struct ldmeshd *d, struct conn *c, const char **buf, size_t *n)
+int stage_inject(struct proxy *d, struct conn *c, const char **buf, size_t *n)
 {
 	struct l7 *h = c->l7;
 
@@ -173,7 +173,7 @@ int stage_inject(struct ldmeshd *d, struct conn *c, const char **buf, size_t *n)
 	return 1;
 }
 
-int stage_injected(struct ldmeshd *d, struct conn *c, size_t n)
+int stage_injected(struct proxy *d, struct conn *c, size_t n)
 {
 	struct l7 *h = c->l7;
 

@@ -20,7 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "ldmeshd.h"
+#include "proxy/proxy.h"
 #include "util/log.h"
 #include "util/strbuf.h"
 
@@ -56,7 +56,7 @@ void unprotected_fini(struct unprotected *u)
 
 /* ---- what the daemon holds ------------------------------------------ */
 
-static int held(const struct ldmeshd *d, unsigned long long ino)
+static int held(const struct proxy *d, unsigned long long ino)
 {
 	int i;
 
@@ -234,7 +234,7 @@ static void report(struct unprotected *u, struct unprotected_listener *e)
 }
 
 /* One listening socket from the kernel's list. */
-static void consider(struct ldmeshd *d, const struct unprotected_sock *s, int64_t due)
+static void consider(struct proxy *d, const struct unprotected_sock *s, int64_t due)
 {
 	struct unprotected *u = &d->unprot;
 	struct unprotected_listener *e;
@@ -288,7 +288,7 @@ static void diag_to_sock(const struct inet_diag_msg *m, struct unprotected_sock 
 }
 
 /* Dumps the listeners of one family; the kernel filters by state. */
-static int list_diag(struct ldmeshd *d, int family, int64_t due)
+static int list_diag(struct proxy *d, int family, int64_t due)
 {
 	struct unprotected *u = &d->unprot;
 	struct {
@@ -406,7 +406,7 @@ int unprotected_parse_proc_line(const char *line, int family, struct unprotected
 	return 1;
 }
 
-static int list_proc(struct ldmeshd *d, int family, int64_t due)
+static int list_proc(struct proxy *d, int family, int64_t due)
 {
 	const char *path = family == AF_INET6 ? "/proc/self/net/tcp6" : "/proc/self/net/tcp";
 	struct unprotected_sock s;
@@ -429,7 +429,7 @@ static int list_proc(struct ldmeshd *d, int family, int64_t due)
 
 /* ---- the scan ----------------------------------------------------------- */
 
-static int list_all(struct ldmeshd *d, int64_t due)
+static int list_all(struct proxy *d, int64_t due)
 {
 	struct unprotected *u = &d->unprot;
 	int r = 0;
@@ -456,7 +456,7 @@ static int list_all(struct ldmeshd *d, int64_t due)
 	return r;
 }
 
-void unprotected_scan(struct ldmeshd *d, int64_t now)
+void unprotected_scan(struct proxy *d, int64_t now)
 {
 	struct unprotected *u = &d->unprot;
 	int64_t grace = u->scan ? UNPROTECTED_GRACE_MS : UNPROTECTED_START_GRACE_MS;

@@ -58,7 +58,7 @@ struct unprotected {
 	struct unprotected_listener l[UNPROTECTED_MAX];
 };
 
-struct ldmeshd;
+struct proxy;
 struct strbuf;
 
 /* Opens the netlink socket (falling back to /proc when it cannot). */
@@ -72,7 +72,7 @@ void unprotected_fini(struct unprotected *u);
  * the daemon drains (it lets go of its listeners then).  The first scan
  * gives what it finds UNPROTECTED_START_GRACE_MS.
  */
-void unprotected_scan(struct ldmeshd *d, int64_t now);
+void unprotected_scan(struct proxy *d, int64_t now);
 
 /* Reported listeners: the gauge ldmesh_unprotected_listeners. */
 static inline int unprotected_count(const struct unprotected *u)

@@ -2,7 +2,7 @@
  * libFuzzer target for the inbound detector on ports with HTTP rules: the
  * first bytes of a connection (the client's, or the app's when it speaks
  * first) go through the HTTP/1 framer and policy_decide() at the stage the
- * data path (daemon/proto/l7.c: l7_down, l7_responses) uses for each framer
+ * data path (daemon/proxy/l7.c: l7_down, l7_responses) uses for each framer
  * event: a request head is decided as a request, bytes that are not
  * HTTP/1.x as a connection (POLICY_NOT_HTTP), a malformed head is a 400, a
  * head still arriving is held and decides nothing.

@@ -9,16 +9,16 @@
 #include <string.h>
 
 #include "telemetry/accesslog.h"
-#include "proto/l7.h"
+#include "proxy/l7.h"
 #include "proto/upgrade.h"
-#include "ldmeshd.h"
+#include "proxy/proxy.h"
 #include "telemetry/telemetry.h"
 #include "util/log.h"
 
 /* Room for one rewritten head beyond a buffer of body bytes. */
 #define OUT_SLACK (HTTP1_MAX_HEAD + 2 * LDM_PEER_ID_MAX + 256)
 
-struct l7 *l7_new(struct ldmeshd *d, size_t out_size)
+struct l7 *l7_new(struct proxy *d, size_t out_size)
 {
 	struct l7 *h = calloc(1, sizeof(*h));
 
@@ -36,7 +36,7 @@ struct l7 *l7_new(struct ldmeshd *d, size_t out_size)
 		h->scan_only = 1;
 	}
 	h->metrics = (uint8_t)(d->cfg->http_metrics != 0);
-	h->logging = (uint8_t)accesslog_on(&d->alog);
+	h->logging = (uint8_t)accesslog_on(d->alog);
 	http1_init(&h->req, HTTP1_REQUEST);
 	http1_init(&h->resp, HTTP1_RESPONSE);
 	return h;
@@ -96,19 +96,19 @@ void l7_free(struct l7 *h)
 
 /* ---- request metrics and access log ------------------------------------- */
 
-static struct tel_series *series_for(struct ldmeshd *d, struct conn *c, struct l7 *h,
+static struct tel_series *series_for(struct proxy *d, struct conn *c, struct l7 *h,
 				     const char *authority)
 {
 	if (!h->metrics || !c->tel) {
 		return NULL;
 	}
 	if (!h->last || strcmp(h->last->authority, authority)) {
-		h->last = tel_http_series(&d->tel, c->tel, authority);
+		h->last = tel_http_series(d->tel, c->tel, authority);
 	}
 	return h->last;
 }
 
-static void log_request(struct ldmeshd *d, struct conn *c, const struct l7_pending *p,
+static void log_request(struct proxy *d, struct conn *c, const struct l7_pending *p,
 			const char *authority, int status, int64_t latency_us, const char *error)
 {
 	struct accesslog_http r = {
@@ -126,12 +126,12 @@ static void log_request(struct ldmeshd *d, struct conn *c, const struct l7_pendi
 		struct accesslog_conn v;
 
 		conn_log_view(c, &v);
-		accesslog_http(&d->alog, &v, &r);
+		accesslog_http(d->alog, &v, &r);
 	}
 }
 
 /* A request head that goes on to the server: its response is awaited. */
-static void track_request(struct ldmeshd *d, struct conn *c, struct l7 *h,
+static void track_request(struct proxy *d, struct conn *c, struct l7 *h,
 			  const struct http1_head *hd, const char *rule)
 {
 	struct l7_pending *p;
@@ -177,7 +177,7 @@ static void track_request(struct ldmeshd *d, struct conn *c, struct l7 *h,
 }
 
 /* The next response head (final: >= 200 or 101), or code 0 for none. */
-static void track_response(struct ldmeshd *d, struct conn *c, struct l7 *h, int code,
+static void track_response(struct proxy *d, struct conn *c, struct l7 *h, int code,
 			   const char *error)
 {
 	struct l7_pending *p;
@@ -199,7 +199,7 @@ static void track_response(struct ldmeshd *d, struct conn *c, struct l7 *h, int 
 	h->pend_n--;
 }
 
-void l7_finish(struct ldmeshd *d, struct conn *c, struct l7 *h)
+void l7_finish(struct proxy *d, struct conn *c, struct l7 *h)
 {
 	if (!h) {
 		return;
@@ -211,7 +211,7 @@ void l7_finish(struct ldmeshd *d, struct conn *c, struct l7 *h)
 }
 
 /* A request we answered ourselves (403): counted and logged at once. */
-static void answered_by_us(struct ldmeshd *d, struct conn *c, struct l7 *h,
+static void answered_by_us(struct proxy *d, struct conn *c, struct l7 *h,
 			   const struct http1_head *hd, int code, const char *rule)
 {
 	struct l7_pending p = {0};
@@ -262,13 +262,13 @@ static int out_put(struct l7 *h, const char *buf, size_t len)
 }
 
 /* A request head: decide, then pass it on with the caller's identity. */
-static int on_request(struct ldmeshd *d, struct conn *c, struct l7 *h)
+static int on_request(struct proxy *d, struct conn *c, struct l7 *h)
 {
 	static const char *const drop[] = {"x-forwarded-client-cert", NULL};
 	static const char *const drop_h2c[] = {"x-forwarded-client-cert", "upgrade", "connection",
 					       "http2-settings", NULL};
 	const struct http1_head *hd = &h->req.head;
-	const struct tls_svid_info *own = d->tls ? tls_ctx_info(d->tls) : NULL;
+	const struct tls_svid_info *own = d->id->tls ? tls_ctx_info(d->id->tls) : NULL;
 	char extra[2 * LDM_PEER_ID_MAX + 64 + 2048]; /* only extra[0..used) is read */
 	const char *rule = c->rule[0] ? c->rule : NULL;
 	int n, h2c = 0, all_gone = 0;
@@ -286,7 +286,7 @@ static int on_request(struct ldmeshd *d, struct conn *c, struct l7 *h)
 		req.path = hd->path;
 		req.host = hd->host[0] ? hd->host : NULL;
 		policy_decide(d->policy, POLICY_AT_REQUEST, &req, &res);
-		policy_account(d, &req, &res);
+		policy_account(&d->counts, &req, &res);
 		if (res.decision == POLICY_DENY) {
 			char peer[80];
 			addr_format(&c->peer, peer, sizeof(peer));
@@ -355,7 +355,7 @@ static int on_request(struct ldmeshd *d, struct conn *c, struct l7 *h)
  * gives without a method; it is final either way.  Returns 0 when allowed
  * (the caller turns the connection opaque) or -EACCES after closing c.
  */
-static int not_http(struct ldmeshd *d, struct conn *c, const char *what)
+static int not_http(struct proxy *d, struct conn *c, const char *what)
 {
 	struct policy_request req = {0};
 	struct policy_result res;
@@ -364,7 +364,7 @@ static int not_http(struct ldmeshd *d, struct conn *c, const char *what)
 	req.principal = c->peer_id;
 	req.port = ntohs(c->local.port);
 	policy_decide(d->policy, POLICY_NOT_HTTP, &req, &res);
-	policy_account(d, &req, &res);
+	policy_account(&d->counts, &req, &res);
 	addr_format(&c->peer, peer, sizeof(peer));
 	log_info("connection from %s (%s) to port %u, where HTTP rules apply, is not HTTP/1 "
 		 "(%s): %s by %s",
@@ -378,7 +378,7 @@ static int not_http(struct ldmeshd *d, struct conn *c, const char *what)
 	return 0;
 }
 
-int l7_down(struct ldmeshd *d, struct conn *c)
+int l7_down(struct proxy *d, struct conn *c)
 {
 	struct l7 *h = c->l7;
 	struct pipe *p = &c->down;
@@ -464,7 +464,7 @@ static void opaque_now(struct l7 *h)
 	h->opaque = 1;
 }
 
-int l7_detect_timeout(struct ldmeshd *d, struct conn *c)
+int l7_detect_timeout(struct proxy *d, struct conn *c)
 {
 	if (c->l7_policy && not_http(d, c, "an undecided first line") < 0) {
 		return -EACCES;
@@ -473,7 +473,7 @@ int l7_detect_timeout(struct ldmeshd *d, struct conn *c)
 	return 0;
 }
 
-int l7_responses(struct ldmeshd *d, struct conn *c, const char *buf, size_t len)
+int l7_responses(struct proxy *d, struct conn *c, const char *buf, size_t len)
 {
 	struct l7 *h = c->l7;
 	size_t off = 0;
@@ -533,7 +533,7 @@ int l7_responses(struct ldmeshd *d, struct conn *c, const char *buf, size_t len)
 	return 0;
 }
 
-void l7_out_requests(struct ldmeshd *d, struct conn *c, const char *buf, size_t len)
+void l7_out_requests(struct proxy *d, struct conn *c, const char *buf, size_t len)
 {
 	struct l7 *h = c->l7;
 	size_t off = 0;

@@ -23,7 +23,7 @@
 
 #include "proto/http1.h"
 
-struct ldmeshd;
+struct proxy;
 struct conn;
 struct tel_series;
 
@@ -66,10 +66,10 @@ struct l7 {
  * Allocates the HTTP state of a connection; NULL on no memory.  out_size 0
  * makes a scan-only state (outbound); inbound passes the buffer size.
  */
-struct l7 *l7_new(struct ldmeshd *d, size_t out_size);
+struct l7 *l7_new(struct proxy *d, size_t out_size);
 /* Counts requests still unanswered as failures ("no_response") and frees;
  * NULL is a no-op. */
-void l7_finish(struct ldmeshd *d, struct conn *c, struct l7 *h);
+void l7_finish(struct proxy *d, struct conn *c, struct l7 *h);
 void l7_free(struct l7 *h); /* NULL is a no-op */
 
 /* 1 between exchanges: nothing held, pending or half-parsed, so the state
@@ -88,14 +88,14 @@ int l7_untrim(struct l7 *h);
  * -errno when c must be closed (a denied non-HTTP connection, no memory):
  * the caller closes it; this layer never does.
  */
-int l7_down(struct ldmeshd *d, struct conn *c);
+int l7_down(struct proxy *d, struct conn *c);
 
 /* Follows responses in buf (sent on unchanged): the app's on an inbound
  * connection, the server's on an outbound one.  -errno: close c. */
-int l7_responses(struct ldmeshd *d, struct conn *c, const char *buf, size_t len);
+int l7_responses(struct proxy *d, struct conn *c, const char *buf, size_t len);
 
 /* Outbound: follows the app's requests in buf (sent on unchanged). */
-void l7_out_requests(struct ldmeshd *d, struct conn *c, const char *buf, size_t len);
+void l7_out_requests(struct proxy *d, struct conn *c, const char *buf, size_t len);
 
 /* 1 once a scan-only state has nothing more to follow (not HTTP, upgraded,
  * or framing lost): the caller finishes and drops it. */
@@ -111,7 +111,7 @@ static inline int l7_scan_over(const struct l7 *h)
  * with HTTP rules never get here: they wait for a whole head.  -errno: a
  * port with HTTP rules denied it as non-HTTP; close c.
  */
-int l7_detect_timeout(struct ldmeshd *d, struct conn *c);
+int l7_detect_timeout(struct proxy *d, struct conn *c);
 #define L7_DETECT_MS 200
 
 /* 1 when an injected response may go to the client now. */

@@ -1,0 +1,140 @@
+/*
+ * The data plane's state: connections, the listeners apps handed over,
+ * the shim's handoff socket, and what they count.  The daemon owns one
+ * (struct ldmeshd, ldmeshd.h) and lends it the shared services: the loop,
+ * the config, the identity, policy, telemetry and the access log.
+ * Everything in daemon/proxy/ takes it as its first argument.
+ */
+#ifndef LDMESH_PROXY_H
+#define LDMESH_PROXY_H
+
+#include <stdint.h>
+
+#include "config/config.h"
+#include "identity/identity.h"
+#include "loop/loop.h"
+#include "policy/policy.h"
+#include "proxy/conn.h"
+#include "proxy/podaddr.h"
+#include "proxy/unprotected.h"
+#include "telemetry/accesslog.h"
+#include "telemetry/telemetry.h"
+
+#define LISTENERS_MAX 1024
+#define DIAL_RESULTS 1024
+
+/* A TCP listener an app handed over, shared by every process that holds it. */
+struct listener {
+	int used;
+	int closing;
+	uint32_t gen;
+	uint64_t id;
+	int tcp_fd; /* owned */
+	int links; /* registration links still open */
+	int armed; /* an accept is in flight */
+	int64_t retry_ms; /* accept failed (EMFILE): re-arm at this time */
+	uint32_t pid;
+	struct ldm_addr addr;
+	char name[LDM_LISTEN_NAME_MAX];
+	uint64_t accepted;
+	int takes_socket; /* LDM_HF_TAKES_SOCKET: same-pod sockets go to the app */
+	unsigned long long ino; /* tcp_fd's socket inode, which unprotected.c looks for */
+};
+
+/* What a finished dial produced, for the shim's LDM_OP_QUERY. */
+struct dial_result {
+	uint64_t cookie;
+	int err;
+	struct ldm_addr local, peer;
+};
+
+/* What a connection was doing when a deadline closed it. */
+enum timeout_stage {
+	TIMEOUT_TLS_HANDSHAKE, /* connect_timeout_ms: a peer that never finishes */
+	TIMEOUT_HTTP_HEAD, /* http_head_timeout_ms: a request head trickling in */
+	TIMEOUT_DIAL, /* connect_timeout_ms: an outbound dial */
+	TIMEOUT_IDLE, /* idle_timeout_ms */
+	TIMEOUT_CONTROL, /* a shim, ctl or admin client that sends no request */
+	TIMEOUT_COUNT,
+};
+const char *timeout_stage_name(enum timeout_stage s);
+
+struct proxy_stats {
+	uint64_t handoffs_total; /* CONNECT handoffs accepted */
+	uint64_t handoff_errors_total; /* malformed or refused shim messages */
+	uint64_t ctl_errors_total;
+	uint64_t inbound_total, outbound_total;
+	uint64_t dial_errors_total;
+	uint64_t egress_denied_total;
+	/* [0] inbound, [1] outbound */
+	uint64_t handshakes_total[2];
+	uint64_t handshakes_resumed_total[2];
+	uint64_t handshake_errors_total[2][TLS_REASON_COUNT];
+	uint64_t plaintext_refused_total; /* strict port, client without TLS */
+	uint64_t plaintext_accepted_total; /* permissive port, client without TLS */
+	uint64_t timeouts_total[TIMEOUT_COUNT]; /* by enum timeout_stage */
+	uint64_t h2c_upgrades_stripped_total; /* upgrade.h */
+	/* same-pod connections to held listeners: the TCP socket handed to
+	 * the app, or proxied (a shim that cannot take it, or an outbound
+	 * dial to the pod's own address) */
+	uint64_t same_pod_handed_total, same_pod_proxied_total;
+};
+
+struct proxy {
+	/* Lent by the daemon, which swaps cfg and policy on a reload. */
+	struct config *cfg;
+	struct loop *loop;
+	struct identity *id; /* id->tls: NULL without identity */
+	struct policy_set *policy;
+	struct telemetry *tel;
+	struct accesslog *alog;
+
+	conn_done_fn conn_handlers[UD_TAG_COUNT]; /* conn_set_handler() */
+	conn_dial_fn dial_observer; /* conn_set_dial_observer() */
+	struct policy_counts counts; /* ldmesh_policy_decisions_total */
+	struct podaddr pod; /* the pod's own addresses, cached */
+	int draining; /* no new connections (the daemon drains) */
+
+	int handoff_fd; /* owned, -1 while draining */
+	char handoff_path[128];
+	unsigned long long handoff_ino; /* of the socket file we made */
+	int handoff_armed;
+	int64_t handoff_retry_ms; /* accept re-arm after EMFILE */
+	int64_t listener_retry_ms; /* earliest listener re-arm due, 0: none */
+	/* The daemon's admin listener, which is ours, not an unprotected one. */
+	int admin_fd;
+	unsigned long long admin_ino;
+
+	struct conn **conns; /* slot -> conn, NULL when free */
+	uint32_t nslots, live;
+	uint32_t gen_counter;
+	int l7_detect_armed; /* some connection holds an undecided first line */
+	uint32_t *free_slots;
+	uint32_t nfree;
+	uint32_t live_by_kind[6];
+	uint32_t parked; /* idle connections holding no buffers (park.c) */
+	struct conn **reap; /* closing conns to check at the end of the turn */
+	uint32_t nreap, capreap;
+
+	struct listener listeners[LISTENERS_MAX];
+	struct dial_result dials[DIAL_RESULTS];
+	uint32_t dial_next;
+
+	struct unprotected unprot; /* listeners in the pod we do not hold */
+	struct proxy_stats stats;
+};
+
+/* handoff.c */
+int handoff_open(struct proxy *d);
+void handoff_accept_done(struct proxy *d, int res, int more);
+void handoff_arm(struct proxy *d);
+
+/* listener.c */
+int listener_register(struct proxy *d, const struct ldm_handoff *h, int tcp_fd, struct conn *link);
+void listener_accept_done(struct proxy *d, uint64_t ud, int res, int more);
+void listener_unlink(struct proxy *d, int slot);
+void listener_arm_all(struct proxy *d, int64_t now);
+void listener_stop_all(struct proxy *d);
+int listener_count(const struct proxy *d);
+
+#endif
