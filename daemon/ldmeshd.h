@@ -56,6 +56,8 @@ int check_render(struct ldmeshd *d, struct strbuf *b, int json);
 /* admin.c: GET /metrics /ready /live on admin_addr */
 int admin_open(struct ldmeshd *d);
 void admin_arm(struct ldmeshd *d);
+/* Stops listening at once (exit). */
+void admin_close(struct ldmeshd *d);
 void admin_accept_done(struct ldmeshd *d, int res, int more);
 
 /* metrics.c */

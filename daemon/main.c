@@ -164,6 +164,7 @@ int main(int argc, char **argv)
 		 loop_backend_name(d->px.loop),
 		 d->config_file ? d->config_file : "(built-in default)");
 	r = ldmeshd_run(d);
+	admin_close(d);
 	ldmeshd_unlink_if_ours(d->ctl_path, d->ctl_ino);
 	if (d->px.handoff_fd >= 0) {
 		ldmeshd_unlink_if_ours(d->px.handoff_path, d->px.handoff_ino);

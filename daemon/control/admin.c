@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -58,6 +59,23 @@ int admin_open(struct ldmeshd *d)
 		d->px.admin_ino = (unsigned long long)st.st_ino;
 	}
 	return 0;
+}
+
+/*
+ * At exit.  Under io_uring the kernel tears the ring down after the
+ * process is gone, and the accept it holds keeps the socket listening
+ * until then: a daemon restarted at once would find admin_addr in use.
+ * shutdown() takes the socket out of listening now.
+ */
+void admin_close(struct ldmeshd *d)
+{
+	if (d->px.admin_fd < 0) {
+		return;
+	}
+	shutdown(d->px.admin_fd, SHUT_RDWR);
+	d->px.loop->ops->forget_fd(d->px.loop, d->px.admin_fd);
+	close(d->px.admin_fd);
+	d->px.admin_fd = -1;
 }
 
 void admin_arm(struct ldmeshd *d)

@@ -309,3 +309,17 @@ def test_reload_rejects_bad_config_and_keeps_serving(pods):
     assert b.ctl("reload").returncode == 0
     with through_mesh(a, b, 8094):
         get_ok(a, b, 8094)
+
+
+def test_restart_binds_admin_addr_at_once(cluster):
+    """A daemon stopped with SIGTERM lets go of admin_addr before it exits,
+    so one started right after binds it.  Under io_uring the kernel tears
+    the ring down after the process is gone, and until then the accept it
+    holds keeps the admin socket listening: restarts used to fail now and
+    then with "Address already in use"."""
+    a, _ = cluster.pair(start=False)
+    mesh.configure(a, None, start=False)  # admin_addr 127.0.0.1:4191
+    for _ in range(15):
+        a.start_daemon()
+        assert mesh.metrics(a), "no /metrics on admin_addr"
+        assert a.stop_daemon() == 0, a.daemon.describe()
