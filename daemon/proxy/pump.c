@@ -25,21 +25,57 @@ static void check_done(struct proxy *d, struct conn *c)
 	}
 }
 
-/* Writes buf..n to p's destination; what it carries comes back in
- * pipe_written().  0, or -1 when c was closed. */
-static int pipe_write(struct proxy *d, struct conn *c, struct pipe *p, const char *buf, size_t n,
-		      enum pipe_write what)
+static void end_both(struct proxy *d, struct conn *c);
+
+/* n bytes of what p's write carried are gone (or taken): 0, or -1 when c
+ * was closed. */
+static int account(struct proxy *d, struct conn *c, struct pipe *p, enum pipe_write what, size_t n)
+{
+	int end;
+
+	switch (what) {
+	case PW_BYTES:
+		p->off += (uint32_t)n;
+		break;
+	case PW_PREAMBLE:
+		c->ctl_out_off += n;
+		break;
+	case PW_STAGE:
+		stage_wrote(c, n);
+		break;
+	case PW_INJECT:
+		end = stage_injected(d, c, n);
+		if (end < 0) {
+			conn_close(d, c, 1);
+			return -1;
+		}
+		if (end) {
+			end_both(d, c);
+		}
+		break;
+	}
+	return 0;
+}
+
+/* Writes buf..n to p's destination.  0: taken at once (accounted; the
+ * caller goes on); 1: the caller waits (the write is out, pipe_written()
+ * gets it, or c was closed). */
+static int pipe_send(struct proxy *d, struct conn *c, struct pipe *p, const char *buf, size_t n,
+		     enum pipe_write what)
 {
 	int r = transport_write(p->dst, buf, n);
 
-	if (r != -EINPROGRESS) {
+	if (r == -EINPROGRESS) {
+		p->spending = 1;
+		p->wfrom = (uint8_t)what;
+		return 1;
+	}
+	if (r < 0) {
 		log_debug("conn %u: %s write: %s", c->slot, p->dst->ops->name, strerror(-r));
 		conn_close(d, c, 1);
-		return -1;
+		return 1;
 	}
-	p->spending = 1;
-	p->wfrom = (uint8_t)what;
-	return 0;
+	return account(d, c, p, what, (size_t)r) < 0 || c->state != CS_PROXY;
 }
 
 /* p's source ended: the end travels on, the other direction keeps going. */
@@ -116,31 +152,39 @@ static int down_deliver(struct proxy *d, struct conn *c)
 	const char *buf;
 	size_t n;
 
-	if (p->spending) {
-		return 1;
-	}
-	if (c->ctl_out_off < c->ctl_out_len) {
-		pipe_write(d, c, p, c->ctl_out + c->ctl_out_off, c->ctl_out_len - c->ctl_out_off,
-			   PW_PREAMBLE);
-		return 1;
-	}
-	switch (stage_down(d, c, &buf, &n)) {
-	case STAGE_WRITE:
-		pipe_write(d, c, p, buf, n, PW_STAGE);
-		return 1;
-	case STAGE_WAIT:
-		return 1;
-	case STAGE_EMPTY:
+	for (;;) {
+		if (p->spending) {
+			return 1;
+		}
+		if (c->ctl_out_off < c->ctl_out_len) {
+			if (pipe_send(d, c, p, c->ctl_out + c->ctl_out_off,
+				      c->ctl_out_len - c->ctl_out_off, PW_PREAMBLE)) {
+				return 1;
+			}
+			continue;
+		}
+		switch (stage_down(d, c, &buf, &n)) {
+		case STAGE_WRITE:
+			if (pipe_send(d, c, p, buf, n, PW_STAGE)) {
+				return 1;
+			}
+			continue;
+		case STAGE_WAIT:
+			return 1;
+		case STAGE_EMPTY:
+			return 0;
+		case STAGE_PASS:
+			break;
+		}
+		if (p->off < p->len) {
+			if (pipe_send(d, c, p, p->buf + p->off, p->len - p->off, PW_BYTES)) {
+				return 1;
+			}
+			continue;
+		}
+		p->off = p->len = 0;
 		return 0;
-	case STAGE_PASS:
-		break;
 	}
-	if (p->off < p->len) {
-		pipe_write(d, c, p, p->buf + p->off, p->len - p->off, PW_BYTES);
-		return 1;
-	}
-	p->off = p->len = 0;
-	return 0;
 }
 
 /* network -> app */
@@ -167,29 +211,34 @@ static void pump_up(struct proxy *d, struct conn *c)
 	size_t n;
 	int r;
 
-	do {
+	for (;;) {
 		if (p->spending || p->shutting || c->state != CS_PROXY) {
 			return;
 		}
 		if (p->off < p->len) {
-			pipe_write(d, c, p, p->buf + p->off, p->len - p->off, PW_BYTES);
-			return;
+			if (pipe_send(d, c, p, p->buf + p->off, p->len - p->off, PW_BYTES)) {
+				return;
+			}
+			continue;
 		}
 		p->off = p->len = 0;
 		/* An answer of ours waits only for the app's earlier answers to
 		 * be out, not for the read posted on the app's side. */
 		r = stage_inject(d, c, &buf, &n);
-		if (r) {
-			if (r > 0) {
-				pipe_write(d, c, p, buf, n, PW_INJECT);
-			}
+		if (r < 0 || (r > 0 && pipe_send(d, c, p, buf, n, PW_INJECT))) {
 			return;
+		}
+		if (r > 0) {
+			continue;
 		}
 		if (p->eof) {
 			pipe_end(d, c, p);
 			return;
 		}
-	} while (pipe_read(d, c, p));
+		if (!pipe_read(d, c, p)) {
+			return;
+		}
+	}
 }
 
 void pump_both(struct proxy *d, struct conn *c)
@@ -199,9 +248,12 @@ void pump_both(struct proxy *d, struct conn *c)
 	}
 	pump_up(d, c);
 	pump_down(d, c);
-	/* A request just denied queues an answer for the up direction. */
+	/* A request just denied queues an answer for the up direction; once
+	 * that is out (a TLS transport takes it at once), the requests held
+	 * behind it go on. */
 	if (stage_has_inject(c) && !c->up.spending) {
 		pump_up(d, c);
+		pump_down(d, c);
 	}
 }
 
@@ -222,36 +274,15 @@ static void pipe_read_done(struct proxy *d, struct conn *c, struct pipe *p, int 
 
 static void pipe_written(struct proxy *d, struct conn *c, struct pipe *p, int res)
 {
-	int end = 0;
-
 	p->spending = 0;
 	if (res < 0) {
 		log_debug("conn %u: %s write: %s", c->slot, p->dst->ops->name, strerror(-res));
 		conn_close(d, c, 1);
 		return;
 	}
-	switch ((enum pipe_write)p->wfrom) {
-	case PW_BYTES:
-		p->off += (uint32_t)res;
-		break;
-	case PW_PREAMBLE:
-		c->ctl_out_off += (size_t)res;
-		break;
-	case PW_STAGE:
-		stage_wrote(c, (size_t)res);
-		break;
-	case PW_INJECT:
-		end = stage_injected(d, c, (size_t)res);
-		if (end < 0) {
-			conn_close(d, c, 1);
-			return;
-		}
-		break;
+	if (account(d, c, p, (enum pipe_write)p->wfrom, (size_t)res) == 0) {
+		pump_both(d, c);
 	}
-	if (end) {
-		end_both(d, c);
-	}
-	pump_both(d, c);
 }
 
 static void pipe_shut_done(struct proxy *d, struct conn *c, struct pipe *p, int res)

@@ -2,8 +2,9 @@
  * TLS over a lower transport.  Ciphertext comes in through one read of
  * the lower transport into nin and goes out one buffer at a time from
  * nout, so a slow peer stops the writer and memory stays at the buffers.
- * A write is handed to the engine only when earlier ciphertext is gone
- * and reported written once its own ciphertext is gone too.
+ * A write is handed to the engine only when earlier ciphertext is gone,
+ * and is reported written once its first buffer of ciphertext is out, so
+ * the next chunk is read while the rest goes.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -17,13 +18,15 @@ struct tls_transport {
 	struct transport *lower; /* borrowed */
 	struct tls_conn *tls; /* owned */
 	size_t bs;
-	char *nin, *nout; /* owned; NULL while trimmed */
+	char *nin, *nout; /* one allocation (nin owns it); NULL while trimmed */
 	uint32_t nout_len, nout_off;
 	uint8_t nin_pending, nout_pending;
 	uint8_t net_eof; /* the lower transport ended (or failed) */
 	uint8_t notify_sent;
 	uint8_t handshaking, failed;
-	uint8_t want_read, want_write, write_taken, want_shut, want_flush;
+	uint8_t want_read, want_shut, want_flush;
+	uint8_t want_write; /* a write waits for earlier ciphertext to go */
+	uint8_t written; /* a write the engine took, reported at the next send */
 	char *rbuf;
 	size_t rcap;
 	const char *wbuf;
@@ -43,6 +46,21 @@ static int idle(const struct tls_transport *tt)
 	       tls_conn_out_pending(tt->tls) == 0;
 }
 
+/* Both ciphertext buffers in one allocation: at the default buffer_size it
+ * comes from mmap, so an idle connection's trim gives it back to the
+ * system instead of leaving holes in the heap. */
+static int bufs(struct tls_transport *tt)
+{
+	if (!tt->nin) {
+		tt->nin = malloc(2 * tt->bs);
+		if (!tt->nin) {
+			return -ENOMEM;
+		}
+		tt->nout = tt->nin + tt->bs;
+	}
+	return 0;
+}
+
 /* Sends ciphertext the engine produced, one buffer at a time. */
 static int flush_out(struct tls_transport *tt)
 {
@@ -55,7 +73,7 @@ static int flush_out(struct tls_transport *tt)
 		if (tls_conn_out_pending(tt->tls) == 0) {
 			return 0;
 		}
-		if (!tt->nout && !(tt->nout = malloc(tt->bs))) {
+		if (bufs(tt) < 0) {
 			return tt->err = -ENOMEM;
 		}
 		tt->nout_off = 0;
@@ -80,7 +98,7 @@ static int want_input(struct tls_transport *tt)
 	if (tt->nin_pending || tt->net_eof || tt->err) {
 		return tt->err;
 	}
-	if (!tt->nin && !(tt->nin = malloc(tt->bs))) {
+	if (bufs(tt) < 0) {
 		return tt->err = -ENOMEM;
 	}
 	r = transport_read(tt->lower, tt->nin, tt->bs);
@@ -163,19 +181,20 @@ static void drained(struct tls_transport *tt)
 	if (!idle(tt)) {
 		return;
 	}
-	if (tt->want_write && !tt->write_taken) {
+	if (tt->want_write) {
+		/* Taken now, reported now: the next chunk is read while this
+		 * one's ciphertext goes out. */
+		tt->want_write = 0;
 		if (tls_conn_write(tt->tls, tt->wbuf, tt->wlen) < 0) {
-			tt->want_write = 0;
 			transport_event(&tt->t, TEV_WRITTEN, -EPROTO);
 			return;
 		}
-		tt->write_taken = 1;
-		drained(tt);
-		return;
-	}
-	if (tt->want_write) {
-		tt->want_write = 0;
-		transport_event(&tt->t, TEV_WRITTEN, (int)tt->wlen);
+		f = flush_out(tt);
+		if (f < 0) {
+			transport_event(&tt->t, TEV_WRITTEN, f);
+		} else {
+			tt->written = 1; /* reported at the next send, as above */
+		}
 		return;
 	}
 	if (tt->want_shut) {
@@ -237,6 +256,12 @@ static void lower_event(void *owner, struct transport *lower, enum transport_eve
 			flush_out(tt); /* the alert of a failed handshake goes on out */
 			break;
 		}
+		if (tt->written) {
+			tt->written = 0;
+			flush_out(tt);
+			transport_event(&tt->t, TEV_WRITTEN, tt->err ? tt->err : (int)tt->wlen);
+			break;
+		}
 		drained(tt);
 		break;
 	case TEV_READABLE:
@@ -289,27 +314,30 @@ static int tt_write(struct transport *t, const char *buf, size_t n)
 {
 	struct tls_transport *tt = of(t);
 
-	if (tt->want_write) {
+	if (tt->want_write || tt->written) {
 		return -EBUSY;
 	}
 	if (tt->err) {
 		return tt->err;
 	}
-	tt->want_write = 1;
-	tt->write_taken = 0;
-	tt->wbuf = buf;
-	tt->wlen = n;
-	if (idle(tt)) {
-		if (tls_conn_write(tt->tls, buf, n) < 0) {
-			tt->want_write = 0;
-			return -EPROTO;
-		}
-		tt->write_taken = 1;
-		if (flush_out(tt) < 0) {
-			tt->want_write = 0;
-			return tt->err;
-		}
+	if (!idle(tt)) {
+		/* One chunk's ciphertext at a time: this one waits (drained()). */
+		tt->want_write = 1;
+		tt->wbuf = buf;
+		tt->wlen = n;
+		return -EINPROGRESS;
 	}
+	if (tls_conn_write(tt->tls, buf, n) < 0) {
+		return -EPROTO;
+	}
+	if (flush_out(tt) < 0) {
+		return tt->err;
+	}
+	/* Reported when its first buffer of ciphertext has gone: the caller
+	 * reads its next chunk while the rest goes out, and by then that
+	 * chunk has had time to grow (fewer, fuller records). */
+	tt->wlen = n;
+	tt->written = 1;
 	return -EINPROGRESS;
 }
 
@@ -377,7 +405,6 @@ static int tt_trim(struct transport *t)
 		return -EAGAIN;
 	}
 	free(tt->nin);
-	free(tt->nout);
 	tt->nin = tt->nout = NULL;
 	tt->nout_len = tt->nout_off = 0;
 	return 0;
@@ -404,7 +431,6 @@ static void tt_destroy(struct transport *t)
 
 	tls_conn_free(tt->tls);
 	free(tt->nin);
-	free(tt->nout);
 	free(tt);
 }
 

@@ -39,8 +39,9 @@ struct transport_ops {
 	/* Reads into buf: > 0 bytes now, 0 end of input now, -EINPROGRESS
 	 * (TEV_READ comes), or -errno. */
 	int (*read)(struct transport *t, char *buf, size_t cap);
-	/* Writes buf[0..n): -EINPROGRESS (TEV_WRITTEN comes, possibly with
-	 * fewer bytes: write the rest again) or -errno. */
+	/* Writes buf[0..n): > 0 bytes taken at once (buf is the caller's
+	 * again), -EINPROGRESS (TEV_WRITTEN comes, possibly with fewer bytes:
+	 * write the rest again) or -errno. */
 	int (*write)(struct transport *t, const char *buf, size_t n);
 	/* Ends our direction once written data is out: 0 done, -EINPROGRESS
 	 * (TEV_SHUT comes), or -errno. */
