@@ -120,6 +120,14 @@ void app_dial_done(struct proxy *d, struct conn *c, int res)
 	memcpy(c->ctl_out + sizeof(pre), c->peer_id, idlen);
 	c->ctl_out_len = sizeof(pre) + idlen;
 	c->ctl_out_off = 0;
+	{
+		/* A fresh connection has room for it: sent now, it is there
+		 * when the app's accept() looks (the pump sends any rest). */
+		ssize_t n = send(c->a_fd, c->ctl_out, c->ctl_out_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n > 0) {
+			c->ctl_out_off = (size_t)n;
+		}
+	}
 	c->down.off = held ? (uint32_t)PREAMBLE_ROOM : 0;
 	c->down.len = held ? (uint32_t)(PREAMBLE_ROOM + held) : 0;
 	c->state = CS_PROXY;
@@ -132,7 +140,20 @@ void app_dial_done(struct proxy *d, struct conn *c, int res)
 
 static void connect_app(struct proxy *d, struct conn *c)
 {
+	int r;
+
 	c->state = CS_APP_DIAL;
+	/* A Unix connect finishes at once unless the app's backlog is full.
+	 * Finished here, the preamble follows before the daemon returns to
+	 * its loop, so the app's accept() (the shim waits PREAMBLE_WAIT_MS
+	 * for it) never depends on how long a loop turn takes under a burst
+	 * of thousands of connections. */
+	r = connect(c->a_fd, (struct sockaddr *)&c->dial_sa, c->dial_len) < 0 ? -errno : 0;
+	if (r != -EAGAIN && r != -EINPROGRESS) {
+		c->deadline_ms = 0;
+		app_dial_done(d, c, r);
+		return;
+	}
 	c->deadline_ms = now_ms() + d->cfg->connect_timeout_ms;
 	if (d->loop->ops->connect(d->loop, c->a_fd, (struct sockaddr *)&c->dial_sa, c->dial_len,
 				  ud_make(UD_APP_DIAL, c->slot, c->gen)) < 0) {
