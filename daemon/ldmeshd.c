@@ -61,7 +61,7 @@ static int apply_config(struct ldmeshd *d, struct config *cfg)
 
 int ldmeshd_reload(struct ldmeshd *d, char *err, size_t errlen)
 {
-	struct config *cfg, *old;
+	struct config *cfg;
 	struct policy_set *policy;
 
 	if (!d->config_file) {
@@ -79,15 +79,11 @@ int ldmeshd_reload(struct ldmeshd *d, char *err, size_t errlen)
 	if (accesslog_configure(&d->alog, cfg->access_log, err, errlen) < 0) {
 		goto err_free_policy;
 	}
-	old = d->px.cfg;
-	d->px.cfg = cfg;
-	if (identity_load(&d->id, d->px.cfg, err, errlen) < 0) {
+	if (identity_load(&d->id, cfg, err, errlen) < 0) {
 		char ignored[256];
-		d->px.cfg = old;
-		accesslog_configure(&d->alog, old->access_log, ignored, sizeof(ignored));
+		accesslog_configure(&d->alog, d->px.cfg->access_log, ignored, sizeof(ignored));
 		goto err_free_policy;
 	}
-	d->px.cfg = old;
 	tel_set_max(&d->tel, cfg->max_series);
 	apply_config(d, cfg);
 	/* In-flight requests already have their decision; new ones use this. */
