@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <sys/syscall.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -89,6 +90,24 @@ static void park_finish(struct proxy *d, struct conn *c)
 	}
 	c->parked = PARK_PARKED;
 	d->parked++;
+	d->parked_untrimmed++;
+}
+
+/*
+ * What parking freed in the middle of the heap (the TLS engine's records,
+ * the HTTP buffers) stays resident: glibc only gives back the heap's top,
+ * and the connections' long-lived objects sit above the holes.  After a
+ * batch of connections went idle, hand the whole free pages back.  Not on
+ * every park: the walk is over the whole heap.
+ */
+#define PARK_TRIM_BATCH 32
+
+static void park_trim_heap(struct proxy *d)
+{
+	if (d->parked_untrimmed >= PARK_TRIM_BATCH) {
+		d->parked_untrimmed = 0;
+		malloc_trim(0);
+	}
 }
 
 void park_read_cancelled(struct proxy *d, struct conn *c)
@@ -198,4 +217,5 @@ void conn_sweep(struct proxy *d, int64_t now)
 			park_start(c);
 		}
 	}
+	park_trim_heap(d);
 }

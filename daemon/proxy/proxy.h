@@ -113,6 +113,7 @@ struct proxy {
 	uint32_t nfree;
 	uint32_t live_by_kind[6];
 	uint32_t parked; /* idle connections holding no buffers (park.c) */
+	uint32_t parked_untrimmed; /* parked since the heap was last trimmed */
 	struct conn **reap; /* closing conns to check at the end of the turn */
 	uint32_t nreap, capreap;
 

@@ -683,7 +683,9 @@ defaults
         return {}
 
     def scrape(self, topo, pod):
-        d = self.daemons[topo][pod]
+        return self.scrape_daemon(self.daemons[topo][pod])
+
+    def scrape_daemon(self, d):
         rc, out, err = self.r.run(d.ns, ["curl", "-sS", "--max-time", "5",
                                          "http://127.0.0.1:%d/metrics" % d.admin_port],
                                   timeout=15)
@@ -841,7 +843,31 @@ defaults
                 raise CannotRun("ldmeshd %s exited: %s" % (variant, read(p.err_path)[-1000:]))
         srv = self.idle_server(variant, S_ADDR, port, shim_rundir=ds.rundir)
         time.sleep(0.3)
+        self.idle_daemons = {"c": dc, "s": ds}
         return {"c": dc.pid, "s": ds.pid}, S_ADDR, port, dc.rundir, [srv, dc, ds]
+
+    def settle(self, topo, rec):
+        """Lets the proxies settle before the held RSS is read: deferred
+        frees and timers, 1 s.  An ldmesh connection counts as idle once it
+        has been quiet for 2 s and given its buffers back (parking,
+        docs/architecture.md), so for ldmesh wait until both daemons count
+        every held connection idle, then one sweep more (the heap is trimmed
+        after a batch parks).  How long that took goes into the record."""
+        t0 = time.monotonic()
+        time.sleep(1.0)
+        if topo != "ldmesh":
+            return
+
+        def all_idle():
+            return all(prom_sum(self.scrape_daemon(d), "ldmesh_connections_idle") >= rec["held"]
+                       for d in self.idle_daemons.values())
+        try:
+            wait_until(all_idle, 15, "every held connection idle in both daemons",
+                       interval=0.25)
+            time.sleep(1.2)
+        except CannotRun as e:
+            self.notes.append("%s idle %d: %s" % (topo, rec["n"], e))
+        rec["settle_ms"] = int((time.monotonic() - t0) * 1000)
 
     def idle_run(self, topo, n, rep):
         self.idle_k = getattr(self, "idle_k", 0) + 1
@@ -866,7 +892,7 @@ defaults
                 raise CannotRun("idlehold exited: %s" % read(holder.err_path)[-500:])
             rec["held"], rec["failed"] = int(m.group(1)), int(m.group(2))
             rec["first_error"], rec["setup_ms"] = m.group(3), int(m.group(4))
-            time.sleep(1.0)  # let the proxies settle (deferred frees, timers)
+            self.settle(topo, rec)
             rec["rss_held"] = {k: rss_bytes(p) for k, p in pids.items()}
             rec["bytes_per_conn"] = {
                 k: (rec["rss_held"][k] - before[k]) / rec["held"] if rec["held"] else None
@@ -1682,7 +1708,9 @@ defaults
         A("RSS is user-space memory of the proxy process (anon: its own heap; file: mapped "
           "files, mostly shared libraries such as libcrypto, shared with other processes); "
           "kernel socket buffers are not in it (the direct topology has no proxy process). "
-          "Bytes per idle connection = (RSS with N held - RSS just before) / N.")
+          "Bytes per idle connection = (RSS with N held - RSS just before) / N, read 1 s "
+          "after the N are open; for ldmesh once both daemons count all N idle "
+          "(ldmesh_connections_idle: quiet for 2 s, buffers given back) and one sweep more.")
         A("")
         tel = [t for t in ("ldmesh", "ldmesh-tel-off", "ldmesh-tel-on")]
         A("## Cost of telemetry (ldmesh)")
