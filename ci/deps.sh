@@ -2,7 +2,7 @@
 # Installs the Debian packages ldmesh needs to build and test; quiet and
 # quick when everything is already there.
 set -e
-PKGS="build-essential pkg-config libssl-dev libconfig-dev liburing-dev libcmocka-dev
+PKGS="build-essential pkg-config libssl-dev libconfig-dev liburing-dev libnghttp2-dev libcmocka-dev
       python3 python3-pytest iproute2 procps psmisc curl wget openssl
       nginx-light redis-server redis-tools openssh-server openssh-client nodejs
       tcpdump clang-format clang tmux valgrind wrk haproxy prometheus

@@ -111,6 +111,18 @@ static int u_poll_in(struct loop *l, int fd, uint64_t ud)
 	return 0;
 }
 
+static int u_post(struct loop *l, uint64_t ud)
+{
+	struct io_uring_sqe *sqe = get_sqe((struct loop_uring *)l);
+
+	if (!sqe) {
+		return -EBUSY;
+	}
+	io_uring_prep_nop(sqe);
+	io_uring_sqe_set_data64(sqe, ud);
+	return 0;
+}
+
 static int u_cancel_fd(struct loop *l, int fd)
 {
 	struct io_uring_sqe *sqe = get_sqe((struct loop_uring *)l);
@@ -189,6 +201,7 @@ static const struct loop_ops uring_ops = {
 	.recvmsg = u_recvmsg,
 	.connect = u_connect,
 	.poll_in = u_poll_in,
+	.post = u_post,
 	.cancel_fd = u_cancel_fd,
 	.cancel = u_cancel,
 	.forget_fd = u_forget_fd,

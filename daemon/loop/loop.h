@@ -36,6 +36,10 @@ struct loop_ops {
 	 * without reading: how idle connections wait with no buffer.  A
 	 * read-type operation. */
 	int (*poll_in)(struct loop *l, int fd, uint64_t ud);
+	/* Completes with res 0 at the loop's next delivery, never from inside
+	 * this call: how a handler defers work it may not do where it is (a
+	 * transport's events that became due inside a call, transport.h). */
+	int (*post)(struct loop *l, uint64_t ud);
 	int (*cancel_fd)(struct loop *l, int fd);
 	/* Cancels the one operation on fd queued with ud; it completes with
 	 * -ECANCELED (or its result).  Cheaper than cancel_fd for io_uring,

@@ -188,6 +188,13 @@ static int e_poll_in(struct loop *l, int fd, uint64_t ud)
 	return queue_op((struct loop_epoll *)l, fd, 0, &op);
 }
 
+static int e_post(struct loop *l, uint64_t ud)
+{
+	/* Delivered after the callback that posted it, in this turn or the
+	 * next: the queue is walked until empty. */
+	return push_cqe((struct loop_epoll *)l, ud, 0, 0);
+}
+
 static int e_cancel_fd(struct loop *l, int fd)
 {
 	struct loop_epoll *e = (struct loop_epoll *)l;
@@ -436,6 +443,7 @@ static const struct loop_ops epoll_ops = {
 	.recvmsg = e_recvmsg,
 	.connect = e_connect,
 	.poll_in = e_poll_in,
+	.post = e_post,
 	.cancel_fd = e_cancel_fd,
 	.cancel = e_cancel,
 	.forget_fd = e_forget_fd,
