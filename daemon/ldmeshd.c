@@ -38,6 +38,14 @@ static void dispatch(void *ctx, uint64_t ud, int res, int more)
 	case UD_LISTENER_ACCEPT:
 		listener_accept_done(&d->px, ud, res, more);
 		return;
+	case UD_PLINK_ACCEPT:
+	case UD_PLINK_DIAL:
+	case UD_PLINK_RECV:
+	case UD_PLINK_SEND:
+	case UD_PLINK_POLL:
+	case UD_PLINK_KICK:
+		links_complete(&d->px, ud, res, more);
+		return;
 	default:
 		c = conn_from_ud(&d->px, ud);
 		if (c) {
@@ -134,6 +142,7 @@ void ldmeshd_start_drain(struct ldmeshd *d, int timeout_ms)
 		d->px.handoff_fd = -1;
 	}
 	listener_stop_all(&d->px);
+	links_drain(&d->px); /* GOAWAY: open streams finish, no new ones */
 	/* Let go of the listeners' registrations now, not at exit: the shims
 	 * hand their listeners to the next daemon as soon as it is up. */
 	for (uint32_t i = 0; i < d->px.nslots; i++) {
@@ -217,6 +226,7 @@ int ldmeshd_run(struct ldmeshd *d)
 		}
 		if (now >= next_sweep) {
 			conn_sweep(&d->px, now);
+			links_sweep(&d->px, now);
 			identity_check(&d->id, d->px.cfg, now);
 			unprotected_scan(&d->px, now);
 			next_sweep = now + 1000;

@@ -101,7 +101,7 @@ int main(int argc, char **argv)
 	}
 	log_threshold = d->px.cfg->log_level;
 	d->runtime_dir = strdup(runtime_override ? runtime_override : d->px.cfg->runtime_dir);
-	d->px.handoff_fd = d->ctl_fd = d->px.admin_fd = -1;
+	d->px.handoff_fd = d->ctl_fd = d->px.admin_fd = d->px.links.listen_fd = -1;
 	accesslog_init(&d->alog);
 	d->px.id = &d->id;
 	d->px.tel = &d->tel;
@@ -157,13 +157,15 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	unprotected_init(&d->px.unprot);
-	if (ctl_open(d) < 0 || admin_open(d) < 0 || handoff_open(&d->px) < 0) {
+	if (ctl_open(d) < 0 || admin_open(d) < 0 || links_open(&d->px) < 0 ||
+	    handoff_open(&d->px) < 0) {
 		return 1;
 	}
 	log_info("ldmeshd %s ready: %s, io backend %s, config %s", LDMESH_VERSION, d->runtime_dir,
 		 loop_backend_name(d->px.loop),
 		 d->config_file ? d->config_file : "(built-in default)");
 	r = ldmeshd_run(d);
+	links_close_all(&d->px);
 	admin_close(d);
 	ldmeshd_unlink_if_ours(d->ctl_path, d->ctl_ino);
 	if (d->px.handoff_fd >= 0) {

@@ -61,6 +61,17 @@ struct config_policy {
 	int unauthenticated; /* 1: rule matches callers without identity */
 };
 
+/* outbound.links: connections to mesh peers as streams on shared links. */
+struct config_links {
+	int enabled; /* enabled = false (for now: docs/configuration.md) */
+	int max_streams; /* max_streams_per_link = 100 */
+	int max_links; /* max_links_per_peer = 4 */
+	int idle_timeout_ms; /* idle_timeout_ms = 60000: a link with no stream */
+	int ping_interval_ms; /* ping_interval_ms = 10000: quiet this long, PING */
+	int ping_timeout_ms; /* ping_timeout_ms = 5000: no answer, the link is dead */
+	int fallback_ms; /* fallback_ms = 60000: a peer without a link port */
+};
+
 struct config {
 	char *file; /* owned; NULL for the built-in default */
 	char *trust_domain; /* owned */
@@ -74,12 +85,14 @@ struct config {
 	size_t n_inbound_ports;
 	uint16_t *inbound_exclude_ports; /* owned; listeners left outside the mesh */
 	size_t n_inbound_exclude_ports;
+	int link_port; /* inbound.link_port = 15008; 0: no link listener */
 
 	struct config_cidr *mesh_networks;
 	size_t n_mesh_networks;
 	int egress_allow_all; /* outbound.egress: 1 allow, 0 deny */
 	struct config_egress_rule *egress_allow;
 	size_t n_egress_allow;
+	struct config_links links;
 
 	struct config_service *services;
 	size_t n_services;

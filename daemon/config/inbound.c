@@ -103,10 +103,21 @@ static int cfg_in_exclude(struct cfg_ctx *x, const config_setting_t *s, void *ob
 	return cfg_port_list(x, s, &c->inbound_exclude_ports, &c->n_inbound_exclude_ports);
 }
 
+static int cfg_in_link_port(struct cfg_ctx *x, const config_setting_t *s, void *obj)
+{
+	long long v;
+	int rc = cfg_get_int(x, s, 0, 65535, &v);
+
+	if (rc == 0)
+		((struct cfg_state *)obj)->c->link_port = (int)v;
+	return rc;
+}
+
 static const struct cfg_key cfg_inbound_keys[] = {
 	{"mtls", cfg_in_mtls, NULL},
 	{"ports", cfg_in_ports, &cfg_inport_set},
 	{"exclude_ports", cfg_in_exclude, NULL},
+	{"link_port", cfg_in_link_port, NULL},
 };
 
 const struct cfg_keyset cfg_inbound_set = {

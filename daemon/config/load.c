@@ -112,6 +112,14 @@ static int cfg_build(struct cfg_ctx *x, const config_setting_t *root, struct con
 	c->log_level = 2;
 	c->http_metrics = 1;
 	c->max_series = 1000;
+	c->link_port = 15008;
+	c->links = (struct config_links){.enabled = 0,
+					 .max_streams = 100,
+					 .max_links = 4,
+					 .idle_timeout_ms = 60000,
+					 .ping_interval_ms = 10000,
+					 .ping_timeout_ms = 5000,
+					 .fallback_ms = 60000};
 
 	rc = cfg_top(x, root, &st);
 	if (rc == 0)

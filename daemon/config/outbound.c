@@ -4,7 +4,10 @@
  */
 #include "internal.h"
 
+#include <limits.h>
+#include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* ------------------------------------------------------------------ */
 /* outbound { mesh_networks; egress; egress_allow = ( { cidr; ports } ) } */
@@ -73,7 +76,59 @@ out:
 	return rc;
 }
 
+/* outbound.links { enabled; max_streams_per_link; ... } */
+
+static int cfg_links_enabled(struct cfg_ctx *x, const config_setting_t *s, void *obj)
+{
+	return cfg_get_bool(x, s, &((struct config_links *)obj)->enabled);
+}
+
+static const struct cfg_links_int {
+	const char *key;
+	size_t off;
+	long long min, max;
+} cfg_links_ints[] = {
+	{"max_streams_per_link", offsetof(struct config_links, max_streams), 1, 10000},
+	{"max_links_per_peer", offsetof(struct config_links, max_links), 1, 64},
+	{"idle_timeout_ms", offsetof(struct config_links, idle_timeout_ms), 0, INT_MAX},
+	{"ping_interval_ms", offsetof(struct config_links, ping_interval_ms), 100, 3600000},
+	{"ping_timeout_ms", offsetof(struct config_links, ping_timeout_ms), 100, 3600000},
+	{"fallback_ms", offsetof(struct config_links, fallback_ms), 0, 86400000},
+};
+
+static int cfg_links_int(struct cfg_ctx *x, const config_setting_t *s, void *obj)
+{
+	const struct cfg_links_int *t = cfg_links_ints;
+	long long v;
+	int rc;
+
+	while (strcmp(t->key, config_setting_name(s)) != 0)
+		t++;
+	rc = cfg_get_int(x, s, t->min, t->max, &v);
+	if (rc == 0)
+		*(int *)(void *)((char *)obj + t->off) = (int)v;
+	return rc;
+}
+
+static const struct cfg_key cfg_links_keys[] = {
+	{"enabled", cfg_links_enabled, NULL},	     {"max_streams_per_link", cfg_links_int, NULL},
+	{"max_links_per_peer", cfg_links_int, NULL}, {"idle_timeout_ms", cfg_links_int, NULL},
+	{"ping_interval_ms", cfg_links_int, NULL},   {"ping_timeout_ms", cfg_links_int, NULL},
+	{"fallback_ms", cfg_links_int, NULL},
+};
+
+static const struct cfg_keyset cfg_links_set = {
+	.keys = cfg_links_keys, .n = ARRAY_SIZE(cfg_links_keys), .list = 0};
+
+static int cfg_out_links(struct cfg_ctx *x, const config_setting_t *s, void *obj)
+{
+	struct config *c = ((struct cfg_state *)obj)->c;
+
+	return cfg_walk(x, s, cfg_links_keys, ARRAY_SIZE(cfg_links_keys), &c->links);
+}
+
 static const struct cfg_key cfg_outbound_keys[] = {
+	{"links", cfg_out_links, &cfg_links_set},
 	{"mesh_networks", cfg_out_mesh, NULL},
 	{"egress", cfg_out_egress, NULL},
 	{"egress_allow", cfg_out_egress_allow, &cfg_egress_rule_set},

@@ -277,12 +277,13 @@ static void conns(struct ldmeshd *d, struct strbuf *b, int json)
 	if (json) {
 		sb_printf(b, "[");
 	} else {
-		sb_printf(b, "%-9s %-26s %-26s %-8s %-7s %12s %12s %9s %s\n", "DIRECTION", "LOCAL",
-			  "PEER", "STATE", "TLS", "BYTES_IN", "BYTES_OUT", "AGE_MS", "PEER_ID");
+		sb_printf(b, "%-9s %-26s %-26s %-8s %-7s %12s %12s %9s %-10s %s\n", "DIRECTION",
+			  "LOCAL", "PEER", "STATE", "TLS", "BYTES_IN", "BYTES_OUT", "AGE_MS",
+			  "LINK", "PEER_ID");
 	}
 	for (i = 0; i < d->px.nslots; i++) {
 		const struct conn *c = d->px.conns[i];
-		char local[80], peer[80];
+		char local[80], peer[80], link[24];
 		const char *state, *tlsv;
 		uint64_t in, out;
 
@@ -296,6 +297,7 @@ static void conns(struct ldmeshd *d, struct strbuf *b, int json)
 		tlsv = c->tls && c->state == CS_PROXY ? tls_conn_version(c->tls) : "";
 		in = c->down.bytes;
 		out = c->up.bytes;
+		links_conn_name(c, link, sizeof(link));
 		if (json) {
 			sb_printf(b,
 				  "%s{\"direction\":\"%s\",\"local_addr\":\"%s\",\"peer_addr\":\"%"
@@ -306,16 +308,16 @@ static void conns(struct ldmeshd *d, struct strbuf *b, int json)
 			sb_printf(b,
 				  ",\"tls\":%s,\"tls_version\":\"%s\",\"state\":\"%s\",\"bytes_"
 				  "in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ",\"age_ms\":%" PRId64
-				  ",\"pid\":%u}",
+				  ",\"pid\":%u,\"link\":\"%s\"}",
 				  tlsv[0] ? "true" : "false", tlsv, state, in, out,
-				  now - c->started_ms, c->pid);
+				  now - c->started_ms, c->pid, link);
 		} else {
 			sb_printf(b,
 				  "%-9s %-26s %-26s %-8s %-7s %12" PRIu64 " %12" PRIu64 " %9" PRId64
-				  " %s\n",
+				  " %-10s %s\n",
 				  conn_kind_name(c->kind), local, peer, state,
 				  tlsv[0] ? tlsv : "no", in, out, now - c->started_ms,
-				  c->peer_id[0] ? c->peer_id : "-");
+				  link[0] ? link : "-", c->peer_id[0] ? c->peer_id : "-");
 		}
 		first = 0;
 	}
@@ -407,6 +409,8 @@ static void handle(struct ldmeshd *d, struct conn *c, char *line)
 		status(d, &b, json);
 	} else if (!strcmp(words[2], "conns")) {
 		conns(d, &b, json);
+	} else if (!strcmp(words[2], "links")) {
+		links_list(&d->px, &b, json);
 	} else if (!strcmp(words[2], "stats")) {
 		int raw = n > 3 && !strcmp(words[3], "raw");
 		tel_stats(&d->tel, &b, raw ? TEL_RAW : json ? TEL_JSON : TEL_TEXT, now_ms());

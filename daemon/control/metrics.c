@@ -138,6 +138,15 @@ void metrics_render(struct ldmeshd *d, struct strbuf *b)
 	help(b, "ldmesh_connections_idle", "gauge",
 	     "Proxied connections idle long enough to have given their buffers back.");
 	sb_printf(b, "ldmesh_connections_idle %u\n", d->px.parked);
+	help(b, "ldmesh_links_open", "gauge",
+	     "Links to and from other daemons that carry streams (outbound.links).");
+	sb_printf(b, "ldmesh_links_open %u\n", d->px.links.open);
+	help(b, "ldmesh_link_streams_total", "counter",
+	     "Connections carried as streams on links, both directions.");
+	sb_printf(b, "ldmesh_link_streams_total %" PRIu64 "\n", d->px.links.streams_total);
+	help(b, "ldmesh_link_fallbacks_total", "counter",
+	     "Outbound mesh connections that went without a link while links are on.");
+	sb_printf(b, "ldmesh_link_fallbacks_total %" PRIu64 "\n", d->px.links.fallbacks_total);
 	help(b, "ldmesh_connections", "gauge", "Live proxied connections.");
 	for (dir = 0; dir < 2; dir++) {
 		sb_printf(b, "ldmesh_connections{direction=\"%s\"} %u\n", dirs[dir],

@@ -2,7 +2,7 @@
  * ldmeshctl: the ldmesh command-line tool.
  *
  * Three families of verbs:
- *  - control verbs (status, conns, stats, top, reload, drain, check, policy
+ *  - control verbs (status, conns, links, stats, top, reload, drain, check, policy
  *    check) send one line to <runtime_dir>/ctl.sock and print the daemon's
  *    answer as-is (include/ldmesh/ctl.h);
  *  - run starts a stock program under ldmesh-run (seccomp launcher, with
@@ -48,6 +48,7 @@ static const char usage_text[] =
 	"Daemon (talks to DIR/ctl.sock):\n"
 	"  status                      daemon state, config, identity\n"
 	"  conns                       live connections\n"
+	"  links                       links to and from other daemons\n"
 	"  stats                       golden metrics per peer identity and port\n"
 	"  top                         live requests/s, success rate, p50/p99 (q quits)\n"
 	"  reload                      reload config and certificates\n"
@@ -840,7 +841,7 @@ int main(int argc, char **argv)
 
 	verb = c.argv[0];
 	if (strcmp(verb, "status") == 0 || strcmp(verb, "conns") == 0 ||
-	    strcmp(verb, "stats") == 0 || strcmp(verb, "reload") == 0)
+	    strcmp(verb, "links") == 0 || strcmp(verb, "stats") == 0 || strcmp(verb, "reload") == 0)
 		rc = cmd_plain(&c, verb);
 	else if (strcmp(verb, "check") == 0)
 		rc = cmd_check(&c);

@@ -46,6 +46,7 @@ struct tls_conn {
 	char *pin; /* owned, NULL: no pinned identity */
 	char *peer_id; /* owned, NULL until the peer's SVID was read */
 	char resume_key[64];
+	int h2; /* a link between daemons: ALPN h2 only */
 };
 
 static int conn_index = -1; /* SSL ex_data slot for struct tls_conn */
@@ -217,9 +218,20 @@ static int verify_cb(int ok, X509_STORE_CTX *store)
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 		       const unsigned char *in, unsigned int inlen, void *arg)
 {
-	static const unsigned char ours[] = "\x08" TLS_ALPN;
+	static const unsigned char ours[] = "\x08" TLS_ALPN, h2[] = "\x02h2";
+	const struct tls_conn *c = SSL_get_ex_data(ssl, conn_index);
 	unsigned char *sel;
 
+	(void)arg;
+	/* A link port speaks HTTP/2 and nothing else. */
+	if (c && c->h2) {
+		if (SSL_select_next_proto(&sel, outlen, h2, sizeof(h2) - 1, in, inlen) ==
+		    OPENSSL_NPN_NEGOTIATED) {
+			*out = sel;
+			return SSL_TLSEXT_ERR_OK;
+		}
+		return SSL_TLSEXT_ERR_ALERT_FATAL;
+	}
 	/* Meshed peers name our protocol; stock TLS clients (curl with an SVID)
 	 * offer h2/http1.1 and get no ALPN, which they handle. */
 	if (SSL_select_next_proto(&sel, outlen, ours, sizeof(ours) - 1, in, inlen) ==
@@ -548,6 +560,26 @@ void tls_conn_free(struct tls_conn *c)
 	free(c->pin);
 	free(c->peer_id);
 	free(c);
+}
+
+int tls_conn_use_h2(struct tls_conn *c)
+{
+	static const unsigned char h2[] = "\x02h2";
+
+	c->h2 = 1;
+	if (!c->server && SSL_set_alpn_protos(c->ssl, h2, sizeof(h2) - 1) != 0) {
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int tls_conn_alpn_h2(const struct tls_conn *c)
+{
+	const unsigned char *p;
+	unsigned int n;
+
+	SSL_get0_alpn_selected(c->ssl, &p, &n);
+	return n == 2 && !memcmp(p, "h2", 2);
 }
 
 int tls_conn_feed(struct tls_conn *c, const void *buf, size_t len)

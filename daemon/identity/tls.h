@@ -70,6 +70,11 @@ const struct tls_svid_info *tls_ctx_info(const struct tls_ctx *t);
 struct tls_conn *tls_conn_new(struct tls_ctx *ctx, int server, const char *pin,
 			      const char *resume_key);
 void tls_conn_free(struct tls_conn *c);
+/* A link between daemons (transport/h2link.h): ALPN "h2" offered (client)
+ * or required (server) instead of ours.  Before the handshake; 0 or -errno. */
+int tls_conn_use_h2(struct tls_conn *c);
+/* 1 when the handshake settled on h2. */
+int tls_conn_alpn_h2(const struct tls_conn *c);
 
 /* Ciphertext from the network. Returns 0 or -ENOMEM. */
 int tls_conn_feed(struct tls_conn *c, const void *buf, size_t len);

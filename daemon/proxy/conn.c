@@ -279,6 +279,7 @@ static void conn_free(struct proxy *d, struct conn *c)
 	if (c->net && c->net != &c->net_io.t) {
 		c->net->ops->destroy(c->net); /* TLS: with its engine */
 	}
+	links_conn_gone(d, c);
 	free(c->bufs);
 	free(c->ctl_in);
 	free(c->ctl_out);

@@ -22,6 +22,7 @@
 struct proxy;
 struct l7;
 struct tel_series;
+struct plink;
 
 enum conn_kind {
 	CONN_HANDOFF, /* reading a shim header */
@@ -91,7 +92,10 @@ struct conn {
 	struct stream net_io; /* over n_fd */
 	struct transport *app; /* &app_io.t; NULL until set up */
 	struct transport *net; /* &net_io.t, or TLS over it (owned) */
-	struct tls_conn *tls; /* the TLS engine of net, NULL for plaintext */
+	struct tls_conn *tls; /* the TLS engine of net (of its link's, borrowed,
+			       * for a stream), NULL for plaintext */
+	struct plink *plink; /* the link net is a stream on (or waits for) */
+	uint8_t via_link; /* net is (or will be) a stream on plink */
 	uint8_t flush_then_reset; /* refused or failed: reset once net has flushed */
 	uint8_t tls_wanted; /* outbound to a mesh destination, with an identity */
 	uint8_t in_mesh; /* outbound: destination in mesh_networks or services */
@@ -162,6 +166,12 @@ enum ud_tag {
 	UD_ADMIN_ACCEPT,
 	UD_ADMIN_RECV,
 	UD_ADMIN_SEND,
+	UD_PLINK_ACCEPT, /* links between daemons (links.c) */
+	UD_PLINK_DIAL,
+	UD_PLINK_RECV,
+	UD_PLINK_SEND,
+	UD_PLINK_POLL,
+	UD_PLINK_KICK,
 	UD_TAG_COUNT,
 };
 

@@ -44,12 +44,18 @@ void flush_then_reset(struct proxy *d, struct conn *c);
 void dial_done(struct proxy *d, struct conn *c, int res);
 void filler_done(struct proxy *d, struct conn *c, int res);
 void outbound_ready(struct proxy *d, struct conn *c);
+/* Dials c's destination itself (its own TCP connection, mTLS or not). */
+void outbound_dial_direct(struct proxy *d, struct conn *c);
 
 /* inbound.c */
 void app_dial_done(struct proxy *d, struct conn *c, int res);
 void detect_done(struct proxy *d, struct conn *c, int res);
 void detect_timeout(struct proxy *d, struct conn *c);
 void inbound_authenticated(struct proxy *d, struct conn *c);
+/* A CONNECT stream that arrived on link ml from peer (the link's TCP peer,
+ * verified as peer_id): an inbound connection to the app it names. */
+void inbound_link_stream(struct proxy *d, struct plink *ml, struct transport *st,
+			 const struct ldm_addr *peer, const char *peer_id);
 enum config_mtls port_mtls(const struct proxy *d, uint16_t port_net);
 
 /* park.c */

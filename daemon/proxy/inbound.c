@@ -19,6 +19,7 @@
 #include "policy/policy.h"
 #include "proxy/conn_internal.h"
 #include "proxy/stage.h"
+#include "transport/h2link.h"
 #include "transport/tls.h"
 #include "util/log.h"
 
@@ -86,8 +87,17 @@ void app_dial_done(struct proxy *d, struct conn *c, int res)
 		char peer[80];
 		addr_format(&c->peer, peer, sizeof(peer));
 		log_warn("inbound from %s: app listener unreachable: %s", peer, strerror(-res));
+		if (c->via_link) {
+			/* The client's connect() fails as it would without us. */
+			links_answer(d, c, h2link_status_of_errno(-ECONNREFUSED));
+			conn_close(d, c, 0);
+			return;
+		}
 		conn_close(d, c, 1);
 		return;
+	}
+	if (c->via_link) {
+		links_answer(d, c, 200);
 	}
 	if (c->hand_socket) {
 		hand_over_socket(d, c);
@@ -185,6 +195,12 @@ static void inbound_admit(struct proxy *d, struct conn *c)
 			addr_format(&c->peer, peer, sizeof(peer));
 			log_info("inbound connection from %s (%s) to port %u denied by %s", peer,
 				 c->peer_id[0] ? c->peer_id : "no identity", req.port, res.rule);
+			if (c->via_link) {
+				/* 403: the client's connect() fails with EACCES. */
+				links_answer(d, c, h2link_status_of_errno(-EACCES));
+				conn_close(d, c, 0);
+				return;
+			}
 			if (c->tls) {
 				/* close_notify before any ticket tells a meshed client it
 				 * was refused; flushed, then reset. */
@@ -199,7 +215,7 @@ static void inbound_admit(struct proxy *d, struct conn *c)
 			snprintf(c->rule, sizeof(c->rule), "%s", res.rule);
 		}
 	}
-	if (c->tls && tls_transport_admit(c->net) < 0) {
+	if (c->tls && !c->via_link && tls_transport_admit(c->net) < 0) {
 		conn_close(d, c, 1);
 		return;
 	}
@@ -382,4 +398,116 @@ void conn_start_inbound(struct proxy *d, int tcp_fd, int listener_slot)
 		return;
 	}
 	c->down.rpending = 1;
+}
+
+/* The listener an inbound connection to local goes to, or -1. */
+static int listener_for(struct proxy *d, const struct ldm_addr *local)
+{
+	static const uint8_t any[16];
+	int i;
+
+	for (i = 0; i < LISTENERS_MAX; i++) {
+		const struct listener *l = &d->listeners[i];
+		if (!l->used || l->closing || l->addr.port != local->port) {
+			continue;
+		}
+		if (!memcmp(l->addr.addr, any, l->addr.family == AF_INET6 ? 16 : 4) ||
+		    (l->addr.family == local->family &&
+		     !memcmp(l->addr.addr, local->addr, local->family == AF_INET6 ? 16 : 4))) {
+			return i;
+		}
+	}
+	return -1;
+}
+
+/* Forwarded: for="ip:port" (RFC 7239; HBONE sends the client's address). */
+static int parse_forwarded(const char *v, struct ldm_addr *out)
+{
+	char buf[80];
+	const char *p = strstr(v, "for=");
+	size_t n;
+
+	if (!p) {
+		return -EINVAL;
+	}
+	p += 4;
+	if (*p == '"') {
+		p++;
+	}
+	n = strcspn(p, "\";, ");
+	if (n == 0 || n >= sizeof(buf)) {
+		return -EINVAL;
+	}
+	memcpy(buf, p, n);
+	buf[n] = 0;
+	return config_parse_hostport(buf, out);
+}
+
+void inbound_link_stream(struct proxy *d, struct plink *ml, struct transport *st,
+			 const struct ldm_addr *peer, const char *peer_id)
+{
+	struct ldm_addr local, from;
+	struct sockaddr_un *sun;
+	struct conn *c;
+	char who[80];
+	size_t nlen;
+	int slot, u;
+
+	addr_format(peer, who, sizeof(who));
+	if (config_parse_hostport(h2stream_authority(st), &local) < 0) {
+		log_info("link from %s (%s): CONNECT to \"%s\" refused: not an ip:port", who,
+			 peer_id, h2stream_authority(st));
+		h2stream_respond(st, h2link_status_of_errno(-EINVAL));
+		st->ops->destroy(st);
+		return;
+	}
+	slot = podaddr_is_local(&d->pod, &local, now_ms()) ? listener_for(d, &local) : -1;
+	if (slot < 0) {
+		/* Nothing listens there: as a closed port would say. */
+		log_info("link from %s (%s): CONNECT to %s: no listener", who, peer_id,
+			 h2stream_authority(st));
+		h2stream_respond(st, h2link_status_of_errno(-ECONNREFUSED));
+		st->ops->destroy(st);
+		return;
+	}
+	/* The client's own address, as its daemon says; only its port is
+	 * taken on trust: the address must be the link's. */
+	if (parse_forwarded(h2stream_forwarded(st), &from) < 0 || !addr_same_ip(&from, peer)) {
+		from = *peer;
+	}
+	u = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	c = u < 0 ? NULL : conn_new(d, CONN_INBOUND, u);
+	if (!c) {
+		log_warn("inbound over a link: connection limit reached, refusing");
+		if (u >= 0) {
+			close(u);
+		}
+		h2stream_respond(st, 503);
+		st->ops->destroy(st);
+		return;
+	}
+	c->n_fd = -1;
+	conn_transports_init(d, c);
+	transport_set_owner(st, conn_transport_event, c);
+	c->net = st;
+	c->via_link = 1;
+	c->plink = ml;
+	links_conn_added(ml);
+	c->listener_slot = slot;
+	c->pid = d->listeners[slot].pid;
+	c->cookie = (1ULL << 63) | ((uint64_t)c->gen << 24) | c->slot;
+	d->stats.inbound_total++;
+	d->listeners[slot].accepted++;
+	c->peer = from;
+	c->local = local;
+	c->peer_id = peer_id;
+	c->tls = links_engine(ml);
+	bind_inbound_name(c);
+	memset(&c->dial_sa, 0, sizeof(c->dial_sa));
+	sun = (struct sockaddr_un *)&c->dial_sa;
+	sun->sun_family = AF_UNIX;
+	nlen = strnlen(d->listeners[slot].name, sizeof(d->listeners[slot].name));
+	memcpy(sun->sun_path + 1, d->listeners[slot].name, nlen);
+	c->dial_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + nlen);
+	inbound_admit(d, c);
 }

@@ -170,6 +170,8 @@ static int egress_allowed(const struct proxy *d, const struct conn *c, int in_me
 
 void conn_start_outbound(struct proxy *d, struct conn *c, int tcp_fd, int app_end_fd)
 {
+	int r;
+
 	c->kind = CONN_OUTBOUND;
 	d->live_by_kind[CONN_HANDOFF]--;
 	d->live_by_kind[CONN_OUTBOUND]++;
@@ -192,8 +194,21 @@ void conn_start_outbound(struct proxy *d, struct conn *c, int tcp_fd, int app_en
 		conn_close(d, c, 1);
 		return;
 	}
+	r = links_connect(d, c);
+	if (r < 0) {
+		dial_outcome(d, c, r);
+		conn_close(d, c, 1);
+		return;
+	}
+	if (r == 0) {
+		outbound_dial_direct(d, c);
+	}
+}
+
+void outbound_dial_direct(struct proxy *d, struct conn *c)
+{
 	c->dial_len = addr_to_sockaddr(&c->peer, &c->dial_sa);
-	if (d->loop->ops->connect(d->loop, tcp_fd, (struct sockaddr *)&c->dial_sa, c->dial_len,
+	if (d->loop->ops->connect(d->loop, c->n_fd, (struct sockaddr *)&c->dial_sa, c->dial_len,
 				  ud_make(UD_DIAL, c->slot, c->gen)) < 0) {
 		dial_outcome(d, c, -ENOMEM);
 		conn_close(d, c, 1);

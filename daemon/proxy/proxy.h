@@ -15,6 +15,7 @@
 #include "loop/loop.h"
 #include "policy/policy.h"
 #include "proxy/conn.h"
+#include "proxy/links.h"
 #include "proxy/podaddr.h"
 #include "proxy/unprotected.h"
 #include "telemetry/accesslog.h"
@@ -121,6 +122,7 @@ struct proxy {
 	struct dial_result dials[DIAL_RESULTS];
 	uint32_t dial_next;
 
+	struct link_pool links; /* links between daemons (links.c) */
 	struct unprotected unprot; /* listeners in the pod we do not hold */
 	struct proxy_stats stats;
 };

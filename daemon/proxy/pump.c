@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "proxy/conn_internal.h"
+#include "proxy/links.h"
 #include "proxy/stage.h"
 #include "transport/transport.h"
 #include "util/log.h"
@@ -313,7 +314,11 @@ void conn_transport_event(void *owner, struct transport *t, enum transport_event
 	}
 	switch (ev) {
 	case TEV_OPEN:
-		handshake_done(d, c, res);
+		if (c->via_link) {
+			links_stream_opened(d, c, res);
+		} else {
+			handshake_done(d, c, res);
+		}
 		break;
 	case TEV_FLUSHED:
 		if (c->flush_then_reset) {

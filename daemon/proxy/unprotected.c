@@ -63,6 +63,9 @@ static int held(const struct proxy *d, unsigned long long ino)
 	if (d->admin_fd >= 0 && d->admin_ino == ino) {
 		return 1;
 	}
+	if (d->links.listen_fd >= 0 && d->links.listen_ino == ino) {
+		return 1;
+	}
 	for (i = 0; i < LISTENERS_MAX; i++) {
 		if (d->listeners[i].used && d->listeners[i].ino == ino) {
 			return 1;

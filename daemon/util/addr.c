@@ -43,3 +43,26 @@ socklen_t addr_to_sockaddr(const struct ldm_addr *a, struct sockaddr_storage *ou
 	memcpy(&s4->sin_addr, a->addr, 4);
 	return sizeof(*s4);
 }
+
+void addr_unmap(const struct ldm_addr *a, struct ldm_addr *out)
+{
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	struct ldm_addr r = *a;
+
+	if (a->family == AF_INET6 && !memcmp(a->addr, mapped, 12)) {
+		memset(r.addr, 0, sizeof(r.addr));
+		memcpy(r.addr, a->addr + 12, 4);
+		r.family = AF_INET;
+		r.scope_id = 0;
+	}
+	*out = r;
+}
+
+int addr_same_ip(const struct ldm_addr *a, const struct ldm_addr *b)
+{
+	struct ldm_addr x, y;
+
+	addr_unmap(a, &x);
+	addr_unmap(b, &y);
+	return x.family == y.family && !memcmp(x.addr, y.addr, x.family == AF_INET6 ? 16 : 4);
+}

@@ -238,7 +238,7 @@ def cfg_value(v):
 
 def config_text(pod, svid=None, mtls=None, ports=None, mesh_networks=None, egress=None,
                 egress_allow=None, services=None, policies=None, policy_default=None,
-                extra=""):
+                links=None, link_port=None, extra=""):
     """A full config for pod.  pods.Pod.config_text hardcodes
     inbound.mtls = "disable", so this builds its own."""
     lines = ['runtime_dir = "%s";' % pod.runtime_dir,
@@ -254,6 +254,8 @@ def config_text(pod, svid=None, mtls=None, ports=None, mesh_networks=None, egres
         inbound["mtls"] = mtls
     if ports:
         inbound["ports"] = tuple({"port": p, "mtls": m} for p, m in sorted(ports.items()))
+    if link_port is not None:
+        inbound["link_port"] = link_port
     if inbound:
         lines.append("inbound = %s;" % cfg_value(inbound))
     outbound = {"mesh_networks": list(mesh_networks if mesh_networks is not None
@@ -262,6 +264,10 @@ def config_text(pod, svid=None, mtls=None, ports=None, mesh_networks=None, egres
         outbound["egress"] = egress
     if egress_allow:
         outbound["egress_allow"] = tuple(egress_allow)
+    if links is not None:
+        # True / False, or a dict of outbound.links keys (enabled implied).
+        outbound["links"] = dict({"enabled": True}, **links) if isinstance(links, dict) \
+            else {"enabled": bool(links)}
     lines.append("outbound = %s;" % cfg_value(outbound))
     if services:
         lines.append("services = %s;" % cfg_value(tuple(services)))
