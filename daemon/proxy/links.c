@@ -57,6 +57,7 @@ struct plink {
 	uint8_t kick_pending;
 	uint8_t counted_open; /* in pool->open */
 	uint8_t in_tab; /* still in the pool's table */
+	uint8_t flushing; /* a failed handshake's alert is going out */
 	struct plink_wait *wait; /* outbound conns waiting for the link to open */
 	uint32_t nwait, capwait;
 	struct sockaddr_storage sa;
@@ -256,7 +257,8 @@ static void link_closing(struct plink *ml)
 	} else {
 		ml->tcp.t.ops->close(&ml->tcp.t);
 	}
-	link_reap(ml);
+	/* Freed by link_reap() where nothing uses it any more: at the end of
+	 * its completion (links_complete) or in the sweep. */
 }
 
 /*
@@ -476,7 +478,12 @@ static void tls_event(void *owner, struct transport *t, enum transport_event ev,
 	struct proxy *d = ml->d;
 
 	(void)t;
-	if (ev != TEV_OPEN || ml->state != PL_TLS) {
+	if (ev == TEV_FLUSHED && ml->flushing) {
+		ml->flushing = 0;
+		link_failed_early(ml, -EPROTO, 0);
+		return;
+	}
+	if (ev != TEV_OPEN || ml->state != PL_TLS || ml->flushing) {
 		return;
 	}
 	if (res < 0) {
@@ -490,6 +497,13 @@ static void tls_event(void *owner, struct transport *t, enum transport_event ev,
 		addr_format(&ml->peer, peer, sizeof(peer));
 		log_warn("link %s %s: TLS handshake failed: %s (%s)", ml->server ? "from" : "to",
 			 peer, tls_reason_name(why), tls_conn_detail(e));
+		/* The alert goes out first, so the peer learns why (bounded by
+		 * the handshake's deadline). */
+		if (transport_flush(ml->tls) == -EINPROGRESS) {
+			ml->flushing = 1;
+			ml->deadline_ms = now_ms() + 1000;
+			return;
+		}
 		link_failed_early(ml, res, 0);
 		return;
 	}
@@ -809,12 +823,15 @@ static void accepted(struct proxy *d, int fd)
 		close(fd);
 		return;
 	}
+	/* The listener is dual-stack: IPv4 peers show as IPv4. */
 	if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
 		addr_from_sockaddr((struct sockaddr *)&ss, len, &ml->peer);
+		addr_unmap(&ml->peer, &ml->peer);
 	}
 	len = sizeof(ss);
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
 		addr_from_sockaddr((struct sockaddr *)&ss, len, &ml->local);
+		addr_unmap(&ml->local, &ml->local);
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	link_start_tls(ml);
@@ -837,7 +854,7 @@ void links_complete(struct proxy *d, uint64_t ud, int res, int more)
 			} else {
 				accepted(d, res);
 			}
-		} else if (res != -ECANCELED) {
+		} else if (res != -ECANCELED && p->listen_fd >= 0) {
 			log_warn("link listener: accept: %s", strerror(-res));
 		}
 		if (!p->armed && res != -ECANCELED) {
@@ -897,7 +914,7 @@ void links_sweep(struct proxy *d, int64_t now)
 		if (!ml) {
 			continue;
 		}
-		if (ml->state == PL_TLS && !ml->server) {
+		if (ml->state == PL_TLS && !ml->server && !ml->flushing) {
 			int r = tls_transport_tick(ml->tls, now);
 			if (r != -EINPROGRESS) {
 				tls_event(ml, ml->tls, TEV_OPEN, r);
@@ -932,6 +949,11 @@ void links_drain(struct proxy *d)
 	uint32_t i;
 
 	if (p->listen_fd >= 0) {
+		if (p->armed) {
+			d->loop->ops->cancel_fd(d->loop, p->listen_fd);
+		}
+		/* Out of listening now: under io_uring the ring's accept would
+		 * keep the socket alive until the process is gone. */
 		shutdown(p->listen_fd, SHUT_RDWR);
 		d->loop->ops->forget_fd(d->loop, p->listen_fd);
 		close(p->listen_fd);
@@ -960,6 +982,7 @@ void links_close_all(struct proxy *d)
 			h2link_abort(ml->h2, -ECONNRESET);
 		}
 		link_closing(ml);
+		link_reap(ml);
 	}
 }
 

@@ -609,8 +609,11 @@ static void deliver_stream(struct h2link *l, struct h2stream *st)
 	}
 	st->unconsumed = 0;
 	if (st->accept_due) {
+		/* The owner may refuse and destroy it right there; nothing else
+		 * can be due on a stream nobody had yet. */
 		st->accept_due = 0;
 		l->owner.event(l->owner.owner, l, H2L_STREAM, &st->t, 0);
+		return;
 	}
 	for (i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
 		if (st->due & DUE(order[i])) {
@@ -1100,8 +1103,11 @@ static void hs_close(struct transport *t)
 	take_due(l, st);
 	if (st->id > 0 && !l->dead) {
 		/* Not finished both ways: the far side sees a reset, as a
-		 * TCP peer would. */
-		nghttp2_submit_rst_stream(l->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+		 * TCP peer would.  A refusal already ended our side: its
+		 * answer must arrive, not a reset that could overtake it. */
+		if (!st->answered || st->opened) {
+			nghttp2_submit_rst_stream(l->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+		}
 		nghttp2_session_set_stream_user_data(l->s, st->id, NULL);
 		if (st->counted_open) {
 			st->counted_open = 0;

@@ -6,6 +6,8 @@ wire seen with tcpdump, the links seen with `ldmeshctl links`."""
 import json
 import os
 import re
+import signal
+import time
 
 import mesh
 from mesh import spiffe
@@ -95,3 +97,175 @@ def test_connection_per_request_rides_one_link(cluster):
     assert mesh.metric(b, "ldmesh_link_streams_total") == N
     # Per-connection golden metrics are as without links.
     assert mesh.metric(b, "tcp_open_total", direction="inbound") == N
+
+
+HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "helpers",
+                      "h2link_client.py")
+
+
+def h2_peer(pod, target, svid, authority, forwarded):
+    """The python3-h2 peer, unmeshed in pod, against target's link port:
+    its output as a dict."""
+    cert, key = (svid.cert, svid.key) if svid else ("-", "-")
+    bundle = svid.bundle if svid else os.path.join(target.svid.dir, "bundle.pem")
+    r = pod.run([PYTHON, HELPER, target.addr4, "15008", cert, key, bundle, authority,
+                 forwarded], shim=False, timeout=30)
+    assert r.returncode == 0, r
+    out = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+    return out, r
+
+
+def test_independent_h2_peer_on_the_link_port(cluster):
+    policies = [{"name": "payments-8080", "action": "allow", "ports": [8080],
+                 "principals": [PAYMENTS]}]
+    a, b, ca = linked_pair(cluster, policies=policies, policy_default="deny")
+    app = mesh.start_app(b, 8080, 8081)
+    svid = mesh.SVID(os.path.join(cluster.tmp, "id-a"))
+    fwd = 'for="%s:40001"' % a.addr4
+
+    # A valid SVID reaches the meshed app; the app sees the client's address.
+    out, r = h2_peer(a, b, svid, "%s:8080" % b.addr4, fwd)
+    assert out.get("status") == "200", r
+    answer = json.loads(json.loads(out["body"]).split("\r\n\r\n", 1)[1])
+    assert answer["peer"] == a.addr4 and answer["port"] == 8080, answer
+    assert "request port=8080 GET /index.html" in app.out()
+    # A port the policy denies: 403 on the stream, and the log says why.
+    off = len(b.daemon_log())
+    out, r = h2_peer(a, b, svid, "%s:8081" % b.addr4, fwd)
+    assert out.get("status") == "403", r
+    mesh.wait_log(b, r"inbound connection from %s:40001 \(%s\) to port 8081 denied by "
+                  r"default-deny" % (re.escape(a.addr4), re.escape(PAYMENTS)), off)
+    # Nothing listening there: 502, as a closed port refuses.
+    out, r = h2_peer(a, b, svid, "%s:9999" % b.addr4, fwd)
+    assert out.get("status") == "502", r
+    # No client certificate, or one from another CA: no TLS at all.
+    out, r = h2_peer(a, b, None, "%s:8080" % b.addr4, fwd)
+    assert "tls_error" in out and "status" not in out, r
+    other = mesh.CA(cluster.mode, os.path.join(cluster.tmp, "ca2"))
+    stranger = other.issue(PAYMENTS, os.path.join(cluster.tmp, "id-stranger"))
+    stranger.bundle = svid.bundle  # it trusts pod b; pod b does not trust it
+    out, r = h2_peer(a, b, stranger, "%s:8080" % b.addr4, fwd)
+    assert "tls_error" in out and "status" not in out, r
+    assert app.out().count("request port=8081") == 0
+
+
+# --- faults ----------------------------------------------------------------------
+
+MIB = 1 << 20
+
+
+def get(pod, server, path, port=8080):
+    r = mesh.curl(pod, "http://%s:%d%s" % (server.addr4, port, path), timeout=30)
+    assert mesh.app_json(r)["path"] == path, r
+    return r
+
+
+def download(pod, server, cluster, name):
+    """curl downloading 100 MB from server's app at 4 MB/s (so that a fault
+    lands mid-body); returns (process, output path) once it is under way."""
+    out = os.path.join(cluster.tmp, name)
+    dl = pod.popen([mesh.tool("curl"), "-sS", "--max-time", "60", "--limit-rate", "4M",
+                    "-o", out, "http://%s:8080/blob/%d" % (server.addr4, 100 * 1000 * 1000)],
+                   name="curl-" + name)
+    wait_until(lambda: os.path.exists(out) and os.path.getsize(out) > 2 * MIB, 30,
+               interval=0.1, what="the download to be under way")
+    return dl, out
+
+
+def test_server_daemon_killed_mid_stream(cluster):
+    """SIGKILL to the server pod's daemon while curl downloads through a
+    link: curl fails within 5 s (a partial transfer or a reset, never a
+    hang), the client daemon's link is gone, and once the daemon is
+    started again the next request opens a new link and is served."""
+    a, b, _ = linked_pair(cluster)
+    srv = mesh.start_app(b, 8080)
+    get(a, b, "/warm")
+    first = links_json(a)
+    assert len(first) == 1, first
+    dl, out = download(a, b, cluster, "killed.out")
+    assert b.stop_daemon(signal.SIGKILL, timeout=10) == -signal.SIGKILL
+    t_kill = time.monotonic()
+    rc = dl.wait(20)
+    took = time.monotonic() - t_kill
+    assert rc in (18, 56), "curl exit %s: %s" % (rc, dl.describe())
+    assert took < 5, "curl took %.1fs to notice" % took
+    wait_until(lambda: not [l for l in links_json(a) if l["state"] == "open"], 10,
+               what="pod a's link to end")
+    b.start_daemon()
+    wait_until(lambda: b.listener_accepted(8080) is not None, 20, interval=0.2,
+               what="the app's listener to be registered again")
+    get(a, b, "/after-restart")
+    now = [l for l in links_json(a) if l["state"] == "open"]
+    assert len(now) == 1 and now[0]["link"] != first[0]["link"], (first, now)
+    assert srv.alive() and a.daemon.alive()
+
+
+def test_link_cut_fails_streams_in_bounded_time(cluster):
+    """Pod b's interface down for 3 s under a download on a link: the
+    link's PINGs go unanswered, curl fails (no hang) within the ping
+    interval and timeout plus a margin, and after the cut the next
+    request gets a new link."""
+    a, b, _ = linked_pair(cluster)
+    for pod in (a, b):
+        mesh.reconfigure(pod, links={"ping_interval_ms": 500, "ping_timeout_ms": 1000}).ok()
+    mesh.start_app(b, 8080)
+    get(a, b, "/warm")
+    dl, out = download(a, b, cluster, "cut.out")
+    b.run(["ip", "link", "set", "veth0", "down"], shim=False).ok()
+    t_cut = time.monotonic()
+    try:
+        rc = dl.wait(20)
+        took = time.monotonic() - t_cut
+    finally:
+        time.sleep(max(0, 3 - (time.monotonic() - t_cut)))
+        b.run(["ip", "link", "set", "veth0", "up"], shim=False).ok()
+    assert rc in (18, 56), "curl exit %s: %s" % (rc, dl.describe())
+    assert took < 5, "curl took %.1fs to notice the cut" % took
+    wait_until(lambda: mesh.curl(a, "http://%s:8080/back" % b.addr4, timeout=20,
+                                 max_time=5).returncode == 0, 30, interval=0.5,
+               what="a request to get through after the cut")
+    get(a, b, "/after-cut")
+    assert a.daemon.alive() and b.daemon.alive()
+
+
+def test_drain_lets_link_streams_finish(cluster):
+    """A connection-per-request loop over a link while pod b's daemon
+    drains: GOAWAY stops new streams, no request that reached the app
+    loses its answer, and what was refused was refused at connect."""
+    a, b, _ = linked_pair(cluster)
+    srv = mesh.start_app(b, 8080)
+    loop = mesh.start_loop(a, b.addr4, 8080, "/drain", 100000, 30, per_conn=1)
+    wait_until(lambda: len(mesh.loop_results(loop)[0]) >= 50, 30,
+               what="the loop to get going over the link")
+    assert len(links_json(a)) == 1
+    b.daemon.expected_exit = True  # it exits once drained
+    b.ctl("drain", "--timeout", "3").ok()
+    loop.wait_output(r"^done n=\d+$", timeout=60)
+    oks, errors = mesh.loop_results(loop)
+    assert set(oks) == {"200"}, sorted(set(oks))
+    served = srv.out().count("request port=8080 GET /drain")
+    assert served == len(oks), (served, len(oks), errors[:5])
+    # After the drain, new connections fail (refused, or left unanswered by
+    # a daemon that accepts no more): errors, never a wrong answer.
+    assert all(e.split(":")[0] in ("ConnectionRefusedError", "ConnectionResetError",
+                                   "TimeoutError", "RemoteDisconnected", "BrokenPipeError")
+               for e in errors), errors[:5]
+
+
+def test_peer_without_link_port_falls_back(cluster):
+    """Pod b listens for no links (link_port = 0): pod a, links on, gets a
+    refused link and carries every connection as its own mTLS connection,
+    as without links, and does not retry the link for each one."""
+    a, b, _ = linked_pair(cluster, link_port=0)
+    mesh.start_app(b, 8080)
+    pcap = os.path.join(cluster.tmp, "fallback.pcap")
+    with mesh.capture(a, pcap, "tcp and host %s" % b.addr4):
+        for i in range(5):
+            r = get(a, b, "/fallback/%d" % i)
+            assert mesh.app_json(r)["peer"] == a.addr4
+    syns = syns_to(pcap, b.addr4)
+    assert [s[3] for s in syns].count(15008) == 1, syns
+    assert [s[3] for s in syns].count(8080) == 5, syns
+    assert mesh.metric(a, "ldmesh_link_fallbacks_total") == 5
+    assert mesh.metric(b, "ldmesh_tls_handshakes_total", direction="inbound") == 5
+    assert not [l for l in links_json(a) if l["state"] == "open"]
