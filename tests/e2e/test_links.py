@@ -3,10 +3,12 @@ mesh destination ride as HTTP/2 CONNECT streams on one long-lived mTLS
 link to the destination's daemon, so a connection costs a stream, not a
 handshake.  Stock clients and servers (curl, python http.server), the
 wire seen with tcpdump, the links seen with `ldmeshctl links`."""
+import hashlib
 import json
 import os
 import re
 import signal
+import subprocess
 import time
 
 import mesh
@@ -269,3 +271,81 @@ def test_peer_without_link_port_falls_back(cluster):
     assert mesh.metric(a, "ldmesh_link_fallbacks_total") == 5
     assert mesh.metric(b, "ldmesh_tls_handshakes_total", direction="inbound") == 5
     assert not [l for l in links_json(a) if l["state"] == "open"]
+
+
+# --- streams side by side -------------------------------------------------------
+
+# HOST PORT N: GETs /blob/N, reads 1 MiB of the answer and stops reading
+# until a line arrives on stdin; then reads the rest.
+STALL = r'''
+import socket, sys
+n = int(sys.argv[3])
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
+s.sendall(b"GET /blob/%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % n)
+got = 0
+while got < 1 << 20:
+    got += len(s.recv(65536))
+print("stalled got=%d" % got, flush=True)
+sys.stdin.readline()
+while True:
+    d = s.recv(1 << 20)
+    if not d:
+        break
+    got += len(d)
+print("resumed got=%d" % got, flush=True)
+'''
+
+
+def test_stalled_stream_stalls_alone(cluster):
+    """Two clients on one link; one stops reading a 64 MB download after
+    its first MiB.  The other downloads 50 MB on the same link meanwhile,
+    complete and intact; then the first resumes and gets all of its own."""
+    a, b, _ = linked_pair(cluster)
+    mesh.start_app(b, 8080)
+    get(a, b, "/warm")
+    stall = a.popen([PYTHON, "-c", STALL, b.addr4, "8080", str(64 * MIB)], name="stall",
+                    stdin=subprocess.PIPE)
+    stall.wait_output(r"^stalled got=\d+$", timeout=30)
+    size, out = 50 * MIB, os.path.join(cluster.tmp, "other.out")
+    t0 = time.monotonic()
+    r = mesh.curl(a, "-o", out, "http://%s:8080/blob/%d" % (b.addr4, size), timeout=90,
+                  max_time=60)
+    took = time.monotonic() - t0
+    assert r.returncode == 0, r
+    with open(out, "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == mesh.blob_sha256(size)
+    links = links_json(a)
+    assert len(links) == 1 and links[0]["streams_open"] >= 1, links
+    assert "resumed" not in stall.out(), "the stalled client was not stalled"
+    print("50 MB beside a stalled stream in %.2f s (%.0f MB/s)" % (took, size / 1e6 / took))
+    stall.popen.stdin.write(b"go\n")
+    stall.popen.stdin.flush()
+    m = stall.wait_output(r"^resumed got=(\d+)$", timeout=60)
+    assert int(m.group(1)) > 64 * MIB, stall.out()
+
+
+def test_thousand_concurrent_connections_over_links(cluster):
+    """1,000 app connections open at once from pod a to pod b, all carried
+    on links (two, at 500 streams each), each with a round trip, then a
+    second round trip on every one, then all closed."""
+    n = 1000
+    settings = {"max_streams_per_link": 500}
+    a, b, _ = linked_pair(cluster, client_links=settings, server_links=settings)
+    many = os.path.join(os.path.dirname(HELPER), "many.py")
+    srv = b.popen([PYTHON, many, "serve", b.addr4, "9000"], name="echo")
+    srv.wait_output(r"^listening$", timeout=20)
+    b.wait_listening(srv, 9000)
+    cli = a.popen([PYTHON, many, "client", b.addr4, "9000", str(n)], name="many",
+                  stdin=subprocess.PIPE)
+    cli.wait_output(r"^first=%d$" % n, timeout=120)
+    links = [l for l in links_json(a) if l["state"] == "open"]
+    assert sum(l["streams_open"] for l in links) == n, links
+    assert len(links) == 2, links
+    assert mesh.metric(b, "ldmesh_connections", direction="inbound") == n
+    cli.popen.stdin.write(b"go\n")
+    cli.popen.stdin.flush()
+    cli.wait_output(r"^second=%d$" % n, timeout=120)
+    cli.wait_output(r"^closed$", timeout=60)
+    wait_until(lambda: mesh.metric(a, "ldmesh_connections", direction="outbound") == 0 and
+               mesh.metric(b, "ldmesh_connections", direction="inbound") == 0, 30,
+               what="every connection closed in both daemons")
