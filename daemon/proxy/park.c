@@ -48,9 +48,10 @@ static int parkable(const struct conn *c)
 	    c->ctl_out_off < c->ctl_out_len) {
 		return 0;
 	}
-	/* Exactly a read out on each side, nothing else. */
-	if (!c->up.rpending || !c->down.rpending || c->app->ops->inflight(c->app) != 1 ||
-	    c->net->ops->inflight(c->net) != 1) {
+	/* A read out on each side, nothing else (a stream on a link has its
+	 * read with the link, not with the loop: 0 there). */
+	if (!c->up.rpending || !c->down.rpending || c->app->ops->inflight(c->app) > 1 ||
+	    c->net->ops->inflight(c->net) > 1) {
 		return 0;
 	}
 	if (h && (h->out_len || h->inject_len || h->hold || h->held_since || h->head_since)) {

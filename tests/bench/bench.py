@@ -14,6 +14,8 @@ the same SPIFFE certificates from `ldmeshctl ca`:
   ldmesh-tel-off  ldmesh with telemetry = { http = false; access_log = "off"; }
   ldmesh-tel-on   ldmesh with telemetry = { http = true; access_log = FILE; }
                   (both "not available" when ldmeshd rejects the key)
+  ldmesh-links    ldmesh with outbound.links on (issue 13): every app
+                  connection an HTTP/2 stream on one pooled mTLS link
 
 Go rows (issue 11), a static Go net/http server and client
 (tests/e2e/goprogs/gonet.go, built here into build/bench/gonet, offline):
@@ -67,7 +69,12 @@ LDMESH_VARIANTS = [
      'telemetry = { http = false; access_log = "off"; };'),
     ("ldmesh-tel-on", 8083, 9003, 4193,
      'telemetry = { http = true; access_log = "%(dir)s/access.log"; };'),
+    ("ldmesh-links", 8084, 9004, 4194, ""),
 ]
+# Variants whose daemons carry connections on links, and the link port
+# both pods' daemons of that variant use (each variant its own: they share
+# the pods' network namespaces).
+LINK_PORTS = {"ldmesh-links": 15108}
 DIRECT_HTTP, DIRECT_IDLE = 8080, 9000          # nginx / idlehold in s, no shim
 HAP_S_HTTP, HAP_S_IDLE = 8443, 9443            # HAProxy s (TLS) in s
 HAP_C_HTTP, HAP_C_IDLE = 18080, 19000          # HAProxy c (plain) on c's loopback
@@ -514,7 +521,7 @@ http {{
             raise CannotRun("idlehold-%s exited: %s" % (label, read(p.err_path)[-2000:]))
         return p
 
-    def ldmeshd(self, variant, pod, admin_port, extra):
+    def ldmeshd(self, variant, pod, admin_port, extra, link_port=None):
         ns = self.ns_c if pod == "c" else self.ns_s
         d = os.path.join(self.tmp, "%s-%s" % (variant, pod))
         rundir = os.path.join(d, "run")
@@ -527,8 +534,9 @@ http {{
                     'trust_domain = "%s";\n' % TD +
                     'identity = { cert = "%s"; key = "%s"; bundle = "%s"; };\n' % (
                         ident["cert"], ident["key"], ident["bundle"]) +
-                    'inbound = { mtls = "strict"; };\n' +
-                    'outbound = { mesh_networks = [ "%s" ]; };\n' % MESH_NET +
+                    'inbound = { mtls = "strict"; link_port = %d; };\n' % (link_port or 0) +
+                    'outbound = { mesh_networks = [ "%s" ]; links = { enabled = %s; }; };\n' % (
+                        MESH_NET, "true" if link_port else "false") +
                     'drain_timeout_ms = 1000;\n' +
                     'log_level = "warn";\n' +
                     (extra % {"dir": d}) + "\n")
@@ -623,7 +631,8 @@ defaults
         self.nginx("direct", "0.0.0.0", DIRECT_HTTP)
         self.idle_server("direct", "0.0.0.0", DIRECT_IDLE)
         for variant, hport, iport, aport, extra in LDMESH_VARIANTS:
-            dc = self.ldmeshd(variant, "c", aport, extra)
+            lp = LINK_PORTS.get(variant)
+            dc = self.ldmeshd(variant, "c", aport, extra, link_port=lp)
             if dc.poll() is not None:
                 err = read(dc.err_path)
                 if variant != "ldmesh" and "unknown key telemetry" in err:
@@ -633,7 +642,7 @@ defaults
                     log("%s: %s" % (variant, self.available[variant]))
                     continue
                 raise CannotRun("ldmeshd %s/c exited: %s" % (variant, err[-2000:]))
-            ds = self.ldmeshd(variant, "s", aport, extra)
+            ds = self.ldmeshd(variant, "s", aport, extra, link_port=lp)
             if ds.poll() is not None:
                 raise CannotRun("ldmeshd %s/s exited: %s" % (variant, read(ds.err_path)[-2000:]))
             time.sleep(0.3)
@@ -655,7 +664,8 @@ defaults
 
     # --- topology helpers -------------------------------------------------------
     def topologies(self):
-        return ["direct", "ldmesh", "haproxy", "ldmesh-tel-off", "ldmesh-tel-on"]
+        return ["direct", "ldmesh", "haproxy", "ldmesh-tel-off", "ldmesh-tel-on",
+                "ldmesh-links"]
 
     def url(self, topo, path):
         if topo == "direct":
@@ -836,8 +846,9 @@ defaults
             time.sleep(0.3)
             return {"c": hc.pid, "s": hs.pid}, "127.0.0.1", cport, None, [hc, hs]
         variant, port = "idle%d" % k, 9100 + k
-        dc = self.ldmeshd(variant, "c", 4300 + k, "")
-        ds = self.ldmeshd(variant, "s", 4300 + k, "")
+        lp = 15200 + k if topo == "ldmesh-links" else None
+        dc = self.ldmeshd(variant, "c", 4300 + k, "", link_port=lp)
+        ds = self.ldmeshd(variant, "s", 4300 + k, "", link_port=lp)
         for p in (dc, ds):
             if p.poll() is not None:
                 raise CannotRun("ldmeshd %s exited: %s" % (variant, read(p.err_path)[-1000:]))
@@ -855,7 +866,7 @@ defaults
         after a batch parks).  How long that took goes into the record."""
         t0 = time.monotonic()
         time.sleep(1.0)
-        if topo != "ldmesh":
+        if not topo.startswith("ldmesh"):
             return
 
         def all_idle():
@@ -1046,7 +1057,7 @@ defaults
         self.post_load_rss = {v: {k: rss_bytes(p.pid) for k, p in d.items()}
                               for v, d in self.daemons.items()}
         self.post_load_rss["haproxy"] = {k: rss_bytes(p.pid) for k, p in self.hap.items()}
-        idle_topos = ["direct", "ldmesh", "haproxy"]
+        idle_topos = ["direct", "ldmesh", "haproxy", "ldmesh-links"]
         for n in self.idle_sizes:
             for rep in range(1, self.idle_reps + 1):
                 k = (rep - 1) % len(idle_topos)
@@ -1488,6 +1499,29 @@ defaults
         add("<= 16 KiB per idle connection (%d held, each daemon)" % n, v, 16384,
             v is not None and v <= 16384,
             "%.1f KiB (max of c/s daemons)" % (v / 1024) if v is not None else "n/a")
+        # Links (issue 13): the same run's ldmesh-links topology.
+        K = s.get("ldmesh-links", {})
+        if K:
+            v = med(K, "close", "rps_vs_haproxy")
+            add("links: connection-per-request req/s >= 5x HAProxy", v, 5.0,
+                v is not None and v >= 5, "%.2fx" % v if v is not None else "n/a")
+            v = med(K, "close", "rps_vs_direct")
+            add("links: connection-per-request req/s >= 0.5x direct", v, 0.5,
+                v is not None and v >= 0.5, "%.2fx" % v if v is not None else "n/a")
+            for w, key, label in (("ka", "rps", "keep-alive req/s"),
+                                  ("bulk", "mb_per_s", "bulk (1 MiB responses) MB/s"),
+                                  ("stream", "mb_per_s", "bulk (one long stream) MB/s")):
+                a, b = med(K, w, key), med(L, w, key)
+                v = a / b if a and b else None
+                add("links: %s not below ldmesh without links" % label, v, 1.0,
+                    v is not None and v >= 1.0, "%.2fx" % v if v is not None else "n/a")
+            idle = (K.get("memory") or {}).get("idle_%d" % n) or {}
+            vals = [x["bytes_per_conn"]["median"] for x in idle.values()
+                    if x.get("bytes_per_conn")]
+            v = max(vals) if vals else None
+            add("links: <= 16 KiB per idle app connection (%d held, each daemon)" % n, v,
+                16384, v is not None and v <= 16384,
+                "%.1f KiB (max of c/s daemons)" % (v / 1024) if v is not None else "n/a")
         return out
 
     def markdown(self, res):
@@ -1670,7 +1704,7 @@ defaults
             sep += "---|---|"
         A(hdr)
         A(sep)
-        for t in ("ldmesh", "haproxy"):
+        for t in ("ldmesh", "haproxy", "ldmesh-links"):
             mem = (s.get(t) or {}).get("memory")
             if not mem:
                 continue
@@ -1689,7 +1723,7 @@ defaults
                 A(row)
         A("")
         rows = []
-        for t in ("ldmesh", "haproxy"):
+        for t in ("ldmesh", "haproxy", "ldmesh-links"):
             for r in [x for x in self.idle if x["topology"] == t and "rss_held" in x]:
                 for k in ("c", "s"):
                     rows.append("| %s %s | %d | %d | %.2f | %.1f | %.0f | %.1f |" % (

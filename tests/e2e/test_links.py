@@ -342,6 +342,11 @@ def test_thousand_concurrent_connections_over_links(cluster):
     assert sum(l["streams_open"] for l in links) == n, links
     assert len(links) == 2, links
     assert mesh.metric(b, "ldmesh_connections", direction="inbound") == n
+    # Quiet, they give their buffers back on both sides (parking), and
+    # wake up intact for the second round trip.
+    wait_until(lambda: mesh.metric(a, "ldmesh_connections_idle") == n and
+               mesh.metric(b, "ldmesh_connections_idle") == n, 30, interval=0.5,
+               what="%d idle connections in both daemons" % n)
     cli.popen.stdin.write(b"go\n")
     cli.popen.stdin.flush()
     cli.wait_output(r"^second=%d$" % n, timeout=120)
