@@ -58,6 +58,7 @@ struct plink {
 	uint8_t counted_open; /* in pool->open */
 	uint8_t in_tab; /* still in the pool's table */
 	uint8_t flushing; /* a failed handshake's alert is going out */
+	const struct tls_ctx *ctx; /* the identity it was made with (compared only) */
 	struct plink_wait *wait; /* outbound conns waiting for the link to open */
 	uint32_t nwait, capwait;
 	struct sockaddr_storage sa;
@@ -519,6 +520,7 @@ static void link_start_tls(struct plink *ml)
 
 	addr_format(&ml->peer, peer, sizeof(peer));
 	snprintf(key, sizeof(key), "link %s", peer);
+	ml->ctx = d->id->tls;
 	e = tls_conn_new(d->id->tls, ml->server, ml->pin, ml->server ? NULL : key);
 	if (!e || tls_conn_use_h2(e) < 0) {
 		tls_conn_free(e);
@@ -932,6 +934,12 @@ void links_sweep(struct proxy *d, int64_t now)
 			continue;
 		}
 		h2link_tick(ml->h2, now);
+		if (ml->ctx != d->id->tls) {
+			/* A new SVID (rotation): links made with the old one end
+			 * gracefully, new streams go on links that present it. */
+			h2link_drain(ml->h2);
+			ml->ctx = d->id->tls;
+		}
 		if (!ml->server && ml->idle_since_ms && d->cfg->links.idle_timeout_ms > 0 &&
 		    now - ml->idle_since_ms >= d->cfg->links.idle_timeout_ms) {
 			struct h2link_stats s;

@@ -354,3 +354,29 @@ def test_thousand_concurrent_connections_over_links(cluster):
     wait_until(lambda: mesh.metric(a, "ldmesh_connections", direction="outbound") == 0 and
                mesh.metric(b, "ldmesh_connections", direction="inbound") == 0, 30,
                what="every connection closed in both daemons")
+
+
+def test_rotation_moves_new_streams_to_a_new_link(cluster):
+    """Pod a's SVID is re-issued while its link to pod b is open: the old
+    link drains (GOAWAY) and the next connection rides a new link, made
+    with the new SVID; the server still sees the same SPIFFE ID."""
+    a, b, ca = linked_pair(cluster)
+    mesh.start_app(b, 8080)
+    get(a, b, "/before")
+    old_link = links_json(a)[0]["link"]
+    old = a.svid.serial()
+    ca.issue(PAYMENTS, a.svid.dir)  # atomic renames over the watched files
+    new = a.svid.serial()
+    assert new != old
+    wait_until(lambda: mesh.normalize_serial(a.status()["identity"]["serial"]) == new, 10,
+               interval=0.1, what="pod a's daemon to load the new SVID")
+    wait_until(lambda: all(l["link"] != old_link or l["state"] != "open"
+                           for l in links_json(a)), 10, interval=0.2,
+               what="the old link to drain")
+    r = get(a, b, "/after")
+    assert mesh.app_json(r)["peer"] == a.addr4
+    opened = [l for l in links_json(a) if l["state"] == "open"]
+    assert len(opened) == 1 and opened[0]["link"] != old_link, links_json(a)
+    assert opened[0]["peer_id"] == ORDERS
+    inbound = [l for l in links_json(b) if l["state"] == "open"]
+    assert inbound and all(l["peer_id"] == PAYMENTS for l in inbound), inbound
