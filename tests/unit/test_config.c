@@ -305,6 +305,24 @@ static const struct bad_case bad_cases[] = {
 	{"egress rule host bits",
 	 "outbound = { egress_allow = ( { cidr = \"203.0.113.9/24\"; } ); };\n",
 	 {"outbound.egress_allow[0].cidr: host bits set in 203.0.113.9/24"}},
+	{"links not a group",
+	 "outbound = { links = true; };\n",
+	 {"outbound.links", "expected a group"}},
+	{"links unknown key",
+	 "outbound = { links = {\n enable = true; }; };\n",
+	 {NAME ":2:", "unknown key outbound.links.enable"}},
+	{"links enabled not a boolean",
+	 "outbound = { links = { enabled = 1; }; };\n",
+	 {"outbound.links.enabled"}},
+	{"links zero streams",
+	 "outbound = { links = { max_streams_per_link = 0; }; };\n",
+	 {"outbound.links.max_streams_per_link: must be between 1 and 10000, got 0"}},
+	{"links ping too fast",
+	 "outbound = { links = { ping_interval_ms = 10; }; };\n",
+	 {"outbound.links.ping_interval_ms: must be between 100 and 3600000, got 10"}},
+	{"link port out of range",
+	 "inbound = { link_port = 65536; };\n",
+	 {"inbound.link_port: must be between 0 and 65535, got 65536"}},
 
 	/* services */
 	{"service empty name",
@@ -521,6 +539,34 @@ static void test_defaults_of_empty_file(void **state)
 	assert_int_equal(c->n_allowed_uids, 0);
 	assert_null(c->access_log);
 	assert_int_equal(c->log_level, 2);
+	assert_int_equal(c->link_port, 15008);
+	assert_int_equal(c->links.enabled, 0);
+	assert_int_equal(c->links.max_streams, 100);
+	assert_int_equal(c->links.max_links, 4);
+	assert_int_equal(c->links.idle_timeout_ms, 60000);
+	assert_int_equal(c->links.ping_interval_ms, 10000);
+	assert_int_equal(c->links.ping_timeout_ms, 5000);
+	assert_int_equal(c->links.fallback_ms, 60000);
+	config_free(c);
+}
+
+static void test_links(void **state)
+{
+	struct config *c =
+		parse_ok("inbound = { link_port = 0; };\n"
+			 "outbound = { links = { enabled = true; max_streams_per_link = 250;\n"
+			 "  max_links_per_peer = 2; idle_timeout_ms = 0; ping_interval_ms = 500;\n"
+			 "  ping_timeout_ms = 1000; fallback_ms = 5000; }; };\n");
+
+	(void)state;
+	assert_int_equal(c->link_port, 0);
+	assert_int_equal(c->links.enabled, 1);
+	assert_int_equal(c->links.max_streams, 250);
+	assert_int_equal(c->links.max_links, 2);
+	assert_int_equal(c->links.idle_timeout_ms, 0);
+	assert_int_equal(c->links.ping_interval_ms, 500);
+	assert_int_equal(c->links.ping_timeout_ms, 1000);
+	assert_int_equal(c->links.fallback_ms, 5000);
 	config_free(c);
 }
 
@@ -1119,6 +1165,7 @@ int main(void)
 		cmocka_unit_test(test_good_configs),
 		cmocka_unit_test(test_bad_configs),
 		cmocka_unit_test(test_bad_configs_name_file_line),
+		cmocka_unit_test(test_links),
 		cmocka_unit_test(test_defaults_of_empty_file),
 		cmocka_unit_test(test_mtls_defaults_to_strict_with_identity),
 		cmocka_unit_test(test_empty_mesh_networks),
