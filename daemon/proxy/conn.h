@@ -96,6 +96,7 @@ struct conn {
 			       * for a stream), NULL for plaintext */
 	struct plink *plink; /* the link net is a stream on (or waits for) */
 	uint8_t via_link; /* net is (or will be) a stream on plink */
+	uint8_t retried; /* its stream was refused once (GOAWAY) and retried */
 	uint8_t flush_then_reset; /* refused or failed: reset once net has flushed */
 	uint8_t tls_wanted; /* outbound to a mesh destination, with an identity */
 	uint8_t in_mesh; /* outbound: destination in mesh_networks or services */

@@ -56,7 +56,6 @@ struct plink {
 	int inflight; /* dial and post operations */
 	uint8_t kick_pending;
 	uint8_t counted_open; /* in pool->open */
-	uint8_t in_tab; /* still in the pool's table */
 	uint8_t flushing; /* a failed handshake's alert is going out */
 	const struct tls_ctx *ctx; /* the identity it was made with (compared only) */
 	struct plink_wait *wait; /* outbound conns waiting for the link to open */
@@ -161,7 +160,6 @@ static struct plink *link_new(struct proxy *d, int server, int fd)
 					ud_make(UD_PLINK_POLL, i, ml->gen)};
 		stream_init(&ml->tcp, d->loop, fd, &ud);
 	}
-	ml->in_tab = 1;
 	p->tab[i] = ml;
 	return ml;
 }
@@ -186,22 +184,19 @@ static void link_free(struct plink *ml)
 	free(ml);
 }
 
-/* Out of the table once nothing of the loop's refers to it; freed once no
- * conn does either (they borrow its peer identity and TLS engine). */
+/* Freed once nothing of the loop's refers to it and no conn does either
+ * (they borrow its peer identity and TLS engine).  Called only where
+ * nothing uses ml after: the end of its completion, the sweep. */
 static void link_reap(struct plink *ml)
 {
 	struct link_pool *p = pool(ml->d);
 
-	if (ml->state != PL_CLOSING || ml->inflight || ml->tcp.t.ops->inflight(&ml->tcp.t)) {
+	if (ml->state != PL_CLOSING || ml->inflight || ml->tcp.t.ops->inflight(&ml->tcp.t) ||
+	    ml->refs) {
 		return;
 	}
-	if (ml->in_tab) {
-		ml->in_tab = 0;
-		p->tab[ml->slot] = NULL;
-	}
-	if (!ml->refs) {
-		link_free(ml);
-	}
+	p->tab[ml->slot] = NULL;
+	link_free(ml);
 }
 
 static struct plink *link_from_ud(struct proxy *d, uint64_t ud)
@@ -315,10 +310,12 @@ static void reserve_source(struct plink *ml, struct conn *c)
 		return;
 	}
 	len = addr_to_sockaddr(&a, &ss);
-	if (bind(c->n_fd, (struct sockaddr *)&ss, len) == 0) {
-		len = sizeof(ss);
-		if (getsockname(c->n_fd, (struct sockaddr *)&ss, &len) == 0) {
-			addr_from_sockaddr((struct sockaddr *)&ss, len, &c->local);
+	/* Bound already when the stream is tried a second time. */
+	bind(c->n_fd, (struct sockaddr *)&ss, len);
+	len = sizeof(ss);
+	if (getsockname(c->n_fd, (struct sockaddr *)&ss, &len) == 0) {
+		addr_from_sockaddr((struct sockaddr *)&ss, len, &c->local);
+		if (c->local.port) {
 			return;
 		}
 	}
@@ -666,8 +663,37 @@ int links_connect(struct proxy *d, struct conn *c)
 	return 1;
 }
 
+/* The peer refused c's stream unseen (it drains): c tries again, on
+ * another link or on its own connection, as if it had just started. */
+static void retry(struct proxy *d, struct conn *c)
+{
+	int r;
+
+	c->retried = 1;
+	c->net->ops->close(c->net);
+	c->net->ops->destroy(c->net);
+	c->net = &c->net_io.t;
+	c->tls = NULL;
+	links_conn_gone(d, c);
+	c->via_link = 0;
+	r = links_connect(d, c);
+	if (r < 0) {
+		dial_outcome(d, c, r);
+		conn_close(d, c, 1);
+	} else if (r == 0) {
+		outbound_dial_direct(d, c);
+	}
+}
+
 void links_stream_opened(struct proxy *d, struct conn *c, int res)
 {
+	if (res == -EAGAIN && !c->retried) {
+		retry(d, c);
+		return;
+	}
+	if (res == -EAGAIN) {
+		res = -ECONNREFUSED;
+	}
 	if (res < 0) {
 		char peer[80];
 		addr_format(&c->peer, peer, sizeof(peer));
@@ -709,14 +735,7 @@ void links_conn_gone(struct proxy *d, struct conn *c)
 		return;
 	}
 	c->plink = NULL;
-	ml->refs--;
-	if (!ml->refs && ml->state == PL_CLOSING) {
-		if (ml->in_tab) {
-			link_reap(ml);
-		} else {
-			link_free(ml);
-		}
-	}
+	ml->refs--; /* a closing link is freed by the sweep (link_reap) */
 }
 
 void links_conn_name(const struct conn *c, char *buf, size_t len)

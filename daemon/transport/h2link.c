@@ -48,6 +48,7 @@ struct h2stream {
 	uint8_t shut_req; /* the owner asked to end our direction */
 	uint8_t data_deferred; /* the data source said "nothing now" */
 	uint8_t want_read, want_write, want_shut, want_readable;
+	uint8_t doomed; /* destroyed by its owner during its own event: freed after */
 	int err; /* sticky: the stream failed (reset, link dead) */
 	int status; /* client: the answer's :status */
 	unsigned due; /* events to report, DUE() bits */
@@ -72,6 +73,7 @@ struct h2link {
 	int server;
 	struct h2stream *streams;
 	struct h2stream *due_head, *due_tail;
+	struct h2stream *delivering; /* the stream whose events are being told */
 	uint32_t streams_open;
 	uint64_t streams_total, bytes_in, bytes_out;
 	uint8_t started, opened, draining, dead, released, posted, running;
@@ -224,6 +226,7 @@ static void stream_unlink(struct h2stream *st)
 }
 
 static struct h2stream *stream_alloc(struct h2link *l, int server);
+static void stream_free(struct h2stream *st);
 
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
@@ -451,7 +454,10 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
 		}
 	}
 	if (code != NGHTTP2_NO_ERROR || !st->remote_eof || !st->eof_sent) {
-		stream_failed(st, code == NGHTTP2_REFUSED_STREAM ? -ECONNREFUSED : -ECONNRESET);
+		/* Refused unprocessed (a GOAWAY, or the peer's stream limit):
+		 * -EAGAIN, which the owner may try again elsewhere. */
+		stream_failed(st, code == NGHTTP2_REFUSED_STREAM && !st->opened ? -EAGAIN
+										: -ECONNRESET);
 	}
 	if (st->accept_due) {
 		/* Reset before anyone took it: nobody will. */
@@ -612,14 +618,24 @@ static void deliver_stream(struct h2link *l, struct h2stream *st)
 		/* The owner may refuse and destroy it right there; nothing else
 		 * can be due on a stream nobody had yet. */
 		st->accept_due = 0;
+		l->delivering = st;
 		l->owner.event(l->owner.owner, l, H2L_STREAM, &st->t, 0);
+		l->delivering = NULL;
+		if (st->doomed) {
+			stream_free(st);
+		}
 		return;
 	}
-	for (i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+	l->delivering = st;
+	for (i = 0; i < sizeof(order) / sizeof(order[0]) && !st->doomed; i++) {
 		if (st->due & DUE(order[i])) {
 			st->due &= ~DUE(order[i]);
 			transport_event(&st->t, order[i], st->due_res[order[i]]);
 		}
+	}
+	l->delivering = NULL;
+	if (st->doomed) {
+		stream_free(st);
 	}
 }
 
@@ -1145,10 +1161,19 @@ static void hs_destroy(struct transport *t)
 			hs_close(t);
 		}
 		stream_unlink(st);
+		if (l->delivering == st) {
+			st->doomed = 1; /* deliver_stream() still looks at it */
+			return;
+		}
 		if (l->released && !l->streams && !l->running) {
 			link_free(l);
 		}
 	}
+	stream_free(st);
+}
+
+static void stream_free(struct h2stream *st)
+{
 	free(st->rq);
 	free(st->method);
 	free(st->authority);

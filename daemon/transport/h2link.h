@@ -72,7 +72,8 @@ void h2link_release(struct h2link *l);
 /* Client: a new stream asking the peer for `authority` (ip:port) on
  * behalf of `forwarded` (the Forwarded header's value).  Its open() sends
  * the CONNECT; TEV_OPEN says what the peer answered (0 for 2xx, else
- * h2link_errno_of_status).  NULL with *err set when the link cannot take
+ * h2link_errno_of_status), or -EAGAIN when the peer refused the stream
+ * without looking at it (GOAWAY): safe to try again on another link.  NULL with *err set when the link cannot take
  * one more (-EAGAIN: at its stream limit, -EPIPE: draining or dead). */
 struct transport *h2link_connect(struct h2link *l, const char *authority, const char *forwarded,
 				 int *err);
