@@ -350,6 +350,8 @@ def test_thousand_concurrent_connections_over_links(cluster):
     cli.popen.stdin.write(b"go\n")
     cli.popen.stdin.flush()
     cli.wait_output(r"^second=%d$" % n, timeout=120)
+    cli.popen.stdin.write(b"bye\n")
+    cli.popen.stdin.flush()
     cli.wait_output(r"^closed$", timeout=60)
     wait_until(lambda: mesh.metric(a, "ldmesh_connections", direction="outbound") == 0 and
                mesh.metric(b, "ldmesh_connections", direction="inbound") == 0, 30,

@@ -4,8 +4,9 @@
     many.py client HOST PORT N   opens N connections, one after another,
                                  all kept open; a round trip on each ("first=K": K
                                  came back right), then, after a line on
-                                 stdin, a second ("second=K"); then closes
-                                 them all and prints "closed"
+                                 stdin, a second ("second=K"); after one
+                                 more line (or end of input) it closes them
+                                 all and prints "closed"
 
 Every wait is bounded (60 s).
 """
@@ -78,6 +79,7 @@ def client(host, port, n):
     print("first=%d" % round_trip(conns, b"first"), flush=True)
     sys.stdin.readline()
     print("second=%d" % round_trip(conns, b"second"), flush=True)
+    sys.stdin.readline()
     for c in conns:
         c.close()
     print("closed", flush=True)
