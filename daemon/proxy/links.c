@@ -356,6 +356,15 @@ static void attach_or_fail(struct plink *ml, struct conn *c)
 	struct proxy *d = ml->d;
 	int r = attach(ml, c);
 
+	if (r == -EAGAIN || r == -EPIPE) {
+		/* The link is full (the peer allows fewer streams than we
+		 * thought) or going away: this one goes on its own. */
+		links_conn_gone(d, c);
+		c->via_link = 0;
+		pool(d)->fallbacks_total++;
+		outbound_dial_direct(d, c);
+		return;
+	}
 	if (r < 0) {
 		char peer[80];
 		addr_format(&c->peer, peer, sizeof(peer));

@@ -342,6 +342,10 @@ def test_thousand_concurrent_connections_over_links(cluster):
     assert sum(l["streams_open"] for l in links) == n, links
     assert len(links) == 2, links
     assert mesh.metric(b, "ldmesh_connections", direction="inbound") == n
+    # `conns` names each connection's link.
+    names = {l["link"] for l in links}
+    outbound = [c for c in mesh.conns(a) if c["direction"] == "outbound"]
+    assert len(outbound) == n and {c["link"] for c in outbound} == names, outbound[:3]
     # Quiet, they give their buffers back on both sides (parking), and
     # wake up intact for the second round trip.
     wait_until(lambda: mesh.metric(a, "ldmesh_connections_idle") == n and
