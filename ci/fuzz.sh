@@ -60,6 +60,7 @@ needs()
 	svid) echo "daemon/identity/tls.c daemon/util/spiffe.c | -lssl -lcrypto" ;;
 	ctl) echo "daemon/control/ctl_parse.c |" ;;
 	preamble) echo "shim/preamble.c |" ;;
+	h2link) echo "daemon/transport/h2link.c daemon/util/clock.c | -lnghttp2" ;;
 	# handoff.c calls into the connection and listener code, which is the
 	# rest of the daemon.
 	handoff)

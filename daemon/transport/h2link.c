@@ -40,6 +40,7 @@ struct h2stream {
 	uint8_t server;
 	uint8_t on_due_list;
 	uint8_t accept_due; /* server: H2L_STREAM to report */
+	uint8_t owned; /* an owner has it (client streams from the start) */
 	uint8_t counted_open; /* in the link's streams_open */
 	uint8_t opened; /* client: 2xx came; server: we answered 2xx */
 	uint8_t answered; /* server: a response was submitted */
@@ -459,8 +460,8 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
 		stream_failed(st, code == NGHTTP2_REFUSED_STREAM && !st->opened ? -EAGAIN
 										: -ECONNRESET);
 	}
-	if (st->accept_due) {
-		/* Reset before anyone took it: nobody will. */
+	if (!st->owned) {
+		/* Ended before anyone took it: nobody will. */
 		st->accept_due = 0;
 		stream_unlink(st);
 		st->link = NULL;
@@ -618,6 +619,7 @@ static void deliver_stream(struct h2link *l, struct h2stream *st)
 		/* The owner may refuse and destroy it right there; nothing else
 		 * can be due on a stream nobody had yet. */
 		st->accept_due = 0;
+		st->owned = 1;
 		l->delivering = st;
 		l->owner.event(l->owner.owner, l, H2L_STREAM, &st->t, 0);
 		l->delivering = NULL;
@@ -739,7 +741,7 @@ static void link_fail(struct h2link *l, int err)
 			st->counted_open = 0;
 			l->streams_open--;
 		}
-		if (st->accept_due) {
+		if (!st->owned) {
 			/* Nobody took it yet: nobody will. */
 			stream_unlink(st);
 			st->link = NULL;
@@ -889,7 +891,7 @@ void h2link_release(struct h2link *l)
 	/* Streams nobody took go with the link. */
 	for (st = l->streams; st; st = next) {
 		next = st->next;
-		if (st->accept_due) {
+		if (!st->owned) {
 			stream_unlink(st);
 			st->link = NULL;
 			st->t.ops->destroy(&st->t);
@@ -1207,6 +1209,7 @@ static struct h2stream *stream_alloc(struct h2link *l, int server)
 	st->t.ops = &h2stream_ops;
 	st->link = l;
 	st->server = (uint8_t)server;
+	st->owned = !server;
 	st->next = l->streams;
 	if (l->streams) {
 		l->streams->prev = st;
