@@ -463,10 +463,11 @@ void inbound_link_stream(struct proxy *d, struct plink *ml, struct transport *st
 	}
 	slot = podaddr_is_local(&d->pod, &local, now_ms()) ? listener_for(d, &local) : -1;
 	if (slot < 0) {
-		/* Nothing listens there: as a closed port would say. */
-		log_info("link from %s (%s): CONNECT to %s: no listener", who, peer_id,
-			 h2stream_authority(st));
-		h2stream_respond(st, h2link_status_of_errno(-ECONNREFUSED));
+		/* Not a listener we hold: whatever is there (a server outside
+		 * the mesh, or nothing) answers the client's own connection. */
+		log_debug("link from %s (%s): CONNECT to %s: not a listener of ours", who, peer_id,
+			  h2stream_authority(st));
+		h2stream_respond(st, h2link_status_of_errno(-EXDEV));
 		st->ops->destroy(st);
 		return;
 	}

@@ -78,19 +78,23 @@ static uint16_t peer_link_port(const struct proxy *d)
 
 /* ---- fallback memory ---------------------------------------------------- */
 
-static int fallback_active(struct proxy *d, const struct ldm_addr *ip, int64_t now)
+/* Whether dst goes without a link for now: its whole address (no link
+ * port there) or this port of it (the peer daemon does not serve it). */
+static int fallback_active(struct proxy *d, const struct ldm_addr *dst, int64_t now)
 {
 	int i;
 
 	for (i = 0; i < LINK_FALLBACKS; i++) {
 		struct link_fallback *f = &pool(d)->fb[i];
-		if (f->until_ms > now && addr_same_ip(&f->ip, ip)) {
+		if (f->until_ms > now && addr_same_ip(&f->ip, dst) &&
+		    (!f->ip.port || f->ip.port == dst->port)) {
 			return 1;
 		}
 	}
 	return 0;
 }
 
+/* ip's port 0: the whole address. */
 static void fallback_remember(struct proxy *d, const struct ldm_addr *ip, int64_t now)
 {
 	struct link_fallback *oldest = &pool(d)->fb[0];
@@ -101,7 +105,7 @@ static void fallback_remember(struct proxy *d, const struct ldm_addr *ip, int64_
 	}
 	for (i = 0; i < LINK_FALLBACKS; i++) {
 		struct link_fallback *f = &pool(d)->fb[i];
-		if (f->until_ms <= now || addr_same_ip(&f->ip, ip)) {
+		if (f->until_ms <= now || (addr_same_ip(&f->ip, ip) && f->ip.port == ip->port)) {
 			oldest = f;
 			break;
 		}
@@ -270,7 +274,9 @@ static void link_failed_early(struct plink *ml, int err, int fallback)
 
 	addr_format(&ml->peer, peer, sizeof(peer));
 	if (fallback) {
-		fallback_remember(d, &ml->peer, now_ms());
+		struct ldm_addr whole = ml->peer;
+		whole.port = 0;
+		fallback_remember(d, &whole, now_ms());
 		log_info("link to %s: %s; connections to it go without a link for %d ms", peer,
 			 strerror(-err), d->cfg->links.fallback_ms);
 	}
@@ -674,9 +680,9 @@ int links_connect(struct proxy *d, struct conn *c)
 
 /* The peer refused c's stream unseen (it drains): c tries again, on
  * another link or on its own connection, as if it had just started. */
-static void retry(struct proxy *d, struct conn *c)
+static void retry(struct proxy *d, struct conn *c, int direct)
 {
-	int r;
+	int r = 0;
 
 	c->retried = 1;
 	c->net->ops->close(c->net);
@@ -685,7 +691,9 @@ static void retry(struct proxy *d, struct conn *c)
 	c->tls = NULL;
 	links_conn_gone(d, c);
 	c->via_link = 0;
-	r = links_connect(d, c);
+	if (!direct) {
+		r = links_connect(d, c);
+	}
 	if (r < 0) {
 		dial_outcome(d, c, r);
 		conn_close(d, c, 1);
@@ -697,7 +705,16 @@ static void retry(struct proxy *d, struct conn *c)
 void links_stream_opened(struct proxy *d, struct conn *c, int res)
 {
 	if (res == -EAGAIN && !c->retried) {
-		retry(d, c);
+		retry(d, c, 0);
+		return;
+	}
+	if (res == -EXDEV) {
+		/* The peer daemon does not hold that port (a server outside the
+		 * mesh in its pod, or nothing): dial it as without links, and
+		 * send this port there directly for a while. */
+		fallback_remember(d, &c->peer, now_ms());
+		pool(d)->fallbacks_total++;
+		retry(d, c, 1);
 		return;
 	}
 	if (res == -EAGAIN) {

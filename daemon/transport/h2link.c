@@ -923,6 +923,8 @@ int h2link_status_of_errno(int err)
 		return 504;
 	case -EINVAL:
 		return 400;
+	case -EXDEV:
+		return H2LINK_MISDIRECTED;
 	case -ECONNREFUSED:
 	default:
 		return 502;
@@ -932,6 +934,8 @@ int h2link_status_of_errno(int err)
 int h2link_errno_of_status(int status)
 {
 	switch (status) {
+	case H2LINK_MISDIRECTED:
+		return -EXDEV;
 	case 403:
 		return -EACCES;
 	case 504:

@@ -87,7 +87,10 @@ int h2stream_respond(struct transport *t, int status);
 struct h2link *h2stream_link(const struct transport *t);
 
 /* A refusal's errno as the status a CONNECT answer carries, and back, so
- * the client app's connect() fails as it would have without the mesh. */
+ * the client app's connect() fails as it would have without the mesh.
+ * 421 (-EXDEV) is not a refusal: the peer daemon does not serve that port,
+ * whatever may (a server outside the mesh in its pod): ask it directly. */
+#define H2LINK_MISDIRECTED 421
 int h2link_status_of_errno(int err);
 int h2link_errno_of_status(int status);
 

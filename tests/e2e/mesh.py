@@ -264,6 +264,8 @@ def config_text(pod, svid=None, mtls=None, ports=None, mesh_networks=None, egres
         outbound["egress"] = egress
     if egress_allow:
         outbound["egress_allow"] = tuple(egress_allow)
+    if links is None and os.environ.get("LDMESH_TEST_LINKS") == "1":
+        links = True  # the whole suite with links on (docs/reliability.md)
     if links is not None:
         # True / False, or a dict of outbound.links keys (enabled implied).
         outbound["links"] = dict({"enabled": True}, **links) if isinstance(links, dict) \

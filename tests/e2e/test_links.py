@@ -137,9 +137,10 @@ def test_independent_h2_peer_on_the_link_port(cluster):
     assert out.get("status") == "403", r
     mesh.wait_log(b, r"inbound connection from %s:40001 \(%s\) to port 8081 denied by "
                   r"default-deny" % (re.escape(a.addr4), re.escape(PAYMENTS)), off)
-    # Nothing listening there: 502, as a closed port refuses.
+    # Not a listener the daemon holds: 421 (the client daemon then dials
+    # the port itself, as without links).
     out, r = h2_peer(a, b, svid, "%s:9999" % b.addr4, fwd)
-    assert out.get("status") == "502", r
+    assert out.get("status") == "421", r
     # No client certificate, or one from another CA: no TLS at all.
     out, r = h2_peer(a, b, None, "%s:8080" % b.addr4, fwd)
     assert "tls_error" in out and "status" not in out, r

@@ -114,8 +114,7 @@ static void on_stream(void *o, struct transport *t, enum transport_event ev, int
 	}
 }
 
-static void on_link(void *o, struct h2link *l, enum h2link_event ev, struct transport *st,
-		    int res)
+static void on_link(void *o, struct h2link *l, enum h2link_event ev, struct transport *st, int res)
 {
 	struct owner *w = o;
 
