@@ -68,7 +68,7 @@ struct config_links {
 	int max_links; /* max_links_per_peer = 4 */
 	int idle_timeout_ms; /* idle_timeout_ms = 60000: a link with no stream */
 	int ping_interval_ms; /* ping_interval_ms = 10000: quiet this long, PING */
-	int ping_timeout_ms; /* ping_timeout_ms = 5000: no answer, the link is dead */
+	int ping_timeout_ms; /* ping_timeout_ms = 20000: no answer, the link is dead */
 	int fallback_ms; /* fallback_ms = 60000: a peer without a link port */
 };
 

@@ -118,7 +118,7 @@ static int cfg_build(struct cfg_ctx *x, const config_setting_t *root, struct con
 					 .max_links = 4,
 					 .idle_timeout_ms = 60000,
 					 .ping_interval_ms = 10000,
-					 .ping_timeout_ms = 5000,
+					 .ping_timeout_ms = 20000,
 					 .fallback_ms = 60000};
 
 	rc = cfg_top(x, root, &st);

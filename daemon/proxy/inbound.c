@@ -477,10 +477,13 @@ void inbound_link_stream(struct proxy *d, struct plink *ml, struct transport *st
 		from = *peer;
 	}
 	u = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (u < 0) {
+		log_warn("inbound: socket: %s", strerror(errno));
+	}
 	c = u < 0 ? NULL : conn_new(d, CONN_INBOUND, u);
 	if (!c) {
-		log_warn("inbound over a link: connection limit reached, refusing");
 		if (u >= 0) {
+			log_warn("inbound over a link: connection limit reached, refusing");
 			close(u);
 		}
 		h2stream_respond(st, 503);

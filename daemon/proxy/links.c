@@ -508,8 +508,10 @@ static void tls_event(void *owner, struct transport *t, enum transport_event ev,
 		}
 		d->stats.handshake_errors_total[!ml->server][why]++;
 		addr_format(&ml->peer, peer, sizeof(peer));
-		log_warn("link %s %s: TLS handshake failed: %s (%s)", ml->server ? "from" : "to",
-			 peer, tls_reason_name(why), tls_conn_detail(e));
+		/* Worded as a connection's own handshake, which it stands for. */
+		log_warn("%s TLS handshake with %s failed: %s (%s) on a link",
+			 ml->server ? "inbound" : "outbound", peer, tls_reason_name(why),
+			 tls_conn_detail(e));
 		/* The alert goes out first, so the peer learns why (bounded by
 		 * the handshake's deadline). */
 		if (transport_flush(ml->tls) == -EINPROGRESS) {

@@ -338,6 +338,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 	struct h2stream *st = f->hd.stream_id ? stream_of(s, f->hd.stream_id) : NULL;
 
 	l->last_in_ms = now_ms();
+	l->ping_out = 0; /* any frame shows the peer alive, not only the ACK */
 	switch (f->hd.type) {
 	case NGHTTP2_HEADERS:
 		if (!st) {

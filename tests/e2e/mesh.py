@@ -236,6 +236,17 @@ def cfg_value(v):
     raise TypeError("no libconfig form for %r" % (v,))
 
 
+# LDMESH_TEST_LINKS=1: the suite with outbound.links on in every pod that
+# mesh.configure() sets up; mesh traffic then crosses the wire on the link
+# port (wire_port).
+LINKS = os.environ.get("LDMESH_TEST_LINKS") == "1"
+
+
+def wire_port(app_port):
+    """The TCP port mesh traffic to app_port uses between pods."""
+    return 15008 if LINKS else app_port
+
+
 def config_text(pod, svid=None, mtls=None, ports=None, mesh_networks=None, egress=None,
                 egress_allow=None, services=None, policies=None, policy_default=None,
                 links=None, link_port=None, extra=""):
@@ -264,8 +275,8 @@ def config_text(pod, svid=None, mtls=None, ports=None, mesh_networks=None, egres
         outbound["egress"] = egress
     if egress_allow:
         outbound["egress_allow"] = tuple(egress_allow)
-    if links is None and os.environ.get("LDMESH_TEST_LINKS") == "1":
-        links = True  # the whole suite with links on (docs/reliability.md)
+    if links is None and LINKS:
+        links = True
     if links is not None:
         # True / False, or a dict of outbound.links keys (enabled implied).
         outbound["links"] = dict({"enabled": True}, **links) if isinstance(links, dict) \

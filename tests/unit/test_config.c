@@ -545,7 +545,7 @@ static void test_defaults_of_empty_file(void **state)
 	assert_int_equal(c->links.max_links, 4);
 	assert_int_equal(c->links.idle_timeout_ms, 60000);
 	assert_int_equal(c->links.ping_interval_ms, 10000);
-	assert_int_equal(c->links.ping_timeout_ms, 5000);
+	assert_int_equal(c->links.ping_timeout_ms, 20000);
 	assert_int_equal(c->links.fallback_ms, 60000);
 	config_free(c);
 }
