@@ -308,12 +308,22 @@ static void link_failed_early(struct plink *ml, int err, int fallback)
 static void reserve_source(struct plink *ml, struct conn *c)
 {
 	struct sockaddr_storage ss;
-	socklen_t len;
-	struct ldm_addr a = ml->local;
+	socklen_t len = sizeof(ss);
+	struct ldm_addr a;
 
-	a.port = 0;
 	if (c->n_fd < 0) {
 		return;
+	}
+	/* The link's local address, in the family of the app's socket (an
+	 * IPv6 socket takes an IPv4 address in its mapped form). */
+	addr_unmap(&ml->local, &a);
+	a.port = 0;
+	if (getsockname(c->n_fd, (struct sockaddr *)&ss, &len) == 0 && ss.ss_family == AF_INET6 &&
+	    a.family == AF_INET) {
+		memmove(a.addr + 12, a.addr, 4);
+		memset(a.addr, 0, 10);
+		a.addr[10] = a.addr[11] = 0xff;
+		a.family = AF_INET6;
 	}
 	len = addr_to_sockaddr(&a, &ss);
 	/* Bound already when the stream is tried a second time. */
