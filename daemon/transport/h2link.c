@@ -492,8 +492,10 @@ static ssize_t data_source(nghttp2_session *s, int32_t id, uint8_t *buf, size_t 
 	if (n > length) {
 		n = length;
 	}
-	memcpy(buf, st->wbuf + st->woff, n);
-	st->woff += n;
+	if (n) {
+		memcpy(buf, st->wbuf + st->woff, n);
+		st->woff += n;
+	}
 	if (st->want_write && st->woff == st->wlen) {
 		st->want_write = 0;
 		due(st, TEV_WRITTEN, (int)st->wlen);

@@ -387,3 +387,25 @@ def test_rotation_moves_new_streams_to_a_new_link(cluster):
     assert opened[0]["peer_id"] == ORDERS
     inbound = [l for l in links_json(b) if l["state"] == "open"]
     assert inbound and all(l["peer_id"] == PAYMENTS for l in inbound), inbound
+
+
+def test_connect_errnos_over_a_link(cluster):
+    """What an app's connect() returns when its connection rides a link:
+    a port the policy denies at connection level fails with EACCES (the
+    peer answered 403), a closed port with ECONNREFUSED (the peer daemon
+    holds no listener there: the port is dialled directly, as without
+    links), an allowed one connects; the allowed one was a stream."""
+    policies = [{"name": "payments-8080", "action": "allow", "ports": [8080],
+                 "principals": [PAYMENTS]}]
+    a, b, _ = linked_pair(cluster, policies=policies, policy_default="deny")
+    mesh.start_app(b, 8080, 8081)
+    kv = a.prog("connerr", "block", b.addr4, 8080).ok().kv()
+    assert kv["connect"] == "0", kv
+    kv = a.prog("connerr", "block", b.addr4, 8081).ok().kv()
+    assert kv["errno"] == "EACCES", kv
+    kv = a.prog("connerr", "nonblock", b.addr4, 8081).ok().kv()
+    assert kv["errno"] == "EINPROGRESS" and kv["so_error"] == "EACCES", kv
+    kv = a.prog("connerr", "block", b.addr4, 9999).ok().kv()
+    assert kv["errno"] == "ECONNREFUSED", kv
+    links = [l for l in links_json(a) if l["state"] == "open"]
+    assert len(links) == 1 and links[0]["streams_total"] >= 3, links
