@@ -67,7 +67,7 @@ needs()
 		for s in daemon/*.c daemon/*/*.c; do
 			case "$s" in daemon/main.c | daemon/ctl/*) ;; *) printf '%s ' "$s" ;; esac
 		done
-		echo "| -luring -lconfig -lssl -lcrypto -lpthread"
+		echo "| -luring -lconfig -lssl -lcrypto -lnghttp2 -lpthread"
 		;;
 	*) return 1 ;;
 	esac
