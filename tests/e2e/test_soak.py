@@ -115,7 +115,9 @@ def test_valgrind_short_scenario(tmp_path):
                           timeout=75, max_time=60)
             assert len(mesh.app_json(r)["body"]) == 100000
         assert a.status()["handoffs_total"] >= 3
-        assert mesh.metric(b, "ldmesh_tls_handshakes_total", direction="inbound") >= 3
+        # With links (LDMESH_TEST_LINKS=1) one handshake made the link.
+        assert mesh.metric(b, "ldmesh_tls_handshakes_total", direction="inbound") >= (
+            1 if mesh.LINKS else 3)
         for pod in (a, b):
             rc = pod.stop_daemon(signal.SIGTERM, timeout=90)
             with open(logs[pod.label]) as f:
