@@ -476,15 +476,22 @@ static void link_opened(struct plink *ml)
 		return;
 	}
 	ml->h2 = h2link_new(ml->tls, ml->server, &p, &o);
-	if (!ml->h2 || h2link_start(ml->h2, now_ms()) < 0) {
+	if (!ml->h2) {
 		link_failed_early(ml, -ENOMEM, 0);
 		return;
 	}
+	/* Open before the session starts: the peer's first streams can come
+	 * in the same read as its preface, and are handed over from inside
+	 * h2link_start() (they were answered 503 when this came after). */
 	ml->state = PL_OPEN;
 	ml->deadline_ms = 0;
 	ml->idle_since_ms = now_ms();
 	ml->counted_open = 1;
 	pool(d)->open++;
+	if (h2link_start(ml->h2, now_ms()) < 0) {
+		link_failed_early(ml, -EPROTO, 0);
+		return;
+	}
 	for (i = 0; i < ml->nwait; i++) {
 		struct conn *c = waiter(ml, i);
 		if (c) {
