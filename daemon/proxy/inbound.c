@@ -320,13 +320,33 @@ static void bind_inbound_name(const struct conn *c)
 	}
 }
 
+/* What every inbound connection to listener slot has: its listener, our
+ * id for it, and the app's Unix listener as the dial target. */
+static void inbound_to_listener(struct proxy *d, struct conn *c, int slot)
+{
+	const struct listener *l = &d->listeners[slot];
+	struct sockaddr_un *sun;
+	size_t nlen;
+
+	c->listener_slot = slot;
+	c->pid = l->pid;
+	/* Our own id for LDM_OP_RESET; the top bit keeps it apart from shim
+	 * cookies, which never set it (see shim/link.c). */
+	c->cookie = (1ULL << 63) | ((uint64_t)c->gen << 24) | c->slot;
+	d->stats.inbound_total++;
+	memset(&c->dial_sa, 0, sizeof(c->dial_sa));
+	sun = (struct sockaddr_un *)&c->dial_sa;
+	sun->sun_family = AF_UNIX;
+	nlen = strnlen(l->name, sizeof(l->name));
+	memcpy(sun->sun_path + 1, l->name, nlen);
+	c->dial_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + nlen);
+}
+
 void conn_start_inbound(struct proxy *d, int tcp_fd, int listener_slot)
 {
 	struct listener *l = &d->listeners[listener_slot];
 	struct sockaddr_storage ss;
-	struct sockaddr_un *sun;
 	socklen_t len = sizeof(ss);
-	size_t nlen;
 	struct conn *c;
 	int u, one = 1;
 
@@ -345,12 +365,7 @@ void conn_start_inbound(struct proxy *d, int tcp_fd, int listener_slot)
 	}
 	c->n_fd = tcp_fd;
 	conn_transports_init(d, c);
-	c->listener_slot = listener_slot;
-	c->pid = l->pid;
-	/* Our own id for LDM_OP_RESET; the top bit keeps it apart from shim
-	 * cookies, which never set it (see shim/link.c). */
-	c->cookie = (1ULL << 63) | ((uint64_t)c->gen << 24) | c->slot;
-	d->stats.inbound_total++;
+	inbound_to_listener(d, c, listener_slot);
 	if (getpeername(tcp_fd, (struct sockaddr *)&ss, &len) == 0) {
 		addr_from_sockaddr((struct sockaddr *)&ss, len, &c->peer);
 	}
@@ -359,13 +374,6 @@ void conn_start_inbound(struct proxy *d, int tcp_fd, int listener_slot)
 		addr_from_sockaddr((struct sockaddr *)&ss, len, &c->local);
 	}
 	bind_inbound_name(c);
-
-	memset(&c->dial_sa, 0, sizeof(c->dial_sa));
-	sun = (struct sockaddr_un *)&c->dial_sa;
-	sun->sun_family = AF_UNIX;
-	nlen = strnlen(l->name, sizeof(l->name));
-	memcpy(sun->sun_path + 1, l->name, nlen);
-	c->dial_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + nlen);
 
 	/* Inside the pod: one trust zone, the app gets the client as it is,
 	 * with no detection, mTLS, policy or HTTP layer (docs/security.md). */
@@ -447,10 +455,8 @@ void inbound_link_stream(struct proxy *d, struct plink *ml, struct transport *st
 			 const struct ldm_addr *peer, const char *peer_id)
 {
 	struct ldm_addr local, from;
-	struct sockaddr_un *sun;
 	struct conn *c;
 	char who[80];
-	size_t nlen;
 	int slot, u;
 
 	addr_format(peer, who, sizeof(who));
@@ -497,21 +503,12 @@ void inbound_link_stream(struct proxy *d, struct plink *ml, struct transport *st
 	c->via_link = 1;
 	c->plink = ml;
 	links_conn_added(ml);
-	c->listener_slot = slot;
-	c->pid = d->listeners[slot].pid;
-	c->cookie = (1ULL << 63) | ((uint64_t)c->gen << 24) | c->slot;
-	d->stats.inbound_total++;
+	inbound_to_listener(d, c, slot);
 	d->listeners[slot].accepted++;
 	c->peer = from;
 	c->local = local;
 	c->peer_id = peer_id;
 	c->tls = links_engine(ml);
 	bind_inbound_name(c);
-	memset(&c->dial_sa, 0, sizeof(c->dial_sa));
-	sun = (struct sockaddr_un *)&c->dial_sa;
-	sun->sun_family = AF_UNIX;
-	nlen = strnlen(d->listeners[slot].name, sizeof(d->listeners[slot].name));
-	memcpy(sun->sun_path + 1, d->listeners[slot].name, nlen);
-	c->dial_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + nlen);
 	inbound_admit(d, c);
 }
