@@ -182,6 +182,7 @@ void conn_close(struct proxy *d, struct conn *c, int abort)
 	c->state = CS_CLOSING;
 	c->abort = abort;
 	if (c->app) {
+		c->app->abort = c->net->abort = abort;
 		c->app->ops->close(c->app);
 		c->net->ops->close(c->net);
 	}

@@ -48,6 +48,7 @@ struct h2stream {
 	uint8_t eof_sent; /* our END_STREAM went */
 	uint8_t shut_req; /* the owner asked to end our direction */
 	uint8_t data_deferred; /* the data source said "nothing now" */
+	uint8_t peer_done; /* the peer answered in full and wants no more */
 	uint8_t want_read, want_write, want_shut, want_readable;
 	uint8_t doomed; /* destroyed by its owner during its own event: freed after */
 	int err; /* sticky: the stream failed (reset, link dead) */
@@ -437,6 +438,19 @@ static void stream_failed(struct h2stream *st, int err)
 	input_changed(st);
 }
 
+static void peer_done(struct h2stream *st)
+{
+	st->peer_done = 1;
+	if (st->want_write) {
+		st->want_write = 0;
+		due(st, TEV_WRITTEN, (int)st->wlen);
+	}
+	if (st->want_shut) {
+		st->want_shut = 0;
+		due(st, TEV_SHUT, 0);
+	}
+}
+
 static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud)
 {
 	struct h2link *l = ud;
@@ -455,7 +469,12 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
 			ask_run(l);
 		}
 	}
-	if (code != NGHTTP2_NO_ERROR || !st->remote_eof || !st->eof_sent) {
+	if (code == NGHTTP2_NO_ERROR && st->remote_eof && !st->eof_sent) {
+		/* A complete answer, then "send no more" (RFC 9113 8.1): what
+		 * the owner still writes is dropped, not failed, so its app
+		 * gets the answer and an end, not a reset. */
+		peer_done(st);
+	} else if (code != NGHTTP2_NO_ERROR || !st->remote_eof || !st->eof_sent) {
 		/* Refused unprocessed (a GOAWAY, or the peer's stream limit):
 		 * -EAGAIN, which the owner may try again elsewhere. */
 		stream_failed(st, code == NGHTTP2_REFUSED_STREAM && !st->opened ? -EAGAIN
@@ -1029,6 +1048,9 @@ static int hs_write(struct transport *t, const char *buf, size_t n)
 	if (st->err) {
 		return st->err;
 	}
+	if (st->peer_done) {
+		return (int)n; /* the peer asked for no more: dropped */
+	}
 	if (st->shut_req || !st->link || st->link->dead) {
 		return -EPIPE;
 	}
@@ -1048,7 +1070,7 @@ static int hs_shutdown(struct transport *t)
 	if (st->err) {
 		return st->err;
 	}
-	if (st->eof_sent) {
+	if (st->eof_sent || st->peer_done) {
 		return 0;
 	}
 	if (!st->link || st->link->dead) {
@@ -1128,10 +1150,16 @@ static void hs_close(struct transport *t)
 	take_due(l, st);
 	if (st->id > 0 && !l->dead) {
 		/* Not finished both ways: the far side sees a reset, as a
-		 * TCP peer would.  A refusal already ended our side: its
-		 * answer must arrive, not a reset that could overtake it. */
+		 * TCP peer would; after our END_STREAM and unless the owner
+		 * aborts, one without error
+		 * that only asks it to stop sending (RFC 9113 8.1), so the
+		 * answer already sent stays its app's.  A refusal already
+		 * ended our side: its answer must arrive, not a reset that
+		 * could overtake it. */
 		if (!st->answered || st->opened) {
-			nghttp2_submit_rst_stream(l->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+			nghttp2_submit_rst_stream(l->s, NGHTTP2_FLAG_NONE, st->id,
+						  st->eof_sent && !t->abort ? NGHTTP2_NO_ERROR
+									    : NGHTTP2_CANCEL);
 		}
 		nghttp2_session_set_stream_user_data(l->s, st->id, NULL);
 		if (st->counted_open) {

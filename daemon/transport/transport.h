@@ -72,6 +72,7 @@ struct transport {
 	transport_event_fn on_event;
 	void *owner;
 	int closed;
+	int abort; /* set by the owner before close: end with a reset, not gracefully */
 };
 
 static inline void transport_set_owner(struct transport *t, transport_event_fn fn, void *owner)

@@ -386,6 +386,57 @@ static void test_stall_epoll(void **state)
 	stalled_stream_alone(LOOP_EPOLL);
 }
 
+/*
+ * The server answers in full and closes while the client still sends (a
+ * 400 before the request's end): the client reads the answer and the end,
+ * and what it still writes is dropped, not failed.  An owner that aborts
+ * after its answer resets the stream instead.
+ */
+static void answered_then_closed(enum loop_backend kind)
+{
+	struct owner w[4] = {{0}};
+	char buf[16];
+
+	sides_new(kind, 65535);
+	open_pair(&w[0], &w[1], "10.250.0.2:8080", 200);
+	write_all(&w[1], "HTTP/1.1 400", 12);
+	assert_int_equal(transport_shutdown(w[1].t), -EINPROGRESS);
+	wait_count(&w[1].got[TEV_SHUT], 1, "server TEV_SHUT");
+	w[1].t->ops->close(w[1].t);
+	assert_int_equal(read_all(&w[0], buf, sizeof(buf)), 12);
+	assert_memory_equal(buf, "HTTP/1.1 400", 12);
+	assert_int_equal(transport_read(w[0].t, buf, sizeof(buf)), 0);
+	write_all(&w[0], "rest of the body", 16);
+	assert_true(
+		transport_shutdown(w[0].t) == 0 ||
+		(wait_count(&w[0].got[TEV_SHUT], 1, "client TEV_SHUT"), w[0].last[TEV_SHUT] == 0));
+
+	open_pair(&w[2], &w[3], "10.250.0.2:8080", 200);
+	assert_int_equal(transport_read(w[2].t, buf, sizeof(buf)), -EINPROGRESS);
+	assert_int_equal(transport_shutdown(w[3].t), -EINPROGRESS);
+	wait_count(&w[3].got[TEV_SHUT], 1, "server TEV_SHUT");
+	w[3].t->abort = 1;
+	w[3].t->ops->close(w[3].t);
+	wait_count(&w[2].got[TEV_READ], 1, "the end");
+	assert_int_equal(w[2].last[TEV_READ], 0);
+	run_for(100);
+	assert_int_equal(transport_write(w[2].t, "x", 1), -ECONNRESET);
+	streams_free(w, 4);
+	sides_free();
+}
+
+static void test_answered_uring(void **state)
+{
+	(void)state;
+	answered_then_closed(LOOP_IO_URING);
+}
+
+static void test_answered_epoll(void **state)
+{
+	(void)state;
+	answered_then_closed(LOOP_EPOLL);
+}
+
 /* The peer goes away: every stream fails, the link says it closed. */
 static void peer_gone(enum loop_backend kind)
 {
@@ -419,10 +470,11 @@ static void test_gone_epoll(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_echo_uring),    cmocka_unit_test(test_echo_epoll),
-		cmocka_unit_test(test_refusal_uring), cmocka_unit_test(test_refusal_epoll),
-		cmocka_unit_test(test_stall_uring),   cmocka_unit_test(test_stall_epoll),
-		cmocka_unit_test(test_gone_uring),    cmocka_unit_test(test_gone_epoll),
+		cmocka_unit_test(test_echo_uring),     cmocka_unit_test(test_echo_epoll),
+		cmocka_unit_test(test_refusal_uring),  cmocka_unit_test(test_refusal_epoll),
+		cmocka_unit_test(test_stall_uring),    cmocka_unit_test(test_stall_epoll),
+		cmocka_unit_test(test_gone_uring),     cmocka_unit_test(test_gone_epoll),
+		cmocka_unit_test(test_answered_uring), cmocka_unit_test(test_answered_epoll),
 	};
 
 	alarm(120);
