@@ -113,7 +113,7 @@ static int cfg_build(struct cfg_ctx *x, const config_setting_t *root, struct con
 	c->http_metrics = 1;
 	c->max_series = 1000;
 	c->link_port = 15008;
-	c->links = (struct config_links){.enabled = 0,
+	c->links = (struct config_links){.enabled = 1,
 					 .max_streams = 100,
 					 .max_links = 4,
 					 .idle_timeout_ms = 60000,

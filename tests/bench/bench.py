@@ -979,13 +979,15 @@ defaults
     def profile(self, workloads):
         """perf record -g on the proxy processes of ldmesh and HAProxy while
         wrk runs each workload; writes build/bench/profile-TOPO-WORKLOAD.txt
-        (perf report, flat by symbol, and with callers)."""
+        (perf report, flat by symbol, and with callers).  BENCH_PROFILE_TOPOS
+        picks other topologies (comma-separated, e.g. ldmesh-links)."""
         perf = shutil.which("perf", path=PATH)
         if not perf:
             raise CannotRun("perf is not installed (Debian: linux-perf)")
         self.verify_paths()
+        topos = os.environ.get("BENCH_PROFILE_TOPOS", "ldmesh,haproxy").split(",")
         for w in workloads:
-            for topo in ("ldmesh", "haproxy"):
+            for topo in topos:
                 self.wrk(topo, w, 0, 1, record=False)
                 pids = self.proxy_pids(topo)
                 data = os.path.join(self.outdir, "perf-%s-%s.data" % (topo, w))

@@ -236,15 +236,24 @@ def cfg_value(v):
     raise TypeError("no libconfig form for %r" % (v,))
 
 
-# LDMESH_TEST_LINKS=1: the suite with outbound.links on in every pod that
-# mesh.configure() sets up; mesh traffic then crosses the wire on the link
-# port (wire_port).
-LINKS = os.environ.get("LDMESH_TEST_LINKS") == "1"
+# Links (outbound.links) are on by default in the daemon.  The suite runs
+# every test both ways: with links in the io_uring and asan modes, with
+# per-connection mTLS (links off) in the epoll mode.  LDMESH_TEST_LINKS=1 or
+# =0 puts every mode on one side.  Mesh traffic between pods crosses the
+# wire on the link port when links are on (wire_port).
+FORCED_LINKS = os.environ.get("LDMESH_TEST_LINKS")
 
 
-def wire_port(app_port):
-    """The TCP port mesh traffic to app_port uses between pods."""
-    return 15008 if LINKS else app_port
+def links_on(mode):
+    """Whether pods of this test mode carry mesh traffic on links."""
+    if FORCED_LINKS in ("0", "1"):
+        return FORCED_LINKS == "1"
+    return mode.backend != "epoll"
+
+
+def wire_port(pod, app_port):
+    """The TCP port mesh traffic to app_port in pod uses between pods."""
+    return 15008 if links_on(pod.mode) else app_port
 
 
 def config_text(pod, svid=None, mtls=None, ports=None, mesh_networks=None, egress=None,
@@ -275,9 +284,9 @@ def config_text(pod, svid=None, mtls=None, ports=None, mesh_networks=None, egres
         outbound["egress"] = egress
     if egress_allow:
         outbound["egress_allow"] = tuple(egress_allow)
-    if links is None and LINKS:
-        links = True
-    if links is not None:
+    if links is None:
+        links = links_on(pod.mode)
+    if links is not False or FORCED_LINKS:
         # True / False, or a dict of outbound.links keys (enabled implied).
         outbound["links"] = dict({"enabled": True}, **links) if isinstance(links, dict) \
             else {"enabled": bool(links)}

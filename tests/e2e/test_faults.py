@@ -344,7 +344,7 @@ def test_daemon_sigkill_restart_under_load(cluster):
     def ok_count():
         return len(mesh.loop_results(loop)[0])
 
-    with mesh.capture(b, pcap, "tcp port %d" % mesh.wire_port(8080)):
+    with mesh.capture(b, pcap, "tcp port %d" % mesh.wire_port(b, 8080)):
         loop = mesh.start_loop(a, b.addr4, 8080, "/" + marker, 100000, 90, per_conn=1,
                                stop_file=stop)
         wait_until(lambda: ok_count() >= 20, 30, what="the loop to get going")
@@ -376,11 +376,11 @@ def test_daemon_sigkill_restart_under_load(cluster):
     assert len(oks) <= served <= len(oks) + len(errors), (served, len(oks), errors)
 
     streams = mesh.tcp_streams(mesh.read_pcap(pcap))
-    port = mesh.wire_port(8080)
+    port = mesh.wire_port(b, 8080)
     up = {k: v for k, v in streams.items() if k[3] == port and v}
     down = {k: v for k, v in streams.items() if k[1] == port and v}
     # One TCP connection per request, or (links) one per link.
-    assert len(up) >= (1 if mesh.LINKS else len(oks)), \
+    assert len(up) >= (1 if mesh.links_on(cluster.mode) else len(oks)), \
         "the capture missed connections: %d streams, %d requests" % (len(up), len(oks))
     for k, v in list(up.items()) + list(down.items()):
         assert marker.encode() not in v and b"HTTP/1." not in v, \
@@ -558,7 +558,7 @@ def test_fd_exhaustion_inbound_backs_off_and_recovers(cluster):
     off = len(b.daemon_log())
     # Over a link nothing is accepted: the daemon's socket() towards the
     # app fails in both backends, as it does under io_uring.
-    epoll = cluster.mode.backend == "epoll" and not mesh.LINKS
+    epoll = cluster.mode.backend == "epoll" and not mesh.links_on(cluster.mode)
     limit, held, soft, hard = exhaust_fds_when_settled(b)
     try:
         curls = [a.popen([mesh.tool("curl"), "-sS", "--max-time", "40",

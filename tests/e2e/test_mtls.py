@@ -112,10 +112,10 @@ def test_capture_shows_tls_not_plaintext(cluster):
                          "http://%s:8080/api/%s" % (server.addr4, marker))
 
     pcap = os.path.join(cluster.tmp, "meshed.pcap")
-    with mesh.capture(b, pcap, "tcp port %d" % mesh.wire_port(8080)):
+    with mesh.capture(b, pcap, "tcp port %d" % mesh.wire_port(b, 8080)):
         r = request(a, b)
     assert mesh.app_json(r)["body"] == "body-" + marker, r
-    up, down = captured_exchange(pcap, mesh.wire_port(8080))
+    up, down = captured_exchange(pcap, mesh.wire_port(b, 8080))
     assert marker.encode() not in up + down, "the marker crossed the wire in plaintext"
     assert b"POST /api/" not in up and b"HTTP/1.1" not in up + down, "HTTP in the clear"
     recs_up, recs_down = mesh.tls_records(up), mesh.tls_records(down)
@@ -204,7 +204,7 @@ def test_client_pinned_to_wrong_identity_is_refused(cluster):
     kv = a.prog("connerr", "block", b.addr4, 8080).ok().kv()
     assert kv["errno"] == "ECONNREFUSED", kv
     mesh.wait_log(a, r"outbound TLS handshake with %s:%d failed: identity_mismatch" %
-                  (re.escape(b.addr4), mesh.wire_port(8080)), off)
+                  (re.escape(b.addr4), mesh.wire_port(b, 8080)), off)
     assert ORDERS in a.daemon_log()[off:], "the log should name what the server presented"
     mesh.wait_metric(a, "ldmesh_tls_handshake_errors_total", 2, direction="outbound",
                      reason="identity_mismatch")
@@ -317,7 +317,7 @@ def test_refused_peer_gets_the_alert(cluster):
     mesh.wait_log(b, r"inbound TLS handshake with %s:\d+ failed: unknown_ca" %
                   re.escape(a.addr4), off_b)
     m = mesh.wait_log(a, r"outbound TLS handshake with %s:%d failed: (\w+)" %
-                      (re.escape(b.addr4), mesh.wire_port(8080)), off_a)
+                      (re.escape(b.addr4), mesh.wire_port(b, 8080)), off_a)
     outbound = wait_handshake_errors(a, "outbound", 3)
     assert m.group(1) == "peer_refused" and outbound == {"peer_refused": 3}, \
         "pod b's alert did not reach pod a's daemon (%s): %s\n%s" % (

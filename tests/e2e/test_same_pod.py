@@ -67,7 +67,7 @@ def test_same_pod_clients_reach_meshed_http_server(cluster):
     assert r.returncode != 0, r
     marker = "same-pod-remote-%s" % os.urandom(8).hex()
     pcap = os.path.join(cluster.tmp, "remote.pcap")
-    with mesh.capture(b, pcap, "tcp port %d" % mesh.wire_port(8080)):
+    with mesh.capture(b, pcap, "tcp port %d" % mesh.wire_port(b, 8080)):
         j = mesh.app_json(mesh.curl(a, "http://%s:8080/%s" % (b.addr4, marker)))
     assert j["peer"] == a.addr4 and any("URI=" + CLIENT in x for x in j["xfcc"]), j
     assert marker in app.out()

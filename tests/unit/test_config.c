@@ -540,7 +540,7 @@ static void test_defaults_of_empty_file(void **state)
 	assert_null(c->access_log);
 	assert_int_equal(c->log_level, 2);
 	assert_int_equal(c->link_port, 15008);
-	assert_int_equal(c->links.enabled, 0);
+	assert_int_equal(c->links.enabled, 1);
 	assert_int_equal(c->links.max_streams, 100);
 	assert_int_equal(c->links.max_links, 4);
 	assert_int_equal(c->links.idle_timeout_ms, 60000);
@@ -554,13 +554,13 @@ static void test_links(void **state)
 {
 	struct config *c =
 		parse_ok("inbound = { link_port = 0; };\n"
-			 "outbound = { links = { enabled = true; max_streams_per_link = 250;\n"
+			 "outbound = { links = { enabled = false; max_streams_per_link = 250;\n"
 			 "  max_links_per_peer = 2; idle_timeout_ms = 0; ping_interval_ms = 500;\n"
 			 "  ping_timeout_ms = 1000; fallback_ms = 5000; }; };\n");
 
 	(void)state;
 	assert_int_equal(c->link_port, 0);
-	assert_int_equal(c->links.enabled, 1);
+	assert_int_equal(c->links.enabled, 0);
 	assert_int_equal(c->links.max_streams, 250);
 	assert_int_equal(c->links.max_links, 2);
 	assert_int_equal(c->links.idle_timeout_ms, 0);
