@@ -6,7 +6,7 @@ PKGS="build-essential pkg-config libssl-dev libconfig-dev liburing-dev libnghttp
       python3 python3-pytest iproute2 procps psmisc curl wget openssl
       nginx-light redis-server redis-tools openssh-server openssh-client nodejs
       tcpdump clang-format clang tmux valgrind wrk haproxy prometheus
-      socat nghttp2-client python3-grpcio python3-h2 python3-cryptography python3-websockets
+      socat nghttp2-client nghttp2-server python3-grpcio python3-h2 python3-cryptography python3-websockets
       python3-pyftpdlib cppcheck golang-go busybox-static musl-tools"
 missing=""
 for p in $PKGS; do

@@ -378,9 +378,9 @@ static int policy_check(struct ldmeshd *d, struct strbuf *b, int json, char **w,
 		sb_printf(b, "decision %s\nrule     %s\n",
 			  res.decision == POLICY_ALLOW ? "allow" : "deny", res.rule);
 		if (per_request) {
-			sb_printf(b, "note     HTTP/1.x requests on this port are decided one by "
-				     "one (add --method and --path); this is what any other "
-				     "traffic gets, HTTP/2 and gRPC included\n");
+			sb_printf(b, "note     HTTP requests on this port (HTTP/1.x, HTTP/2 and "
+				     "gRPC) are decided one by one (add --method and --path); "
+				     "this is what traffic that is not HTTP gets\n");
 		}
 		for (i = 0; i < res.n_audit; i++) {
 			sb_printf(b, "audit    %s\n", res.audit[i]);

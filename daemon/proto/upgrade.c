@@ -54,10 +54,9 @@ static int rebuild(const struct http1_stream *s, const char *name, const char *l
 	return 0;
 }
 
-int upgrade_strip_h2c(const struct http1_stream *s, char *extra, size_t len, int *all_gone)
+int upgrade_asks_h2c(const struct http1_stream *s)
 {
-	size_t used = 0;
-	int asked = 0, kept = 0, conn_kept;
+	int asked = 0;
 
 	for (int i = 0; i < s->head.n_hdr && !asked; i++) {
 		const char *v, *t;
@@ -71,7 +70,15 @@ int upgrade_strip_h2c(const struct http1_stream *s, char *extra, size_t len, int
 			asked = http1_eq_ci(t, tn, "h2c");
 		}
 	}
-	if (!asked) {
+	return asked;
+}
+
+int upgrade_strip_h2c(const struct http1_stream *s, char *extra, size_t len, int *all_gone)
+{
+	size_t used = 0;
+	int kept = 0, conn_kept;
+
+	if (!upgrade_asks_h2c(s)) {
 		return 0;
 	}
 	if (!len) {

@@ -25,4 +25,7 @@
  */
 int upgrade_strip_h2c(const struct http1_stream *s, char *extra, size_t len, int *all_gone);
 
+/* 1 when the request head in s lists h2c in its Upgrade header. */
+int upgrade_asks_h2c(const struct http1_stream *s);
+
 #endif

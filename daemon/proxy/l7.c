@@ -44,13 +44,17 @@ struct l7 *l7_new(struct proxy *d, size_t out_size)
 
 int l7_idle(const struct l7 *h)
 {
-	return http1_idle(&h->req) && http1_idle(&h->resp) && !h->pend_n && !h->opaque &&
+	/* HTTP/2 keeps its header tables for the connection's life. */
+	return !h->h2 && http1_idle(&h->req) && http1_idle(&h->resp) && !h->pend_n && !h->opaque &&
 	       !h->resp_broken && !h->inject_len && !h->hold && !h->skip_body && !h->out_len &&
 	       h->forwarded == h->answered && !h->held_since && !h->head_since;
 }
 
 void l7_trim(struct l7 *h)
 {
+	if (h->h2) {
+		l7_h2_trim(h->h2);
+	}
 	if (h->out && h->out_len == 0) {
 		free(h->out);
 		h->out = NULL;
@@ -88,6 +92,9 @@ void l7_free(struct l7 *h)
 		h->pend_n--;
 	}
 	free(h->pend);
+	if (h->h2) {
+		l7_h2_finish(NULL, NULL, h->h2); /* uncounted: no connection to count on */
+	}
 	http1_fini(&h->req);
 	http1_fini(&h->resp);
 	free(h->out);
@@ -96,8 +103,8 @@ void l7_free(struct l7 *h)
 
 /* ---- request metrics and access log ------------------------------------- */
 
-static struct tel_series *series_for(struct proxy *d, struct conn *c, struct l7 *h,
-				     const char *authority)
+struct tel_series *l7_series_for(struct proxy *d, struct conn *c, struct l7 *h,
+				 const char *authority)
 {
 	if (!h->metrics || !c->tel) {
 		return NULL;
@@ -108,8 +115,8 @@ static struct tel_series *series_for(struct proxy *d, struct conn *c, struct l7 
 	return h->last;
 }
 
-static void log_request(struct proxy *d, struct conn *c, const struct l7_pending *p,
-			const char *authority, int status, int64_t latency_us, const char *error)
+void l7_log_request(struct proxy *d, struct conn *c, const struct l7_pending *p,
+		    const char *authority, int status, int64_t latency_us, const char *error)
 {
 	struct accesslog_http r = {
 		.authority = authority,
@@ -163,7 +170,7 @@ static void track_request(struct proxy *d, struct conn *c, struct l7 *h,
 	p = &h->pend[(h->pend_head + h->pend_n) % h->pend_cap];
 	memset(p, 0, sizeof(*p));
 	p->start_us = tel_now_us();
-	p->series = series_for(d, c, h, hd->host);
+	p->series = l7_series_for(d, c, h, hd->host);
 	if (p->series) {
 		p->series->requests++;
 	}
@@ -192,7 +199,7 @@ static void track_response(struct proxy *d, struct conn *c, struct l7 *h, int co
 		tel_response(p->series, code, lat);
 	}
 	if (h->logging) {
-		log_request(d, c, p, p->authority, code, lat, error);
+		l7_log_request(d, c, p, p->authority, code, lat, error);
 	}
 	pending_release(p);
 	h->pend_head = (uint16_t)((h->pend_head + 1) % h->pend_cap);
@@ -207,6 +214,8 @@ void l7_finish(struct proxy *d, struct conn *c, struct l7 *h)
 	while (h->pend_n) {
 		track_response(d, c, h, 0, "no_response");
 	}
+	l7_h2_finish(d, c, h->h2);
+	h->h2 = NULL;
 	l7_free(h);
 }
 
@@ -215,7 +224,7 @@ static void answered_by_us(struct proxy *d, struct conn *c, struct l7 *h,
 			   const struct http1_head *hd, int code, const char *rule)
 {
 	struct l7_pending p = {0};
-	struct tel_series *s = series_for(d, c, h, hd->host);
+	struct tel_series *s = l7_series_for(d, c, h, hd->host);
 
 	c->http_requests++;
 	if (s) {
@@ -226,13 +235,30 @@ static void answered_by_us(struct proxy *d, struct conn *c, struct l7 *h,
 		snprintf(p.method, sizeof(p.method), "%s", hd->method);
 		p.path = (char *)hd->path;
 		p.rule = (char *)rule;
-		log_request(d, c, &p, hd->host, code, 0, "denied");
+		l7_log_request(d, c, &p, hd->host, code, 0, "denied");
 	}
 }
 
 int l7_inject_ready(const struct l7 *h)
 {
 	return h->inject_len && h->answered >= h->forwarded && http1_idle(&h->resp);
+}
+
+/* The held bytes and those at buf begin with the HTTP/2 preface's line. */
+static int preface_follows(const struct http1_stream *s, const char *buf, size_t n)
+{
+	char probe[16];
+	size_t have = s->raw_len < sizeof(probe) ? s->raw_len : sizeof(probe);
+
+	if (have) {
+		memcpy(probe, s->raw, have);
+	}
+	if (have < sizeof(probe)) {
+		size_t more = sizeof(probe) - have < n ? sizeof(probe) - have : n;
+		memcpy(probe + have, buf, more);
+		have += more;
+	}
+	return l7_h2_is_preface(probe, have);
 }
 
 static void queue_inject(struct l7 *h, int code, const char *reason, const char *body, int close)
@@ -271,7 +297,7 @@ static int on_request(struct proxy *d, struct conn *c, struct l7 *h)
 	const struct tls_svid_info *own = d->id->tls ? tls_ctx_info(d->id->tls) : NULL;
 	char extra[2 * LDM_PEER_ID_MAX + 64 + 2048]; /* only extra[0..used) is read */
 	const char *rule = c->rule[0] ? c->rule : NULL;
-	int n, h2c = 0, all_gone = 0;
+	int n, h2c = 0, all_gone = 0, follow_h2c;
 	size_t used = 0;
 
 	extra[0] = '\0';
@@ -313,9 +339,13 @@ static int on_request(struct proxy *d, struct conn *c, struct l7 *h)
 			     c->peer_id);
 		used = n > 0 ? strlen(extra) : 0;
 	}
-	/* Where requests are decided one by one, an allowed request must not
-	 * switch the connection to HTTP/2 the mesh cannot read (upgrade.h). */
-	if (c->l7_policy && hd->upgrade) {
+	/* An h2c upgrade without a body is followed: its answer decides
+	 * whether HTTP/2 comes next, which is then read stream by stream.
+	 * With a body, where requests are decided one by one, the upgrade is
+	 * removed (upgrade.h): the mesh does not hold a body back. */
+	follow_h2c = hd->upgrade && !hd->chunked && hd->content_length <= 0 &&
+		     upgrade_asks_h2c(&h->req);
+	if (c->l7_policy && hd->upgrade && !follow_h2c) {
 		h2c = upgrade_strip_h2c(&h->req, extra + used, sizeof(extra) - used, &all_gone);
 		if (h2c < 0) {
 			return h2c;
@@ -337,6 +367,7 @@ static int on_request(struct proxy *d, struct conn *c, struct l7 *h)
 			 ntohs(c->local.port));
 	}
 	h->upgrade_removed = (uint8_t)(h2c && all_gone);
+	h->await_h2c = (uint8_t)follow_h2c;
 	h->out_len += (uint32_t)n;
 	h->skip_body = 0;
 	h->forwarded++;
@@ -378,11 +409,31 @@ static int not_http(struct proxy *d, struct conn *c, const char *what)
 	return 0;
 }
 
+/* The client's bytes are HTTP/2 with prior knowledge: followed as such,
+ * what was held while deciding first. */
+static int h2_now(struct proxy *d, struct conn *c, struct l7 *h)
+{
+	int r = l7_h2_start(d, c, h, 0);
+
+	if (r == 0 && h->req.raw_len) {
+		r = l7_h2_down_bytes(d, c, h, h->req.raw, h->req.raw_len);
+	}
+	http1_set_opaque(&h->req);
+	h->req.raw_len = 0;
+	return r < 0 ? r : l7_h2_down(d, c, h);
+}
+
 int l7_down(struct proxy *d, struct conn *c)
 {
 	struct l7 *h = c->l7;
 	struct pipe *p = &c->down;
 
+	if (h->h2 && h->h2->started) {
+		return l7_h2_down(d, c, h);
+	}
+	if (h->await_h2c) {
+		return 0; /* the app's answer to the upgrade says what comes next */
+	}
 	for (;;) {
 		size_t consumed = 0, avail = p->len - p->off, room = h->out_cap - h->out_len;
 		enum http1_event ev;
@@ -419,6 +470,9 @@ int l7_down(struct proxy *d, struct conn *c)
 			if (on_request(d, c, h) < 0) {
 				return -EPROTO;
 			}
+			if (h->await_h2c) {
+				return 0; /* nothing more until the app answers it */
+			}
 			break;
 		case HTTP1_BODY:
 			if (!h->skip_body) {
@@ -427,6 +481,14 @@ int l7_down(struct proxy *d, struct conn *c)
 			p->off += (uint32_t)consumed;
 			break;
 		case HTTP1_OPAQUE:
+			if (preface_follows(&h->req, p->buf + p->off, p->len - p->off)) {
+				return h2_now(d, c, h);
+			}
+			if (h->h2) {
+				/* The app spoke HTTP/2 first, the client does not. */
+				l7_h2_finish(d, c, h->h2);
+				h->h2 = NULL;
+			}
 			if (c->l7_policy && not_http(d, c, "its first request bytes") < 0) {
 				return -EACCES;
 			}
@@ -473,17 +535,57 @@ int l7_detect_timeout(struct proxy *d, struct conn *c)
 	return 0;
 }
 
+/* HTTP/2 responses: a framing error closes an inbound connection (answers
+ * of ours could no longer be put in), and ends following an outbound one. */
+static int h2_responses(struct proxy *d, struct conn *c, struct l7 *h, const char *buf,
+			size_t len)
+{
+	int r = l7_h2_responses(d, c, h, buf, len);
+
+	if (r < 0 && h->scan_only) {
+		h->resp_broken = 1;
+		return 0;
+	}
+	return r;
+}
+
+/* The app accepted the h2c upgrade: HTTP/2 from here, both ways, the
+ * upgrade request being stream 1.  Returns what follows the 101 in buf. */
+static int h2c_switch(struct proxy *d, struct conn *c, struct l7 *h, const char *rest,
+		      size_t n)
+{
+	int r = l7_h2_start(d, c, h, 1);
+
+	if (r < 0) {
+		return r;
+	}
+	http1_set_opaque(&h->req);
+	http1_set_opaque(&h->resp);
+	return n ? h2_responses(d, c, h, rest, n) : 0;
+}
+
 int l7_responses(struct proxy *d, struct conn *c, const char *buf, size_t len)
 {
 	struct l7 *h = c->l7;
 	size_t off = 0;
 
+	if (h->h2) {
+		return h2_responses(d, c, h, buf, len);
+	}
 	while (off < len && !h->resp_broken && !h->opaque) {
 		size_t consumed = 0;
 		enum http1_event ev = http1_feed(&h->resp, buf + off, len - off, &consumed);
 
 		switch (ev) {
 		case HTTP1_HEAD:
+			if (h->await_h2c && (h->resp.head.status >= 200 || h->resp.head.status == 101)) {
+				h->await_h2c = 0;
+				if (h->resp.head.status == 101 && h->resp.head.upgrade) {
+					h->answered++;
+					return h2c_switch(d, c, h, buf + off + consumed,
+							  len - off - consumed);
+				}
+			}
 			if (h->resp.head.status >= 200 || h->resp.head.status == 101) {
 				h->answered++;
 				track_response(d, c, h, h->resp.head.status, NULL);
@@ -511,6 +613,14 @@ int l7_responses(struct proxy *d, struct conn *c, const char *buf, size_t len)
 			 * be decided, that is a non-HTTP connection now, whichever
 			 * side's bytes came first. */
 			if (!h->forwarded && !h->pend_n) {
+				if (l7_h2_is_server_settings(buf + off, len - off)) {
+					/* An HTTP/2 server's preface: the client's
+					 * first bytes will tell. */
+					if (l7_h2_server_first(c, h) < 0) {
+						return -ENOMEM;
+					}
+					return h2_responses(d, c, h, buf + off, len - off);
+				}
 				if (c->l7_policy && !h->scan_only &&
 				    not_http(d, c, "the app spoke first") < 0) {
 					return -EACCES;
@@ -538,17 +648,39 @@ void l7_out_requests(struct proxy *d, struct conn *c, const char *buf, size_t le
 	struct l7 *h = c->l7;
 	size_t off = 0;
 
+	if (h->h2 && h->h2->started) {
+		if (l7_h2_out_requests(d, c, h, buf, len) < 0) {
+			h->resp_broken = 1;
+		}
+		return;
+	}
 	while (off < len && !h->opaque && !h->resp_broken) {
 		size_t consumed = 0;
 		enum http1_event ev = http1_feed(&h->req, buf + off, len - off, &consumed);
 
 		switch (ev) {
 		case HTTP1_HEAD:
+			if (h->req.head.upgrade && !h->req.head.chunked &&
+			    h->req.head.content_length <= 0 && upgrade_asks_h2c(&h->req)) {
+				h->await_h2c = 1;
+			}
 			h->forwarded++;
 			http1_note_request_method(&h->resp, h->req.head.method);
 			track_request(d, c, h, &h->req.head, NULL);
 			break;
 		case HTTP1_OPAQUE:
+			if (preface_follows(&h->req, buf + off, len - off)) {
+				const char *held = h->req.raw;
+				size_t n = h->req.raw_len;
+
+				if (l7_h2_start(d, c, h, 0) < 0 ||
+				    (n && l7_h2_out_requests(d, c, h, held, n) < 0) ||
+				    l7_h2_out_requests(d, c, h, buf + off, len - off) < 0) {
+					h->resp_broken = 1;
+				}
+				http1_set_opaque(&h->req);
+				return;
+			}
 			h->opaque = 1;
 			return;
 		case HTTP1_ERROR:

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "proto/http1.h"
+#include "proxy/l7_h2.h"
 
 struct proxy;
 struct conn;
@@ -49,6 +50,7 @@ struct l7 {
 	uint8_t resp_broken; /* response framing lost: deny by closing */
 	uint8_t close_after; /* end the connection once inject is out */
 	uint8_t upgrade_removed; /* the last request forwarded lost every upgrade token */
+	uint8_t await_h2c; /* an h2c upgrade request went on: its answer decides what follows */
 	char inject[256]; /* a response of ours (403, 400) for the client */
 	uint32_t inject_len;
 	uint64_t requests, denied;
@@ -60,6 +62,7 @@ struct l7 {
 	struct l7_pending *pend; /* owned ring of pend_cap */
 	uint16_t pend_head, pend_n, pend_cap;
 	struct tel_series *last; /* the series of the last request's authority */
+	struct l7_h2 *h2; /* owned: HTTP/2 on this connection (l7_h2.h), NULL for HTTP/1 */
 };
 
 /*
@@ -116,5 +119,17 @@ int l7_detect_timeout(struct proxy *d, struct conn *c);
 
 /* 1 when an injected response may go to the client now. */
 int l7_inject_ready(const struct l7 *h);
+
+/* 1 while an answer of ours (HTTP/1 or HTTP/2) waits for the client. */
+static inline int l7_has_inject(const struct l7 *h)
+{
+	return h->inject_len || (h->h2 && (h->h2->inject_len || h->h2->sending));
+}
+
+/* For l7_h2.c: the request series of an authority, and an access-log line. */
+struct tel_series *l7_series_for(struct proxy *d, struct conn *c, struct l7 *h,
+				 const char *authority);
+void l7_log_request(struct proxy *d, struct conn *c, const struct l7_pending *p,
+		    const char *authority, int status, int64_t latency_us, const char *error);
 
 #endif

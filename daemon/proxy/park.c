@@ -54,7 +54,7 @@ static int parkable(const struct conn *c)
 	    c->net->ops->inflight(c->net) > 1) {
 		return 0;
 	}
-	if (h && (h->out_len || h->inject_len || h->hold || h->held_since || h->head_since)) {
+	if (h && (h->out_len || l7_has_inject(h) || h->hold || h->held_since || h->head_since)) {
 		return 0;
 	}
 	return 1;

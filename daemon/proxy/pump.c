@@ -217,7 +217,19 @@ static void pump_up(struct proxy *d, struct conn *c)
 			return;
 		}
 		if (p->off < p->len) {
-			if (pipe_send(d, c, p, p->buf + p->off, p->len - p->off, PW_BYTES)) {
+			n = stage_up_room(c);
+			if (!n) {
+				/* A point where an answer of ours may go first. */
+				r = stage_inject(d, c, &buf, &n);
+				if (r < 0 || (r > 0 && pipe_send(d, c, p, buf, n, PW_INJECT))) {
+					return;
+				}
+				if (r > 0) {
+					continue;
+				}
+				n = p->len - p->off;
+			}
+			if (pipe_send(d, c, p, p->buf + p->off, n, PW_BYTES)) {
 				return;
 			}
 			continue;

@@ -39,6 +39,9 @@ int stage_has_output(const struct conn *c);
  * now, after the app's earlier answers: 1 with *buf..*n; 0 none; -1 c was
  * closed (its answer cannot be put in order). */
 int stage_inject(struct proxy *d, struct conn *c, const char **buf, size_t *n);
+/* Bytes of c->up's input that go to the client before the next point
+ * where a queued answer of ours may go (HTTP/2: a frame boundary). */
+size_t stage_up_room(const struct conn *c);
 /* 1 while an answer of ours is queued. */
 int stage_has_inject(const struct conn *c);
 /* The answer is out (n bytes of it).  1: the connection ends now, both

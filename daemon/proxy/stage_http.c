@@ -150,13 +150,30 @@ int stage_has_output(const struct conn *c)
 
 int stage_has_inject(const struct conn *c)
 {
-	return c->l7 && c->l7->inject_len;
+	return c->l7 && l7_has_inject(c->l7);
+}
+
+size_t stage_up_room(const struct conn *c)
+{
+	const struct pipe *p = &c->up;
+
+	if (!c->l7 || !c->l7->h2 || c->kind != CONN_INBOUND) {
+		return p->len - p->off;
+	}
+	return l7_h2_up_room(c->l7->h2, p->off, p->len);
 }
 
 int stage_inject(struct proxy *d, struct conn *c, const char **buf, size_t *n)
 {
 	struct l7 *h = c->l7;
 
+	if (h && h->h2 && c->kind == CONN_INBOUND) {
+		if (!l7_h2_inject_ready(h->h2, c->up.off, c->up.len)) {
+			return 0;
+		}
+		l7_h2_inject_take(h->h2, buf, n);
+		return 1;
+	}
 	if (!h || !h->inject_len) {
 		return 0;
 	}
@@ -178,6 +195,10 @@ int stage_injected(struct proxy *d, struct conn *c, size_t n)
 	struct l7 *h = c->l7;
 
 	(void)d;
+	if (h->h2 && c->kind == CONN_INBOUND) {
+		l7_h2_injected(h->h2, n);
+		return 0;
+	}
 	if (n < h->inject_len) {
 		/* 256 bytes on a connected socket: short only when it broke. */
 		return -EIO;

@@ -176,12 +176,12 @@ void tel_tcp_close(struct tel_series *s, int failed)
 	s->tcp_live--;
 }
 
-static struct tel_status *status_of(struct tel_series *s, int code)
+static struct tel_status *status_of(struct tel_series *s, int code, int grpc)
 {
 	uint16_t i;
 
 	for (i = 0; i < s->n_status; i++) {
-		if (s->status[i].code == code) {
+		if (s->status[i].code == code && s->status[i].grpc == grpc) {
 			return &s->status[i];
 		}
 	}
@@ -199,6 +199,7 @@ static struct tel_status *status_of(struct tel_series *s, int code)
 	}
 	memset(&s->status[s->n_status], 0, sizeof(s->status[0]));
 	s->status[s->n_status].code = (uint16_t)code;
+	s->status[s->n_status].grpc = (int16_t)grpc;
 	return &s->status[s->n_status++];
 }
 
@@ -212,7 +213,12 @@ int64_t tel_now_us(void)
 
 void tel_response(struct tel_series *s, int code, int64_t latency_us)
 {
-	struct tel_status *st = status_of(s, code);
+	tel_response_grpc(s, code, -1, latency_us);
+}
+
+void tel_response_grpc(struct tel_series *s, int code, int grpc, int64_t latency_us)
+{
+	struct tel_status *st = status_of(s, code, grpc < 0 ? -1 : grpc);
 	int i;
 
 	if (!st) {
@@ -311,7 +317,10 @@ static void sample(struct strbuf *b, const char *name, const struct tel_series *
 
 static void status_labels(char *buf, size_t len, const struct tel_status *st)
 {
-	if (st->code) {
+	if (st->code && st->grpc >= 0) {
+		snprintf(buf, len, ",status_code=\"%u\",grpc_status=\"%d\",classification=\"%s\"",
+			 st->code, st->grpc, tel_status_success(st) ? "success" : "failure");
+	} else if (st->code) {
 		snprintf(buf, len, ",status_code=\"%u\",classification=\"%s\"", st->code,
 			 tel_success(st->code) ? "success" : "failure");
 	} else {
@@ -445,7 +454,7 @@ static void add_series(struct row *r, const struct tel_series *s)
 	r->requests += s->requests;
 	for (i = 0; i < s->n_status; i++) {
 		const struct tel_status *st = &s->status[i];
-		if (tel_success(st->code)) {
+		if (tel_status_success(st)) {
 			r->success += st->count;
 		} else {
 			r->failure += st->count;

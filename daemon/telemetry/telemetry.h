@@ -31,6 +31,7 @@ enum tel_dir { TEL_INBOUND, TEL_OUTBOUND };
 /* Responses with one status code (0: none came, a proxy-side failure). */
 struct tel_status {
 	uint16_t code;
+	int16_t grpc; /* gRPC status of the answers, -1 when not gRPC */
 	uint64_t count;
 	uint64_t sum_us; /* rendered in ms */
 	uint64_t buckets[LDM_LATENCY_NBUCKETS]; /* per bucket, not cumulative */
@@ -99,6 +100,8 @@ void tel_tcp_close(struct tel_series *s, int failed);
 /* A response head (code 100..999) or, with code 0, a request that got none;
  * latency from request head to response head. */
 void tel_response(struct tel_series *s, int code, int64_t latency_us);
+/* The same for a gRPC call: grpc is its grpc-status (0..16), -1 for none. */
+void tel_response_grpc(struct tel_series *s, int code, int grpc, int64_t latency_us);
 
 /* Monotonic microseconds, the clock latencies are measured with. */
 int64_t tel_now_us(void);
@@ -122,6 +125,13 @@ void tel_stats(const struct telemetry *t, struct strbuf *b, enum tel_format f, i
 static inline int tel_success(int code)
 {
 	return code > 0 && code < 500;
+}
+
+/* Linkerd's gRPC classification: success iff grpc-status is 0; a call
+ * without one is classified by its HTTP status. */
+static inline int tel_status_success(const struct tel_status *st)
+{
+	return st->grpc >= 0 ? st->grpc == 0 && st->code : tel_success(st->code);
 }
 
 #endif

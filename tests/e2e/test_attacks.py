@@ -47,15 +47,16 @@ def start(pod, args, name, port):
 
 # --- h2c smuggling -----------------------------------------------------------------
 
-def test_h2c_upgrade_cannot_smuggle_past_l7_rules(cluster):
-    """The issue's reproduction: an HTTP/1.1 server that honours `Upgrade:
-    h2c` (python3-h2) behind a port whose only allow rule is GET/POST
-    /api/*.  `nghttp -u` asks for /api/1 (the upgrade request) and then
-    /admin as HTTP/2 stream 3.  Without the mesh the app serves /admin (the
-    control); through the mesh the upgrade is removed, the app answers
-    /api/1 in HTTP/1.1 and never serves /admin, and the removal is counted
-    and logged.  `curl --http2` (which asks for the same upgrade) still
-    gets its 200 for an allowed path, and /admin over HTTP/1.1 is a 403."""
+def test_h2c_upgrade_decided_stream_by_stream(cluster):
+    """The h2c smuggling reproduction (issue 21): an HTTP/1.1 server that
+    honours `Upgrade: h2c` (python3-h2) behind a port whose only allow rule
+    is GET/POST /api/*.  `nghttp -u` asks for /api/1 (the upgrade request)
+    and then /admin as HTTP/2 stream 3.  Without the mesh the app serves
+    /admin (the control).  Through the mesh the upgrade is followed and
+    every HTTP/2 stream after it is decided like an HTTP/1 request: /api/1
+    is served over HTTP/2, /admin gets 403 on its stream and never reaches
+    the app.  An upgrade request with a body still loses its upgrade (the
+    mesh does not hold a body back), which is counted and logged."""
     a, b, _ = pair(cluster)
     # The control: the same exchange, no mesh on either side.
     plain = b.popen([PYTHON, helper("h2c_server.py"), b.addr4, "18090"], name="h2c-plain",
@@ -68,31 +69,35 @@ def test_h2c_upgrade_cannot_smuggle_past_l7_rules(cluster):
 
     srv = start(b, [PYTHON, helper("h2c_server.py"), "0.0.0.0", "8090"], "h2c-meshed", 8090)
     off = len(b.daemon_log())
-    r = a.run([mesh.tool("nghttp"), "-u", "http://%s:8090/api/1" % b.addr4,
+    r = a.run([mesh.tool("nghttp"), "-u", "-s", "http://%s:8090/api/1" % b.addr4,
                "http://%s:8090/admin" % b.addr4], timeout=30)
-    srv.wait_output(r"^served http1 /api/1$", timeout=10)
-    # The app answered /api/1 in HTTP/1.1; nghttp, which only speaks
-    # HTTP/2, reports that the upgrade did not happen and asks nothing more.
-    assert "/admin" not in r.stdout and "HTTP Upgrade failed" in r.stdout + r.stderr, r
-    mesh.wait_log(b, r"GET /api/1 from .* on port 8090: h2c upgrade removed", offset=off)
-    assert mesh.metric(b, "ldmesh_upgrades_stripped_total", protocol="h2c") >= 1
+    srv.wait_output(r"^served h2 /api/1$", timeout=10)
+    stats = re.findall(r"^\s*\d+\s+\S+\s+\S+\s+\S+\s+(\d{3})\s+\d+\s+(\S+)\s*$", r.stdout,
+                       re.M)
+    assert sorted(stats) == [("200", "/api/1"), ("403", "/admin")], r
+    mesh.wait_log(b, r"request GET /admin from .* on port 8090 denied by "
+                  r"no-allow-rule-matched \(HTTP/2 stream \d+\)", offset=off)
 
     c = mesh.curl(a, "--http2", "http://%s:8090/api/2" % b.addr4)
     assert c.returncode == 0 and c.stdout == "/api/2", c
-    srv.wait_output(r"^served http1 /api/2$", timeout=10)
+    srv.wait_output(r"^served h2 /api/2$", timeout=10)
     status = mesh.curl(a, "-o", "/dev/null", "-w", "%{http_code}",
                        "http://%s:8090/admin" % b.addr4)
     assert status.stdout == "403", status
+    body = mesh.curl(a, "--http2", "--data-binary", "x", "http://%s:8090/api/3" % b.addr4)
+    assert body.returncode == 0 and body.stdout == "/api/3", body
+    srv.wait_output(r"^served http1 /api/3$", timeout=10)
+    mesh.wait_log(b, r"POST /api/3 from .* on port 8090: h2c upgrade removed", offset=off)
+    assert mesh.metric(b, "ldmesh_upgrades_stripped_total", protocol="h2c") >= 1
     assert "/admin" not in srv.out(), srv.out()
-    assert "served h2" not in srv.out(), srv.out()
 
 
-def test_prior_knowledge_h2_and_h2_after_upgrade_request_refused(cluster):
-    """HTTP/2 smuggling forms that skip the upgrade: prior-knowledge h2c
+def test_prior_knowledge_h2_decided_stream_by_stream(cluster):
+    """HTTP/2 forms that skip the upgrade's answer: prior-knowledge h2c
     (curl --http2-prior-knowledge) and an upgrade request followed at once
-    by the HTTP/2 preface (without waiting for the 101) never reach the
-    app on a port with HTTP rules; the same prior-knowledge request to the
-    app without the mesh is served."""
+    by the HTTP/2 preface (without waiting for the 101).  On a port with
+    HTTP rules each stream is decided: /api/1 is served, /admin gets 403
+    and never reaches the app (which serves it without the mesh)."""
     a, b, _ = pair(cluster)
     plain = b.popen([PYTHON, helper("h2c_server.py"), b.addr4, "18090"], name="h2c-plain",
                     shim=False)
@@ -102,16 +107,20 @@ def test_prior_knowledge_h2_and_h2_after_upgrade_request_refused(cluster):
 
     srv = start(b, [PYTHON, helper("h2c_server.py"), "0.0.0.0", "8090"], "h2c-meshed", 8090)
     r = mesh.curl(a, "--http2-prior-knowledge", "http://%s:8090/api/1" % b.addr4)
-    assert r.returncode != 0, r
-    burst = ("GET /api/1 HTTP/1.1\r\nHost: b\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+    assert r.returncode == 0 and r.stdout == "/api/1", r
+    r = mesh.curl(a, "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}",
+                  "http://%s:8090/admin" % b.addr4)
+    assert r.stdout == "403", r
+    burst = ("GET /api/4 HTTP/1.1\r\nHost: b\r\nConnection: Upgrade, HTTP2-Settings\r\n"
              "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
              "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
     r = a.run([mesh.tool("socat"), "-t", "3", "-", "TCP:%s:8090" % b.addr4], input=burst,
               timeout=30)
-    # The request itself was allowed and answered in HTTP/1.1; what
-    # followed it is not HTTP/1 on a port with HTTP rules: refused.
-    assert "101" not in r.stdout, r
-    assert "served h2" not in srv.out(), srv.out()
+    # The preface waited for the app's 101, then went on as HTTP/2: the
+    # upgrade request is stream 1.
+    assert "HTTP/1.1 101" in r.stdout, r
+    srv.wait_output(r"^served h2 /api/4$", timeout=10)
+    assert "/admin" not in srv.out(), srv.out()
 
 
 def test_websocket_upgrade_to_allowed_path_only(cluster):

@@ -2,11 +2,15 @@
 built on python3-h2, for the h2c smuggling tests.  Like Go's h2c handler,
 Node and many gRPC gateways, it switches to HTTP/2 when a request asks.
 
-    h2c_server.py ADDR PORT
+    h2c_server.py ADDR PORT [echo-headers]
 Prints "listening", then "served http1 PATH" or "served h2 PATH" for every
 request it answers (its own log: the evidence of what reached the app).
-Every answer is 200 with the path as the body.
+Every answer is 200 with the path as the body.  With echo-headers, an
+HTTP/2 request is answered with the header fields it arrived with instead
+(a JSON list of [name, value] pairs, in order, pseudo-headers included),
+and the line "headers PATH JSON" is printed before "served h2 PATH".
 """
+import json
 import socket
 import sys
 import threading
@@ -18,6 +22,7 @@ import h2.events
 # print() writes the text and the newline separately: from several threads
 # lines could interleave ("acceptaccept").  One locked write per line.
 OUT_LOCK = threading.Lock()
+ECHO_HEADERS = False
 
 
 def say(line):
@@ -37,18 +42,22 @@ def h2_loop(c, conn, first_path, data=b""):
         events, data = conn.receive_data(data), b""
         for ev in events:
             if isinstance(ev, h2.events.RequestReceived):
-                path = dict((k.decode() if isinstance(k, bytes) else k,
-                             v.decode() if isinstance(v, bytes) else v)
-                            for k, v in ev.headers).get(":path", "")
-                answer_h2(c, conn, ev.stream_id, path)
+                fields = [(k.decode() if isinstance(k, bytes) else k,
+                           v.decode() if isinstance(v, bytes) else v) for k, v in ev.headers]
+                path = dict(fields).get(":path", "")
+                answer_h2(c, conn, ev.stream_id, path, fields)
             elif isinstance(ev, h2.events.ConnectionTerminated):
                 c.sendall(conn.data_to_send())
                 return
         c.sendall(conn.data_to_send())
 
 
-def answer_h2(c, conn, stream_id, path):
+def answer_h2(c, conn, stream_id, path, fields=None):
     body = path.encode()
+    if ECHO_HEADERS and fields is not None:
+        text = json.dumps(fields)
+        say("headers %s %s" % (path, text))
+        body = text.encode()
     conn.send_headers(stream_id, [(":status", "200"), ("content-length", str(len(body)))])
     conn.send_data(stream_id, body, end_stream=True)
     c.sendall(conn.data_to_send())
@@ -100,6 +109,8 @@ def handle(c):
 
 
 def main():
+    global ECHO_HEADERS
+    ECHO_HEADERS = sys.argv[3:4] == ["echo-headers"]
     ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind((sys.argv[1], int(sys.argv[2])))
