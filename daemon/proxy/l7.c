@@ -12,6 +12,7 @@
 #include "proxy/l7.h"
 #include "proto/upgrade.h"
 #include "proxy/proxy.h"
+#include "proxy/conn_internal.h"
 #include "telemetry/telemetry.h"
 #include "util/log.h"
 
@@ -108,6 +109,17 @@ static struct tel_series *series_for(struct proxy *d, struct conn *c, struct l7 
 	return h->last;
 }
 
+/* Policy rules are the routes (route_*): one series per authority and rule. */
+static struct tel_series *route_for(struct proxy *d, struct conn *c, struct l7 *h,
+				   const char *authority, const char *rule)
+{
+	if (!h->metrics || !c->tel || !rule) {
+		return NULL;
+	}
+	return tel_route_series(d->tel, c->tel->dir, authority[0] ? authority : c->tel->target_addr,
+				rule);
+}
+
 static void log_request(struct proxy *d, struct conn *c, const struct l7_pending *p,
 			const char *authority, int status, int64_t latency_us, const char *error)
 {
@@ -167,6 +179,10 @@ static void track_request(struct proxy *d, struct conn *c, struct l7 *h,
 	if (p->series) {
 		p->series->requests++;
 	}
+	p->route = route_for(d, c, h, hd->host, rule);
+	if (p->route) {
+		p->route->requests++;
+	}
 	snprintf(p->method, sizeof(p->method), "%s", hd->method);
 	if (h->logging) {
 		p->path = strdup(hd->path);
@@ -190,6 +206,9 @@ static void track_response(struct proxy *d, struct conn *c, struct l7 *h, int co
 	lat = tel_now_us() - p->start_us;
 	if (p->series) {
 		tel_response(p->series, code, lat);
+	}
+	if (p->route) {
+		tel_response(p->route, code, lat);
 	}
 	if (h->logging) {
 		log_request(d, c, p, p->authority, code, lat, error);
@@ -215,12 +234,16 @@ static void answered_by_us(struct proxy *d, struct conn *c, struct l7 *h,
 			   const struct http1_head *hd, int code, const char *rule)
 {
 	struct l7_pending p = {0};
-	struct tel_series *s = series_for(d, c, h, hd->host);
+	struct tel_series *s = series_for(d, c, h, hd->host), *r = route_for(d, c, h, hd->host, rule);
 
 	c->http_requests++;
 	if (s) {
 		s->requests++;
 		tel_response(s, code, 0);
+	}
+	if (r) {
+		r->requests++;
+		tel_response(r, code, 0);
 	}
 	if (h->logging) {
 		snprintf(p.method, sizeof(p.method), "%s", hd->method);
@@ -286,7 +309,7 @@ static int on_request(struct proxy *d, struct conn *c, struct l7 *h)
 		req.path = hd->path;
 		req.host = hd->host[0] ? hd->host : NULL;
 		policy_decide(d->policy, POLICY_AT_REQUEST, &req, &res);
-		policy_account(&d->counts, &req, &res);
+		conn_authz(d, c, &req, &res);
 		if (res.decision == POLICY_DENY) {
 			char peer[80];
 			addr_format(&c->peer, peer, sizeof(peer));
@@ -304,6 +327,9 @@ static int on_request(struct proxy *d, struct conn *c, struct l7 *h)
 			return 0;
 		}
 		rule = res.rule;
+	} else if (rule) {
+		/* Decided for the connection: that rule allowed each request. */
+		conn_authz_tel(d, c, 1, rule, 1);
 	}
 	/* Like Istio: the identity the mesh verified, and nothing a client
 	 * could have written itself. */
@@ -364,7 +390,7 @@ static int not_http(struct proxy *d, struct conn *c, const char *what)
 	req.principal = c->peer_id;
 	req.port = ntohs(c->local.port);
 	policy_decide(d->policy, POLICY_NOT_HTTP, &req, &res);
-	policy_account(&d->counts, &req, &res);
+	conn_authz(d, c, &req, &res);
 	addr_format(&c->peer, peer, sizeof(peer));
 	log_info("connection from %s (%s) to port %u, where HTTP rules apply, is not HTTP/1 "
 		 "(%s): %s by %s",

@@ -31,6 +31,7 @@ struct tel_series;
 struct l7_pending {
 	int64_t start_us;
 	struct tel_series *series; /* NULL when request metrics are off */
+	struct tel_series *route; /* route_*: the rule that decided, or NULL */
 	char method[16];
 	char *path, *authority; /* owned; only while the access log is on */
 	char *rule; /* owned; the policy rule that allowed it, NULL for none */
