@@ -382,8 +382,7 @@ void conn_tel_dial_failed(struct proxy *d, const struct conn *c, int err)
 	}
 }
 
-void conn_authz_tel(struct proxy *d, const struct conn *c, int http, const char *rule,
-		    int allowed)
+void conn_authz_tel(struct proxy *d, const struct conn *c, int http, const char *rule, int allowed)
 {
 	tel_authz(d->tel, http, &c->local, conn_tel_tls(d, c), c->peer_id, rule, allowed);
 }

@@ -36,8 +36,7 @@ void conn_authz(struct proxy *d, const struct conn *c, const struct policy_reque
 		const struct policy_result *res);
 /* Linkerd's counter alone: an HTTP request (http 1) or a connection that
  * rule allowed or denied. */
-void conn_authz_tel(struct proxy *d, const struct conn *c, int http, const char *rule,
-		    int allowed);
+void conn_authz_tel(struct proxy *d, const struct conn *c, int http, const char *rule, int allowed);
 /* Makes c's two transports over a_fd and n_fd. */
 void conn_transports_init(struct proxy *d, struct conn *c);
 void dial_outcome(struct proxy *d, const struct conn *c, int err);

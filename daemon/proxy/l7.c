@@ -111,7 +111,7 @@ static struct tel_series *series_for(struct proxy *d, struct conn *c, struct l7 
 
 /* Policy rules are the routes (route_*): one series per authority and rule. */
 static struct tel_series *route_for(struct proxy *d, struct conn *c, struct l7 *h,
-				   const char *authority, const char *rule)
+				    const char *authority, const char *rule)
 {
 	if (!h->metrics || !c->tel || !rule) {
 		return NULL;
@@ -234,7 +234,8 @@ static void answered_by_us(struct proxy *d, struct conn *c, struct l7 *h,
 			   const struct http1_head *hd, int code, const char *rule)
 {
 	struct l7_pending p = {0};
-	struct tel_series *s = series_for(d, c, h, hd->host), *r = route_for(d, c, h, hd->host, rule);
+	struct tel_series *s = series_for(d, c, h, hd->host),
+			  *r = route_for(d, c, h, hd->host, rule);
 
 	c->http_requests++;
 	if (s) {

@@ -260,8 +260,8 @@ static void close_labels(char *buf, size_t len, const struct tel_close *e)
 {
 	char err[32];
 
-	snprintf(buf, len, ",classification=\"%s\",errno=\"%s\"",
-		 e->failed ? "failure" : "success", tel_errno_name(e->err, err, sizeof(err)));
+	snprintf(buf, len, ",classification=\"%s\",errno=\"%s\"", e->failed ? "failure" : "success",
+		 tel_errno_name(e->err, err, sizeof(err)));
 }
 
 static void tcp_families(const struct telemetry *t, struct strbuf *b)
@@ -290,7 +290,8 @@ static void tcp_families(const struct telemetry *t, struct strbuf *b)
 			sb_printf(b, "%" PRIu64 "\n", s->closes[i].count);
 		}
 	}
-	help(b, "tcp_connection_duration_ms", "histogram", "Connection lifetimes, in milliseconds.");
+	help(b, "tcp_connection_duration_ms", "histogram",
+	     "Connection lifetimes, in milliseconds.");
 	for (s = t->head; s; s = s->next) {
 		for (i = 0; s->kind == TEL_TCP && i < s->n_close; i++) {
 			const struct tel_close *e = &s->closes[i];

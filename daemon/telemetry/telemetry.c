@@ -438,7 +438,8 @@ static void stats_json(struct strbuf *b, const struct row *r, double up, int fir
 	       p99 = ldm_latency_quantile(r->buckets, 0.99);
 	int k;
 
-	sb_printf(b, "%s{\"direction\":\"%s\",\"peer_id\":", first ? "" : ",", tel_dir_name(r->dir));
+	sb_printf(b, "%s{\"direction\":\"%s\",\"peer_id\":", first ? "" : ",",
+		  tel_dir_name(r->dir));
 	sb_json_str(b, r->peer);
 	sb_printf(b,
 		  ",\"port\":%u,\"requests\":%" PRIu64 ",\"success\":%" PRIu64
@@ -481,9 +482,9 @@ static void stats_text(struct strbuf *b, const struct row *r, double up)
 	sb_printf(b,
 		  "%-9s %-44s %5u %9" PRIu64 " %8s %8.1f %8s %8s %7" PRIu64 " %5" PRId64
 		  " %11" PRIu64 " %11" PRIu64 "\n",
-		  tel_dir_name(r->dir), r->peer[0] ? r->peer : "(no identity)", r->port, r->requests,
-		  sr, (double)r->requests / up, q50, q99, r->conns, r->live, r->bytes_in,
-		  r->bytes_out);
+		  tel_dir_name(r->dir), r->peer[0] ? r->peer : "(no identity)", r->port,
+		  r->requests, sr, (double)r->requests / up, q50, q99, r->conns, r->live,
+		  r->bytes_in, r->bytes_out);
 }
 
 void tel_stats(const struct telemetry *t, struct strbuf *b, enum tel_format f, int64_t now)
