@@ -248,48 +248,64 @@ int tel_bucket_us(uint64_t us)
 	return i;
 }
 
-static struct tel_close *close_of(struct tel_series *s, int failed, int err)
+/*
+ * The entry of a small array (*arr, n of cap, each size bytes) whose first
+ * keylen bytes equal key: added, zeroed but for the key, when absent.  Past
+ * max entries, or out of memory, the last one takes it (NULL when there is
+ * none).
+ */
+static void *entry_of(void **arr, uint16_t *n, uint16_t *cap, size_t size, uint16_t max,
+		      const void *key, size_t keylen)
 {
+	char *base = *arr, *e;
 	uint16_t i;
 
-	for (i = 0; i < s->n_close; i++) {
-		if (s->closes[i].err == err && s->closes[i].failed == failed) {
-			return &s->closes[i];
+	for (i = 0; i < *n; i++) {
+		if (!memcmp(base + i * size, key, keylen)) {
+			return base + i * size;
 		}
 	}
-	if (s->n_close == TEL_MAX_CLOSE) {
-		return &s->closes[s->n_close - 1];
+	if (*n == max) {
+		return base + (*n - 1) * size;
 	}
-	if (s->n_close == s->cap_close) {
-		uint16_t cap = s->cap_close ? (uint16_t)(s->cap_close * 2) : 2;
-		struct tel_close *p = realloc(s->closes, sizeof(*p) * cap);
+	if (*n == *cap) {
+		uint16_t nc = *cap ? (uint16_t)(*cap * 2) : 2;
+		char *p = realloc(base, size * nc);
 		if (!p) {
-			return s->n_close ? &s->closes[s->n_close - 1] : NULL;
+			return *n ? base + (*n - 1) * size : NULL;
 		}
-		s->closes = p;
-		s->cap_close = cap;
+		*arr = base = p;
+		*cap = nc;
 	}
-	memset(&s->closes[s->n_close], 0, sizeof(s->closes[0]));
-	s->closes[s->n_close].err = err;
-	s->closes[s->n_close].failed = (uint8_t)failed;
-	return &s->closes[s->n_close++];
+	e = base + (*n)++ * size;
+	memset(e, 0, size);
+	memcpy(e, key, keylen);
+	return e;
+}
+
+/* One observation v of a histogram whose unit is us_per_unit us. */
+static void observe(uint64_t *count, uint64_t *sum, uint64_t *buckets, int64_t v,
+		    uint64_t us_per_unit)
+{
+	if (v < 0) {
+		v = 0; /* a clock step */
+	}
+	(*count)++;
+	*sum += (uint64_t)v;
+	buckets[tel_bucket_us((uint64_t)v * us_per_unit)]++;
 }
 
 void tel_tcp_close(struct tel_series *s, int failed, int err, int64_t duration_ms)
 {
 	/* An errno is a failure whatever the caller knew about it. */
-	struct tel_close *e = close_of(s, failed || err, err);
+	struct tel_close key = {.err = err, .failed = failed || err};
+	struct tel_close *e = entry_of((void **)&s->closes, &s->n_close, &s->cap_close, sizeof(*e),
+				       TEL_MAX_CLOSE, &key, offsetof(struct tel_close, count));
 
 	s->tcp_live--;
-	if (!e) {
-		return;
+	if (e) {
+		observe(&e->count, &e->sum_ms, e->buckets, duration_ms, 1000);
 	}
-	if (duration_ms < 0) {
-		duration_ms = 0;
-	}
-	e->count++;
-	e->sum_ms += (uint64_t)duration_ms;
-	e->buckets[tel_bucket_us((uint64_t)duration_ms * 1000)]++;
 }
 
 const char *tel_errno_name(int err, char *buf, size_t len)
@@ -306,32 +322,6 @@ const char *tel_errno_name(int err, char *buf, size_t len)
 	return buf;
 }
 
-static struct tel_status *status_of(struct tel_series *s, int code)
-{
-	uint16_t i;
-
-	for (i = 0; i < s->n_status; i++) {
-		if (s->status[i].code == code) {
-			return &s->status[i];
-		}
-	}
-	if (s->n_status == TEL_MAX_STATUS) {
-		return &s->status[s->n_status - 1];
-	}
-	if (s->n_status == s->cap_status) {
-		uint16_t cap = s->cap_status ? (uint16_t)(s->cap_status * 2) : 4;
-		struct tel_status *p = realloc(s->status, sizeof(*p) * cap);
-		if (!p) {
-			return s->n_status ? &s->status[s->n_status - 1] : NULL;
-		}
-		s->status = p;
-		s->cap_status = cap;
-	}
-	memset(&s->status[s->n_status], 0, sizeof(s->status[0]));
-	s->status[s->n_status].code = (uint16_t)code;
-	return &s->status[s->n_status++];
-}
-
 int64_t tel_now_us(void)
 {
 	struct timespec ts;
@@ -342,17 +332,13 @@ int64_t tel_now_us(void)
 
 void tel_response(struct tel_series *s, int code, int64_t latency_us)
 {
-	struct tel_status *st = status_of(s, code);
+	struct tel_status key = {.code = (uint16_t)code};
+	struct tel_status *st = entry_of((void **)&s->status, &s->n_status, &s->cap_status,
+					 sizeof(*st), TEL_MAX_STATUS, &key, sizeof(key.code));
 
-	if (!st) {
-		return;
+	if (st) {
+		observe(&st->count, &st->sum_us, st->buckets, latency_us, 1);
 	}
-	if (latency_us < 0) {
-		latency_us = 0;
-	}
-	st->count++;
-	st->sum_us += (uint64_t)latency_us;
-	st->buckets[tel_bucket_us((uint64_t)latency_us)]++;
 }
 
 /* ---- ldmeshctl stats ----------------------------------------------------- */

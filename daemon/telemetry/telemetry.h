@@ -75,7 +75,7 @@ enum tel_kind {
 /* Connections that ended one way: clean, or with one errno. */
 struct tel_close {
 	int err; /* errno it ended with, 0: none known */
-	uint8_t failed; /* reset or error (classification="failure") */
+	int failed; /* reset or error (classification="failure") */
 	uint64_t count;
 	uint64_t sum_ms;
 	uint64_t buckets[LDM_LATENCY_NBUCKETS]; /* per bucket, not cumulative */
