@@ -281,8 +281,11 @@ def test_prometheus_answers_linkerd_queries(cluster):
         # Twice, with a scrape between: rate() and increase() need a
         # counter's series to exist before it grows.
         traffic(a, b)
-        wait_query('sum(route_request_total{rt_route="api-get"})', lambda r: r,
-                   "first traffic scraped")
+        # A scrape of both pods that began after it: every series it made is
+        # in Prometheus with its first value.
+        done = time.time()
+        wait_query("min(timestamp(process_start_time_seconds))",
+                   lambda r: r and min(r.values()) > done + 0.1, "a scrape after the traffic")
         want = traffic(a, b)
         settled(a, b)
         for k in want:
@@ -327,9 +330,10 @@ def test_prometheus_answers_linkerd_queries(cluster):
         assert all(v > 0 for v in r.values()), r
         some('histogram_quantile(0.95, sum(rate(tcp_connection_duration_ms_bucket'
              '{direction="inbound"}[1m])) by (le))')
-        r = query('sum by (instance) (tcp_connection_duration_ms_count) - '
-                  'sum by (instance) (tcp_close_total)')
-        assert r and set(r.values()) == {0}, r
+        wait_query('sum by (instance) (tcp_connection_duration_ms_count) - '
+                   'sum by (instance) (tcp_close_total)',
+                   lambda r: len(r) == 2 and set(r.values()) == {0},
+                   "one duration per closed connection")
         # The process gauges, per pod (an idle daemon's CPU rate may be 0).
         wait_query("sum by (instance) (rate(process_cpu_seconds_total[1m]))",
                    lambda r: len(r) == 2 and all(v >= 0 for v in r.values()), "cpu per pod")
