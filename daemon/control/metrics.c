@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "ldmeshd.h"
+#include "telemetry/process.h"
 #include "util/strbuf.h"
 
 static const char *const dirs[] = {"inbound", "outbound"};
@@ -35,6 +36,7 @@ void metrics_render(struct ldmeshd *d, struct strbuf *b)
 	int dir, r;
 
 	tel_render(&d->tel, b);
+	process_render(b);
 	help(b, "ldmesh_build_info", "gauge", "Version of this ldmeshd.");
 	sb_printf(b, "ldmesh_build_info{version=\"%s\"} 1\n", LDMESH_VERSION);
 	help(b, "ldmesh_io_backend", "gauge", "The event loop in use (1 for the active one).");

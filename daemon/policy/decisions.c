@@ -36,6 +36,20 @@ static void count(struct policy_counts *d, const char *rule, uint16_t port, int 
 	d->decisions[i].count = 1;
 }
 
+int policy_rule_builtin(const char *rule)
+{
+	static const char *const names[] = {POLICY_RULE_DEFAULT_ALLOW, POLICY_RULE_DEFAULT_DENY,
+					    POLICY_RULE_NO_ALLOW, POLICY_RULE_PER_REQUEST};
+	size_t i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (!strcmp(rule, names[i])) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
 void policy_account(struct policy_counts *d, const struct policy_request *req,
 		    const struct policy_result *res)
 {

@@ -317,7 +317,7 @@ void policy_eval(const struct policy_set *p, const struct policy_request *req,
 	/* No policy set is a caller bug; refuse rather than open up. */
 	if (!p) {
 		out->decision = POLICY_DENY;
-		out->rule = "default-deny";
+		out->rule = POLICY_RULE_DEFAULT_DENY;
 		return;
 	}
 	pol_req_init(&q, req, path_buf);
@@ -351,13 +351,13 @@ void policy_eval(const struct policy_set *p, const struct policy_request *req,
 	}
 	if (selected) {
 		out->decision = POLICY_DENY;
-		out->rule = "no-allow-rule-matched";
+		out->rule = POLICY_RULE_NO_ALLOW;
 	} else if (p->default_deny) {
 		out->decision = POLICY_DENY;
-		out->rule = "default-deny";
+		out->rule = POLICY_RULE_DEFAULT_DENY;
 	} else {
 		out->decision = POLICY_ALLOW;
-		out->rule = "default-allow";
+		out->rule = POLICY_RULE_DEFAULT_ALLOW;
 	}
 }
 
@@ -373,7 +373,7 @@ void policy_decide(const struct policy_set *p, enum policy_stage stage,
 	if (stage == POLICY_AT_CONNECT && policy_needs_request(p, req->port, req->principal)) {
 		memset(out, 0, sizeof(*out));
 		out->decision = POLICY_PENDING;
-		out->rule = "per-request";
+		out->rule = POLICY_RULE_PER_REQUEST;
 		return;
 	}
 	policy_eval(p, &conn, out);

@@ -71,6 +71,16 @@ struct policy_request {
 	const char *host; /* Host header (may carry :port); NULL if absent */
 };
 
+/* The names policy_result.rule has when no configured rule decided. */
+#define POLICY_RULE_DEFAULT_ALLOW "default-allow"
+#define POLICY_RULE_DEFAULT_DENY "default-deny"
+#define POLICY_RULE_NO_ALLOW "no-allow-rule-matched"
+#define POLICY_RULE_PER_REQUEST "per-request"
+
+/* 1 when rule is one of the names above rather than a configured rule
+ * (metrics label it kind "default", docs/observability.md). */
+int policy_rule_builtin(const char *rule);
+
 struct policy_result {
 	enum policy_decision decision;
 	/* The rule that decided (borrowed from the policy set), or one of

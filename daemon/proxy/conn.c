@@ -151,6 +151,9 @@ static int conn_inflight(const struct conn *c)
 /* The dial of outbound c ended with err (0 or -errno). */
 void dial_outcome(struct proxy *d, const struct conn *c, int err)
 {
+	if (err < 0 && err != -EACCES) {
+		conn_tel_dial_failed(d, c, -err);
+	}
 	if (d->dial_observer) {
 		d->dial_observer(d, c, err);
 	}
@@ -270,7 +273,7 @@ static void conn_free(struct proxy *d, struct conn *c)
 	if (c->tel) {
 		struct accesslog_conn v;
 
-		tel_tcp_close(c->tel, c->abort);
+		tel_tcp_close(c->tel, c->abort, c->close_errno, now_ms() - c->started_ms);
 		conn_log_view(c, &v);
 		accesslog_tcp(d->alog, &v, now_ms(), c->http_requests);
 	}
@@ -339,25 +342,65 @@ static void answer_sent(struct proxy *d, struct conn *c, int res, enum ud_tag ta
 
 /* ---- metrics -------------------------------------------------------------- */
 
+/* Linkerd's tls / no_tls_reason of a connection. */
+static enum tel_tls conn_tel_tls(const struct proxy *d, const struct conn *c)
+{
+	if (c->same_pod) {
+		return TEL_TLS_LOOPBACK;
+	}
+	if (c->tls) {
+		return TEL_TLS_TRUE;
+	}
+	if (c->kind == CONN_INBOUND) {
+		return port_mtls(d, c->local.port) == CONFIG_MTLS_DISABLE ? TEL_TLS_DISABLED
+									  : TEL_TLS_NOT_PROVIDED;
+	}
+	return c->in_mesh ? TEL_TLS_DISABLED : TEL_TLS_NO_MESH;
+}
+
+static struct tel_series *conn_tel_series(struct proxy *d, const struct conn *c)
+{
+	int in = c->kind == CONN_INBOUND;
+
+	return tel_tcp_series(d->tel, in ? TEL_INBOUND : TEL_OUTBOUND, in ? &c->local : &c->peer,
+			      conn_tel_tls(d, c), c->peer_id);
+}
+
+/* An outbound dial that failed (refused, timed out, unreachable): opened
+ * and closed at once with its errno, so tcp_close_total{errno} shows it
+ * and open minus closed stays the open count. */
+void conn_tel_dial_failed(struct proxy *d, const struct conn *c, int err)
+{
+	struct tel_series *s;
+
+	if (c->tel || c->kind != CONN_OUTBOUND) {
+		return; /* counted when it closes */
+	}
+	s = conn_tel_series(d, c);
+	if (s) {
+		tel_tcp_open(s);
+		tel_tcp_close(s, 1, err, now_ms() - c->started_ms);
+	}
+}
+
+void conn_authz_tel(struct proxy *d, const struct conn *c, int http, const char *rule, int allowed)
+{
+	tel_authz(d->tel, http, &c->local, conn_tel_tls(d, c), c->peer_id, rule, allowed);
+}
+
+void conn_authz(struct proxy *d, const struct conn *c, const struct policy_request *req,
+		const struct policy_result *res)
+{
+	policy_account(&d->counts, req, res);
+	if (res->decision != POLICY_PENDING) {
+		conn_authz_tel(d, c, req->method != NULL, res->rule, res->decision == POLICY_ALLOW);
+	}
+}
+
 /* Proxying starts: the connection joins its TCP series (tcp_open_total). */
 void conn_tel_open(struct proxy *d, struct conn *c)
 {
-	enum tel_tls tls = TEL_TLS_TRUE;
-	int in = c->kind == CONN_INBOUND;
-
-	if (c->same_pod) {
-		tls = TEL_TLS_LOOPBACK;
-	} else if (!c->tls) {
-		if (in) {
-			tls = port_mtls(d, c->local.port) == CONFIG_MTLS_DISABLE
-				      ? TEL_TLS_DISABLED
-				      : TEL_TLS_NOT_PROVIDED;
-		} else {
-			tls = c->in_mesh ? TEL_TLS_DISABLED : TEL_TLS_NO_MESH;
-		}
-	}
-	c->tel = tel_tcp_series(d->tel, in ? TEL_INBOUND : TEL_OUTBOUND, in ? &c->local : &c->peer,
-				tls, c->peer_id);
+	c->tel = conn_tel_series(d, c);
 	if (c->tel) {
 		tel_tcp_open(c->tel);
 		/* Bytes read while detecting TLS or HTTP count too. */

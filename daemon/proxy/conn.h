@@ -78,6 +78,7 @@ struct conn {
 	int app_end_fd; /* outbound: the app's end of a_fd, until the dial ends */
 	int inflight; /* operations the loop still owns */
 	int abort; /* closing because of an error: reset the TCP side */
+	int close_errno; /* the OS error it ended with, 0: none (tcp_close_total{errno}) */
 	struct pipe up; /* app -> network */
 	struct pipe down; /* network -> app */
 	char *bufs; /* 2 * bufsize, while not parked */

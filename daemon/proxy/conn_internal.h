@@ -27,6 +27,16 @@ void conn_transport_event(void *owner, struct transport *t, enum transport_event
 
 /* conn.c */
 void conn_tel_open(struct proxy *d, struct conn *c);
+void conn_tel_dial_failed(struct proxy *d, const struct conn *c, int err);
+struct policy_request;
+struct policy_result;
+/* A policy decision on c: ldmesh_policy_decisions_total and Linkerd's
+ * inbound_{tcp,http}_authz_* (http when req is an HTTP request). */
+void conn_authz(struct proxy *d, const struct conn *c, const struct policy_request *req,
+		const struct policy_result *res);
+/* Linkerd's counter alone: an HTTP request (http 1) or a connection that
+ * rule allowed or denied. */
+void conn_authz_tel(struct proxy *d, const struct conn *c, int http, const char *rule, int allowed);
 /* Makes c's two transports over a_fd and n_fd. */
 void conn_transports_init(struct proxy *d, struct conn *c);
 void dial_outcome(struct proxy *d, const struct conn *c, int err);

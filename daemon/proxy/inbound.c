@@ -189,7 +189,7 @@ static void inbound_admit(struct proxy *d, struct conn *c)
 	if (res.decision == POLICY_PENDING) {
 		c->l7_policy = 1;
 	} else {
-		policy_account(&d->counts, &req, &res);
+		conn_authz(d, c, &req, &res);
 		if (res.decision == POLICY_DENY) {
 			char peer[80];
 			addr_format(&c->peer, peer, sizeof(peer));

@@ -12,6 +12,7 @@
 #include "proxy/l7.h"
 #include "proto/upgrade.h"
 #include "proxy/proxy.h"
+#include "proxy/conn_internal.h"
 #include "telemetry/telemetry.h"
 #include "util/log.h"
 
@@ -115,6 +116,17 @@ struct tel_series *l7_series_for(struct proxy *d, struct conn *c, struct l7 *h,
 	return h->last;
 }
 
+/* Policy rules are the routes (route_*): one series per authority and rule. */
+struct tel_series *l7_route_for(struct proxy *d, struct conn *c, struct l7 *h,
+				    const char *authority, const char *rule)
+{
+	if (!h->metrics || !c->tel || !rule) {
+		return NULL;
+	}
+	return tel_route_series(d->tel, c->tel->dir, authority[0] ? authority : c->tel->target_addr,
+				rule);
+}
+
 void l7_log_request(struct proxy *d, struct conn *c, const struct l7_pending *p,
 		    const char *authority, int status, int64_t latency_us, const char *error)
 {
@@ -174,6 +186,10 @@ static void track_request(struct proxy *d, struct conn *c, struct l7 *h,
 	if (p->series) {
 		p->series->requests++;
 	}
+	p->route = l7_route_for(d, c, h, hd->host, rule);
+	if (p->route) {
+		p->route->requests++;
+	}
 	snprintf(p->method, sizeof(p->method), "%s", hd->method);
 	if (h->logging) {
 		p->path = strdup(hd->path);
@@ -197,6 +213,9 @@ static void track_response(struct proxy *d, struct conn *c, struct l7 *h, int co
 	lat = tel_now_us() - p->start_us;
 	if (p->series) {
 		tel_response(p->series, code, lat);
+	}
+	if (p->route) {
+		tel_response(p->route, code, lat);
 	}
 	if (h->logging) {
 		l7_log_request(d, c, p, p->authority, code, lat, error);
@@ -224,12 +243,17 @@ static void answered_by_us(struct proxy *d, struct conn *c, struct l7 *h,
 			   const struct http1_head *hd, int code, const char *rule)
 {
 	struct l7_pending p = {0};
-	struct tel_series *s = l7_series_for(d, c, h, hd->host);
+	struct tel_series *s = l7_series_for(d, c, h, hd->host),
+			  *r = l7_route_for(d, c, h, hd->host, rule);
 
 	c->http_requests++;
 	if (s) {
 		s->requests++;
 		tel_response(s, code, 0);
+	}
+	if (r) {
+		r->requests++;
+		tel_response(r, code, 0);
 	}
 	if (h->logging) {
 		snprintf(p.method, sizeof(p.method), "%s", hd->method);
@@ -312,7 +336,7 @@ static int on_request(struct proxy *d, struct conn *c, struct l7 *h)
 		req.path = hd->path;
 		req.host = hd->host[0] ? hd->host : NULL;
 		policy_decide(d->policy, POLICY_AT_REQUEST, &req, &res);
-		policy_account(&d->counts, &req, &res);
+		conn_authz(d, c, &req, &res);
 		if (res.decision == POLICY_DENY) {
 			char peer[80];
 			addr_format(&c->peer, peer, sizeof(peer));
@@ -330,6 +354,9 @@ static int on_request(struct proxy *d, struct conn *c, struct l7 *h)
 			return 0;
 		}
 		rule = res.rule;
+	} else if (rule) {
+		/* Decided for the connection: that rule allowed each request. */
+		conn_authz_tel(d, c, 1, rule, 1);
 	}
 	/* Like Istio: the identity the mesh verified, and nothing a client
 	 * could have written itself. */
@@ -395,7 +422,7 @@ static int not_http(struct proxy *d, struct conn *c, const char *what)
 	req.principal = c->peer_id;
 	req.port = ntohs(c->local.port);
 	policy_decide(d->policy, POLICY_NOT_HTTP, &req, &res);
-	policy_account(&d->counts, &req, &res);
+	conn_authz(d, c, &req, &res);
 	addr_format(&c->peer, peer, sizeof(peer));
 	log_info("connection from %s (%s) to port %u, where HTTP rules apply, is not HTTP/1 "
 		 "(%s): %s by %s",

@@ -32,6 +32,7 @@ struct tel_series;
 struct l7_pending {
 	int64_t start_us;
 	struct tel_series *series; /* NULL when request metrics are off */
+	struct tel_series *route; /* route_*: the rule that decided, or NULL */
 	char method[16];
 	char *path, *authority; /* owned; only while the access log is on */
 	char *rule; /* owned; the policy rule that allowed it, NULL for none */
@@ -129,6 +130,8 @@ static inline int l7_has_inject(const struct l7 *h)
 /* For l7_h2.c: the request series of an authority, and an access-log line. */
 struct tel_series *l7_series_for(struct proxy *d, struct conn *c, struct l7 *h,
 				 const char *authority);
+struct tel_series *l7_route_for(struct proxy *d, struct conn *c, struct l7 *h,
+				const char *authority, const char *rule);
 void l7_log_request(struct proxy *d, struct conn *c, const struct l7_pending *p,
 		    const char *authority, int status, int64_t latency_us, const char *error);
 

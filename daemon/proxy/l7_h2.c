@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proxy/conn_internal.h"
 #include "proxy/l7.h"
 #include "proxy/l7_h2.h"
 #include "proxy/proxy.h"
@@ -97,6 +98,9 @@ static void stream_done(struct proxy *d, struct conn *c, struct l7_h2 *x,
 	if (s->series) {
 		tel_response_grpc(s->series, code, s->grpc ? s->grpc_status : -1, lat);
 	}
+	if (s->route) {
+		tel_response_grpc(s->route, code, s->grpc ? s->grpc_status : -1, lat);
+	}
 	if (c->l7 && c->l7->logging) {
 		struct l7_pending p = {.path = s->path, .rule = s->rule};
 
@@ -163,6 +167,10 @@ static struct l7_h2_stream *request_seen(struct proxy *d, struct conn *c, struct
 	s->series = c->l7 ? l7_series_for(d, c, c->l7, authority ? authority : "") : NULL;
 	if (s->series) {
 		s->series->requests++;
+	}
+	s->route = c->l7 ? l7_route_for(d, c, c->l7, authority ? authority : "", rule) : NULL;
+	if (s->route) {
+		s->route->requests++;
 	}
 	if (c->l7 && c->l7->logging) {
 		s->path = path ? strdup(path) : NULL;
@@ -404,6 +412,10 @@ static int decide(struct down_ctx *k, const struct h2_block *b, const char **rul
 
 	*rule = c->rule[0] ? c->rule : NULL;
 	if (!c->l7_policy) {
+		if (*rule) {
+			/* Decided for the connection: that rule allowed each request. */
+			conn_authz_tel(d, c, 1, *rule, 1);
+		}
 		return 1;
 	}
 	req.principal = c->peer_id;
@@ -419,7 +431,7 @@ static int decide(struct down_ctx *k, const struct h2_block *b, const char **rul
 	} else {
 		policy_decide(d->policy, POLICY_AT_REQUEST, &req, &res);
 	}
-	policy_account(&d->counts, &req, &res);
+	conn_authz(d, c, &req, &res);
 	*rule = res.rule;
 	if (res.decision != POLICY_DENY) {
 		return 1;
@@ -477,6 +489,10 @@ static int down_block(void *ud, const struct h2_block *b)
 		if (s->series) {
 			tel_response_grpc(s->series, s->status, s->grpc_status, 0);
 			s->series = NULL;
+		}
+		if (s->route) {
+			tel_response_grpc(s->route, s->status, s->grpc_status, 0);
+			s->route = NULL;
 		}
 		if (k->c->l7 && k->c->l7->logging) {
 			struct l7_pending p = {.path = s->path, .rule = s->rule};
@@ -724,6 +740,7 @@ int l7_h2_start(struct proxy *d, struct conn *c, struct l7 *h, int upgraded)
 			s->req_end = 1;
 			s->start_us = p->start_us;
 			s->series = p->series;
+			s->route = p->route;
 			snprintf(s->method, sizeof(s->method), "%s", p->method);
 			s->path = p->path;
 			s->authority = p->authority;

@@ -33,6 +33,7 @@ struct l7_h2_stream {
 	int16_t grpc_status; /* -1: none yet */
 	int64_t start_us, head_us;
 	struct tel_series *series; /* NULL when request metrics are off */
+	struct tel_series *route; /* route_* of the rule that allowed it, or NULL */
 	char method[16];
 	char *path, *authority, *rule; /* owned; only while the access log is on */
 };

@@ -73,6 +73,7 @@ static int pipe_send(struct proxy *d, struct conn *c, struct pipe *p, const char
 	}
 	if (r < 0) {
 		log_debug("conn %u: %s write: %s", c->slot, p->dst->ops->name, strerror(-r));
+		c->close_errno = -r;
 		conn_close(d, c, 1);
 		return 1;
 	}
@@ -121,6 +122,7 @@ static int pipe_got(struct proxy *d, struct conn *c, struct pipe *p, int r)
 		return 1;
 	}
 	log_debug("conn %u: %s read: %s", c->slot, p->src->ops->name, strerror(-r));
+	c->close_errno = -r;
 	conn_close(d, c, 1);
 	return 0;
 }
@@ -290,6 +292,7 @@ static void pipe_written(struct proxy *d, struct conn *c, struct pipe *p, int re
 	p->spending = 0;
 	if (res < 0) {
 		log_debug("conn %u: %s write: %s", c->slot, p->dst->ops->name, strerror(-res));
+		c->close_errno = -res;
 		conn_close(d, c, 1);
 		return;
 	}

@@ -18,6 +18,8 @@
 
 /* At most this many status codes per series; more collapse into the last. */
 #define TEL_MAX_STATUS 32
+/* At most this many ways to end (clean, each errno) per TCP series. */
+#define TEL_MAX_CLOSE 16
 
 int tel_init(struct telemetry *t, int max_series)
 {
@@ -43,7 +45,9 @@ static void series_free(struct tel_series *s)
 	free(s->target_addr);
 	free(s->peer_id);
 	free(s->authority);
+	free(s->route);
 	free(s->status);
+	free(s->closes);
 	free(s);
 }
 
@@ -69,60 +73,74 @@ static uint32_t fnv(uint32_t h, const char *s, size_t n)
 	return h;
 }
 
-static uint32_t key_hash(int dir, int tls, int http, const char *target, const char *peer,
-			 const char *authority)
-{
-	char k[3] = {(char)dir, (char)tls, (char)http};
-	uint32_t h = fnv(2166136261u, k, sizeof(k));
+/* What identifies a series: every label it renders. */
+struct key {
+	int dir, tls, kind;
+	uint16_t port;
+	const char *target, *peer, *authority, *route;
+};
 
-	h = fnv(h, target, strlen(target) + 1);
-	h = fnv(h, peer, strlen(peer) + 1);
-	return fnv(h, authority, strlen(authority) + 1);
+static uint32_t key_hash(const struct key *k)
+{
+	char b[3] = {(char)k->dir, (char)k->tls, (char)k->kind};
+	uint32_t h = fnv(2166136261u, b, sizeof(b));
+
+	h = fnv(h, k->target, strlen(k->target) + 1);
+	h = fnv(h, k->peer, strlen(k->peer) + 1);
+	h = fnv(h, k->authority, strlen(k->authority) + 1);
+	return fnv(h, k->route, strlen(k->route) + 1);
 }
 
-static struct tel_series *series_new(int dir, int tls, int http, uint16_t port, const char *target,
-				     const char *peer, const char *authority)
+static struct tel_series *series_new(const struct key *k)
 {
 	struct tel_series *s = calloc(1, sizeof(*s));
 
 	if (!s) {
 		return NULL;
 	}
-	s->dir = (uint8_t)dir;
-	s->tls = (uint8_t)tls;
-	s->http = (uint8_t)http;
-	s->port = port;
-	s->target_addr = strdup(target);
-	s->peer_id = strdup(peer);
-	s->authority = strdup(authority);
-	if (!s->target_addr || !s->peer_id || !s->authority) {
+	s->dir = (uint8_t)k->dir;
+	s->tls = (uint8_t)k->tls;
+	s->kind = (uint8_t)k->kind;
+	s->port = k->port;
+	s->target_addr = strdup(k->target);
+	s->peer_id = strdup(k->peer);
+	s->authority = strdup(k->authority);
+	s->route = strdup(k->route);
+	if (!s->target_addr || !s->peer_id || !s->authority || !s->route) {
 		series_free(s);
 		return NULL;
 	}
 	return s;
 }
 
-static struct tel_series *lookup(struct telemetry *t, int dir, int tls, int http, uint16_t port,
-				 const char *target, const char *peer, const char *authority)
+static struct tel_series *lookup(struct telemetry *t, const struct key *k)
 {
-	uint32_t h = key_hash(dir, tls, http, target, peer, authority);
+	uint32_t h = key_hash(k);
 	struct tel_series *s;
 
 	for (s = t->tab[h & t->tab_mask]; s; s = s->hash_next) {
-		if (s->hash == h && s->dir == dir && s->tls == tls && s->http == http &&
-		    !strcmp(s->target_addr, target) && !strcmp(s->peer_id, peer) &&
-		    !strcmp(s->authority, authority)) {
+		if (s->hash == h && s->dir == k->dir && s->tls == k->tls && s->kind == k->kind &&
+		    !strcmp(s->target_addr, k->target) && !strcmp(s->peer_id, k->peer) &&
+		    !strcmp(s->authority, k->authority) && !strcmp(s->route, k->route)) {
 			return s;
 		}
 	}
 	if (t->n >= t->max) {
 		/* Bounded cardinality: past max_series, one shared series. */
-		struct tel_series **o = &t->overflow[dir][http];
+		struct tel_series **o = &t->overflow[k->dir][k->kind];
 		t->overflow_total++;
 		if (!*o) {
 			/* Rendered with the rest; not in the hash, not counted in n. */
-			*o = series_new(dir, TEL_TLS_TRUE, http, 0, "overflow", "",
-					http ? "overflow" : "");
+			struct key ok = {
+				.dir = k->dir,
+				.tls = TEL_TLS_TRUE,
+				.kind = k->kind,
+				.target = "overflow",
+				.peer = "",
+				.authority = k->kind == TEL_TCP ? "" : "overflow",
+				.route = k->kind >= TEL_ROUTE ? "overflow" : "",
+			};
+			*o = series_new(&ok);
 			if (*o) {
 				*t->tail = *o;
 				t->tail = &(*o)->next;
@@ -130,7 +148,7 @@ static struct tel_series *lookup(struct telemetry *t, int dir, int tls, int http
 		}
 		return *o;
 	}
-	s = series_new(dir, tls, http, port, target, peer, authority);
+	s = series_new(k);
 	if (!s) {
 		return NULL;
 	}
@@ -148,16 +166,71 @@ struct tel_series *tel_tcp_series(struct telemetry *t, enum tel_dir dir,
 				  const char *peer_id)
 {
 	char addr[80];
+	struct key k = {.dir = dir, .tls = tls, .kind = TEL_TCP, .port = ntohs(target->port)};
 
 	addr_format(target, addr, sizeof(addr));
-	return lookup(t, dir, tls, 0, ntohs(target->port), addr, peer_id ? peer_id : "", "");
+	k.target = addr;
+	k.peer = peer_id ? peer_id : "";
+	k.authority = k.route = "";
+	return lookup(t, &k);
 }
 
 struct tel_series *tel_http_series(struct telemetry *t, const struct tel_series *tcp,
 				   const char *authority)
 {
-	return lookup(t, tcp->dir, tcp->tls, 1, tcp->port, tcp->target_addr, tcp->peer_id,
-		      authority ? authority : "");
+	struct key k = {
+		.dir = tcp->dir,
+		.tls = tcp->tls,
+		.kind = TEL_HTTP,
+		.port = tcp->port,
+		.target = tcp->target_addr,
+		.peer = tcp->peer_id,
+		.authority = authority ? authority : "",
+		.route = "",
+	};
+
+	return lookup(t, &k);
+}
+
+struct tel_series *tel_route_series(struct telemetry *t, enum tel_dir dir, const char *dst,
+				    const char *rule)
+{
+	/* The route labels are direction, dst and rt_route only (Linkerd's
+	 * RouteLabels): no address or identity in the key. */
+	struct key k = {.dir = dir, .tls = TEL_TLS_TRUE, .kind = TEL_ROUTE};
+
+	k.target = k.peer = "";
+	k.authority = dst;
+	k.route = rule;
+	return lookup(t, &k);
+}
+
+void tel_authz(struct telemetry *t, int http, const struct ldm_addr *target, enum tel_tls tls,
+	       const char *peer_id, const char *rule, int allowed)
+{
+	char addr[80];
+	struct key k = {
+		.dir = TEL_INBOUND,
+		.tls = tls,
+		.kind = http ? TEL_AUTHZ_HTTP : TEL_AUTHZ_TCP,
+		.port = ntohs(target->port),
+	};
+	struct tel_series *s;
+
+	addr_format(target, addr, sizeof(addr));
+	k.target = addr;
+	k.peer = peer_id ? peer_id : "";
+	k.authority = "";
+	k.route = rule;
+	s = lookup(t, &k);
+	if (!s) {
+		return;
+	}
+	if (allowed) {
+		s->allowed++;
+	} else {
+		s->denied++;
+	}
 }
 
 void tel_tcp_open(struct tel_series *s)
@@ -166,41 +239,87 @@ void tel_tcp_open(struct tel_series *s)
 	s->tcp_live++;
 }
 
-void tel_tcp_close(struct tel_series *s, int failed)
+int tel_bucket_us(uint64_t us)
 {
-	if (failed) {
-		s->tcp_close_fail++;
-	} else {
-		s->tcp_close_ok++;
+	int i;
+
+	for (i = 0; i < LDM_LATENCY_NBOUNDS && us > ldm_latency_bounds_ms[i] * 1000ull; i++) {
 	}
-	s->tcp_live--;
+	return i;
 }
 
-static struct tel_status *status_of(struct tel_series *s, int code, int grpc)
+/*
+ * The entry of a small array (*arr, n of cap, each size bytes) whose first
+ * keylen bytes equal key: added, zeroed but for the key, when absent.  Past
+ * max entries, or out of memory, the last one takes it (NULL when there is
+ * none).
+ */
+static void *entry_of(void **arr, uint16_t *n, uint16_t *cap, size_t size, uint16_t max,
+		      const void *key, size_t keylen)
 {
+	char *base = *arr, *e;
 	uint16_t i;
 
-	for (i = 0; i < s->n_status; i++) {
-		if (s->status[i].code == code && s->status[i].grpc == grpc) {
-			return &s->status[i];
+	for (i = 0; i < *n; i++) {
+		if (!memcmp(base + i * size, key, keylen)) {
+			return base + i * size;
 		}
 	}
-	if (s->n_status == TEL_MAX_STATUS) {
-		return &s->status[s->n_status - 1];
+	if (*n == max) {
+		return base + (*n - 1) * size;
 	}
-	if (s->n_status == s->cap_status) {
-		uint16_t cap = s->cap_status ? (uint16_t)(s->cap_status * 2) : 4;
-		struct tel_status *p = realloc(s->status, sizeof(*p) * cap);
+	if (*n == *cap) {
+		uint16_t nc = *cap ? (uint16_t)(*cap * 2) : 2;
+		char *p = realloc(base, size * nc);
 		if (!p) {
-			return s->n_status ? &s->status[s->n_status - 1] : NULL;
+			return *n ? base + (*n - 1) * size : NULL;
 		}
-		s->status = p;
-		s->cap_status = cap;
+		*arr = base = p;
+		*cap = nc;
 	}
-	memset(&s->status[s->n_status], 0, sizeof(s->status[0]));
-	s->status[s->n_status].code = (uint16_t)code;
-	s->status[s->n_status].grpc = (int16_t)grpc;
-	return &s->status[s->n_status++];
+	e = base + (*n)++ * size;
+	memset(e, 0, size);
+	memcpy(e, key, keylen);
+	return e;
+}
+
+/* One observation v of a histogram whose unit is us_per_unit us. */
+static void observe(uint64_t *count, uint64_t *sum, uint64_t *buckets, int64_t v,
+		    uint64_t us_per_unit)
+{
+	if (v < 0) {
+		v = 0; /* a clock step */
+	}
+	(*count)++;
+	*sum += (uint64_t)v;
+	buckets[tel_bucket_us((uint64_t)v * us_per_unit)]++;
+}
+
+void tel_tcp_close(struct tel_series *s, int failed, int err, int64_t duration_ms)
+{
+	/* An errno is a failure whatever the caller knew about it. */
+	struct tel_close key = {.err = err, .failed = failed || err};
+	struct tel_close *e = entry_of((void **)&s->closes, &s->n_close, &s->cap_close, sizeof(*e),
+				       TEL_MAX_CLOSE, &key, offsetof(struct tel_close, count));
+
+	s->tcp_live--;
+	if (e) {
+		observe(&e->count, &e->sum_ms, e->buckets, duration_ms, 1000);
+	}
+}
+
+const char *tel_errno_name(int err, char *buf, size_t len)
+{
+	const char *n = err > 0 ? strerrorname_np(err) : NULL;
+
+	if (!err) {
+		snprintf(buf, len, "%s", "");
+	} else if (n) {
+		snprintf(buf, len, "%s", n);
+	} else {
+		snprintf(buf, len, "%d", err); /* as Linkerd does for unknown codes */
+	}
+	return buf;
 }
 
 int64_t tel_now_us(void)
@@ -218,221 +337,18 @@ void tel_response(struct tel_series *s, int code, int64_t latency_us)
 
 void tel_response_grpc(struct tel_series *s, int code, int grpc, int64_t latency_us)
 {
-	struct tel_status *st = status_of(s, code, grpc < 0 ? -1 : grpc);
-	int i;
+	struct tel_status key;
+	struct tel_status *st;
 
-	if (!st) {
-		return;
+	memset(&key, 0, sizeof(key));
+	key.code = (uint16_t)code;
+	key.grpc = (int16_t)(grpc < 0 ? -1 : grpc);
+	st = entry_of((void **)&s->status, &s->n_status, &s->cap_status, sizeof(*st),
+		      TEL_MAX_STATUS, &key, offsetof(struct tel_status, grpc) + sizeof(key.grpc));
+
+	if (st) {
+		observe(&st->count, &st->sum_us, st->buckets, latency_us, 1);
 	}
-	if (latency_us < 0) {
-		latency_us = 0;
-	}
-	st->count++;
-	st->sum_us += (uint64_t)latency_us;
-	for (i = 0;
-	     i < LDM_LATENCY_NBOUNDS && (uint64_t)latency_us > ldm_latency_bounds_ms[i] * 1000ull;
-	     i++) {
-	}
-	st->buckets[i]++;
-}
-
-/* ---- Prometheus text ----------------------------------------------------- */
-
-static const char *const dir_names[] = {"inbound", "outbound"};
-
-/* A label value: \ and " escaped; bytes outside printable ASCII (a Host
- * header may carry obs-text) become '?', so the text stays valid UTF-8. */
-static void label(struct strbuf *b, const char *name, const char *v)
-{
-	sb_printf(b, ",%s=\"", name);
-	while (*v) {
-		size_t n = 0;
-
-		while (v[n] && v[n] != '\\' && v[n] != '"' && (unsigned char)v[n] >= 0x20 &&
-		       (unsigned char)v[n] < 0x7f) {
-			n++;
-		}
-		sb_put(b, v, n);
-		v += n;
-		if (!*v) {
-			break;
-		}
-		if (*v == '\\' || *v == '"') {
-			sb_put(b, "\\", 1);
-			sb_put(b, v, 1);
-		} else {
-			sb_put(b, "?", 1);
-		}
-		v++;
-	}
-	sb_put(b, "\"", 1);
-}
-
-static void tls_labels(struct strbuf *b, const struct tel_series *s)
-{
-	static const char *const reasons[] = {
-		[TEL_TLS_NOT_PROVIDED] = "not_provided_by_remote",
-		[TEL_TLS_NO_MESH] = "not_provided_by_service_discovery",
-		[TEL_TLS_DISABLED] = "disabled",
-		[TEL_TLS_LOOPBACK] = "loopback",
-	};
-
-	if (s->tls == TEL_TLS_TRUE) {
-		label(b, "tls", "true");
-		if (s->peer_id[0]) {
-			label(b, s->dir == TEL_INBOUND ? "client_id" : "server_id", s->peer_id);
-		}
-		return;
-	}
-	label(b, "tls", "no_identity");
-	label(b, "no_tls_reason", reasons[s->tls]);
-}
-
-/* {direction=..,[peer|authority],target_addr=..,tls=..} without the brace. */
-static void labels(struct strbuf *b, const struct tel_series *s)
-{
-	sb_printf(b, "{direction=\"%s\"", dir_names[s->dir]);
-	if (s->http) {
-		label(b, "authority", s->authority);
-	} else {
-		label(b, "peer", s->dir == TEL_INBOUND ? "src" : "dst");
-	}
-	label(b, "target_addr", s->target_addr);
-	tls_labels(b, s);
-}
-
-static void help(struct strbuf *b, const char *name, const char *type, const char *text)
-{
-	sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
-}
-
-/* "name{labels of s<extra>} ", the value follows. */
-static void sample(struct strbuf *b, const char *name, const struct tel_series *s,
-		   const char *extra)
-{
-	sb_printf(b, "%s", name);
-	labels(b, s);
-	sb_printf(b, "%s} ", extra);
-}
-
-static void status_labels(char *buf, size_t len, const struct tel_status *st)
-{
-	if (st->code && st->grpc >= 0) {
-		snprintf(buf, len, ",status_code=\"%u\",grpc_status=\"%d\",classification=\"%s\"",
-			 st->code, st->grpc, tel_status_success(st) ? "success" : "failure");
-	} else if (st->code) {
-		snprintf(buf, len, ",status_code=\"%u\",classification=\"%s\"", st->code,
-			 tel_success(st->code) ? "success" : "failure");
-	} else {
-		snprintf(buf, len, ",classification=\"failure\",error=\"no_response\"");
-	}
-}
-
-static void latency(struct strbuf *b, const struct tel_series *s, const struct tel_status *st,
-		    const char *sl)
-{
-	char extra[96];
-	uint64_t cum = 0;
-	int k;
-
-	for (k = 0; k < LDM_LATENCY_NBUCKETS; k++) {
-		cum += st->buckets[k];
-		if (k < LDM_LATENCY_NBOUNDS) {
-			snprintf(extra, sizeof(extra), "%s,le=\"%u\"", sl,
-				 ldm_latency_bounds_ms[k]);
-		} else {
-			snprintf(extra, sizeof(extra), "%s,le=\"+Inf\"", sl);
-		}
-		sample(b, "response_latency_ms_bucket", s, extra);
-		sb_printf(b, "%" PRIu64 "\n", cum);
-	}
-	sample(b, "response_latency_ms_sum", s, sl);
-	sb_printf(b, "%" PRIu64 ".%03u\n", st->sum_us / 1000, (unsigned)(st->sum_us % 1000));
-	sample(b, "response_latency_ms_count", s, sl);
-	sb_printf(b, "%" PRIu64 "\n", st->count);
-}
-
-/* The TCP counters, one family each. */
-static const struct {
-	const char *name, *help;
-	size_t off; /* of a uint64_t in struct tel_series */
-} tcp_counters[] = {
-	{"tcp_open_total", "Total count of opened connections.",
-	 offsetof(struct tel_series, tcp_open)},
-	{"tcp_read_bytes_total", "Total count of bytes read from peers.",
-	 offsetof(struct tel_series, tcp_read)},
-	{"tcp_write_bytes_total", "Total count of bytes written to peers.",
-	 offsetof(struct tel_series, tcp_write)},
-};
-
-void tel_render(const struct telemetry *t, struct strbuf *b)
-{
-	const struct tel_series *s;
-	char sl[80];
-	size_t f;
-	uint16_t i;
-
-	help(b, "request_total", "counter", "Total count of HTTP requests.");
-	for (s = t->head; s; s = s->next) {
-		if (s->http) {
-			sample(b, "request_total", s, "");
-			sb_printf(b, "%" PRIu64 "\n", s->requests);
-		}
-	}
-	help(b, "response_total", "counter", "Total count of HTTP responses.");
-	for (s = t->head; s; s = s->next) {
-		for (i = 0; s->http && i < s->n_status; i++) {
-			status_labels(sl, sizeof(sl), &s->status[i]);
-			sample(b, "response_total", s, sl);
-			sb_printf(b, "%" PRIu64 "\n", s->status[i].count);
-		}
-	}
-	help(b, "response_latency_ms", "histogram",
-	     "Elapsed times between a request's headers being received and its response's "
-	     "headers being sent, in milliseconds.");
-	for (s = t->head; s; s = s->next) {
-		for (i = 0; s->http && i < s->n_status; i++) {
-			if (s->status[i].code) { /* no response: no latency */
-				status_labels(sl, sizeof(sl), &s->status[i]);
-				latency(b, s, &s->status[i], sl);
-			}
-		}
-	}
-	for (f = 0; f < ARRAY_SIZE(tcp_counters); f++) {
-		help(b, tcp_counters[f].name, "counter", tcp_counters[f].help);
-		for (s = t->head; s; s = s->next) {
-			if (!s->http) {
-				sample(b, tcp_counters[f].name, s, "");
-				sb_printf(b, "%" PRIu64 "\n",
-					  *(const uint64_t *)(const void *)((const char *)s +
-									    tcp_counters[f].off));
-			}
-		}
-	}
-	help(b, "tcp_close_total", "counter", "Total count of closed connections.");
-	for (s = t->head; s; s = s->next) {
-		if (!s->http) {
-			sample(b, "tcp_close_total", s, ",classification=\"success\"");
-			sb_printf(b, "%" PRIu64 "\n", s->tcp_close_ok);
-		}
-		if (!s->http && s->tcp_close_fail) {
-			sample(b, "tcp_close_total", s, ",classification=\"failure\"");
-			sb_printf(b, "%" PRIu64 "\n", s->tcp_close_fail);
-		}
-	}
-	help(b, "tcp_open_connections", "gauge", "Number of currently-open connections.");
-	for (s = t->head; s; s = s->next) {
-		if (!s->http) {
-			sample(b, "tcp_open_connections", s, "");
-			sb_printf(b, "%" PRId64 "\n", s->tcp_live);
-		}
-	}
-	help(b, "ldmesh_metrics_series", "gauge",
-	     "Label sets held for the series above (bounded by telemetry.max_series).");
-	sb_printf(b, "ldmesh_metrics_series %" PRIu32 "\n", t->n);
-	help(b, "ldmesh_metrics_series_overflow_total", "counter",
-	     "Updates that went to the shared overflow series because max_series was reached.");
-	sb_printf(b, "ldmesh_metrics_series_overflow_total %" PRIu64 "\n", t->overflow_total);
 }
 
 /* ---- ldmeshctl stats ----------------------------------------------------- */
@@ -502,7 +418,7 @@ static void stats_raw(struct strbuf *b, const struct row *r)
 	sb_printf(b,
 		  "%s %u %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRId64 " %" PRIu64
 		  " %" PRIu64,
-		  dir_names[r->dir], r->port, r->requests, r->success, r->failure, r->conns,
+		  tel_dir_name(r->dir), r->port, r->requests, r->success, r->failure, r->conns,
 		  r->live, r->bytes_in, r->bytes_out);
 	for (k = 0; k < LDM_LATENCY_NBUCKETS; k++) {
 		sb_printf(b, " %" PRIu64, r->buckets[k]);
@@ -518,7 +434,8 @@ static void stats_json(struct strbuf *b, const struct row *r, double up, int fir
 	       p99 = ldm_latency_quantile(r->buckets, 0.99);
 	int k;
 
-	sb_printf(b, "%s{\"direction\":\"%s\",\"peer_id\":", first ? "" : ",", dir_names[r->dir]);
+	sb_printf(b, "%s{\"direction\":\"%s\",\"peer_id\":", first ? "" : ",",
+		  tel_dir_name(r->dir));
 	sb_json_str(b, r->peer);
 	sb_printf(b,
 		  ",\"port\":%u,\"requests\":%" PRIu64 ",\"success\":%" PRIu64
@@ -561,9 +478,9 @@ static void stats_text(struct strbuf *b, const struct row *r, double up)
 	sb_printf(b,
 		  "%-9s %-44s %5u %9" PRIu64 " %8s %8.1f %8s %8s %7" PRIu64 " %5" PRId64
 		  " %11" PRIu64 " %11" PRIu64 "\n",
-		  dir_names[r->dir], r->peer[0] ? r->peer : "(no identity)", r->port, r->requests,
-		  sr, (double)r->requests / up, q50, q99, r->conns, r->live, r->bytes_in,
-		  r->bytes_out);
+		  tel_dir_name(r->dir), r->peer[0] ? r->peer : "(no identity)", r->port,
+		  r->requests, sr, (double)r->requests / up, q50, q99, r->conns, r->live,
+		  r->bytes_in, r->bytes_out);
 }
 
 void tel_stats(const struct telemetry *t, struct strbuf *b, enum tel_format f, int64_t now)
@@ -574,6 +491,9 @@ void tel_stats(const struct telemetry *t, struct strbuf *b, enum tel_format f, i
 	double up = (double)(now - t->started_ms) / 1000.0;
 
 	for (s = t->head; s; s = s->next) { /* the overflow series included */
+		if (s->kind > TEL_HTTP) {
+			continue; /* route and authz series count the same traffic again */
+		}
 		r = find_row(&rows, &n, &cap, s);
 		if (r) {
 			add_series(r, s);

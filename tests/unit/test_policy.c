@@ -1154,6 +1154,20 @@ static void test_glob_pathological(void **state)
 	free(s);
 }
 
+/* The built-in outcomes are told apart from configured rules (metrics
+ * label them kind "default"), and every decision names one or the other. */
+static void test_rule_builtin(void **state)
+{
+	(void)state;
+	assert_true(policy_rule_builtin(POLICY_RULE_DEFAULT_ALLOW));
+	assert_true(policy_rule_builtin(POLICY_RULE_DEFAULT_DENY));
+	assert_true(policy_rule_builtin(POLICY_RULE_NO_ALLOW));
+	assert_true(policy_rule_builtin(POLICY_RULE_PER_REQUEST));
+	assert_false(policy_rule_builtin("orders-from-payments"));
+	assert_false(policy_rule_builtin("default"));
+	assert_false(policy_rule_builtin(""));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1175,6 +1189,7 @@ int main(void)
 		cmocka_unit_test(test_glob),
 		cmocka_unit_test(test_glob_against_oracle),
 		cmocka_unit_test(test_glob_pathological),
+		cmocka_unit_test(test_rule_builtin),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
