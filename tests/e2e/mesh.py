@@ -286,7 +286,9 @@ def config_text(pod, svid=None, mtls=None, ports=None, mesh_networks=None, egres
         outbound["egress_allow"] = tuple(egress_allow)
     if links is None:
         links = links_on(pod.mode)
-    if links is not False or FORCED_LINKS:
+    # Links on is the daemon's default: left out then, unless forced or
+    # tuned, so the suite runs the default as users get it.
+    if links is not True or FORCED_LINKS:
         # True / False, or a dict of outbound.links keys (enabled implied).
         outbound["links"] = dict({"enabled": True}, **links) if isinstance(links, dict) \
             else {"enabled": bool(links)}
