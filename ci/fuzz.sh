@@ -61,6 +61,7 @@ needs()
 	ctl) echo "daemon/control/ctl_parse.c |" ;;
 	preamble) echo "shim/preamble.c |" ;;
 	h2link) echo "daemon/transport/h2link.c daemon/util/clock.c | -lnghttp2" ;;
+	h2) echo "daemon/proto/h2.c | -lnghttp2" ;;
 	# handoff.c calls into the connection and listener code, which is the
 	# rest of the daemon.
 	handoff)

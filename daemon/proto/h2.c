@@ -128,7 +128,8 @@ static int block_done(struct h2_dir *s, const struct h2_sink *k)
 	nghttp2_nv nv[H2_MAX_FIELDS];
 	char *arena = NULL;
 	size_t cap = 0, used = 0, n = 0, i;
-	const uint8_t *in = (const uint8_t *)s->block;
+	static const uint8_t none[1];
+	const uint8_t *in = s->block ? (const uint8_t *)s->block : none;
 	size_t left = s->block_len;
 	int r = 0;
 
@@ -145,7 +146,8 @@ static int block_done(struct h2_dir *s, const struct h2_sink *k)
 		in += c;
 		left -= (size_t)c;
 		if (fl & NGHTTP2_HD_INFLATE_EMIT) {
-			if (n == H2_MAX_FIELDS || used + f.namelen + f.valuelen + 2 > H2_MAX_DECODED) {
+			if (n == H2_MAX_FIELDS ||
+			    used + f.namelen + f.valuelen + 2 > H2_MAX_DECODED) {
 				r = fail(s, -EMSGSIZE, "a header block over the mesh's bounds");
 				goto out;
 			}
@@ -154,8 +156,8 @@ static int block_done(struct h2_dir *s, const struct h2_sink *k)
 				goto out;
 			}
 			at[n] = (struct field_at){(uint32_t)used, (uint32_t)f.namelen,
-						  (uint32_t)(used + f.namelen + 1), (uint32_t)f.valuelen,
-						  f.flags};
+						  (uint32_t)(used + f.namelen + 1),
+						  (uint32_t)f.valuelen, f.flags};
 			memcpy(arena + used, f.name, f.namelen);
 			arena[used + f.namelen] = 0;
 			memcpy(arena + used + f.namelen + 1, f.value, f.valuelen);
@@ -188,6 +190,9 @@ out:
 
 static int block_add(struct h2_dir *s, const char *p, size_t n)
 {
+	if (!n) {
+		return 0;
+	}
 	if (s->block_len + n > H2_MAX_BLOCK) {
 		return fail(s, -EMSGSIZE, "a header block over 64 KiB");
 	}
@@ -282,8 +287,8 @@ static int frame_begin(struct h2_dir *s, const struct h2_sink *k)
 static int frame_end(struct h2_dir *s, const struct h2_sink *k)
 {
 	const struct h2_frame *f = &s->f;
-	int header = f->type == H2_HEADERS || f->type == H2_PUSH_PROMISE ||
-		     f->type == H2_CONTINUATION;
+	int header =
+		f->type == H2_HEADERS || f->type == H2_PUSH_PROMISE || f->type == H2_CONTINUATION;
 	int r = 0;
 
 	s->head_len = 0;
@@ -406,8 +411,8 @@ static int frames_of_block(const struct h2_block *b, const uint8_t *enc, size_t 
 	return (int)w;
 }
 
-static int encode(nghttp2_hd_deflater *d, const struct h2_block *b, const nghttp2_nv *nv,
-		  size_t n, char *out, size_t cap)
+static int encode(nghttp2_hd_deflater *d, const struct h2_block *b, const nghttp2_nv *nv, size_t n,
+		  char *out, size_t cap)
 {
 	size_t bound = nghttp2_hd_deflate_bound(d, nv, n);
 	uint8_t *enc = malloc(bound ? bound : 1);
@@ -437,7 +442,7 @@ int h2_write_headers(int32_t id, int end_stream, const nghttp2_nv *nv, size_t n,
 {
 	/* A fresh encoder at the default size, every field never indexed:
 	 * static table and literals, nothing the receiver's table keeps. */
-	struct h2_block b = {.id = id, .type = H2_HEADERS, .end_stream = (uint8_t)!!end_stream};
+	struct h2_block b = {.id = id, .type = H2_HEADERS, .end_stream = (uint8_t) !!end_stream};
 	nghttp2_nv fields[16];
 	nghttp2_hd_deflater *d;
 	size_t i;

@@ -131,8 +131,7 @@ int h2_write_block(struct h2_dir *s, const struct h2_block *b, const nghttp2_nv 
  * the length written into out[0..cap), or -ENOSPC. */
 int h2_write_headers(int32_t id, int end_stream, const nghttp2_nv *nv, size_t n, char *out,
 		     size_t cap);
-int h2_write_data(int32_t id, int end_stream, const char *data, size_t len, char *out,
-		  size_t cap);
+int h2_write_data(int32_t id, int end_stream, const char *data, size_t len, char *out, size_t cap);
 int h2_write_rst(int32_t id, uint32_t code, char *out, size_t cap);
 int h2_write_window_update(int32_t id, uint32_t incr, char *out, size_t cap);
 

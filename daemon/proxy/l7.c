@@ -118,7 +118,7 @@ struct tel_series *l7_series_for(struct proxy *d, struct conn *c, struct l7 *h,
 
 /* Policy rules are the routes (route_*): one series per authority and rule. */
 struct tel_series *l7_route_for(struct proxy *d, struct conn *c, struct l7 *h,
-				    const char *authority, const char *rule)
+				const char *authority, const char *rule)
 {
 	if (!h->metrics || !c->tel || !rule) {
 		return NULL;
@@ -370,8 +370,8 @@ static int on_request(struct proxy *d, struct conn *c, struct l7 *h)
 	 * whether HTTP/2 comes next, which is then read stream by stream.
 	 * With a body, where requests are decided one by one, the upgrade is
 	 * removed (upgrade.h): the mesh does not hold a body back. */
-	follow_h2c = hd->upgrade && !hd->chunked && hd->content_length <= 0 &&
-		     upgrade_asks_h2c(&h->req);
+	follow_h2c =
+		hd->upgrade && !hd->chunked && hd->content_length <= 0 && upgrade_asks_h2c(&h->req);
 	if (c->l7_policy && hd->upgrade && !follow_h2c) {
 		h2c = upgrade_strip_h2c(&h->req, extra + used, sizeof(extra) - used, &all_gone);
 		if (h2c < 0) {
@@ -564,8 +564,7 @@ int l7_detect_timeout(struct proxy *d, struct conn *c)
 
 /* HTTP/2 responses: a framing error closes an inbound connection (answers
  * of ours could no longer be put in), and ends following an outbound one. */
-static int h2_responses(struct proxy *d, struct conn *c, struct l7 *h, const char *buf,
-			size_t len)
+static int h2_responses(struct proxy *d, struct conn *c, struct l7 *h, const char *buf, size_t len)
 {
 	int r = l7_h2_responses(d, c, h, buf, len);
 
@@ -578,8 +577,7 @@ static int h2_responses(struct proxy *d, struct conn *c, struct l7 *h, const cha
 
 /* The app accepted the h2c upgrade: HTTP/2 from here, both ways, the
  * upgrade request being stream 1.  Returns what follows the 101 in buf. */
-static int h2c_switch(struct proxy *d, struct conn *c, struct l7 *h, const char *rest,
-		      size_t n)
+static int h2c_switch(struct proxy *d, struct conn *c, struct l7 *h, const char *rest, size_t n)
 {
 	int r = l7_h2_start(d, c, h, 1);
 
@@ -605,7 +603,8 @@ int l7_responses(struct proxy *d, struct conn *c, const char *buf, size_t len)
 
 		switch (ev) {
 		case HTTP1_HEAD:
-			if (h->await_h2c && (h->resp.head.status >= 200 || h->resp.head.status == 101)) {
+			if (h->await_h2c &&
+			    (h->resp.head.status >= 200 || h->resp.head.status == 101)) {
 				h->await_h2c = 0;
 				if (h->resp.head.status == 101 && h->resp.head.upgrade) {
 					h->answered++;

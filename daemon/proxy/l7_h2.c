@@ -89,8 +89,8 @@ static void stream_drop(struct l7_h2 *x, struct l7_h2_stream *s)
 }
 
 /* The stream's answer is complete (or it ended without one): counted. */
-static void stream_done(struct proxy *d, struct conn *c, struct l7_h2 *x,
-			struct l7_h2_stream *s, const char *error)
+static void stream_done(struct proxy *d, struct conn *c, struct l7_h2 *x, struct l7_h2_stream *s,
+			const char *error)
 {
 	int code = s->answered ? s->status : 0;
 	int64_t lat = s->answered ? s->head_us - s->start_us : tel_now_us() - s->start_us;
@@ -182,8 +182,7 @@ static struct l7_h2_stream *request_seen(struct proxy *d, struct conn *c, struct
 
 /* ---- answers of ours ------------------------------------------------------- */
 
-static int inject_put(struct l7_h2 *x, size_t room, int (*build)(void *, char *, size_t),
-		      void *arg)
+static int inject_put(struct l7_h2 *x, size_t room, int (*build)(void *, char *, size_t), void *arg)
 {
 	int n;
 
@@ -227,8 +226,8 @@ static int build_denial(void *arg, char *out, size_t cap)
 			{(uint8_t *)":status", (uint8_t *)"200", 7, 3, 0},
 			{(uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, 0},
 			{(uint8_t *)"grpc-status", (uint8_t *)"7", 11, 1, 0},
-			{(uint8_t *)"grpc-message", (uint8_t *)"access denied by mesh policy", 12, 28,
-			 0},
+			{(uint8_t *)"grpc-message", (uint8_t *)"access denied by mesh policy", 12,
+			 28, 0},
 		};
 		n = h2_write_headers(s->id, 1, nv, 4, out, cap);
 	} else {
@@ -385,8 +384,9 @@ static int rewrite_block(struct down_ctx *k, const struct h2_block *b, int reque
 		int len = snprintf(xfcc, sizeof(xfcc), "By=%s;URI=%s", own ? own->id : "",
 				   c->peer_id);
 		if (len > 0 && (size_t)len < sizeof(xfcc)) {
-			nv[n++] = (nghttp2_nv){(uint8_t *)"x-forwarded-client-cert", (uint8_t *)xfcc,
-					       23, (size_t)len, NGHTTP2_NV_FLAG_NONE};
+			nv[n++] =
+				(nghttp2_nv){(uint8_t *)"x-forwarded-client-cert", (uint8_t *)xfcc,
+					     23, (size_t)len, NGHTTP2_NV_FLAG_NONE};
 		}
 	}
 	r = out_grow(k->h, 2 * H2_MAX_BLOCK);
@@ -498,8 +498,8 @@ static int down_block(void *ud, const struct h2_block *b)
 			struct l7_pending p = {.path = s->path, .rule = s->rule};
 
 			snprintf(p.method, sizeof(p.method), "%s", s->method);
-			l7_log_request(k->d, k->c, &p, s->authority ? s->authority : "", s->status, 0,
-				       "denied");
+			l7_log_request(k->d, k->c, &p, s->authority ? s->authority : "", s->status,
+				       0, "denied");
 		}
 		return 0;
 	}
@@ -761,8 +761,8 @@ void l7_h2_finish(struct proxy *d, struct conn *c, struct l7_h2 *x)
 	while (x->n) {
 		struct l7_h2_stream *s = &x->st[x->n - 1];
 
-		if (s->denied) {
-			stream_drop(x, s);
+		if (s->denied || !c) {
+			stream_drop(x, s); /* no connection: nothing to count on */
 		} else {
 			stream_done(d, c, x, s, "no_response");
 		}

@@ -72,8 +72,7 @@ int l7_h2_down_bytes(struct proxy *d, struct conn *c, struct l7 *h, const char *
 /* Responses (and, outbound, the app's requests) as they pass.  -errno:
  * the framing is lost; inbound closes c, outbound stops following. */
 int l7_h2_responses(struct proxy *d, struct conn *c, struct l7 *h, const char *buf, size_t n);
-int l7_h2_out_requests(struct proxy *d, struct conn *c, struct l7 *h, const char *buf,
-		       size_t n);
+int l7_h2_out_requests(struct proxy *d, struct conn *c, struct l7 *h, const char *buf, size_t n);
 
 /* Answers of ours for the client may go in the app's output at chunk
  * offset off (of a chunk of len): 1 if so (a frame boundary). */

@@ -13,7 +13,8 @@ void addr_format(const struct ldm_addr *a, char *buf, size_t len)
 	if (a->family == AF_INET) {
 		inet_ntop(AF_INET, a->addr, ip, sizeof(ip));
 		snprintf(buf, len, "%s:%u", ip, ntohs(a->port));
-	} else if (a->family == AF_INET6 && IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)a->addr)) {
+	} else if (a->family == AF_INET6 &&
+		   IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)a->addr)) {
 		/* A dual-stack socket's IPv4 peer: shown (and labelled) as IPv4. */
 		inet_ntop(AF_INET, a->addr + 12, ip, sizeof(ip));
 		snprintf(buf, len, "%s:%u", ip, ntohs(a->port));
