@@ -115,7 +115,7 @@ static int cfg_build(struct cfg_ctx *x, const config_setting_t *root, struct con
 	c->link_port = 15008;
 	c->links = (struct config_links){.enabled = 1,
 					 .max_streams = 100,
-					 .max_links = 4,
+					 .max_links = 32,
 					 .idle_timeout_ms = 60000,
 					 .ping_interval_ms = 10000,
 					 .ping_timeout_ms = 20000,

@@ -89,7 +89,7 @@ static const struct cfg_links_int {
 	long long min, max;
 } cfg_links_ints[] = {
 	{"max_streams_per_link", offsetof(struct config_links, max_streams), 1, 10000},
-	{"max_links_per_peer", offsetof(struct config_links, max_links), 1, 64},
+	{"max_links_per_peer", offsetof(struct config_links, max_links), 1, 1024},
 	{"idle_timeout_ms", offsetof(struct config_links, idle_timeout_ms), 0, INT_MAX},
 	{"ping_interval_ms", offsetof(struct config_links, ping_interval_ms), 100, 3600000},
 	{"ping_timeout_ms", offsetof(struct config_links, ping_timeout_ms), 100, 3600000},

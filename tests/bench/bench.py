@@ -26,6 +26,12 @@ Go rows (issue 11), a static Go net/http server and client
                   seccomp supervisor hands their sockets to ldmeshd, mTLS
                   1.3 between the daemons
 
+HTTP/2 rows (issue 14): h2load (nghttp2-client) in c -> nghttpd
+(nghttp2-server) in s, prior-knowledge h2c, 4 connections x 16 streams,
+1 KiB: direct, ldmesh (default telemetry: http on), ldmesh-tel-off,
+ldmesh-tel-on and HAProxy (mode tcp); proxy CPU per request, and each
+meshed run checked against the server daemon's request_total.
+
 Workloads: keep-alive 1 KiB (wrk, 16 connections), connection per request
 (wrk -H "Connection: close"), bulk 1 MiB responses (wrk) and one long stream
 (curl), idle connections held open (build/bench/idlehold).  Topologies run
@@ -62,14 +68,15 @@ TD = "cluster.local"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
-# ldmesh variants: (name, nginx port, idle-holder port, admin port, extra config)
+# ldmesh variants: (name, nginx port, idle-holder port, admin port, extra
+# config, nghttpd port or None: no HTTP/2 rows for that variant)
 LDMESH_VARIANTS = [
-    ("ldmesh", 8081, 9001, 4191, ""),
+    ("ldmesh", 8081, 9001, 4191, "", 8181),
     ("ldmesh-tel-off", 8082, 9002, 4192,
-     'telemetry = { http = false; access_log = "off"; };'),
+     'telemetry = { http = false; access_log = "off"; };', 8182),
     ("ldmesh-tel-on", 8083, 9003, 4193,
-     'telemetry = { http = true; access_log = "%(dir)s/access.log"; };'),
-    ("ldmesh-links", 8084, 9004, 4194, ""),
+     'telemetry = { http = true; access_log = "%(dir)s/access.log"; };', 8183),
+    ("ldmesh-links", 8084, 9004, 4194, "", None),
 ]
 # Variants whose daemons carry connections on links, and the link port
 # both pods' daemons of that variant use (each variant its own: they share
@@ -78,6 +85,13 @@ LINK_PORTS = {"ldmesh-links": 15108}
 DIRECT_HTTP, DIRECT_IDLE = 8080, 9000          # nginx / idlehold in s, no shim
 HAP_S_HTTP, HAP_S_IDLE = 8443, 9443            # HAProxy s (TLS) in s
 HAP_C_HTTP, HAP_C_IDLE = 18080, 19000          # HAProxy c (plain) on c's loopback
+DIRECT_H2, HAP_S_H2, HAP_C_H2 = 8180, 8543, 18180  # nghttpd unmeshed; HAProxy s / c for it
+# HTTP/2 rows (issue 14): h2load (nghttp2-client) -> nghttpd (nghttp2-server),
+# prior-knowledge h2c, 1 KiB.  "ldmesh" has the default telemetry (http on,
+# no access log), so ldmesh vs ldmesh-tel-off is the following alone.
+H2_TOPOS = ("direct", "ldmesh", "ldmesh-tel-off", "ldmesh-tel-on", "haproxy")
+H2_CLIENTS, H2_STREAMS = 4, 16                 # h2load -c (connections), -m (streams each)
+H2_FOLLOWED = ("ldmesh", "ldmesh-tel-on")      # telemetry.http on: every stream counted
 GO_DIRECT_HTTP, GO_MESH_HTTP = 8090, 8091      # gonet serve in s: unmeshed / ldmesh-run
 GO_CONC = 16                                   # gonet bench goroutines (wrk's -c16)
 GO_TOPOS = ("go-direct", "go-seccomp")
@@ -311,6 +325,31 @@ def parse_wrk(text):
     return out
 
 
+def parse_h2load(text):
+    """h2load's summary: "finished in 1.2s, 16260.16 req/s, 17.96MB/s", the
+    requests line, the 2xx count and the mean of "time for request"."""
+    out = {}
+    m = re.search(r"^finished in (\S+), ([\d.]+) req/s", text, re.M)
+    if m:
+        if ms(m.group(1)) is not None:
+            out["seconds"] = ms(m.group(1)) / 1e3
+        out["rps"] = float(m.group(2))
+    m = re.search(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                  r"(\d+) failed, (\d+) errored, (\d+) timeout", text, re.M)
+    if m:
+        for i, key in enumerate(("total", "started", "done", "succeeded", "failed",
+                                 "errored", "timeout")):
+            out[key] = int(m.group(i + 1))
+        out["requests"] = out["done"]
+    m = re.search(r"^status codes: (\d+) 2xx", text, re.M)
+    if m:
+        out["status_2xx"] = int(m.group(1))
+    m = re.search(r"^time for request:\s+(\S+)\s+(\S+)\s+(\S+)", text, re.M)
+    if m:
+        out["mean_ms"] = ms(m.group(3))
+    return out
+
+
 _SERIES = re.compile(r'^([A-Za-z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)\s*$')
 
 
@@ -377,6 +416,11 @@ class Bench:
         self.tls_info = {}
         self.gonet = None       # build/bench/gonet once built
         self.go_servers = {}    # go topology -> gonet serve process (its launcher)
+        self.h2_available = {}  # HTTP/2 topology -> True or "not available: why"
+        # h2load -n per run: h2c multiplexing runs at 45-110k req/s meshed
+        # here, and proxy CPU is read in clock ticks (10 ms): 100,000
+        # requests keep a tick under 1 % of the daemons' CPU.
+        self.h2_requests = 100000 if self.quick else 300000
 
     def plan_idle(self):
         """Each proxy process holds two fds per proxied connection (app side
@@ -581,7 +625,11 @@ listen http_out
 listen idle_out
     bind 127.0.0.1:{ic}
     server s {s}:{is_} {tls}
-""".format(hc=HAP_C_HTTP, ic=HAP_C_IDLE, s=S_ADDR, hs=HAP_S_HTTP, is_=HAP_S_IDLE, tls=tls)
+listen h2_out
+    bind 127.0.0.1:{h2c}
+    server s {s}:{h2s} {tls}
+""".format(hc=HAP_C_HTTP, ic=HAP_C_IDLE, s=S_ADDR, hs=HAP_S_HTTP, is_=HAP_S_IDLE, tls=tls,
+           h2c=HAP_C_H2, h2s=HAP_S_H2)
         else:
             proxies = """
 listen http_in
@@ -590,7 +638,11 @@ listen http_in
 listen idle_in
     bind {s}:{is_} {tls}
     server app 127.0.0.1:{di}
-""".format(s=S_ADDR, hs=HAP_S_HTTP, is_=HAP_S_IDLE, dh=DIRECT_HTTP, di=DIRECT_IDLE, tls=tls)
+listen h2_in
+    bind {s}:{h2s} {tls}
+    server app 127.0.0.1:{dh2}
+""".format(s=S_ADDR, hs=HAP_S_HTTP, is_=HAP_S_IDLE, dh=DIRECT_HTTP, di=DIRECT_IDLE, tls=tls,
+           h2s=HAP_S_H2, dh2=DIRECT_H2)
         conf = os.path.join(d, "haproxy.cfg")
         with open(conf, "w") as f:
             f.write("""global
@@ -614,7 +666,8 @@ defaults
             raise CannotRun("haproxy -c %s: %s %s" % (conf, out, err))
         p = self.r.popen(ns, ["/usr/sbin/haproxy", "-db", "-f", conf],
                          "haproxy%s-%s" % (label, pod))
-        ports = [HAP_C_HTTP, HAP_C_IDLE] if pod == "c" else [HAP_S_HTTP, HAP_S_IDLE]
+        ports = [HAP_C_HTTP, HAP_C_IDLE, HAP_C_H2] if pod == "c" else \
+            [HAP_S_HTTP, HAP_S_IDLE, HAP_S_H2]
         if idle_only:
             ports = [idle_only[0] if pod == "c" else idle_only[1]]
         wait_until(lambda: p.poll() is not None or all(listening(ns, q) for q in ports), 20,
@@ -630,7 +683,7 @@ defaults
         self.setup_www()
         self.nginx("direct", "0.0.0.0", DIRECT_HTTP)
         self.idle_server("direct", "0.0.0.0", DIRECT_IDLE)
-        for variant, hport, iport, aport, extra in LDMESH_VARIANTS:
+        for variant, hport, iport, aport, extra, _h2port in LDMESH_VARIANTS:
             lp = LINK_PORTS.get(variant)
             dc = self.ldmeshd(variant, "c", aport, extra, link_port=lp)
             if dc.poll() is not None:
@@ -661,6 +714,7 @@ defaults
         self.available["direct"] = True
         self.available["haproxy"] = True
         self.start_go()
+        self.start_h2()
 
     # --- topology helpers -------------------------------------------------------
     def topologies(self):
@@ -1032,6 +1086,7 @@ defaults
         topos = [t for t in self.topologies() if self.available.get(t) is True]
         self.verify_paths()
         self.verify_go()
+        self.verify_h2()
         log("warm-up (1 s keep-alive and connection-per-request per topology)")
         for t in topos:
             self.wrk(t, "ka", 0, 1, record=False)
@@ -1048,6 +1103,7 @@ defaults
             log("repetition %d of %d" % (rep, self.reps))
             self.same_pod(rep)
             self.go_rows(rep)
+            self.h2_rows(rep)
             for workload, wtopos in workloads:
                 k = (rep - 1) % len(wtopos)
                 order = wtopos[k:] + wtopos[:k]  # rotate: no topology always goes first
@@ -1356,6 +1412,218 @@ defaults
                 g["shim_ldmesh"] = shim
         return out
 
+    # --- HTTP/2 followed stream by stream (issue 14) ----------------------------------
+    def h2_unavailable(self, why, error=False, topos=H2_TOPOS):
+        for t in topos:
+            self.h2_available[t] = "not available: " + why
+        if error:
+            self.errors.append("http/2 rows (%s): %s" % (", ".join(topos), why))
+        log("http/2 rows %s: not available: %s" % (", ".join(topos), why))
+
+    def h2_port(self, topo):
+        return next(v[5] for v in LDMESH_VARIANTS if v[0] == topo)
+
+    def h2_url(self, topo):
+        if topo == "direct":
+            return "http://%s:%d/1k.bin" % (S_ADDR, DIRECT_H2)
+        if topo == "haproxy":
+            return "http://127.0.0.1:%d/1k.bin" % HAP_C_H2
+        return "http://%s:%d/1k.bin" % (S_ADDR, self.h2_port(topo))
+
+    def nghttpd(self, label, addr, port, shim_rundir=None):
+        """nghttpd (nghttp2-server) in s serving the www dir as h2c (--no-tls:
+        prior knowledge), one worker; started like nginx()."""
+        p = self.r.popen(self.ns_s, [self.nghttpd_bin, "--no-tls", "-d", self.www, "-a", addr,
+                                     port], "nghttpd-" + label, shim_rundir=shim_rundir)
+        wait_until(lambda: p.poll() is not None or listening(self.ns_s, port), 20,
+                   "nghttpd-%s on port %d" % (label, port))
+        if p.poll() is not None:
+            raise CannotRun("nghttpd-%s exited: %s" % (label, read(p.err_path)[-2000:]))
+        return p
+
+    def start_h2(self):
+        """nghttpd unmeshed (direct, and HAProxy s's backend on its loopback)
+        and once with the shim of each ldmesh variant that has an nghttpd
+        port.  Without nghttp2's tools the rows say "not available" and the
+        rest runs."""
+        self.h2load_bin = shutil.which("h2load", path=PATH)
+        self.nghttpd_bin = shutil.which("nghttpd", path=PATH)
+        if not self.h2load_bin or not self.nghttpd_bin:
+            self.h2_unavailable("h2load / nghttpd are not installed (Debian packages: "
+                                "nghttp2-client, nghttp2-server)")
+            return
+        try:
+            self.nghttpd("direct", "0.0.0.0", DIRECT_H2)
+        except CannotRun as e:
+            self.h2_unavailable(str(e), error=True)
+            return
+        self.h2_available["direct"] = True
+        self.h2_available["haproxy"] = True if self.available.get("haproxy") is True else \
+            "not available: HAProxy did not start"
+        for variant, _h, _i, _a, _e, port in LDMESH_VARIANTS:
+            if variant not in H2_TOPOS:
+                continue
+            if port is None or variant not in self.daemons:
+                self.h2_available[variant] = self.available.get(variant, "not available")
+                continue
+            try:
+                self.nghttpd(variant, S_ADDR, port, shim_rundir=self.daemons[variant]["s"].rundir)
+                self.h2_available[variant] = True
+            except CannotRun as e:
+                self.h2_unavailable(str(e), error=True, topos=(variant,))
+
+    def h2_counts(self, topo):
+        """What the server side has counted so far: for ldmesh the s daemon's
+        inbound request_total, tcp_open_total and TLS handshakes; for HAProxy
+        its handshakes; None for direct or when the scrape failed."""
+        if topo == "haproxy":
+            hs = self.handshakes("haproxy")
+            return {"handshakes": sum(hs)} if hs else None
+        if topo not in self.daemons:
+            return None
+        m = self.scrape(topo, "s")
+        if not m:
+            return None
+        return {"requests": prom_sum(m, "request_total", direction="inbound"),
+                "conns": prom_sum(m, "tcp_open_total", direction="inbound"),
+                "handshakes": prom_sum(m, "ldmesh_tls_handshakes_total", direction="inbound")}
+
+    def h2_check(self, topo, rec, k0, k1):
+        """The run went where it says: ldmesh with telemetry.http on counts
+        every h2load request in the server daemon's request_total; with it
+        off, none, but the daemon carried h2load's connections (tcp_open_total
+        and mTLS handshakes); HAProxy's server side counted the handshakes.
+        Returns what is wrong, or None."""
+        if topo == "direct":
+            return None
+        if k0 is None or k1 is None:
+            return "could not read the server side's counters"
+        d = {k: k1[k] - k0[k] for k in k0}
+        rec["server_counted"] = d
+        if d.get("handshakes", 0) < H2_CLIENTS:
+            return "the server side counted %d TLS handshakes for %d h2load connections" % (
+                d.get("handshakes", 0), H2_CLIENTS)
+        if topo == "haproxy":
+            return None
+        if d["conns"] < H2_CLIENTS:
+            return "the server daemon counted %d connections for %d h2load connections" % (
+                d["conns"], H2_CLIENTS)
+        want = rec.get("started", 0) if topo in H2_FOLLOWED else 0
+        if d["requests"] != want:
+            return "the server daemon's request_total grew by %d, expected %d (%s)" % (
+                d["requests"], want, "telemetry.http on: every stream" if want
+                else "telemetry.http off: none")
+        return None
+
+    def h2load(self, topo, rep, n, record=True):
+        """One `h2load -n N -c 4 -m 16` run from c (with the client daemon's
+        shim for ldmesh), prior-knowledge h2c to nghttpd in s; proxy CPU over
+        both proxy processes, as the wrk rows."""
+        args = [self.h2load_bin, "-n", n, "-c", H2_CLIENTS, "-m", H2_STREAMS, self.h2_url(topo)]
+        pids = self.proxy_pids(topo)
+        k0 = self.h2_counts(topo)
+        c0 = cpu_us(pids.values())
+        rc, out, err = self.r.run(self.ns_c, args, shim_rundir=self.shim(topo),
+                                  timeout=max(120, n // 200))
+        c1 = cpu_us(pids.values())
+        rec = {"topology": topo, "workload": "h2", "rep": rep, "rc": rc,
+               "client": "h2load -c%d -m%d" % (H2_CLIENTS, H2_STREAMS), "server": "nghttpd",
+               "connections": H2_CLIENTS, "streams_per_connection": H2_STREAMS}
+        rec.update(parse_h2load(out))
+        if pids and rec.get("requests"):
+            rec["proxy_cpu_us"] = c1 - c0
+            rec["proxy_cpu_us_per_req"] = (c1 - c0) / rec["requests"]
+        problem = None
+        if rc != 0 or "rps" not in rec or "requests" not in rec:
+            problem = "h2load rc=%d: %s %s" % (rc, out[-500:], err[-500:])
+        elif rec.get("status_2xx", 0) < 0.99 * n:
+            problem = "h2load: %d of %d requests answered 2xx (%d failed, %d errored, " \
+                "%d timeout)" % (rec.get("status_2xx", 0), n, rec["failed"], rec["errored"],
+                                 rec["timeout"])
+        else:
+            # A moment for counters the daemon bumps after forwarding the
+            # bytes h2load already has, and for a slow scrape.
+            deadline = time.monotonic() + 3
+            while True:
+                k1 = self.h2_counts(topo)
+                problem = self.h2_check(topo, rec, k0, k1)
+                if not problem or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+        if problem:
+            self.problem(rec, topo, "h2", rep, problem)
+        if record:
+            self.runs.append(rec)
+            log("  %-15s h2     rep %d: %8.0f req/s mean %.3f ms cpu %s us/req%s" % (
+                topo, rep, rec.get("rps", 0), rec.get("mean_ms") or 0,
+                "%.1f" % rec["proxy_cpu_us_per_req"] if "proxy_cpu_us_per_req" in rec else "-",
+                " server counted %s" % ", ".join(
+                    "%s +%d" % (k, v) for k, v in sorted(rec["server_counted"].items()))
+                if "server_counted" in rec else ""))
+        return rec
+
+    def verify_h2(self):
+        """Proves each HTTP/2 path before measuring, and warms it up: a short
+        h2load run per topology with the same checks as every measured run
+        (h2load's requests answered 2xx; for ldmesh each stream counted by the
+        server daemon when telemetry.http is on, none when off, and the
+        daemon carried the connections).  A topology that fails is left out
+        of the HTTP/2 rows, said in the result."""
+        for topo in H2_TOPOS:
+            if self.h2_available.get(topo) is not True:
+                continue
+            rec = self.h2load(topo, 0, 1000, record=False)
+            if "problem" in rec:
+                # self.problem() already listed it among the errors
+                self.h2_available[topo] = "not available: " + rec["problem"]
+                continue
+            log("path h2 %s: %d requests 2xx%s" % (
+                topo, rec.get("status_2xx", 0), ", server side counted %s" % rec["server_counted"]
+                if "server_counted" in rec else ""))
+
+    def h2_rows(self, rep):
+        topos = [t for t in H2_TOPOS if self.h2_available.get(t) is True]
+        if not topos:
+            return
+        k = (rep - 1) % len(topos)
+        for t in topos[k:] + topos[:k]:  # rotate: no topology always goes first
+            self.h2load(t, rep, self.h2_requests)
+
+    def h2_summary(self, s):
+        """HTTP/2 rows: medians over repetitions; req/s vs direct; CPU per
+        request vs ldmesh-tel-off (telemetry.http off: the streams pass
+        unfollowed), beside the same ratio of the HTTP/1.1 keep-alive rows."""
+        good = [r for r in self.runs if "problem" not in r and r["workload"] == "h2"]
+        out = {"available": {t: self.h2_available.get(t, "not run") for t in H2_TOPOS},
+               "requests_per_run": self.h2_requests, "clients": H2_CLIENTS,
+               "streams": H2_STREAMS, "client": "h2load", "server": "nghttpd"}
+        for t in H2_TOPOS:
+            rs = [r for r in good if r["topology"] == t]
+            e = {}
+            for key in ("rps", "mean_ms", "proxy_cpu_us_per_req"):
+                v = summarize([r.get(key) for r in rs])
+                if v:
+                    e[key] = v
+            if e:
+                out[t] = e
+        base = out.get("direct", {}).get("rps")
+        off = out.get("ldmesh-tel-off", {}).get("proxy_cpu_us_per_req")
+        h1off = (s.get("ldmesh-tel-off") or {}).get("ka", {}).get("proxy_cpu_us_per_req")
+        for t in H2_TOPOS:
+            e = out.get(t)
+            if not e:
+                continue
+            if t != "direct" and base and base["median"] and "rps" in e:
+                e["rps_vs_direct"] = e["rps"]["median"] / base["median"]
+            if t.startswith("ldmesh") and off and off["median"] and "proxy_cpu_us_per_req" in e:
+                c = e["proxy_cpu_us_per_req"]["median"]
+                e["cpu_vs_tel_off"] = c / off["median"]
+                e["cpu_added_vs_tel_off_us"] = c - off["median"]
+                h1 = (s.get(t) or {}).get("ka", {}).get("proxy_cpu_us_per_req")
+                if h1 and h1off and h1off["median"]:
+                    e["h1_ka_cpu_vs_tel_off"] = h1["median"] / h1off["median"]
+        return out
+
     # --- report ------------------------------------------------------------------------
     def machine(self):
         def first(cmd):
@@ -1383,6 +1651,7 @@ defaults
             "haproxy": first(["/usr/sbin/haproxy", "-v"]),
             "nginx": first(["/usr/sbin/nginx", "-v"]),
             "wrk": first(["/usr/bin/wrk", "-v"]),
+            "h2load": first(["h2load", "--version"]),
             "openssl": first(["openssl", "version"]),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         }
@@ -1544,9 +1813,10 @@ defaults
 
         A("# ldmesh benchmark: direct vs ldmesh vs HAProxy sidecars")
         A("")
-        A("Machine: %d CPUs, %s, kernel %s, %s RAM. %s; %s; %s; %s. ldmesh %s." % (
+        A("Machine: %d CPUs, %s, kernel %s, %s RAM. %s; %s; %s; %s; %s. ldmesh %s." % (
             m["nproc"], m["cpu"], m["kernel"], m["memory"], m["haproxy"], m["nginx"],
-            (m["wrk"] or "").split(" Copyright")[0], m["openssl"], m["ldmesh_rev"]))
+            (m["wrk"] or "").split(" Copyright")[0], m.get("h2load") or "h2load -",
+            m["openssl"], m["ldmesh_rev"]))
         A("Mode: %s, %d repetition(s), %d s per wrk run, topologies interleaved; "
           "run of %s took %.0f s. Values: median (min–max) over repetitions; "
           "\"added\" is the topology's median minus direct's median (min–max: per-repetition "
@@ -1748,22 +2018,62 @@ defaults
           "after the N are open; for ldmesh once both daemons count all N idle "
           "(ldmesh_connections_idle: quiet for 2 s, buffers given back) and one sweep more.")
         A("")
+        h2 = res.get("h2") or {}
+        if h2:
+            A("## HTTP/2 followed stream by stream: h2load -n %d -c%d -m%d, nghttpd, 1 KiB "
+              "(issue 14)" % (h2["requests_per_run"], h2["clients"], h2["streams"]))
+            A("")
+            A("`h2load` (nghttp2-client) in c → `nghttpd --no-tls` (nghttp2-server) in s, "
+              "prior-knowledge h2c: %d connections, up to %d concurrent streams on each. "
+              "ldmesh: both through the shim, as nginx and wrk above; `ldmesh` has the default "
+              "telemetry (`http = true`, no access log), `ldmesh-tel-off` passes the streams "
+              "unfollowed (`http = false`), `ldmesh-tel-on` follows them and writes an "
+              "access-log line each. HAProxy: mode tcp, as above. Every meshed run is "
+              "checked: with `http` on the server daemon's `request_total` grows by exactly "
+              "h2load's requests, with it off by none while its `tcp_open_total` and TLS "
+              "handshakes grow by the connections. \"CPU vs tel-off\": the topology's proxy "
+              "CPU per request over `ldmesh-tel-off`'s, the cost of following; beside it the "
+              "same ratio of the HTTP/1.1 keep-alive rows above." % (
+                  h2["clients"], h2["streams"]))
+            A("")
+            for t in H2_TOPOS:
+                v = (h2.get("available") or {}).get(t)
+                if v is not True:
+                    A("**%s** (HTTP/2): %s" % (t, v))
+                    A("")
+            if any(h2.get(t) for t in H2_TOPOS):
+                A("| topology | req/s | mean request ms | proxy CPU µs/req | "
+                  "CPU vs tel-off (added µs) | HTTP/1.1 keep-alive CPU vs tel-off | vs direct |")
+                A("|---|---|---|---|---|---|---|")
+                for t in H2_TOPOS:
+                    e = h2.get(t)
+                    if not e:
+                        continue
+                    A("| %s | %s | %s | %s | %s | %s | %s |" % (
+                        t, f(e.get("rps")), f(e.get("mean_ms"), "%.3f"),
+                        f(e.get("proxy_cpu_us_per_req"), "%.1f"),
+                        "%.2fx (%+.1f)" % (e["cpu_vs_tel_off"], e["cpu_added_vs_tel_off_us"])
+                        if "cpu_vs_tel_off" in e else "-",
+                        ratio(e, "h1_ka_cpu_vs_tel_off"), ratio(e, "rps_vs_direct")))
+                A("")
         tel = [t for t in ("ldmesh", "ldmesh-tel-off", "ldmesh-tel-on")]
         A("## Cost of telemetry (ldmesh)")
         A("")
         A("| variant | keep-alive req/s | keep-alive CPU µs/req | conn/req req/s | "
-          "conn/req CPU µs/conn |")
-        A("|---|---|---|---|---|")
+          "conn/req CPU µs/conn | HTTP/2 req/s | HTTP/2 CPU µs/req |")
+        A("|---|---|---|---|---|---|---|")
         for t in tel:
             if self.available.get(t) is not True:
-                A("| %s | %s | | | |" % (t, self.available.get(t, "not run")))
+                A("| %s | %s | | | | | |" % (t, self.available.get(t, "not run")))
                 continue
             e = s.get(t, {})
-            A("| %s | %s | %s | %s | %s |" % (
+            he = h2.get(t) or {}
+            A("| %s | %s | %s | %s | %s | %s | %s |" % (
                 t, f(e.get("ka", {}).get("rps")),
                 f(e.get("ka", {}).get("proxy_cpu_us_per_req"), "%.1f"),
                 f(e.get("close", {}).get("rps")),
-                f(e.get("close", {}).get("proxy_cpu_us_per_req"), "%.1f")))
+                f(e.get("close", {}).get("proxy_cpu_us_per_req"), "%.1f"),
+                f(he.get("rps")), f(he.get("proxy_cpu_us_per_req"), "%.1f")))
         A("")
         A("## Targets (ldmesh, ratios from this run)")
         A("")
@@ -1808,6 +2118,7 @@ defaults
             "summary": s,
             "same_pod": self.same_pod_summary(),
             "go": self.go_summary(s),
+            "h2": self.h2_summary(s),
             "errors": self.errors, "notes": self.notes,
             "runs": self.runs, "idle": self.idle,
         }

@@ -601,7 +601,8 @@ class H(http.server.BaseHTTPRequestHandler):
                 self.wfile.write(view[i:i + 65536])
             return
         out = json.dumps({"method": self.command, "path": self.path, "xfcc": xfcc,
-                          "peer": self.client_address[0], "port": self.server.server_address[1],
+                          "peer": self.client_address[0], "peer_port": self.client_address[1],
+                          "port": self.server.server_address[1],
                           "body": body.decode(errors="replace")}).encode() + b"\n"
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

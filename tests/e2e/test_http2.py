@@ -46,12 +46,12 @@ def grpc_peer(pod, *args, shim=True, timeout=120):
                    timeout=timeout)
 
 
-def pair(cluster, policies=None, policy_default=None):
+def pair(cluster, policies=None, policy_default=None, b_extra=""):
     a, b = cluster.pair(start=False)
     ca = mesh.CA(cluster.mode, os.path.join(cluster.tmp, "ca"))
     mesh.configure(a, ca.issue(CLIENT, os.path.join(cluster.tmp, "id-a")), mtls="strict")
     mesh.configure(b, ca.issue(SERVER, os.path.join(cluster.tmp, "id-b")), mtls="strict",
-                   policies=policies, policy_default=policy_default)
+                   policies=policies, policy_default=policy_default, extra=b_extra)
     return a, b
 
 
@@ -63,16 +63,12 @@ def start(pod, args, name, port, shim=True, ready=r"^listening$"):
     return p
 
 
-def inbound(b, port=None):
-    """The server daemon's labels for the client's traffic to port.  The
-    gRPC tests pass no port: grpcio listens on a dual-stack IPv6 socket
-    even when given an IPv4 address, and today's daemon writes such an
-    inbound target_addr as "[::ffff:10.250.N.2]:50051"; pod b carries no
-    other meshed traffic in those tests."""
-    labels = dict(direction="inbound", tls="true", client_id=CLIENT)
-    if port is not None:
-        labels["target_addr"] = "%s:%d" % (b.addr4, port)
-    return labels
+def inbound(b, port):
+    """The server daemon's labels for the client's traffic to port (grpcio
+    listens on a dual-stack IPv6 socket even when given an IPv4 address:
+    its IPv4-mapped address is labelled as the IPv4 one)."""
+    return dict(direction="inbound", tls="true", client_id=CLIENT,
+                target_addr="%s:%d" % (b.addr4, port))
 
 
 def outbound(b, port):
@@ -163,8 +159,10 @@ def test_grpc_unary_and_streaming_counted_by_grpc_status(cluster):
     the same, and the server's daemon counts 101 inbound requests whose
     responses split 91 success (grpc_status "0") / 10 failure
     (grpc_status "13"), all HTTP 200, each with a latency sample; the
-    client's daemon counts the same outbound."""
-    a, b = pair(cluster)
+    client's daemon counts the same outbound; the access log has a line per
+    call and `ldmeshctl stats` the same split."""
+    log_path = os.path.join(cluster.tmp, "access-b.log")
+    a, b = pair(cluster, b_extra='telemetry = { access_log = "%s"; };' % log_path)
     plain = start(b, [PYTHON, helper("grpc_peer.py"), "greeter", b.addr4, PLAIN_GRPC_PORT],
                   "greeter-plain", PLAIN_GRPC_PORT, shim=False)
     r = grpc_peer(a, "calls", b.addr4, PLAIN_GRPC_PORT, 100, 10, shim=False)
@@ -180,7 +178,7 @@ def test_grpc_unary_and_streaming_counted_by_grpc_status(cluster):
     assert "stream messages=5 code=OK" in r.stdout, r
     assert srv.out().count("call SayHello") == 100 and srv.out().count("call Stream") == 1
 
-    inb = inbound(b)
+    inb = inbound(b, GRPC_PORT)
     wait_count(b, "request_total", 101, **inb)
     wait_count(b, "response_total", 101, **inb)
     assert count(b, "response_total", classification="success", grpc_status="0", **inb) == 91, \
@@ -193,6 +191,21 @@ def test_grpc_unary_and_streaming_counted_by_grpc_status(cluster):
     assert count(b, "response_latency_ms_bucket", le="+Inf", **inb) == 101
     # One channel, one connection.
     assert count(b, "tcp_open_total", **inb) == 1, series_text(b, "tcp_open_total")
+
+    def http_lines():
+        with open(log_path) as f:
+            return [json.loads(x) for x in f if '"kind":"http"' in x]
+    rows = wait_until(lambda: (lambda r: r if len(r) >= 101 else None)(http_lines()), 10,
+                      what="101 access-log lines")
+    assert len(rows) == 101, rows[-3:]
+    paths = sorted(set((r["method"], r["path"], r["status"]) for r in rows))
+    assert paths == [("POST", "/demo.Greeter/SayHello", 200),
+                     ("POST", "/demo.Greeter/Stream", 200)], paths
+    assert all(r["peer_id"] == CLIENT and r["direction"] == "inbound" for r in rows), rows[0]
+    row = [r for r in b.ctl_json("stats")["rows"]
+           if r["direction"] == "inbound" and r["port"] == GRPC_PORT]
+    assert len(row) == 1 and row[0]["requests"] == 101, row
+    assert row[0]["success"] == 91 and row[0]["failure"] == 10, row
 
     out = outbound(b, GRPC_PORT)
     wait_count(a, "request_total", 101, **out)
@@ -223,7 +236,7 @@ def test_grpc_policy_allows_one_method_per_call(cluster):
     assert "method Other PERMISSION_DENIED=10\n" in r.stdout, r
     assert srv.out().count("call SayHello") == 10 and "call Other" not in srv.out(), srv.out()
 
-    inb = inbound(b)
+    inb = inbound(b, GRPC_PORT)
     wait_count(b, "request_total", 20, **inb)
     wait_count(b, "response_total", 20, **inb)
     assert count(b, "response_total", grpc_status="0", **inb) == 10, \

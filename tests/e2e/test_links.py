@@ -130,7 +130,14 @@ def test_independent_h2_peer_on_the_link_port(cluster):
     assert out.get("status") == "200", r
     answer = json.loads(json.loads(out["body"]).split("\r\n\r\n", 1)[1])
     assert answer["peer"] == a.addr4 and answer["port"] == 8080, answer
+    assert answer["peer_port"] == 40001, answer
     assert "request port=8080 GET /index.html" in app.out()
+    # A Forwarded address that is not the link's own is not believed: the
+    # app sees the link's address and port, not the claimed ones.
+    out, r = h2_peer(a, b, svid, "%s:8080" % b.addr4, 'for="10.250.99.99:40002"')
+    assert out.get("status") == "200", r
+    answer = json.loads(json.loads(out["body"]).split("\r\n\r\n", 1)[1])
+    assert answer["peer"] == a.addr4 and answer["peer_port"] != 40002, answer
     # A port the policy denies: 403 on the stream, and the log says why.
     off = len(b.daemon_log())
     out, r = h2_peer(a, b, svid, "%s:8081" % b.addr4, fwd)

@@ -542,7 +542,7 @@ static void test_defaults_of_empty_file(void **state)
 	assert_int_equal(c->link_port, 15008);
 	assert_int_equal(c->links.enabled, 1);
 	assert_int_equal(c->links.max_streams, 100);
-	assert_int_equal(c->links.max_links, 4);
+	assert_int_equal(c->links.max_links, 32);
 	assert_int_equal(c->links.idle_timeout_ms, 60000);
 	assert_int_equal(c->links.ping_interval_ms, 10000);
 	assert_int_equal(c->links.ping_timeout_ms, 20000);
