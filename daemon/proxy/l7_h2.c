@@ -173,7 +173,7 @@ static struct l7_h2_stream *request_seen(struct proxy *d, struct conn *c, struct
 		s->route->requests++;
 	}
 	if (c->l7 && c->l7->logging) {
-		s->path = path ? strdup(path) : NULL;
+		s->path = path ? strndup(path, strcspn(path, "?#")) : NULL; /* no query */
 		s->authority = authority ? strdup(authority) : NULL;
 		s->rule = rule ? strdup(rule) : NULL;
 	}
@@ -440,8 +440,10 @@ static int decide(struct down_ctx *k, const struct h2_block *b, const char **rul
 		char peer[80];
 
 		addr_format(&c->peer, peer, sizeof(peer));
-		log_info("request %s %s from %s (%s) on port %u denied by %s (HTTP/2 stream %d)",
-			 req.method ? req.method : "-", req.path ? req.path : "-", peer,
+		/* The path without its query, as for HTTP/1: no secrets in logs. */
+		log_info("request %s %.*s from %s (%s) on port %u denied by %s (HTTP/2 stream %d)",
+			 req.method ? req.method : "-", req.path ? (int)strcspn(req.path, "?#") : 1,
+			 req.path ? req.path : "-", peer,
 			 c->peer_id[0] ? c->peer_id : "no identity", req.port, res.rule, b->id);
 	}
 	return 0;

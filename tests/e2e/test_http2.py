@@ -320,8 +320,10 @@ def test_h2c_denied_stream_403_while_others_complete(cluster):
     assert len(sessions) == 1, r
     code, r = curl_h2(a, base + "/files/a")
     assert code == "200 2", r
-    code, r = curl_h2(a, base + "/admin")
+    code, r = curl_h2(a, base + "/admin?token=secret")
     assert code == "403 2", r
+    mesh.wait_log(b, r"request GET /admin from .* denied by no-allow-rule-matched \(HTTP/2")
+    assert "secret" not in b.daemon_log()  # no query string in the log
 
     inb = inbound(b, PORT)
     wait_count(b, "request_total", 34, **inb)

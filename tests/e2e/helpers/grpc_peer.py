@@ -108,16 +108,21 @@ def calls(host, port, n, fails):
     ch.close()
 
 
+def call(ch, name):
+    """One unary call of /demo.Greeter/NAME: "OK" or the status code name."""
+    try:
+        ch.unary_unary("/demo.Greeter/" + name)(b"x", timeout=10)
+        return "OK"
+    except grpc.RpcError as e:
+        return e.code().name
+
+
 def methods(host, port, rounds):
     ch = one_channel(host, port)
     seen = {"SayHello": {}, "Other": {}}
     for _ in range(rounds):
         for name in ("SayHello", "Other"):
-            try:
-                ch.unary_unary("/demo.Greeter/" + name)(b"x", timeout=10)
-                code = "OK"
-            except grpc.RpcError as e:
-                code = e.code().name
+            code = call(ch, name)
             seen[name][code] = seen[name].get(code, 0) + 1
     for name in ("SayHello", "Other"):
         print("method %s %s" % (name, " ".join("%s=%d" % kv for kv in sorted(seen[name].items()))),
@@ -129,12 +134,7 @@ def client(host, port, rounds):
     for i in range(rounds):
         ch = grpc.insecure_channel("%s:%d" % (host, port), options=[("grpc.enable_retries", 0)])
         for name in ("SayHello", "Other"):
-            try:
-                ch.unary_unary("/demo.Greeter/" + name)(b"x", timeout=10)
-                code = "OK"
-            except grpc.RpcError as e:
-                code = e.code().name
-            print("round %d %s %s" % (i, name, code), flush=True)
+            print("round %d %s %s" % (i, name, call(ch, name)), flush=True)
         ch.close()
 
 
