@@ -157,6 +157,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	unprotected_init(&d->px.unprot);
+	balancer_init(&d->px.bal);
 	if (ctl_open(d) < 0 || admin_open(d) < 0 || links_open(&d->px) < 0 ||
 	    handoff_open(&d->px) < 0) {
 		return 1;
@@ -173,6 +174,7 @@ int main(int argc, char **argv)
 	}
 	d->px.loop->ops->free(d->px.loop);
 	unprotected_fini(&d->px.unprot);
+	balancer_fini(&d->px.bal);
 	accesslog_fini(&d->alog);
 	tel_fini(&d->tel);
 	config_free(d->px.cfg);

@@ -40,6 +40,8 @@ struct config_service {
 	char *identity; /* owned, may be NULL: no pinned server identity */
 	struct ldm_addr *endpoints; /* owned */
 	size_t n_endpoints;
+	struct ldm_addr *addresses; /* owned: virtual addresses apps dial, may be none */
+	size_t n_addresses;
 };
 
 struct config_policy {

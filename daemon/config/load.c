@@ -383,6 +383,7 @@ void config_free(struct config *c)
 		free(c->services[i].name);
 		free(c->services[i].identity);
 		free(c->services[i].endpoints);
+		free(c->services[i].addresses);
 	}
 	free(c->services);
 	for (i = 0; c->policies && i < c->n_policies; i++) {

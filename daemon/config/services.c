@@ -1,6 +1,7 @@
 /*
- * services = ( { name; port; identity; endpoints; } ): named destinations
- * with their endpoints and an optional pinned server identity.
+ * services = ( { name; port; identity; addresses; endpoints; } ): named
+ * destinations with their endpoints, the virtual addresses apps dial for
+ * them (balanced over the endpoints) and an optional pinned identity.
  */
 #include "internal.h"
 
@@ -40,9 +41,10 @@ static int cfg_svc_identity(struct cfg_ctx *x, const config_setting_t *s, void *
 	return rc;
 }
 
-static int cfg_svc_endpoints(struct cfg_ctx *x, const config_setting_t *s, void *obj)
+/* A list of "ip:port" strings, at least one, no duplicates. */
+static int addr_list(struct cfg_ctx *x, const config_setting_t *s, struct ldm_addr **out,
+		     size_t *count, const char *what)
 {
-	struct config_service *svc = obj;
 	const char *v;
 	size_t i, j, n;
 	int rc;
@@ -51,22 +53,22 @@ static int cfg_svc_endpoints(struct cfg_ctx *x, const config_setting_t *s, void 
 	if (rc < 0)
 		goto out;
 	if (n == 0) {
-		rc = cfg_fail(x, s, "at least one endpoint is required");
+		rc = cfg_fail(x, s, "at least one %s is required", what);
 		goto out;
 	}
-	svc->endpoints = calloc(n, sizeof(*svc->endpoints));
-	if (!svc->endpoints) {
+	*out = calloc(n, sizeof(**out));
+	if (!*out) {
 		rc = cfg_oom(x);
 		goto out;
 	}
-	svc->n_endpoints = n;
+	*count = n;
 	for (i = 0; i < n; i++) {
 		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
 
 		rc = cfg_get_string(x, e, &v);
 		if (rc < 0)
 			goto out;
-		if (config_parse_hostport(v, &svc->endpoints[i]) < 0) {
+		if (config_parse_hostport(v, &(*out)[i]) < 0) {
 			rc = cfg_fail(x, e,
 				      "%s is not an address like 10.1.2.3:8080 or "
 				      "[fd00::1]:8080",
@@ -74,9 +76,8 @@ static int cfg_svc_endpoints(struct cfg_ctx *x, const config_setting_t *s, void 
 			goto out;
 		}
 		for (j = 0; j < i; j++)
-			if (memcmp(&svc->endpoints[j], &svc->endpoints[i],
-				   sizeof(*svc->endpoints)) == 0) {
-				rc = cfg_fail(x, e, "duplicate endpoint %s", CFG_Q(v));
+			if (memcmp(&(*out)[j], &(*out)[i], sizeof(**out)) == 0) {
+				rc = cfg_fail(x, e, "duplicate %s %s", what, CFG_Q(v));
 				goto out;
 			}
 	}
@@ -84,15 +85,47 @@ out:
 	return rc;
 }
 
+static int cfg_svc_endpoints(struct cfg_ctx *x, const config_setting_t *s, void *obj)
+{
+	struct config_service *svc = obj;
+
+	return addr_list(x, s, &svc->endpoints, &svc->n_endpoints, "endpoint");
+}
+
+static int cfg_svc_addresses(struct cfg_ctx *x, const config_setting_t *s, void *obj)
+{
+	struct config_service *svc = obj;
+
+	return addr_list(x, s, &svc->addresses, &svc->n_addresses, "address");
+}
+
 static const struct cfg_key cfg_service_keys[] = {
-	{"name", cfg_svc_name, NULL},
-	{"port", cfg_svc_port, NULL},
-	{"identity", cfg_svc_identity, NULL},
-	{"endpoints", cfg_svc_endpoints, NULL},
+	{"name", cfg_svc_name, NULL},		{"port", cfg_svc_port, NULL},
+	{"identity", cfg_svc_identity, NULL},	{"endpoints", cfg_svc_endpoints, NULL},
+	{"addresses", cfg_svc_addresses, NULL},
 };
 
 const struct cfg_keyset cfg_service_set = {
 	.keys = cfg_service_keys, .n = ARRAY_SIZE(cfg_service_keys), .list = 1};
+
+/* A virtual address belongs to one service: the balancer must know which. */
+static int address_unique(struct cfg_ctx *x, const struct config *c, size_t i,
+			  const config_setting_t *list)
+{
+	const struct config_service *svc = &c->services[i];
+	size_t a, j, k;
+
+	for (a = 0; a < svc->n_addresses; a++)
+		for (j = 0; j < i; j++)
+			for (k = 0; k < c->services[j].n_addresses; k++)
+				if (!memcmp(&svc->addresses[a], &c->services[j].addresses[k],
+					    sizeof(svc->addresses[a])))
+					return cfg_fail(x,
+							config_setting_get_elem(list, (unsigned)a),
+							"address also in services[%zu] (%s)", j,
+							c->services[j].name);
+	return 0;
+}
 
 int cfg_services(struct cfg_ctx *x, const config_setting_t *s, void *obj)
 {
@@ -130,6 +163,9 @@ int cfg_services(struct cfg_ctx *x, const config_setting_t *s, void *obj)
 					      CFG_Q(svc->name), j);
 				goto out;
 			}
+		rc = address_unique(x, c, i, config_setting_get_member(e, "addresses"));
+		if (rc < 0)
+			goto out;
 	}
 out:
 	return rc;

@@ -411,6 +411,9 @@ static void handle(struct ldmeshd *d, struct conn *c, char *line)
 		conns(d, &b, json);
 	} else if (!strcmp(words[2], "links")) {
 		links_list(&d->px, &b, json);
+	} else if (!strcmp(words[2], "services")) {
+		balancer_sync(&d->px.bal, d->px.cfg); /* a reload since the last connection */
+		balancer_list(&d->px.bal, &b, json, tel_now_us());
 	} else if (!strcmp(words[2], "stats")) {
 		int raw = n > 3 && !strcmp(words[3], "raw");
 		tel_stats(&d->tel, &b, raw ? TEL_RAW : json ? TEL_JSON : TEL_TEXT, now_ms());

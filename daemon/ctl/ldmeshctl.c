@@ -49,6 +49,7 @@ static const char usage_text[] =
 	"  status                      daemon state, config, identity\n"
 	"  conns                       live connections\n"
 	"  links                       links to and from other daemons\n"
+	"  services                    services, their endpoints and balancer state\n"
 	"  stats                       golden metrics per peer identity and port\n"
 	"  top                         live requests/s, success rate, p50/p99 (q quits)\n"
 	"  reload                      reload config and certificates\n"
@@ -841,7 +842,8 @@ int main(int argc, char **argv)
 
 	verb = c.argv[0];
 	if (strcmp(verb, "status") == 0 || strcmp(verb, "conns") == 0 ||
-	    strcmp(verb, "links") == 0 || strcmp(verb, "stats") == 0 || strcmp(verb, "reload") == 0)
+	    strcmp(verb, "links") == 0 || strcmp(verb, "services") == 0 ||
+	    strcmp(verb, "stats") == 0 || strcmp(verb, "reload") == 0)
 		rc = cmd_plain(&c, verb);
 	else if (strcmp(verb, "check") == 0)
 		rc = cmd_check(&c);

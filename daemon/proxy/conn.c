@@ -75,6 +75,7 @@ struct conn *conn_new(struct proxy *d, enum conn_kind kind, int a_fd)
 	c->n_fd = -1;
 	c->app_end_fd = -1;
 	c->listener_slot = -1;
+	c->svc = -1;
 	c->started_ms = c->last_ms = now_ms();
 	c->peer_id = "";
 	d->conns[slot] = c;
@@ -136,6 +137,42 @@ void conn_transports_init(struct proxy *d, struct conn *c)
 	c->net = &c->net_io.t;
 }
 
+/*
+ * After a failed dial, before c tries another endpoint: its network side
+ * starts again on a new socket (one whose connect failed cannot connect
+ * again, and the endpoint may be of the other family).  0 or -errno.
+ */
+int conn_renew_net(struct proxy *d, struct conn *c)
+{
+	struct stream_uds net = {ud_make(UD_NET_RECV, c->slot, c->gen),
+				 ud_make(UD_NET_SEND, c->slot, c->gen),
+				 ud_make(UD_NET_POLL, c->slot, c->gen)};
+	int fd;
+
+	if (c->net != &c->net_io.t) {
+		/* A link's stream or a TLS engine over the old socket. */
+		c->net->ops->close(c->net);
+		c->net->ops->destroy(c->net);
+		c->net = &c->net_io.t;
+		c->tls = NULL;
+	}
+	links_conn_gone(d, c);
+	c->via_link = 0;
+	fd = socket(c->peer.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		return -errno;
+	}
+	if (c->n_fd >= 0) {
+		d->loop->ops->forget_fd(d->loop, c->n_fd);
+		close(c->n_fd);
+	}
+	c->n_fd = fd;
+	stream_init(&c->net_io, d->loop, c->n_fd, &net);
+	transport_set_owner(&c->net_io.t, conn_transport_event, c);
+	c->net = &c->net_io.t;
+	return 0;
+}
+
 /* Operations in flight: the connection's own and its transports'. */
 static int conn_inflight(const struct conn *c)
 {
@@ -153,6 +190,11 @@ void dial_outcome(struct proxy *d, const struct conn *c, int err)
 {
 	if (err < 0 && err != -EACCES) {
 		conn_tel_dial_failed(d, c, -err);
+	}
+	if (c->bal && err != -EACCES) {
+		int64_t now = tel_now_us();
+
+		balancer_result(c->bal, err == 0, now - c->dial_start_us, now);
 	}
 	if (d->dial_observer) {
 		d->dial_observer(d, c, err);
@@ -284,6 +326,9 @@ static void conn_free(struct proxy *d, struct conn *c)
 		c->net->ops->destroy(c->net); /* TLS: with its engine */
 	}
 	links_conn_gone(d, c);
+	if (c->bal) {
+		balancer_release(c->bal);
+	}
 	free(c->bufs);
 	free(c->ctl_in);
 	free(c->ctl_out);

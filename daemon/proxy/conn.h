@@ -98,6 +98,7 @@ struct conn {
 	struct plink *plink; /* the link net is a stream on (or waits for) */
 	uint8_t via_link; /* net is (or will be) a stream on plink */
 	uint8_t retried; /* its stream was refused once (GOAWAY) and retried */
+	uint8_t exdev_fallback; /* dialled direct: the peer daemon had no listener there */
 	uint8_t flush_then_reset; /* refused or failed: reset once net has flushed */
 	uint8_t tls_wanted; /* outbound to a mesh destination, with an identity */
 	uint8_t in_mesh; /* outbound: destination in mesh_networks or services */
@@ -112,6 +113,11 @@ struct conn {
 	char rule[64]; /* inbound: the policy rule that admitted it, "" for none */
 	uint64_t http_requests; /* HTTP requests seen, for the access log */
 	const char *pin; /* borrowed from the config: pinned peer identity */
+	struct bal_endpoint *bal; /* outbound to a service: the endpoint (a reference) */
+	struct ldm_addr svc_addr; /* outbound to a service: the address the app dialled */
+	int64_t dial_start_us; /* outbound to a service: when this endpoint's dial began */
+	int16_t svc; /* the balancer's service, -1 for none */
+	uint8_t bal_tries; /* endpoints tried after the first */
 
 	uint64_t cookie; /* outbound: the shim's id; link: listener id */
 	uint32_t pid; /* the app's pid, when known */

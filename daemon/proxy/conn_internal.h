@@ -39,6 +39,7 @@ void conn_authz(struct proxy *d, const struct conn *c, const struct policy_reque
 void conn_authz_tel(struct proxy *d, const struct conn *c, int http, const char *rule, int allowed);
 /* Makes c's two transports over a_fd and n_fd. */
 void conn_transports_init(struct proxy *d, struct conn *c);
+int conn_renew_net(struct proxy *d, struct conn *c);
 void dial_outcome(struct proxy *d, const struct conn *c, int err);
 
 /* handshake.c */
@@ -56,6 +57,9 @@ void filler_done(struct proxy *d, struct conn *c, int res);
 void outbound_ready(struct proxy *d, struct conn *c);
 /* Dials c's destination itself (its own TCP connection, mTLS or not). */
 void outbound_dial_direct(struct proxy *d, struct conn *c);
+/* c's dial to a service endpoint failed with err: 1 when it goes on to
+ * another endpoint (the app sees nothing), 0 when err is the app's. */
+int outbound_service_retry(struct proxy *d, struct conn *c, int err);
 
 /* inbound.c */
 void app_dial_done(struct proxy *d, struct conn *c, int res);

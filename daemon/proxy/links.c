@@ -117,6 +117,18 @@ static void fallback_remember(struct proxy *d, const struct ldm_addr *ip, int64_
 	oldest->until_ms = now + d->cfg->links.fallback_ms;
 }
 
+void links_fallback_forget(struct proxy *d, const struct ldm_addr *dst)
+{
+	int i;
+
+	for (i = 0; i < LINK_FALLBACKS; i++) {
+		struct link_fallback *f = &pool(d)->fb[i];
+		if (addr_same_ip(&f->ip, dst) && f->ip.port == dst->port) {
+			f->until_ms = 0;
+		}
+	}
+}
+
 /* ---- the table ------------------------------------------------------------ */
 
 static struct plink *link_new(struct proxy *d, int server, int fd)
@@ -370,7 +382,12 @@ static int attach(struct plink *ml, struct conn *c)
 static void attach_or_fail(struct plink *ml, struct conn *c)
 {
 	struct proxy *d = ml->d;
-	int r = attach(ml, c);
+	int r;
+
+	/* A service's balancer measures the stream, not the link's own
+	 * set-up, which a connection waiting for the link would count. */
+	c->dial_start_us = tel_now_us();
+	r = attach(ml, c);
 
 	if (r == -EAGAIN || r == -EPIPE) {
 		/* The link is full (the peer allows fewer streams than we
@@ -733,6 +750,7 @@ void links_stream_opened(struct proxy *d, struct conn *c, int res)
 		 * send this port there directly for a while. */
 		fallback_remember(d, &c->peer, now_ms());
 		pool(d)->fallbacks_total++;
+		c->exdev_fallback = 1;
 		retry(d, c, 1);
 		return;
 	}
@@ -743,6 +761,9 @@ void links_stream_opened(struct proxy *d, struct conn *c, int res)
 		char peer[80];
 		addr_format(&c->peer, peer, sizeof(peer));
 		log_info("outbound to %s over a link refused: %s", peer, strerror(-res));
+		if (outbound_service_retry(d, c, res)) {
+			return; /* another endpoint of its service */
+		}
 		if (res != -EACCES) {
 			d->stats.dial_errors_total++;
 		}

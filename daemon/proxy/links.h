@@ -59,6 +59,10 @@ void links_close_all(struct proxy *d);
  * without links (links off, peer known to have none), -errno on failure. */
 int links_connect(struct proxy *d, struct conn *c);
 /* TEV_OPEN of an outbound conn's stream. */
+/* A direct dial after "no listener of ours" failed too: nothing listens
+ * there now (an app restarting), so the port is not remembered as one
+ * outside the mesh. */
+void links_fallback_forget(struct proxy *d, const struct ldm_addr *dst);
 void links_stream_opened(struct proxy *d, struct conn *c, int res);
 /* Inbound c over a link: the answer to its CONNECT (2xx: accepted). */
 void links_answer(struct proxy *d, struct conn *c, int status);

@@ -98,6 +98,12 @@ void dial_done(struct proxy *d, struct conn *c, int res)
 	}
 	addr_format(&c->peer, dst, sizeof(dst));
 	log_info("outbound dial to %s for pid %u failed: %s", dst, c->pid, strerror(-res));
+	if (c->exdev_fallback) {
+		links_fallback_forget(d, &c->peer);
+	}
+	if (outbound_service_retry(d, c, res)) {
+		return; /* another endpoint of its service */
+	}
 	d->stats.dial_errors_total++;
 	dial_outcome(d, c, res);
 	/* Closing with the filler unread gives the app's fd an error. */
@@ -168,6 +174,82 @@ static int egress_allowed(const struct proxy *d, const struct conn *c, int in_me
 	return 0;
 }
 
+/*
+ * A service's virtual address: the balancer picks the endpoint this
+ * connection goes to (avoid: the one that just failed it).  0, or
+ * -ECONNREFUSED when every endpoint is out: the app's connect fails at
+ * once rather than waiting on a dead one.
+ */
+static int service_pick(struct proxy *d, struct conn *c, const struct bal_endpoint *avoid)
+{
+	struct bal_endpoint *e = balancer_pick(&d->bal, c->svc, avoid, tel_now_us());
+
+	if (!e) {
+		char dst[80];
+
+		addr_format(&c->svc_addr, dst, sizeof(dst));
+		log_info("outbound to service %s (%s) for pid %u: every endpoint is out",
+			 d->bal.svc[c->svc].name, dst, c->pid);
+		return -ECONNREFUSED;
+	}
+	c->bal = e;
+	c->peer = e->addr;
+	c->dial_start_us = tel_now_us();
+	return 0;
+}
+
+static int retryable(int err)
+{
+	return err == -ECONNREFUSED || err == -ETIMEDOUT || err == -EHOSTUNREACH ||
+	       err == -ENETUNREACH || err == -ECONNRESET;
+}
+
+/* Starts c towards c->peer: over a link, or on its own connection. */
+static void outbound_go(struct proxy *d, struct conn *c)
+{
+	int r = links_connect(d, c);
+
+	if (r < 0) {
+		dial_outcome(d, c, r);
+		conn_close(d, c, 1);
+		return;
+	}
+	if (r == 0) {
+		outbound_dial_direct(d, c);
+	}
+}
+
+int outbound_service_retry(struct proxy *d, struct conn *c, int err)
+{
+	struct bal_endpoint *failed = c->bal;
+	int64_t now = tel_now_us();
+
+	if (!failed || c->svc < 0 || c->bal_tries >= BAL_TRIES || !retryable(err) ||
+	    c->state != CS_DIAL) {
+		return 0;
+	}
+	/* Counted against the endpoint, never seen by the app. */
+	balancer_result(failed, 0, now - c->dial_start_us, now);
+	c->bal = NULL;
+	if (service_pick(d, c, failed) < 0) {
+		c->bal = failed; /* the app gets err, counted on it as usual */
+		c->dial_start_us = now; /* already counted: a second report is harmless */
+		return 0;
+	}
+	balancer_release(failed);
+	c->bal_tries++;
+	d->bal.retries_total++;
+	if (conn_renew_net(d, c) < 0) {
+		dial_outcome(d, c, -ENOMEM);
+		conn_close(d, c, 1);
+		return 1;
+	}
+	choose_outbound_tls(d, c);
+	c->deadline_ms = now_ms() + d->cfg->connect_timeout_ms;
+	outbound_go(d, c);
+	return 1;
+}
+
 void conn_start_outbound(struct proxy *d, struct conn *c, int tcp_fd, int app_end_fd)
 {
 	int r;
@@ -181,6 +263,17 @@ void conn_start_outbound(struct proxy *d, struct conn *c, int tcp_fd, int app_en
 	c->state = CS_DIAL;
 	c->deadline_ms = now_ms() + d->cfg->connect_timeout_ms;
 	d->stats.outbound_total++;
+	c->svc = -1;
+	if (balancer_sync(&d->bal, d->cfg) == 0 &&
+	    (c->svc = (int16_t)balancer_service_of(&d->bal, &c->peer)) >= 0) {
+		c->svc_addr = c->peer;
+		r = service_pick(d, c, NULL);
+		if (r < 0) {
+			dial_outcome(d, c, r);
+			conn_close(d, c, 1);
+			return;
+		}
+	}
 	choose_outbound_tls(d, c);
 	if (!egress_allowed(d, c, c->in_mesh)) {
 		char dst[80];
@@ -194,15 +287,7 @@ void conn_start_outbound(struct proxy *d, struct conn *c, int tcp_fd, int app_en
 		conn_close(d, c, 1);
 		return;
 	}
-	r = links_connect(d, c);
-	if (r < 0) {
-		dial_outcome(d, c, r);
-		conn_close(d, c, 1);
-		return;
-	}
-	if (r == 0) {
-		outbound_dial_direct(d, c);
-	}
+	outbound_go(d, c);
 }
 
 void outbound_dial_direct(struct proxy *d, struct conn *c)

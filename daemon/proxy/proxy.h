@@ -14,6 +14,7 @@
 #include "identity/identity.h"
 #include "loop/loop.h"
 #include "policy/policy.h"
+#include "proxy/balance.h"
 #include "proxy/conn.h"
 #include "proxy/links.h"
 #include "proxy/podaddr.h"
@@ -123,6 +124,7 @@ struct proxy {
 	uint32_t dial_next;
 
 	struct link_pool links; /* links between daemons (links.c) */
+	struct balancer bal; /* services' endpoints (balance.c) */
 	struct unprotected unprot; /* listeners in the pod we do not hold */
 	struct proxy_stats stats;
 };

@@ -1,0 +1,426 @@
+/*
+ * Per-connection load balancing over a service's endpoints; see balance.h.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "proxy/balance.h"
+#include "util/addr.h"
+#include "util/strbuf.h"
+
+void balancer_init(struct balancer *b)
+{
+	memset(b, 0, sizeof(*b));
+	b->rng = 0x9e3779b97f4a7c15ull;
+}
+
+static void endpoint_put(struct bal_endpoint *e)
+{
+	if (e && --e->refs == 0) {
+		free(e);
+	}
+}
+
+static void services_free(struct bal_service *svc, size_t n)
+{
+	size_t i, j;
+
+	for (i = 0; i < n; i++) {
+		for (j = 0; j < svc[i].n; j++) {
+			svc[i].ep[j]->detached = 1;
+			endpoint_put(svc[i].ep[j]);
+		}
+		free(svc[i].ep);
+		free(svc[i].name);
+	}
+	free(svc);
+}
+
+void balancer_fini(struct balancer *b)
+{
+	services_free(b->svc, b->n);
+	memset(b, 0, sizeof(*b));
+}
+
+/* The endpoint addr of the old service called name, to keep its state. */
+static struct bal_endpoint *old_endpoint(const struct balancer *b, const char *name,
+					 const struct ldm_addr *addr)
+{
+	size_t i, j;
+
+	for (i = 0; i < b->n; i++) {
+		if (strcmp(b->svc[i].name, name)) {
+			continue;
+		}
+		for (j = 0; j < b->svc[i].n; j++) {
+			if (!memcmp(&b->svc[i].ep[j]->addr, addr, sizeof(*addr))) {
+				return b->svc[i].ep[j];
+			}
+		}
+	}
+	return NULL;
+}
+
+int balancer_sync(struct balancer *b, const struct config *cfg)
+{
+	struct bal_service *svc = NULL;
+	size_t i, j, n = 0;
+
+	if (b->cfg == cfg) {
+		return 0;
+	}
+	for (i = 0; i < cfg->n_services; i++) {
+		n += cfg->services[i].n_addresses > 0;
+	}
+	if (n && !(svc = calloc(n, sizeof(*svc)))) {
+		return -ENOMEM;
+	}
+	n = 0;
+	for (i = 0; i < cfg->n_services; i++) {
+		const struct config_service *cs = &cfg->services[i];
+		struct bal_service *s = &svc[n];
+
+		if (!cs->n_addresses) {
+			continue; /* dialled by endpoint address only: nothing to balance */
+		}
+		n++;
+		s->cfg_index = i;
+		s->name = strdup(cs->name);
+		s->ep = calloc(cs->n_endpoints, sizeof(*s->ep));
+		if (!s->name || !s->ep) {
+			goto fail;
+		}
+		for (j = 0; j < cs->n_endpoints; j++) {
+			struct bal_endpoint *e = old_endpoint(b, cs->name, &cs->endpoints[j]);
+
+			if (e) {
+				e->refs++;
+			} else if ((e = calloc(1, sizeof(*e)))) {
+				e->addr = cs->endpoints[j];
+				e->refs = 1;
+			} else {
+				goto fail;
+			}
+			s->ep[s->n++] = e;
+		}
+	}
+	/* The old services let go of their endpoints; those kept were taken
+	 * again above, those gone stay alive while a connection holds one. */
+	services_free(b->svc, b->n);
+	for (i = 0; i < n; i++) {
+		for (j = 0; j < svc[i].n; j++) {
+			svc[i].ep[j]->detached = 0;
+		}
+	}
+	b->svc = svc;
+	b->n = n;
+	b->cfg = cfg;
+	return 0;
+fail:
+	services_free(svc, n);
+	return -ENOMEM;
+}
+
+int balancer_service_of(const struct balancer *b, const struct ldm_addr *dst)
+{
+	size_t i, k;
+
+	for (i = 0; i < b->n; i++) {
+		const struct config_service *cs = &b->cfg->services[b->svc[i].cfg_index];
+
+		for (k = 0; k < cs->n_addresses; k++) {
+			if (!memcmp(&cs->addresses[k], dst, sizeof(*dst))) {
+				return (int)i;
+			}
+		}
+	}
+	return -1;
+}
+
+/* ---- choosing --------------------------------------------------------------- */
+
+static uint64_t next_rand(struct balancer *b)
+{
+	/* xorshift64*: spread, not secrecy. */
+	b->rng ^= b->rng >> 12;
+	b->rng ^= b->rng << 25;
+	b->rng ^= b->rng >> 27;
+	return b->rng * 2685821657736338717ull;
+}
+
+/* The latency estimate now: it decays with the time since it was last
+ * fed, so an endpoint left aside for a slow answer is tried again. */
+static double estimate(const struct bal_endpoint *e, int64_t now_us)
+{
+	double age = (double)(now_us - e->ewma_at_us);
+
+	return age > 0 ? e->ewma_us * exp(-age / BAL_DECAY_US) : e->ewma_us;
+}
+
+/* Linkerd's load: the estimate weighted by the connections in hand.  An
+ * endpoint not measured yet counts as the best measured one of its
+ * service (fresh ones compete from the start; a fixed default would keep
+ * them out while the others answer faster than it). */
+static double cost(const struct bal_endpoint *e, double unmeasured, int64_t now_us)
+{
+	double rtt = e->ewma_us > 0 ? estimate(e, now_us) : unmeasured;
+
+	return rtt * (double)(e->outstanding + 1);
+}
+
+static double best_measured(const struct bal_service *svc, int64_t now_us)
+{
+	double best = -1;
+	size_t i;
+
+	for (i = 0; i < svc->n; i++) {
+		if (svc->ep[i]->ewma_us > 0) {
+			double v = estimate(svc->ep[i], now_us);
+			if (best < 0 || v < best) {
+				best = v;
+			}
+		}
+	}
+	return best < 0 ? BAL_DEFAULT_RTT_US : best;
+}
+
+/* Out endpoints whose time is up get one trial connection. */
+static int available(struct bal_endpoint *e, int64_t now_ms)
+{
+	if (e->state == BAL_OUT && now_ms >= e->out_until_ms) {
+		e->state = BAL_PROBING;
+		return 2; /* the trial: taken at once */
+	}
+	return e->state == BAL_READY;
+}
+
+struct bal_endpoint *balancer_pick(struct balancer *b, int s, const struct bal_endpoint *avoid,
+				   int64_t now_us)
+{
+	struct bal_service *svc = &b->svc[s];
+	struct bal_endpoint *cand[2] = {NULL, NULL}, *e;
+	int64_t now_ms = now_us / 1000;
+	size_t i, n = 0, start;
+
+	if (!svc->n) {
+		return NULL;
+	}
+	/* A trial goes first: it is how an endpoint comes back. */
+	for (i = 0; i < svc->n; i++) {
+		if (svc->ep[i] != avoid && available(svc->ep[i], now_ms) == 2) {
+			e = svc->ep[i];
+			goto chosen;
+		}
+	}
+	/* Two distinct candidates at random among the ready ones (P2C), a
+	 * plain walk from a random place when the draws keep missing. */
+	for (i = 0; i < 8 && n < 2; i++) {
+		struct bal_endpoint *x = svc->ep[next_rand(b) % svc->n];
+
+		if (x != avoid && x->state == BAL_READY && x != cand[0]) {
+			cand[n++] = x;
+		}
+	}
+	start = (size_t)(next_rand(b) % svc->n);
+	for (i = 0; i < svc->n && n < 2; i++) {
+		struct bal_endpoint *x = svc->ep[(start + i) % svc->n];
+
+		if (x != avoid && x->state == BAL_READY && x != cand[0]) {
+			cand[n++] = x;
+		}
+	}
+	if (!n && avoid && avoid->state == BAL_READY && !avoid->detached) {
+		cand[n++] = (struct bal_endpoint *)avoid; /* the only one left */
+	}
+	if (!n) {
+		b->unavailable_total++;
+		return NULL;
+	}
+	if (n == 2) {
+		double u = best_measured(svc, now_us);
+		e = cost(cand[1], u, now_us) < cost(cand[0], u, now_us) ? cand[1] : cand[0];
+	} else {
+		e = cand[0];
+	}
+chosen:
+	e->refs++;
+	e->outstanding++;
+	e->connections_total++;
+	return e;
+}
+
+void balancer_result(struct bal_endpoint *e, int ok, int64_t latency_us, int64_t now_us)
+{
+	if (!ok) {
+		e->failures++;
+		e->failures_total++;
+		if (e->state == BAL_PROBING || e->failures >= BAL_FAILURES) {
+			/* Out, longer each time it fails again. */
+			e->backoff_ms = e->backoff_ms ? e->backoff_ms * 2 : BAL_BACKOFF_MIN_MS;
+			if (e->backoff_ms > BAL_BACKOFF_MAX_MS) {
+				e->backoff_ms = BAL_BACKOFF_MAX_MS;
+			}
+			e->state = BAL_OUT;
+			e->out_until_ms = now_us / 1000 + e->backoff_ms;
+		}
+		return;
+	}
+	e->failures = 0;
+	e->backoff_ms = 0;
+	e->state = BAL_READY;
+	if (latency_us < 0) {
+		latency_us = 0;
+	}
+	{
+		double cur = e->ewma_us > 0 ? estimate(e, now_us) : 0;
+		double w = exp(-(double)(now_us - e->ewma_at_us) / BAL_DECAY_US);
+
+		if (e->ewma_us <= 0 || (double)latency_us > cur) {
+			e->ewma_us = (double)latency_us; /* peak: a slow answer counts at once */
+		} else {
+			e->ewma_us = cur * w + (double)latency_us * (1.0 - w);
+		}
+		if (e->ewma_us < 1) {
+			e->ewma_us = 1; /* measured: never "not yet" again */
+		}
+	}
+	e->ewma_at_us = now_us;
+}
+
+void balancer_release(struct bal_endpoint *e)
+{
+	if (e->outstanding) {
+		e->outstanding--;
+	}
+	if (e->state == BAL_PROBING && !e->outstanding) {
+		/* The trial ended without a verdict (closed while dialling). */
+		e->state = BAL_OUT;
+	}
+	endpoint_put(e);
+}
+
+/* ---- showing ---------------------------------------------------------------- */
+
+static const char *const state_names[] = {"ready", "out", "probing"};
+
+void balancer_list(const struct balancer *b, struct strbuf *out, int json, int64_t now_us)
+{
+	size_t i, j, k;
+	int64_t now_ms = now_us / 1000;
+
+	if (json) {
+		sb_printf(out, "[");
+	} else {
+		sb_printf(out, "%-20s %-22s %-8s %6s %10s %8s %12s\n", "SERVICE", "ENDPOINT",
+			  "STATE", "OPEN", "EWMA_MS", "FAILS", "CONNECTIONS");
+	}
+	for (i = 0; i < b->n; i++) {
+		const struct bal_service *s = &b->svc[i];
+		const struct config_service *cs = &b->cfg->services[s->cfg_index];
+
+		if (json) {
+			sb_printf(out, "%s{\"name\":", i ? "," : "");
+			sb_json_str(out, s->name);
+			sb_printf(out, ",\"addresses\":[");
+			for (k = 0; k < cs->n_addresses; k++) {
+				char a[80];
+
+				addr_format(&cs->addresses[k], a, sizeof(a));
+				sb_printf(out, "%s", k ? "," : "");
+				sb_json_str(out, a);
+			}
+			sb_printf(out, "],\"endpoints\":[");
+		}
+		for (j = 0; j < s->n; j++) {
+			const struct bal_endpoint *e = s->ep[j];
+			char a[80];
+			int64_t left = e->state == BAL_OUT ? e->out_until_ms - now_ms : 0;
+
+			addr_format(&e->addr, a, sizeof(a));
+			if (json) {
+				sb_printf(out, "%s{\"addr\":", j ? "," : "");
+				sb_json_str(out, a);
+				sb_printf(out,
+					  ",\"state\":\"%s\",\"outstanding\":%" PRIu32
+					  ",\"ewma_ms\":%.3f,\"failures\":%" PRIu32
+					  ",\"out_for_ms\":%" PRId64
+					  ",\"connections_total\":%" PRIu64
+					  ",\"failures_total\":%" PRIu64 "}",
+					  state_names[e->state], e->outstanding,
+					  e->ewma_us / 1000.0, e->failures, left > 0 ? left : 0,
+					  e->connections_total, e->failures_total);
+			} else {
+				sb_printf(out,
+					  "%-20s %-22s %-8s %6" PRIu32 " %10.3f %8" PRIu32
+					  " %12" PRIu64 "\n",
+					  s->name, a, state_names[e->state], e->outstanding,
+					  e->ewma_us / 1000.0, e->failures, e->connections_total);
+			}
+		}
+		if (json) {
+			sb_printf(out, "]}");
+		}
+	}
+	sb_printf(out, json ? "]\n" : "");
+}
+
+void balancer_metrics(const struct balancer *b, struct strbuf *out)
+{
+	size_t i, j;
+	int st;
+
+	sb_printf(out, "# HELP ldmesh_balancer_endpoints Endpoints of each service by state.\n"
+		       "# TYPE ldmesh_balancer_endpoints gauge\n");
+	for (i = 0; i < b->n; i++) {
+		for (st = BAL_READY; st <= BAL_PROBING; st++) {
+			size_t n = 0;
+
+			for (j = 0; j < b->svc[i].n; j++) {
+				n += b->svc[i].ep[j]->state == (enum bal_state)st;
+			}
+			sb_printf(out,
+				  "ldmesh_balancer_endpoints{service=\"%s\",state=\"%s\"} %zu\n",
+				  b->svc[i].name, state_names[st], n);
+		}
+	}
+	sb_printf(out, "# HELP ldmesh_balancer_connections_total Connections the balancer sent "
+		       "to each endpoint.\n# TYPE ldmesh_balancer_connections_total counter\n");
+	for (i = 0; i < b->n; i++) {
+		for (j = 0; j < b->svc[i].n; j++) {
+			char a[80];
+
+			addr_format(&b->svc[i].ep[j]->addr, a, sizeof(a));
+			sb_printf(
+				out,
+				"ldmesh_balancer_connections_total{service=\"%s\",endpoint=\"%s\"} "
+				"%" PRIu64 "\n",
+				b->svc[i].name, a, b->svc[i].ep[j]->connections_total);
+		}
+	}
+	sb_printf(out, "# HELP ldmesh_balancer_failures_total Connections to each endpoint that "
+		       "failed.\n# TYPE ldmesh_balancer_failures_total counter\n");
+	for (i = 0; i < b->n; i++) {
+		for (j = 0; j < b->svc[i].n; j++) {
+			char a[80];
+
+			addr_format(&b->svc[i].ep[j]->addr, a, sizeof(a));
+			sb_printf(out,
+				  "ldmesh_balancer_failures_total{service=\"%s\",endpoint=\"%s\"} "
+				  "%" PRIu64 "\n",
+				  b->svc[i].name, a, b->svc[i].ep[j]->failures_total);
+		}
+	}
+	sb_printf(out,
+		  "# HELP ldmesh_balancer_unavailable_total Connections refused because "
+		  "every endpoint of their service was out.\n"
+		  "# TYPE ldmesh_balancer_unavailable_total counter\n"
+		  "ldmesh_balancer_unavailable_total %" PRIu64 "\n"
+		  "# HELP ldmesh_balancer_retries_total Dials sent to another endpoint after "
+		  "one failed.\n# TYPE ldmesh_balancer_retries_total counter\n"
+		  "ldmesh_balancer_retries_total %" PRIu64 "\n",
+		  b->unavailable_total, b->retries_total);
+}

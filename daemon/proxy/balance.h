@@ -1,0 +1,102 @@
+/*
+ * Services: the virtual addresses apps dial (a Kubernetes ClusterIP) are
+ * balanced over their endpoints, one choice per connection: power of two
+ * choices over a peak-EWMA of each endpoint's connect latency weighted by
+ * the connections it has open or opening (linkerd2-proxy's balancer), and
+ * failure accrual: an endpoint whose connects fail in a row is taken out
+ * with exponential backoff and let back in through one trial connection.
+ * Knows addresses and numbers, no connection.  Not for use outside
+ * daemon/proxy/.
+ */
+#ifndef LDMESH_BALANCE_H
+#define LDMESH_BALANCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ldmesh/addr.h"
+
+struct config;
+struct strbuf;
+
+/* Consecutive connect failures that take an endpoint out, and its backoff. */
+#define BAL_FAILURES 3
+#define BAL_BACKOFF_MIN_MS 1000
+#define BAL_BACKOFF_MAX_MS 60000
+/* The latency assumed while no endpoint of a service is measured yet
+ * (Linkerd's default RTT estimate), and the EWMA's decay time: shorter
+ * than Linkerd's 10 s, as a connect latency is sampled once per
+ * connection, not per request, and one slow handshake must not keep an
+ * endpoint aside for long. */
+#define BAL_DEFAULT_RTT_US 30000
+#define BAL_DECAY_US 2000000
+/* Other endpoints a connection whose dial failed may try, unseen by the app. */
+#define BAL_TRIES 2
+
+enum bal_state {
+	BAL_READY, /* chosen by the balancer */
+	BAL_OUT, /* failure accrual: out until out_until_ms */
+	BAL_PROBING, /* back from accrual: one trial connection out */
+};
+
+/* One endpoint: heap-allocated and counted, so a connection keeps it
+ * across a reload that drops it from its service. */
+struct bal_endpoint {
+	struct ldm_addr addr;
+	uint32_t refs; /* the service's, plus one per connection */
+	uint8_t detached; /* no longer in a service (reload) */
+	enum bal_state state;
+	uint32_t outstanding; /* connections open or opening */
+	double ewma_us; /* peak-EWMA of connect latency; 0: not measured */
+	int64_t ewma_at_us;
+	uint32_t failures; /* in a row */
+	uint32_t backoff_ms;
+	int64_t out_until_ms;
+	uint64_t connections_total, failures_total;
+};
+
+struct bal_service {
+	char *name; /* owned */
+	size_t cfg_index; /* its place in the config it came from */
+	struct bal_endpoint **ep; /* owned references */
+	size_t n;
+};
+
+struct balancer {
+	const struct config *cfg; /* what the services were built from (borrowed) */
+	struct bal_service *svc; /* owned */
+	size_t n;
+	uint64_t rng;
+	uint64_t unavailable_total; /* connections refused: every endpoint out */
+	uint64_t retries_total; /* dials sent to another endpoint after a failure */
+};
+
+void balancer_init(struct balancer *b);
+void balancer_fini(struct balancer *b);
+
+/* Brings b in line with cfg (once per config): services and endpoints
+ * that stay keep their state.  0 or -ENOMEM (b then keeps the old). */
+int balancer_sync(struct balancer *b, const struct config *cfg);
+
+/* The service whose virtual address dst is, or -1. */
+int balancer_service_of(const struct balancer *b, const struct ldm_addr *dst);
+
+/*
+ * An endpoint of service s for a new connection, with a reference the
+ * caller gives back with balancer_release(); avoid (may be NULL) is not
+ * chosen when another one can be.  NULL when every endpoint is out.
+ */
+struct bal_endpoint *balancer_pick(struct balancer *b, int s, const struct bal_endpoint *avoid,
+				   int64_t now_us);
+/* The connection to e was made (ok 1, latency_us from the dial to ready)
+ * or failed (ok 0). */
+void balancer_result(struct bal_endpoint *e, int ok, int64_t latency_us, int64_t now_us);
+/* The connection that picked e has ended. */
+void balancer_release(struct bal_endpoint *e);
+
+/* `ldmeshctl services`: a table, or a JSON array. */
+void balancer_list(const struct balancer *b, struct strbuf *out, int json, int64_t now_us);
+/* Prometheus lines: endpoints by state, connections and failures. */
+void balancer_metrics(const struct balancer *b, struct strbuf *out);
+
+#endif

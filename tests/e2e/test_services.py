@@ -1,0 +1,173 @@
+"""Services (issue 16): an address apps dial that no pod owns (a
+Kubernetes ClusterIP), balanced by the client's daemon over the service's
+endpoints, one pick per connection (power of two choices over peak-EWMA
+connect latency weighted by open connections), with failure accrual.
+Pod a is the client; pods b, c and d run the same stock server app (the
+suite's JSON HTTP app) behind the service address, strict mTLS."""
+import os
+import re
+
+import mesh
+from mesh import spiffe
+from pods import wait_until
+
+VIP_SUBNET = 210
+
+
+def service_pods(cluster):
+    pods = mesh.trio(cluster, labels=("a", "b", "c", "d"), subnet=VIP_SUBNET)
+    a, servers = pods[0], pods[1:]
+    vip = "10.250.%d.100:8080" % VIP_SUBNET
+    ca = mesh.CA(cluster.mode, os.path.join(cluster.tmp, "ca"))
+    services = [{"name": "web", "port": 8080, "addresses": [vip],
+                 "endpoints": ["%s:8080" % s.addr4 for s in servers]}]
+    mesh.configure(a, ca.issue(spiffe("shop", "client"), os.path.join(cluster.tmp, "id-a")),
+                   mtls="strict", services=services)
+    for s in servers:
+        mesh.configure(s, ca.issue(spiffe("shop", "web"),
+                                   os.path.join(cluster.tmp, "id-" + s.label)), mtls="strict")
+    apps = {s.label: mesh.start_app(s, 8080) for s in servers}
+    return a, servers, vip, apps
+
+
+def loop(a, vip, tag, n):
+    """n requests, each on its own connection, to the service address:
+    the statuses and errors the client saw."""
+    host, port = vip.split(":")
+    p = mesh.start_loop(a, host, int(port), "/" + tag, n, 60, per_conn=1)
+    p.wait(timeout=90)
+    return mesh.loop_results(p)
+
+
+def served(apps, tag):
+    return {label: app.out().count("GET /%s" % tag) for label, app in apps.items()}
+
+
+def endpoints(a):
+    svc = a.ctl_json("services")
+    assert [s["name"] for s in svc] == ["web"], svc
+    return {e["addr"].split(":")[0].rsplit(".", 1)[1]: e for e in svc[0]["endpoints"]}
+
+
+def test_service_address_spreads_and_failure_accrual(cluster):
+    """60 connections to the service address spread over the three
+    endpoints (each gets a share: the pick follows measured latency, so
+    not an even one; none connects to the address itself, which nothing
+    owns).  One endpoint's app killed: every later
+    request still succeeds (a failed connect goes on to another endpoint,
+    unseen by the app), the endpoint is taken out after three failures
+    (`ldmeshctl services` says "out", the retries are counted), and once
+    the app is back it returns through one trial connection."""
+    a, servers, vip, apps = service_pods(cluster)
+    oks, errors = loop(a, vip, "spread", 60)
+    assert len(oks) == 60 and not errors and set(oks) == {"200"}, (oks, errors)
+    share = served(apps, "spread")
+    assert sum(share.values()) == 60 and min(share.values()) >= 5, share
+    eps = endpoints(a)
+    assert sorted(eps) == ["2", "3", "4"], eps
+    assert all(e["state"] == "ready" and e["outstanding"] == 0 for e in eps.values()), eps
+    assert sum(e["connections_total"] for e in eps.values()) == 60, eps
+    assert mesh.metric(a, "ldmesh_balancer_endpoints", service="web", state="ready") == 3
+
+    d = servers[2]
+    apps[d.label].stop()
+    wait_until(lambda: not re.search(r":8080\b", d.run(["ss", "-Hltn"], shim=False).stdout),
+               10, what="pod d's app to stop listening")
+    oks, errors = loop(a, vip, "after-kill", 30)
+    assert len(oks) == 30 and not errors and set(oks) == {"200"}, (oks, errors)
+    assert served({k: v for k, v in apps.items() if k != d.label}, "after-kill") and \
+        sum(served({k: v for k, v in apps.items() if k != d.label}, "after-kill").values()) == 30
+    eps = endpoints(a)
+    assert eps["4"]["state"] in ("out", "probing") and eps["4"]["failures_total"] >= 3, eps
+    assert mesh.metric(a, "ldmesh_balancer_retries_total") >= 3
+    assert mesh.metric(a, "ldmesh_balancer_failures_total", service="web",
+                       endpoint="%s:8080" % d.addr4) >= 3
+
+    apps[d.label] = mesh.start_app(d, 8080)
+
+    def back():
+        loop(a, vip, "back", 6)
+        return endpoints(a)["4"]["state"] == "ready"
+    wait_until(back, 30, interval=0.5, what="pod d back in the service")
+    oks, errors = loop(a, vip, "again", 60)
+    assert len(oks) == 60 and not errors, (oks, errors)
+    assert served(apps, "again")[d.label] >= 5, (served(apps, "again"), endpoints(a))
+
+
+SLEEPY_APP = r'''
+import http.server, sys, time
+
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        time.sleep(float(sys.argv[3]))
+        print("request GET %s" % self.path, flush=True)
+        body = self.path.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+srv = http.server.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), H)
+print("listening", flush=True)
+srv.serve_forever()
+'''
+
+
+def test_slow_endpoint_gets_less(cluster):
+    """One endpoint answers each request 300 ms late: its connections stay
+    open longer, and the balancer weighs an endpoint's latency by the
+    connections it has in hand, so with four clients at once it gets at most
+    a fifth of 120 connections (an even share is a third) and less than
+    each quick one, every request answered."""
+    a, servers, vip, apps = service_pods(cluster)
+    for s in servers:
+        apps[s.label].stop()
+    path = os.path.join(cluster.tmp, "sleepy.py")
+    with open(path, "w") as f:
+        f.write(SLEEPY_APP)
+    slow = servers[1]
+    for s in servers:
+        apps[s.label] = s.popen([mesh.PYTHON, path, s.addr4, "8080",
+                                 "0.3" if s is slow else "0"], name="sleepy")
+        apps[s.label].wait_output(r"^listening$", timeout=20)
+        s.wait_listening(apps[s.label], 8080)
+    host, port = vip.split(":")
+    loops = [mesh.start_loop(a, host, int(port), "/measured", 30, 60, per_conn=1)
+             for _ in range(4)]
+    oks, errors = [], []
+    for p in loops:
+        p.wait(timeout=90)
+        o, e = mesh.loop_results(p)
+        oks += o
+        errors += e
+    assert len(oks) == 120 and not errors, (len(oks), errors)
+    share = served(apps, "measured")
+    fast = [v for k, v in share.items() if k != slow.label]
+    # An even share would be 40 each.
+    assert sum(share.values()) == 120 and share[slow.label] <= 24 and \
+        share[slow.label] < min(fast), share
+
+
+def test_every_endpoint_out_fails_fast(cluster):
+    """Every endpoint's app gone: the first connections fail as the apps'
+    connects would (connection refused), and once accrual has taken all
+    three out, a connect fails at once without a dial; `services` lists
+    them out."""
+    a, servers, vip, apps = service_pods(cluster)
+    for s in servers:
+        apps[s.label].stop()
+    oks, errors = loop(a, vip, "dead", 12)
+    assert not oks and len(errors) == 12, (oks, errors)
+    eps = endpoints(a)
+    assert all(e["state"] in ("out", "probing") for e in eps.values()), eps
+    off = len(a.daemon_log())
+    r = mesh.curl(a, "http://%s/now" % vip)
+    assert r.returncode == 7, r  # curl: failed to connect
+    mesh.wait_log(a, r"outbound to service web \(%s\) for pid \d+: every endpoint is out"
+                  % re.escape(vip), offset=off)
+    assert mesh.metric(a, "ldmesh_balancer_unavailable_total") >= 1

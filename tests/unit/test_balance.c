@@ -1,0 +1,266 @@
+/*
+ * Unit tests for daemon/proxy/balance.c: a service's virtual address, the
+ * power-of-two-choices pick over peak-EWMA cost, failure accrual with its
+ * backoff and trial, a reload that keeps what stays, an endpoint a
+ * connection still holds after a reload dropped it.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "config/config.h"
+#include "proxy/balance.h"
+#include "util/strbuf.h"
+
+static struct config *load(const char *text)
+{
+	char err[512];
+	struct config *c = config_parse(text, "test.conf", err, sizeof(err));
+
+	if (!c) {
+		fail_msg("%s", err);
+	}
+	return c;
+}
+
+static const char three[] =
+	"services = ( { name = \"web\"; port = 8080; addresses = [ \"10.96.0.10:80\" ];\n"
+	"  endpoints = [ \"10.1.0.1:8080\", \"10.1.0.2:8080\", \"10.1.0.3:8080\" ]; },\n"
+	"  { name = \"db\"; port = 5432; endpoints = [ \"10.2.0.1:5432\" ]; } );\n";
+
+static struct ldm_addr addr(const char *s)
+{
+	struct ldm_addr a;
+
+	assert_int_equal(config_parse_hostport(s, &a), 0);
+	return a;
+}
+
+static int index_of(const struct balancer *b, const struct bal_endpoint *e)
+{
+	size_t i;
+
+	for (i = 0; i < b->svc[0].n; i++) {
+		if (b->svc[0].ep[i] == e) {
+			return (int)i;
+		}
+	}
+	return -1;
+}
+
+static void test_service_of_virtual_address(void **state)
+{
+	struct config *c = load(three);
+	struct balancer b;
+	struct ldm_addr v = addr("10.96.0.10:80"), other = addr("10.96.0.10:81"),
+			ep = addr("10.1.0.1:8080");
+
+	(void)state;
+	balancer_init(&b);
+	assert_int_equal(balancer_sync(&b, c), 0);
+	assert_int_equal(b.n, 1); /* db has no virtual address: nothing to balance */
+	assert_int_equal(balancer_service_of(&b, &v), 0);
+	assert_int_equal(balancer_service_of(&b, &other), -1);
+	assert_int_equal(balancer_service_of(&b, &ep), -1);
+	balancer_fini(&b);
+	config_free(c);
+}
+
+/* Equal endpoints share the load; a slow one is picked only while the
+ * others carry more connections than it costs. */
+static void test_p2c_prefers_low_cost(void **state)
+{
+	struct config *c = load(three);
+	struct balancer b;
+	int counts[3] = {0, 0, 0}, i;
+	int64_t now = 1000000000;
+
+	(void)state;
+	balancer_init(&b);
+	assert_int_equal(balancer_sync(&b, c), 0);
+	for (i = 0; i < 3000; i++) {
+		struct bal_endpoint *e = balancer_pick(&b, 0, NULL, now);
+		int k = index_of(&b, e);
+
+		counts[k]++;
+		balancer_result(e, 1, k == 2 ? 100000 : 1000, now); /* endpoint 2: 100 ms */
+		balancer_release(e);
+		now += 1000;
+	}
+	assert_true(counts[0] > 1200 && counts[1] > 1200);
+	assert_true(counts[2] < 30); /* only its first, unmeasured picks */
+	/* Outstanding connections count: with 200 held on 0 and 1, the slow
+	 * one becomes the cheaper choice. */
+	{
+		struct bal_endpoint *held[400];
+		int n = 0, got2 = 0;
+
+		while (n < 400) {
+			struct bal_endpoint *e = balancer_pick(&b, 0, NULL, now);
+			if (index_of(&b, e) == 2) {
+				got2++;
+				balancer_release(e);
+			} else {
+				held[n++] = e;
+			}
+		}
+		assert_true(got2 > 0);
+		while (n) {
+			balancer_release(held[--n]);
+		}
+	}
+	balancer_fini(&b);
+	config_free(c);
+}
+
+/* Three failures in a row take an endpoint out; after the backoff one
+ * trial connection goes to it: success brings it back, failure doubles
+ * the backoff.  When every endpoint is out, no pick. */
+static void test_failure_accrual(void **state)
+{
+	struct config *c = load(three);
+	struct balancer b;
+	struct bal_endpoint *e0, *e;
+	int64_t now = 5000000000;
+	int i;
+
+	(void)state;
+	balancer_init(&b);
+	assert_int_equal(balancer_sync(&b, c), 0);
+	e0 = b.svc[0].ep[0];
+	for (i = 0; i < BAL_FAILURES; i++) {
+		assert_int_equal(e0->state, BAL_READY);
+		balancer_result(e0, 0, 0, now);
+	}
+	assert_int_equal(e0->state, BAL_OUT);
+	assert_int_equal(e0->backoff_ms, BAL_BACKOFF_MIN_MS);
+	for (i = 0; i < 100; i++) {
+		e = balancer_pick(&b, 0, NULL, now);
+		assert_ptr_not_equal(e, e0);
+		balancer_release(e);
+	}
+	/* Its time is up: the next pick is its trial, and only one. */
+	now += (int64_t)BAL_BACKOFF_MIN_MS * 1000;
+	e = balancer_pick(&b, 0, NULL, now);
+	assert_ptr_equal(e, e0);
+	assert_int_equal(e0->state, BAL_PROBING);
+	{
+		struct bal_endpoint *other = balancer_pick(&b, 0, NULL, now);
+		assert_ptr_not_equal(other, e0);
+		balancer_release(other);
+	}
+	balancer_result(e, 0, 0, now); /* the trial fails: out for twice as long */
+	balancer_release(e);
+	assert_int_equal(e0->state, BAL_OUT);
+	assert_int_equal(e0->backoff_ms, 2 * BAL_BACKOFF_MIN_MS);
+	now += 2 * (int64_t)BAL_BACKOFF_MIN_MS * 1000;
+	e = balancer_pick(&b, 0, NULL, now);
+	assert_ptr_equal(e, e0);
+	balancer_result(e, 1, 2000, now); /* the trial works: back */
+	balancer_release(e);
+	assert_int_equal(e0->state, BAL_READY);
+	assert_int_equal(e0->backoff_ms, 0);
+	/* All out: nothing to pick, counted. */
+	for (i = 0; i < 3; i++) {
+		int k;
+		for (k = 0; k < BAL_FAILURES; k++) {
+			balancer_result(b.svc[0].ep[i], 0, 0, now);
+		}
+	}
+	assert_null(balancer_pick(&b, 0, NULL, now));
+	assert_int_equal(b.unavailable_total, 1);
+	balancer_fini(&b);
+	config_free(c);
+}
+
+/* The one that just failed a connection is avoided while another is in. */
+static void test_avoid(void **state)
+{
+	struct config *c = load(three);
+	struct balancer b;
+	int i;
+
+	(void)state;
+	balancer_init(&b);
+	assert_int_equal(balancer_sync(&b, c), 0);
+	for (i = 0; i < 200; i++) {
+		struct bal_endpoint *e = balancer_pick(&b, 0, b.svc[0].ep[1], 1000);
+		assert_ptr_not_equal(e, b.svc[0].ep[1]);
+		balancer_release(e);
+	}
+	balancer_fini(&b);
+	config_free(c);
+}
+
+/* A reload keeps the state of endpoints that stay; one it drops lives on
+ * while a connection holds it. */
+static void test_reload_keeps_state(void **state)
+{
+	struct config *c1 = load(three), *c2;
+	struct balancer b;
+	struct bal_endpoint *kept, *dropped;
+	struct strbuf out = {0};
+
+	(void)state;
+	balancer_init(&b);
+	assert_int_equal(balancer_sync(&b, c1), 0);
+	kept = b.svc[0].ep[0];
+	balancer_result(kept, 1, 5000, 1000);
+	dropped = balancer_pick(&b, 0, kept, 1000);
+	while (dropped == b.svc[0].ep[1]) { /* want endpoint 3 */
+		balancer_release(dropped);
+		dropped = balancer_pick(&b, 0, kept, 1000);
+	}
+	assert_ptr_equal(dropped, b.svc[0].ep[2]);
+	c2 = load("services = ( { name = \"web\"; port = 8080; addresses = [ \"10.96.0.10:80\" ];\n"
+		  "  endpoints = [ \"10.1.0.1:8080\", \"10.1.0.4:8080\" ]; } );\n");
+	assert_int_equal(balancer_sync(&b, c2), 0);
+	assert_int_equal(b.svc[0].n, 2);
+	assert_ptr_equal(b.svc[0].ep[0], kept);
+	assert_true(kept->ewma_us > 4999 && kept->ewma_us < 5001);
+	assert_true(dropped->detached);
+	assert_int_equal(dropped->outstanding, 1);
+	balancer_list(&b, &out, 1, 1000);
+	assert_non_null(strstr(out.s, "\"addr\":\"10.1.0.4:8080\""));
+	assert_null(strstr(out.s, "10.1.0.3"));
+	sb_fini(&out);
+	balancer_release(dropped); /* freed here: ASan says if not */
+	balancer_fini(&b);
+	config_free(c1);
+	config_free(c2);
+}
+
+static void test_config_errors(void **state)
+{
+	char err[512];
+
+	(void)state;
+	assert_null(config_parse(
+		"services = ( { name = \"a\"; port = 1; addresses = [ \"10.96.0.1:80\" ];\n"
+		"  endpoints = [ \"10.1.0.1:80\" ]; },\n"
+		" { name = \"b\"; port = 1; addresses = [ \"10.96.0.1:80\" ];\n"
+		"  endpoints = [ \"10.1.0.2:80\" ]; } );\n",
+		"test.conf", err, sizeof(err)));
+	assert_non_null(strstr(err, "test.conf:3:"));
+	assert_non_null(strstr(err, "address also in services[0] (a)"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_service_of_virtual_address),
+		cmocka_unit_test(test_p2c_prefers_low_cost),
+		cmocka_unit_test(test_failure_accrual),
+		cmocka_unit_test(test_avoid),
+		cmocka_unit_test(test_reload_keeps_state),
+		cmocka_unit_test(test_config_errors),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
