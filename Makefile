@@ -34,6 +34,8 @@ MUSL_CC ?= $(shell command -v musl-gcc >/dev/null 2>&1 && echo musl-gcc || echo 
 MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
 
 DAEMON_LIBS := -luring -lconfig -lssl -lcrypto -lnghttp2 -lpthread
+# inject and webhook: libyaml and jansson for manifests, OpenSSL for HTTPS.
+CTL_LIBS := -lyaml -ljansson -lssl -lcrypto -lpthread
 TEST_PROGS := $(patsubst tests/e2e/progs/%.c,$(BUILD)/progs/%,$(wildcard tests/e2e/progs/*.c))
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_*.c))
 
@@ -72,7 +74,7 @@ $(BUILD)/ldmeshd: $(BUILD)/obj/daemon/main.o $(DAEMON_OBJ)
 	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(DAEMON_LIBS)
 
 $(BUILD)/ldmeshctl: $(CTL_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ -lssl -lcrypto
+	$(CC) $(LDFLAGS) -o $@ $^ $(CTL_LIBS)
 
 $(BUILD)/progs/%: tests/e2e/progs/%.c
 	@mkdir -p $(dir $@)
