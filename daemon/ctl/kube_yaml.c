@@ -105,8 +105,14 @@ static int is_core_float(const char *s)
 	return *s == '\0';
 }
 
+static const char *const yaml11_true[] = {"true", "True", "TRUE", "y",	"Y", "yes",
+					  "Yes",  "YES",  "on",	  "On", "ON"};
+static const char *const yaml11_false[] = {"false", "False", "FALSE", "n",   "N",  "no",
+					   "No",    "NO",    "off",   "Off", "OFF"};
+
 /*
- * What a plain scalar means under the core schema: a new json_t, or NULL
+ * What a plain scalar means under the core schema (and YAML 1.1's
+ * booleans, as Kubernetes reads them): a new json_t, or NULL
  * for "a string" (and for a number too large, which Kubernetes would not
  * take either; it stays text).
  */
@@ -118,10 +124,13 @@ static json_t *resolve_plain(const char *s)
 	if (!*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
 	    !strcmp(s, "NULL"))
 		return json_null();
-	if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE"))
-		return json_true();
-	if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE"))
-		return json_false();
+	/* kubectl's reader (go-yaml v2) also takes YAML 1.1's words. */
+	for (size_t i = 0; i < ARRAY_SIZE(yaml11_true); i++)
+		if (!strcmp(s, yaml11_true[i]))
+			return json_true();
+	for (size_t i = 0; i < ARRAY_SIZE(yaml11_false); i++)
+		if (!strcmp(s, yaml11_false[i]))
+			return json_false();
 	if (all_digits(d, "0123456789")) {
 		long long v;
 

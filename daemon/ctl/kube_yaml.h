@@ -3,9 +3,10 @@
  * jansson trees, and jansson trees back to YAML.  The CLI's `inject` and
  * the webhook work on the trees only, never on text.
  *
- * Scalars follow the YAML 1.2 core schema, as Kubernetes reads them: a
- * plain `true`, `8080`, `1.5` or `null` is a boolean, number or null, and
- * anything quoted is a string.  On output every string that a YAML 1.1 or
+ * Scalars are read as kubectl reads them: the YAML 1.2 core schema (a
+ * plain `true`, `8080`, `1.5` or `null` is a boolean, number or null)
+ * plus YAML 1.1's booleans (`yes`, `on`, `off`, ...); anything quoted is
+ * a string.  On output every string that a YAML 1.1 or
  * 1.2 reader could take for something else (`yes`, `on`, `08`, `""`, ...)
  * is quoted, so a round trip keeps every type.
  *
