@@ -38,7 +38,7 @@ static char *pointer_join(const char *path, const char *token)
 
 static int op(json_t *ops, const char *name, const char *path, const json_t *value)
 {
-	json_t *o = value ? json_pack("{s:s, s:s, s:O}", "op", name, "path", path, value)
+	json_t *o = value ? json_pack("{s:s, s:s, s:O}", "op", name, "path", path, "value", value)
 			  : json_pack("{s:s, s:s}", "op", name, "path", path);
 
 	return !o || json_array_append_new(ops, o) ? -ENOMEM : 0;
