@@ -238,3 +238,23 @@ def test_types_survive():
     r = kube.inject(text, stdin=True)
     assert r.returncode == 0
     assert kube.load_all(r.stdout.decode()) == kube.load_all(text)
+
+
+def test_conf_manifests_validate():
+    """conf/kubernetes: every object of a Kubernetes kind validates (the
+    cert-manager kinds are CRDs, not in the schemas), and the demo app
+    injected validates too."""
+    conf = os.path.join(kube.REPO, "conf", "kubernetes")
+    problems = []
+    for path in sorted(glob.glob(os.path.join(conf, "*.yaml"))):
+        docs = [d for d in kube.load_all(read(path))
+                if not d["apiVersion"].startswith("cert-manager.io/")]
+        problems += ["%s: %s" % (os.path.basename(path), p) for p in kube.validate(docs)]
+    r = kube.inject(os.path.join(conf, "demo-app.yaml"))
+    assert r.returncode == 0 and r.stderr == b"", r.stderr
+    problems += ["injected demo-app: " + p for p in kube.validate(kube.load_all(r.stdout.decode()))]
+    assert problems == []
+    hook = [d for d in kube.load_all(read(os.path.join(conf, "webhook.yaml")))
+            if d["kind"] == "MutatingWebhookConfiguration"][0]["webhooks"][0]
+    assert hook["failurePolicy"] == "Ignore"
+    assert hook["namespaceSelector"] == {"matchLabels": {"ldmesh.io/inject": "enabled"}}
