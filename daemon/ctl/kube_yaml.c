@@ -384,23 +384,18 @@ static int ky_node(struct ky_parser *p, yaml_event_t *ev, int depth, json_t **ou
 		anchor = ev->data.scalar.anchor;
 		break;
 	case YAML_SEQUENCE_START_EVENT:
+	case YAML_MAPPING_START_EVENT: {
+		int seq = ev->type == YAML_SEQUENCE_START_EVENT;
+
 		if ((rc = ky_count(p, line, 1)))
 			return rc;
-		if (!(*out = json_array()))
+		if (!(*out = seq ? json_array() : json_object()))
 			return -ENOMEM;
-		if ((rc = ky_sequence(p, *out, depth)))
+		if ((rc = seq ? ky_sequence(p, *out, depth) : ky_mapping(p, *out, depth)))
 			goto err_free;
-		anchor = ev->data.sequence_start.anchor;
+		anchor = seq ? ev->data.sequence_start.anchor : ev->data.mapping_start.anchor;
 		break;
-	case YAML_MAPPING_START_EVENT:
-		if ((rc = ky_count(p, line, 1)))
-			return rc;
-		if (!(*out = json_object()))
-			return -ENOMEM;
-		if ((rc = ky_mapping(p, *out, depth)))
-			goto err_free;
-		anchor = ev->data.mapping_start.anchor;
-		break;
+	}
 	case YAML_ALIAS_EVENT: {
 		const char *name = (const char *)ev->data.alias.anchor;
 
