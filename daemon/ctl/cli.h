@@ -35,5 +35,9 @@ int unix_connect(const char *dir, const char *name, int timeout_s);
 
 /* run.c: `ldmeshctl run [--config FILE] -- CMD [ARGS...]` */
 int cmd_run(const struct cli *c);
+/* inject_cmd.c: `ldmeshctl inject [FILE|-] [--image IMAGE]` */
+int cmd_inject(const struct cli *c);
+/* webhook.c: `ldmeshctl webhook --listen ADDR --cert F --key F [--image IMAGE]` */
+int cmd_webhook(const struct cli *c);
 
 #endif

@@ -63,6 +63,12 @@ static const char usage_text[] =
 	"  run [--config FILE] -- CMD [ARGS...]\n"
 	"                              run CMD in the mesh, starting ldmeshd if needed\n"
 	"\n"
+	"Kubernetes:\n"
+	"  inject [FILE|-] [--image IMAGE]\n"
+	"                              YAML/JSON manifests in, injected YAML out\n"
+	"  webhook --listen ADDR --cert F --key F [--image IMAGE]\n"
+	"                              mutating admission webhook (HTTPS, POST /inject)\n"
+	"\n"
 	"Certificates:\n"
 	"  ca init  --dir DIR --trust-domain TD [--days N] [--force]\n"
 	"  ca issue --dir DIR --id SPIFFE_ID --out OUT [--hours N]\n"
@@ -857,6 +863,10 @@ int main(int argc, char **argv)
 		rc = cmd_ca(&c);
 	else if (strcmp(verb, "run") == 0)
 		rc = cmd_run(&c);
+	else if (strcmp(verb, "inject") == 0)
+		rc = cmd_inject(&c);
+	else if (strcmp(verb, "webhook") == 0)
+		rc = cmd_webhook(&c);
 	else if (strcmp(verb, "help") == 0)
 		rc = (fputs(usage_text, stdout), EXIT_OK);
 	else
