@@ -253,6 +253,25 @@ chosen:
 	return e;
 }
 
+void balancer_observe(struct bal_endpoint *e, int64_t latency_us, int64_t now_us)
+{
+	double cur = e->ewma_us > 0 ? estimate(e, now_us) : 0;
+	double w = exp(-(double)(now_us - e->ewma_at_us) / BAL_DECAY_US);
+
+	if (latency_us < 0) {
+		latency_us = 0;
+	}
+	if (e->ewma_us <= 0 || (double)latency_us > cur) {
+		e->ewma_us = (double)latency_us; /* peak: a slow answer counts at once */
+	} else {
+		e->ewma_us = cur * w + (double)latency_us * (1.0 - w);
+	}
+	if (e->ewma_us < 1) {
+		e->ewma_us = 1; /* measured: never "not yet" again */
+	}
+	e->ewma_at_us = now_us;
+}
+
 void balancer_result(struct bal_endpoint *e, int ok, int64_t latency_us, int64_t now_us)
 {
 	if (!ok) {
@@ -272,23 +291,7 @@ void balancer_result(struct bal_endpoint *e, int ok, int64_t latency_us, int64_t
 	e->failures = 0;
 	e->backoff_ms = 0;
 	e->state = BAL_READY;
-	if (latency_us < 0) {
-		latency_us = 0;
-	}
-	{
-		double cur = e->ewma_us > 0 ? estimate(e, now_us) : 0;
-		double w = exp(-(double)(now_us - e->ewma_at_us) / BAL_DECAY_US);
-
-		if (e->ewma_us <= 0 || (double)latency_us > cur) {
-			e->ewma_us = (double)latency_us; /* peak: a slow answer counts at once */
-		} else {
-			e->ewma_us = cur * w + (double)latency_us * (1.0 - w);
-		}
-		if (e->ewma_us < 1) {
-			e->ewma_us = 1; /* measured: never "not yet" again */
-		}
-	}
-	e->ewma_at_us = now_us;
+	balancer_observe(e, latency_us, now_us);
 }
 
 void balancer_release(struct bal_endpoint *e)

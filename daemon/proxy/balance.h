@@ -91,6 +91,10 @@ struct bal_endpoint *balancer_pick(struct balancer *b, int s, const struct bal_e
 /* The connection to e was made (ok 1, latency_us from the dial to ready)
  * or failed (ok 0). */
 void balancer_result(struct bal_endpoint *e, int ok, int64_t latency_us, int64_t now_us);
+/* A request on a connection to e was answered after latency_us: where a
+ * connection carries HTTP, its requests are what its latency is (as
+ * Linkerd balances on), not only its connect. */
+void balancer_observe(struct bal_endpoint *e, int64_t latency_us, int64_t now_us);
 /* The connection that picked e has ended. */
 void balancer_release(struct bal_endpoint *e);
 

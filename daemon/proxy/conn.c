@@ -137,6 +137,19 @@ void conn_transports_init(struct proxy *d, struct conn *c)
 	c->net = &c->net_io.t;
 }
 
+void conn_net_unlayer(struct proxy *d, struct conn *c)
+{
+	if (c->net != &c->net_io.t) {
+		/* A link's stream or a TLS engine over the socket. */
+		c->net->ops->close(c->net);
+		c->net->ops->destroy(c->net);
+		c->net = &c->net_io.t;
+		c->tls = NULL;
+	}
+	links_conn_gone(d, c);
+	c->via_link = 0;
+}
+
 /*
  * After a failed dial, before c tries another endpoint: its network side
  * starts again on a new socket (one whose connect failed cannot connect
@@ -149,15 +162,7 @@ int conn_renew_net(struct proxy *d, struct conn *c)
 				 ud_make(UD_NET_POLL, c->slot, c->gen)};
 	int fd;
 
-	if (c->net != &c->net_io.t) {
-		/* A link's stream or a TLS engine over the old socket. */
-		c->net->ops->close(c->net);
-		c->net->ops->destroy(c->net);
-		c->net = &c->net_io.t;
-		c->tls = NULL;
-	}
-	links_conn_gone(d, c);
-	c->via_link = 0;
+	conn_net_unlayer(d, c);
 	fd = socket(c->peer.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		return -errno;

@@ -39,6 +39,9 @@ void conn_authz(struct proxy *d, const struct conn *c, const struct policy_reque
 void conn_authz_tel(struct proxy *d, const struct conn *c, int http, const char *rule, int allowed);
 /* Makes c's two transports over a_fd and n_fd. */
 void conn_transports_init(struct proxy *d, struct conn *c);
+/* c's network side back to its bare socket: a link's stream or a TLS
+ * engine over it closed and gone, c off its link. */
+void conn_net_unlayer(struct proxy *d, struct conn *c);
 int conn_renew_net(struct proxy *d, struct conn *c);
 void dial_outcome(struct proxy *d, const struct conn *c, int err);
 

@@ -214,6 +214,9 @@ static void track_response(struct proxy *d, struct conn *c, struct l7 *h, int co
 	if (p->series) {
 		tel_response(p->series, code, lat);
 	}
+	if (c->bal && code) {
+		balancer_observe(c->bal, lat, p->start_us + lat); /* a service's endpoint */
+	}
 	if (p->route) {
 		tel_response(p->route, code, lat);
 	}

@@ -98,6 +98,9 @@ static void stream_done(struct proxy *d, struct conn *c, struct l7_h2 *x, struct
 	if (s->series) {
 		tel_response_grpc(s->series, code, s->grpc ? s->grpc_status : -1, lat);
 	}
+	if (c->bal && code) {
+		balancer_observe(c->bal, lat, s->start_us + lat); /* a service's endpoint */
+	}
 	if (s->route) {
 		tel_response_grpc(s->route, code, s->grpc ? s->grpc_status : -1, lat);
 	}

@@ -721,12 +721,7 @@ static void retry(struct proxy *d, struct conn *c, int direct)
 	int r = 0;
 
 	c->retried = 1;
-	c->net->ops->close(c->net);
-	c->net->ops->destroy(c->net);
-	c->net = &c->net_io.t;
-	c->tls = NULL;
-	links_conn_gone(d, c);
-	c->via_link = 0;
+	conn_net_unlayer(d, c);
 	if (!direct) {
 		r = links_connect(d, c);
 	}

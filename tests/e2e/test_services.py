@@ -119,11 +119,11 @@ srv.serve_forever()
 
 
 def test_slow_endpoint_gets_less(cluster):
-    """One endpoint answers each request 300 ms late: its connections stay
-    open longer, and the balancer weighs an endpoint's latency by the
-    connections it has in hand, so with four clients at once it gets at most
-    a fifth of 120 connections (an even share is a third) and less than
-    each quick one, every request answered."""
+    """One endpoint answers each request 300 ms late: the balancer sees it
+    in the requests' latency (the connections carry HTTP) and in the
+    connections it holds longer, so with four clients at once it gets at
+    most a tenth of 120 connections (an even share is a third) and less
+    than each quick one, every request answered."""
     a, servers, vip, apps = service_pods(cluster)
     for s in servers:
         apps[s.label].stop()
@@ -149,7 +149,7 @@ def test_slow_endpoint_gets_less(cluster):
     share = served(apps, "measured")
     fast = [v for k, v in share.items() if k != slow.label]
     # An even share would be 40 each.
-    assert sum(share.values()) == 120 and share[slow.label] <= 24 and \
+    assert sum(share.values()) == 120 and share[slow.label] <= 12 and \
         share[slow.label] < min(fast), share
 
 
