@@ -34,6 +34,12 @@ struct config_egress_rule {
 	size_t n_ports;
 };
 
+/* A share of a service's connections sent to another service. */
+struct config_split {
+	char *service; /* owned: the name of another service */
+	int weight; /* percent, 0..100 */
+};
+
 struct config_service {
 	char *name; /* owned */
 	uint16_t port;
@@ -42,6 +48,8 @@ struct config_service {
 	size_t n_endpoints;
 	struct ldm_addr *addresses; /* owned: virtual addresses apps dial, may be none */
 	size_t n_addresses;
+	struct config_split *splits; /* owned; the rest (100 - sum) stays here */
+	size_t n_splits;
 };
 
 struct config_policy {

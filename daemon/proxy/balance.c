@@ -35,6 +35,7 @@ static void services_free(struct bal_service *svc, size_t n)
 			endpoint_put(svc[i].ep[j]);
 		}
 		free(svc[i].ep);
+		free(svc[i].split_to);
 		free(svc[i].name);
 	}
 	free(svc);
@@ -73,22 +74,28 @@ int balancer_sync(struct balancer *b, const struct config *cfg)
 	if (b->cfg == cfg) {
 		return 0;
 	}
-	for (i = 0; i < cfg->n_services; i++) {
-		n += cfg->services[i].n_addresses > 0;
-	}
-	if (n && !(svc = calloc(n, sizeof(*svc)))) {
+	/* Every service, in config order: one without addresses may still be
+	 * where another's split goes. */
+	if (cfg->n_services && !(svc = calloc(cfg->n_services, sizeof(*svc)))) {
 		return -ENOMEM;
 	}
-	n = 0;
 	for (i = 0; i < cfg->n_services; i++) {
 		const struct config_service *cs = &cfg->services[i];
-		struct bal_service *s = &svc[n];
+		struct bal_service *s = &svc[n++];
 
-		if (!cs->n_addresses) {
-			continue; /* dialled by endpoint address only: nothing to balance */
-		}
-		n++;
 		s->cfg_index = i;
+		if (cs->n_splits && !(s->split_to = calloc(cs->n_splits, sizeof(int)))) {
+			goto fail;
+		}
+		for (j = 0; j < cs->n_splits; j++) {
+			size_t k;
+
+			for (k = 0; k < cfg->n_services &&
+				    strcmp(cfg->services[k].name, cs->splits[j].service);
+			     k++) {
+			}
+			s->split_to[s->n_split++] = (int)k; /* the config checked it exists */
+		}
 		s->name = strdup(cs->name);
 		s->ep = calloc(cs->n_endpoints, sizeof(*s->ep));
 		if (!s->name || !s->ep) {
@@ -142,6 +149,27 @@ int balancer_service_of(const struct balancer *b, const struct ldm_addr *dst)
 }
 
 /* ---- choosing --------------------------------------------------------------- */
+
+static uint64_t next_rand(struct balancer *b);
+
+int balancer_route(struct balancer *b, int s)
+{
+	const struct config_service *cs = &b->cfg->services[b->svc[s].cfg_index];
+	int draw, at = 0;
+	size_t k;
+
+	if (!b->svc[s].n_split) {
+		return s;
+	}
+	draw = (int)(next_rand(b) % 100);
+	for (k = 0; k < b->svc[s].n_split; k++) {
+		at += cs->splits[k].weight;
+		if (draw < at) {
+			return b->svc[s].split_to[k];
+		}
+	}
+	return s; /* the rest stays */
+}
 
 static uint64_t next_rand(struct balancer *b)
 {

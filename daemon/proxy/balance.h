@@ -60,6 +60,8 @@ struct bal_service {
 	size_t cfg_index; /* its place in the config it came from */
 	struct bal_endpoint **ep; /* owned references */
 	size_t n;
+	int *split_to; /* owned: balancer services its splits go to */
+	size_t n_split;
 };
 
 struct balancer {
@@ -80,6 +82,9 @@ int balancer_sync(struct balancer *b, const struct config *cfg);
 
 /* The service whose virtual address dst is, or -1. */
 int balancer_service_of(const struct balancer *b, const struct ldm_addr *dst);
+/* Where a connection to service s goes after its weighted splits: s, or
+ * the service a split drew. */
+int balancer_route(struct balancer *b, int s);
 
 /*
  * An endpoint of service s for a new connection, with a reference the

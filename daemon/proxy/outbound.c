@@ -267,6 +267,7 @@ void conn_start_outbound(struct proxy *d, struct conn *c, int tcp_fd, int app_en
 	if (balancer_sync(&d->bal, d->cfg) == 0 &&
 	    (c->svc = (int16_t)balancer_service_of(&d->bal, &c->peer)) >= 0) {
 		c->svc_addr = c->peer;
+		c->svc = (int16_t)balancer_route(&d->bal, c->svc); /* its splits */
 		r = service_pick(d, c, NULL);
 		if (r < 0) {
 			dial_outcome(d, c, r);

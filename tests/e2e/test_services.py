@@ -171,3 +171,52 @@ def test_every_endpoint_out_fails_fast(cluster):
     mesh.wait_log(a, r"outbound to service web \(%s\) for pid \d+: every endpoint is out"
                   % re.escape(vip), offset=off)
     assert mesh.metric(a, "ldmesh_balancer_unavailable_total") >= 1
+
+
+def test_weighted_split_and_reload(cluster):
+    """Service web (pods b and c) sends 10 % of its connections to service
+    web-canary (pod d): of 1,000 connections to web's address about 100
+    land on d (within 4 points).  A connection to web held open meanwhile
+    (keep-alive) survives a reload to a 0/100 split, after which every new
+    connection goes to d."""
+    pods = mesh.trio(cluster, labels=("a", "b", "c", "d"), subnet=VIP_SUBNET + 1)
+    a, b, c, d = pods
+    vip = "10.250.%d.100:8080" % (VIP_SUBNET + 1)
+    ca = mesh.CA(cluster.mode, os.path.join(cluster.tmp, "ca"))
+
+    def services(weight):
+        return [{"name": "web", "port": 8080, "addresses": [vip],
+                 "endpoints": ["%s:8080" % b.addr4, "%s:8080" % c.addr4],
+                 "split": ({"service": "web-canary", "weight": weight},)},
+                {"name": "web-canary", "port": 8080, "endpoints": ["%s:8080" % d.addr4]}]
+    mesh.configure(a, ca.issue(spiffe("shop", "client"), os.path.join(cluster.tmp, "id-a")),
+                   mtls="strict", services=services(10))
+    for s in (b, c, d):
+        mesh.configure(s, ca.issue(spiffe("shop", "web"),
+                                   os.path.join(cluster.tmp, "id-" + s.label)), mtls="strict")
+    apps = {s.label: mesh.start_app(s, 8080) for s in (b, c, d)}
+    oks, errors = loop(a, vip, "split", 1000)
+    assert len(oks) == 1000 and not errors, (len(oks), errors[:3])
+    share = served(apps, "split")
+    assert sum(share.values()) == 1000 and 60 <= share["d"] <= 140, share
+
+    host, port = vip.split(":")
+    stop = os.path.join(cluster.tmp, "held.stop")
+    held = mesh.start_loop(a, host, int(port), "/held", 100000, 60, per_conn=100000,
+                           stop_file=stop)
+    wait_until(lambda: len(mesh.loop_results(held)[0]) >= 5, 20, what="the held connection")
+    mesh.reconfigure(a, services=services(100)).ok()
+    before = len(mesh.loop_results(held)[0])
+    oks, errors = loop(a, vip, "after", 30)
+    assert len(oks) == 30 and not errors, (oks, errors)
+    assert served(apps, "after") == {"b": 0, "c": 0, "d": 30}, served(apps, "after")
+    # The held connection goes on after the reload, on the endpoint it had.
+    wait_until(lambda: len(mesh.loop_results(held)[0]) >= before + 20, 20,
+               what="requests on the held connection after the reload")
+    with open(stop, "w"):
+        pass
+    held.wait(timeout=30)
+    h_oks, h_errors = mesh.loop_results(held)
+    assert not h_errors and set(h_oks) == {"200"}, (h_oks[-3:], h_errors)
+    counts = sorted(served(apps, "held").values())
+    assert counts[:2] == [0, 0] and counts[2] == len(h_oks), served(apps, "held")

@@ -64,7 +64,7 @@ static void test_service_of_virtual_address(void **state)
 	(void)state;
 	balancer_init(&b);
 	assert_int_equal(balancer_sync(&b, c), 0);
-	assert_int_equal(b.n, 1); /* db has no virtual address: nothing to balance */
+	assert_int_equal(b.n, 2); /* db too: a split could go there */
 	assert_int_equal(balancer_service_of(&b, &v), 0);
 	assert_int_equal(balancer_service_of(&b, &other), -1);
 	assert_int_equal(balancer_service_of(&b, &ep), -1);
@@ -236,6 +236,29 @@ static void test_reload_keeps_state(void **state)
 	config_free(c2);
 }
 
+/* 10 % of web's connections go to canary, the rest stay. */
+static void test_split(void **state)
+{
+	struct config *c = load(
+		"services = ( { name = \"web\"; port = 80; addresses = [ \"10.96.0.10:80\" ];\n"
+		"  endpoints = [ \"10.1.0.1:80\" ]; split = ( { service = \"canary\"; weight = 10; "
+		"} ); },\n"
+		" { name = \"canary\"; port = 80; endpoints = [ \"10.1.0.9:80\" ]; } );\n");
+	struct balancer b;
+	int i, to_canary = 0;
+
+	(void)state;
+	balancer_init(&b);
+	assert_int_equal(balancer_sync(&b, c), 0);
+	for (i = 0; i < 10000; i++) {
+		to_canary += balancer_route(&b, 0) == 1;
+	}
+	assert_true(to_canary > 850 && to_canary < 1150);
+	assert_int_equal(balancer_route(&b, 1), 1);
+	balancer_fini(&b);
+	config_free(c);
+}
+
 static void test_config_errors(void **state)
 {
 	char err[512];
@@ -249,6 +272,18 @@ static void test_config_errors(void **state)
 		"test.conf", err, sizeof(err)));
 	assert_non_null(strstr(err, "test.conf:3:"));
 	assert_non_null(strstr(err, "address also in services[0] (a)"));
+	assert_null(config_parse(
+		"services = ( { name = \"a\"; port = 1; endpoints = [ \"10.1.0.1:80\" ];\n"
+		"  split = ( { service = \"b\"; weight = 60; },\n"
+		"            { service = \"c\"; weight = 50; } ); } );\n",
+		"test.conf", err, sizeof(err)));
+	assert_non_null(strstr(err, "test.conf:3:"));
+	assert_non_null(strstr(err, "split weights add up to 110"));
+	assert_null(config_parse(
+		"services = ( { name = \"a\"; port = 1; endpoints = [ \"10.1.0.1:80\" ];\n"
+		"  split = ( { service = \"nope\"; weight = 5; } ); } );\n",
+		"test.conf", err, sizeof(err)));
+	assert_non_null(strstr(err, "no service named \"nope\""));
 }
 
 int main(void)
@@ -259,6 +294,7 @@ int main(void)
 		cmocka_unit_test(test_failure_accrual),
 		cmocka_unit_test(test_avoid),
 		cmocka_unit_test(test_reload_keeps_state),
+		cmocka_unit_test(test_split),
 		cmocka_unit_test(test_config_errors),
 	};
 
