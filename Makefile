@@ -33,7 +33,7 @@ RUN_SRC := $(wildcard shim/run/*.c) shim/wire.c shim/exclude.c shim/preamble.c
 MUSL_CC ?= $(shell command -v musl-gcc >/dev/null 2>&1 && echo musl-gcc || echo $(CC))
 MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
 
-DAEMON_LIBS := -luring -lconfig -lssl -lcrypto -lnghttp2 -lpthread -lm
+DAEMON_LIBS := -luring -lconfig -lssl -lcrypto -lnghttp2 -lcares -lpthread -lm
 # inject and webhook: libyaml and jansson for manifests, OpenSSL for HTTPS.
 CTL_LIBS := -lyaml -ljansson -lssl -lcrypto -lpthread
 TEST_PROGS := $(patsubst tests/e2e/progs/%.c,$(BUILD)/progs/%,$(wildcard tests/e2e/progs/*.c))

@@ -8,7 +8,7 @@ PKGS="build-essential pkg-config libssl-dev libconfig-dev liburing-dev libnghttp
       tcpdump clang-format clang tmux valgrind wrk haproxy prometheus
       socat nghttp2-client nghttp2-server python3-grpcio python3-h2 python3-cryptography python3-websockets
       python3-pyftpdlib cppcheck golang-go busybox-static musl-tools
-      libyaml-dev libjansson-dev python3-yaml python3-jsonpatch systemd"
+      libyaml-dev libjansson-dev python3-yaml python3-jsonpatch systemd libc-ares-dev dnsmasq-base"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -68,7 +68,7 @@ needs()
 		for s in daemon/*.c daemon/*/*.c; do
 			case "$s" in daemon/main.c | daemon/ctl/*) ;; *) printf '%s ' "$s" ;; esac
 		done
-		echo "| -luring -lconfig -lssl -lcrypto -lnghttp2 -lpthread -lm"
+		echo "| -luring -lconfig -lssl -lcrypto -lnghttp2 -lcares -lpthread -lm"
 		;;
 	*) return 1 ;;
 	esac

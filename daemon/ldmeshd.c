@@ -180,6 +180,7 @@ int ldmeshd_run(struct ldmeshd *d)
 	int64_t next_sweep = now_ms() + 1000;
 
 	unprotected_scan(&d->px, now_ms()); /* what listens already gets a longer grace */
+	dns_tick(&d->px.dns, d->px.cfg, now_ms()); /* DNS names asked at once */
 
 	while (1) {
 		int64_t now;
@@ -188,8 +189,10 @@ int ldmeshd_run(struct ldmeshd *d)
 		handoff_arm(&d->px);
 		ctl_arm(d);
 		admin_arm(d);
-		if (d->px.l7_detect_armed) {
-			timeout = 50; /* undecided first lines wait L7_DETECT_MS, not a second */
+		if (d->px.l7_detect_armed || dns_busy(&d->px.dns)) {
+			/* undecided first lines wait L7_DETECT_MS, not a second; a DNS
+			 * answer is read within 50 ms (dns.c) */
+			timeout = 50;
 		}
 		if (d->px.handoff_retry_ms || d->ctl_retry_ms || d->admin_retry_ms ||
 		    d->px.listener_retry_ms) {
@@ -229,7 +232,10 @@ int ldmeshd_run(struct ldmeshd *d)
 			links_sweep(&d->px, now);
 			identity_check(&d->id, d->px.cfg, now);
 			unprotected_scan(&d->px, now);
+			dns_tick(&d->px.dns, d->px.cfg, now);
 			next_sweep = now + 1000;
+		} else if (dns_busy(&d->px.dns)) {
+			dns_tick(&d->px.dns, d->px.cfg, now);
 		}
 		if (d->px.draining) {
 			uint32_t live = d->px.live_by_kind[CONN_OUTBOUND] +

@@ -158,6 +158,7 @@ int main(int argc, char **argv)
 	}
 	unprotected_init(&d->px.unprot);
 	balancer_init(&d->px.bal);
+	dns_init(&d->px.dns, &d->px.bal);
 	if (ctl_open(d) < 0 || admin_open(d) < 0 || links_open(&d->px) < 0 ||
 	    handoff_open(&d->px) < 0) {
 		return 1;
@@ -174,6 +175,7 @@ int main(int argc, char **argv)
 	}
 	d->px.loop->ops->free(d->px.loop);
 	unprotected_fini(&d->px.unprot);
+	dns_fini(&d->px.dns); /* its answers go to the balancer */
 	balancer_fini(&d->px.bal);
 	accesslog_fini(&d->alog);
 	tel_fini(&d->tel);

@@ -44,8 +44,11 @@ struct config_service {
 	char *name; /* owned */
 	uint16_t port;
 	char *identity; /* owned, may be NULL: no pinned server identity */
-	struct ldm_addr *endpoints; /* owned */
+	struct ldm_addr *endpoints; /* owned; none when dns is set */
 	size_t n_endpoints;
+	char *dns; /* owned, NULL: endpoints is the list.  A host name whose A and
+		    * AAAA records are the endpoints (daemon/proxy/dns.c) */
+	uint16_t dns_port; /* host order: the endpoints' port with dns */
 	struct ldm_addr *addresses; /* owned: virtual addresses apps dial, may be none */
 	size_t n_addresses;
 	struct config_split *splits; /* owned; the rest (100 - sum) stays here */
@@ -106,6 +109,8 @@ struct config {
 
 	struct config_service *services;
 	size_t n_services;
+	struct ldm_addr *dns_servers; /* owned; none: /etc/resolv.conf's */
+	size_t n_dns_servers;
 	struct config_policy *policies;
 	size_t n_policies;
 	int default_deny; /* policy_default = "deny" */

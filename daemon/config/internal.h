@@ -139,6 +139,7 @@ int cfg_outbound(struct cfg_ctx *x, const config_setting_t *s, void *obj);
 extern const struct cfg_keyset cfg_outbound_set;
 int cfg_services(struct cfg_ctx *x, const config_setting_t *s, void *obj);
 extern const struct cfg_keyset cfg_service_set;
+int cfg_dns_servers(struct cfg_ctx *x, const config_setting_t *s, void *obj);
 int cfg_policies(struct cfg_ctx *x, const config_setting_t *s, void *obj);
 extern const struct cfg_keyset cfg_policy_set;
 /* top.c: the root group, every top-level key. */

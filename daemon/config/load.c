@@ -383,12 +383,14 @@ void config_free(struct config *c)
 		free(c->services[i].name);
 		free(c->services[i].identity);
 		free(c->services[i].endpoints);
+		free(c->services[i].dns);
 		free(c->services[i].addresses);
 		for (size_t k = 0; k < c->services[i].n_splits; k++)
 			free(c->services[i].splits[k].service);
 		free(c->services[i].splits);
 	}
 	free(c->services);
+	free(c->dns_servers);
 	for (i = 0; c->policies && i < c->n_policies; i++) {
 		struct config_policy *p = &c->policies[i];
 

@@ -1,10 +1,14 @@
 /*
- * services = ( { name; port; identity; addresses; endpoints; } ): named
- * destinations with their endpoints, the virtual addresses apps dial for
- * them (balanced over the endpoints) and an optional pinned identity.
+ * services = ( { name; port; identity; addresses; endpoints | dns; } ):
+ * named destinations with their endpoints (a list, or a DNS name's
+ * addresses), the virtual addresses apps dial for them (balanced over the
+ * endpoints) and an optional pinned identity; dns_servers, the resolvers
+ * the DNS names are asked of.
  */
 #include "internal.h"
 
+#include <arpa/inet.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,6 +96,60 @@ static int cfg_svc_endpoints(struct cfg_ctx *x, const config_setting_t *s, void 
 	return addr_list(x, s, &svc->endpoints, &svc->n_endpoints, "endpoint");
 }
 
+/* NULL when name is a DNS name: labels of letters, digits, '-' and '_'
+ * (SRV-style), 1..63 each, at most 253 in all, an optional final dot. */
+static const char *why_dns_name(const char *name, size_t len)
+{
+	size_t i, label = 0;
+
+	if (len == 0 || len > 254 || (len == 254 && name[253] != '.'))
+		return "needs a host name of 1 to 253 characters before the port";
+	for (i = 0; i < len; i++) {
+		char ch = name[i];
+
+		if (ch == '.') {
+			if (label == 0)
+				return "has an empty label in its host name";
+			label = 0;
+		} else if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+			   (ch >= '0' && ch <= '9') || ch == '-' || ch == '_') {
+			if (++label > 63)
+				return "has a label longer than 63 characters";
+		} else {
+			return "is not a host name: letters, digits, '-', '_' and '.' only";
+		}
+	}
+	return NULL;
+}
+
+/* dns = "name:port": the endpoints are the name's addresses, at port. */
+static int cfg_svc_dns(struct cfg_ctx *x, const config_setting_t *s, void *obj)
+{
+	struct config_service *svc = obj;
+	const char *v, *colon, *bad;
+	char *end;
+	long port;
+	int rc;
+
+	rc = cfg_get_string(x, s, &v);
+	if (rc < 0)
+		return rc;
+	colon = strrchr(v, ':');
+	if (!colon || !colon[1])
+		return cfg_bad_value(x, s, v, "is not like web.shop.svc.cluster.local:8080");
+	port = strtol(colon + 1, &end, 10);
+	if (*end || colon[1] < '0' || colon[1] > '9' || port < 1 || port > 65535)
+		return cfg_bad_value(x, s, v, "has no port 1..65535 after the last ':'");
+	bad = why_dns_name(v, (size_t)(colon - v));
+	if (bad)
+		return cfg_bad_value(x, s, v, bad);
+	svc->dns = strndup(v, (size_t)(colon - v));
+	if (!svc->dns)
+		return cfg_oom(x);
+	svc->dns_port = (uint16_t)port;
+	return 0;
+}
+
 static int cfg_svc_addresses(struct cfg_ctx *x, const config_setting_t *s, void *obj)
 {
 	struct config_service *svc = obj;
@@ -154,9 +212,13 @@ static int cfg_svc_split(struct cfg_ctx *x, const config_setting_t *s, void *obj
 }
 
 static const struct cfg_key cfg_service_keys[] = {
-	{"name", cfg_svc_name, NULL},		{"port", cfg_svc_port, NULL},
-	{"identity", cfg_svc_identity, NULL},	{"endpoints", cfg_svc_endpoints, NULL},
-	{"addresses", cfg_svc_addresses, NULL}, {"split", cfg_svc_split, &cfg_split_set},
+	{"name", cfg_svc_name, NULL},
+	{"port", cfg_svc_port, NULL},
+	{"identity", cfg_svc_identity, NULL},
+	{"endpoints", cfg_svc_endpoints, NULL},
+	{"addresses", cfg_svc_addresses, NULL},
+	{"split", cfg_svc_split, &cfg_split_set},
+	{"dns", cfg_svc_dns, NULL},
 };
 
 const struct cfg_keyset cfg_service_set = {
@@ -233,8 +295,10 @@ int cfg_services(struct cfg_ctx *x, const config_setting_t *s, void *obj)
 			rc = cfg_require(x, e, "name");
 		if (rc == 0)
 			rc = cfg_require(x, e, "port");
-		if (rc == 0)
-			rc = cfg_require(x, e, "endpoints");
+		if (rc == 0 && !svc->endpoints == !svc->dns)
+			rc = cfg_fail(x, e,
+				      svc->dns ? "endpoints and dns are both set: one of the two"
+					       : "missing required key endpoints (or dns)");
 		if (rc < 0)
 			goto out;
 		for (j = 0; j < i; j++)
@@ -251,4 +315,42 @@ int cfg_services(struct cfg_ctx *x, const config_setting_t *s, void *obj)
 	rc = splits_resolve(x, c, s);
 out:
 	return rc;
+}
+
+/* dns_servers = [ "10.0.0.10", "10.0.0.10:5353", "[fd00::a]:53" ] */
+int cfg_dns_servers(struct cfg_ctx *x, const config_setting_t *s, void *obj)
+{
+	struct config *c = ((struct cfg_state *)obj)->c;
+	size_t i, j, n;
+	int rc;
+
+	rc = cfg_get_seq(x, s, &n);
+	if (rc < 0 || n == 0)
+		return rc;
+	c->dns_servers = calloc(n, sizeof(*c->dns_servers));
+	if (!c->dns_servers)
+		return cfg_oom(x);
+	c->n_dns_servers = n;
+	for (i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		struct ldm_addr *a = &c->dns_servers[i];
+		char bare[INET6_ADDRSTRLEN + 8];
+		const char *v;
+
+		rc = cfg_get_string(x, e, &v);
+		if (rc < 0)
+			return rc;
+		/* A bare address gets the DNS port. */
+		snprintf(bare, sizeof(bare),
+			 strchr(v, ':') && !strchr(v, '[') ? "[%s]:53" : "%s:53", v);
+		if (config_parse_hostport(v, a) < 0 &&
+		    (strlen(v) > INET6_ADDRSTRLEN || config_parse_hostport(bare, a) < 0))
+			return cfg_bad_value(x, e, v,
+					     "is not an address like 10.96.0.10, 10.96.0.10:53 "
+					     "or [fd00::a]:53");
+		for (j = 0; j < i; j++)
+			if (!memcmp(&c->dns_servers[j], a, sizeof(*a)))
+				return cfg_fail(x, e, "duplicate DNS server %s", CFG_Q(v));
+	}
+	return 0;
 }

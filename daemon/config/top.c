@@ -239,6 +239,7 @@ static const struct cfg_key cfg_top_keys[] = {
 	{"inbound", cfg_inbound, &cfg_inbound_set},
 	{"outbound", cfg_outbound, &cfg_outbound_set},
 	{"services", cfg_services, &cfg_service_set},
+	{"dns_servers", cfg_dns_servers, NULL},
 	{"policies", cfg_policies, &cfg_policy_set},
 	{"policy_default", cfg_policy_default, NULL},
 	{"workers", cfg_tunable, NULL},

@@ -151,6 +151,7 @@ void metrics_render(struct ldmeshd *d, struct strbuf *b)
 	sb_printf(b, "ldmesh_link_fallbacks_total %" PRIu64 "\n", d->px.links.fallbacks_total);
 	balancer_sync(&d->px.bal, d->px.cfg);
 	balancer_metrics(&d->px.bal, b);
+	dns_metrics(&d->px.dns, b);
 	help(b, "ldmesh_connections", "gauge", "Live proxied connections.");
 	for (dir = 0; dir < 2; dir++) {
 		sb_printf(b, "ldmesh_connections{direction=\"%s\"} %u\n", dirs[dir],

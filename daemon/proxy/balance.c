@@ -36,6 +36,7 @@ static void services_free(struct bal_service *svc, size_t n)
 		}
 		free(svc[i].ep);
 		free(svc[i].split_to);
+		free(svc[i].dns.name);
 		free(svc[i].name);
 	}
 	free(svc);
@@ -64,6 +65,97 @@ static struct bal_endpoint *old_endpoint(const struct balancer *b, const char *n
 		}
 	}
 	return NULL;
+}
+
+/* A DNS service takes over what the old one of its name resolved, when
+ * it asks the same name for the same port; else it starts with none and
+ * asks at once. */
+static int dns_carry(const struct balancer *b, const struct config_service *cs,
+		     struct bal_service *s)
+{
+	const struct bal_service *old = NULL;
+	size_t i;
+
+	for (i = 0; i < b->n && !old; i++) {
+		if (!strcmp(b->svc[i].name, cs->name) && b->svc[i].dns.name &&
+		    !strcmp(b->svc[i].dns.name, cs->dns) && b->svc[i].dns.port == cs->dns_port) {
+			old = &b->svc[i];
+		}
+	}
+	if (old) {
+		s->dns = old->dns;
+	}
+	if (!(s->dns.name = strdup(cs->dns))) {
+		return -ENOMEM;
+	}
+	s->dns.port = cs->dns_port;
+	if (!old || !old->n) {
+		return 0;
+	}
+	if (!(s->ep = calloc(old->n, sizeof(*s->ep)))) {
+		return -ENOMEM;
+	}
+	for (i = 0; i < old->n; i++) {
+		old->ep[i]->refs++;
+		s->ep[s->n++] = old->ep[i];
+	}
+	return 0;
+}
+
+int balancer_set_endpoints(struct balancer *b, int s, const struct ldm_addr *addrs, size_t n)
+{
+	struct bal_service *svc = &b->svc[s];
+	struct bal_endpoint **ep = NULL;
+	size_t i, j, k = 0;
+	int changed = 0;
+
+	if (n && !(ep = calloc(n, sizeof(*ep)))) {
+		return -ENOMEM;
+	}
+	for (i = 0; i < n; i++) {
+		struct bal_endpoint *e = NULL;
+
+		for (j = 0; j < k && memcmp(&ep[j]->addr, &addrs[i], sizeof(addrs[i])); j++) {
+		}
+		if (j < k) {
+			continue; /* a duplicate (an A record twice, say) */
+		}
+		for (j = 0; j < svc->n && !e; j++) {
+			if (!memcmp(&svc->ep[j]->addr, &addrs[i], sizeof(addrs[i]))) {
+				e = svc->ep[j];
+			}
+		}
+		if (e) {
+			e->refs++;
+		} else if ((e = calloc(1, sizeof(*e)))) {
+			e->addr = addrs[i];
+			e->refs = 1;
+			changed++;
+		} else {
+			goto err_free;
+		}
+		ep[k++] = e;
+	}
+	/* The service lets go of the old list; what stays was taken above. */
+	for (i = 0; i < svc->n; i++) {
+		for (j = 0; j < k && ep[j] != svc->ep[i]; j++) {
+		}
+		if (j == k) {
+			svc->ep[i]->detached = 1;
+			changed++;
+		}
+		endpoint_put(svc->ep[i]);
+	}
+	free(svc->ep);
+	svc->ep = ep;
+	svc->n = k;
+	return changed;
+err_free:
+	for (j = 0; j < k; j++) {
+		endpoint_put(ep[j]);
+	}
+	free(ep);
+	return -ENOMEM;
 }
 
 int balancer_sync(struct balancer *b, const struct config *cfg)
@@ -97,8 +189,16 @@ int balancer_sync(struct balancer *b, const struct config *cfg)
 			s->split_to[s->n_split++] = (int)k; /* the config checked it exists */
 		}
 		s->name = strdup(cs->name);
-		s->ep = calloc(cs->n_endpoints, sizeof(*s->ep));
-		if (!s->name || !s->ep) {
+		if (!s->name) {
+			goto fail;
+		}
+		if (cs->dns) {
+			if (dns_carry(b, cs, s) < 0) {
+				goto fail;
+			}
+			continue;
+		}
+		if (!(s->ep = calloc(cs->n_endpoints, sizeof(*s->ep)))) {
 			goto fail;
 		}
 		for (j = 0; j < cs->n_endpoints; j++) {
@@ -235,6 +335,7 @@ struct bal_endpoint *balancer_pick(struct balancer *b, int s, const struct bal_e
 	size_t i, n = 0, start;
 
 	if (!svc->n) {
+		b->unavailable_total++; /* a DNS name with no answer yet */
 		return NULL;
 	}
 	/* A trial goes first: it is how an endpoint comes back. */
@@ -338,6 +439,24 @@ void balancer_release(struct bal_endpoint *e)
 
 static const char *const state_names[] = {"ready", "out", "probing"};
 
+/* "dns": null, or the name and its schedule. */
+static void dns_json(const struct bal_service *s, struct strbuf *out, int64_t now_ms)
+{
+	int64_t next = s->dns.next_ms - now_ms;
+
+	if (!s->dns.name) {
+		sb_printf(out,
+			  "null,\"dns_ttl_s\":null,\"dns_next_ms\":null,\"dns_failing\":false");
+		return;
+	}
+	/* The config allows letters, digits, '-', '_' and '.': nothing to escape. */
+	sb_printf(out,
+		  "\"%s:%u\",\"dns_ttl_s\":%" PRIu32 ",\"dns_next_ms\":%" PRId64
+		  ",\"dns_failing\":%s",
+		  s->dns.name, s->dns.port, s->dns.ttl_s, s->dns.inflight || next < 0 ? 0 : next,
+		  s->dns.failing ? "true" : "false");
+}
+
 void balancer_list(const struct balancer *b, struct strbuf *out, int json, int64_t now_us)
 {
 	size_t i, j, k;
@@ -364,7 +483,12 @@ void balancer_list(const struct balancer *b, struct strbuf *out, int json, int64
 				sb_printf(out, "%s", k ? "," : "");
 				sb_json_str(out, a);
 			}
-			sb_printf(out, "],\"endpoints\":[");
+			sb_printf(out, "],\"dns\":");
+			dns_json(s, out, now_ms);
+			sb_printf(out, ",\"endpoints\":[");
+		} else if (s->dns.name && !s->n) {
+			sb_printf(out, "%-20s %-22s %-8s\n", s->name, "(none: DNS)",
+				  s->dns.answered ? "empty" : "asking");
 		}
 		for (j = 0; j < s->n; j++) {
 			const struct bal_endpoint *e = s->ep[j];

@@ -55,11 +55,25 @@ struct bal_endpoint {
 	uint64_t connections_total, failures_total;
 };
 
+/* Where a DNS service's endpoints come from, and when they are asked for
+ * again; written by dns.c, kept across a reload that keeps the name. */
+struct bal_dns {
+	char *name; /* owned (a reload frees the config first); NULL: a list */
+	uint16_t port; /* host order */
+	uint8_t inflight; /* a query is out */
+	uint8_t failing; /* the last query failed (logged once) */
+	uint8_t answered; /* an answer came since the name was set */
+	uint32_t ttl_s; /* of the last answer, as used (bounded) */
+	int64_t next_ms; /* when to ask again; 0: at once */
+	int64_t answered_ms; /* when the last good answer came */
+};
+
 struct bal_service {
 	char *name; /* owned */
 	size_t cfg_index; /* its place in the config it came from */
 	struct bal_endpoint **ep; /* owned references */
 	size_t n;
+	struct bal_dns dns;
 	int *split_to; /* owned: balancer services its splits go to */
 	size_t n_split;
 };
@@ -77,8 +91,19 @@ void balancer_init(struct balancer *b);
 void balancer_fini(struct balancer *b);
 
 /* Brings b in line with cfg (once per config): services and endpoints
- * that stay keep their state.  0 or -ENOMEM (b then keeps the old). */
+ * that stay keep their state; a DNS service whose name and port stay keeps
+ * its resolved endpoints, one whose name is new has none until
+ * balancer_set_endpoints().  0 or -ENOMEM (b then keeps the old). */
 int balancer_sync(struct balancer *b, const struct config *cfg);
+
+/*
+ * Service s's endpoints become addrs[0..n) (copied; duplicates count
+ * once): an address that stays keeps its state (EWMA, accrual), a new one
+ * starts fresh, one gone is detached (a connection holding it keeps it).
+ * Returns how many were added or removed (0: the same set), or -ENOMEM
+ * (s then keeps its endpoints).
+ */
+int balancer_set_endpoints(struct balancer *b, int s, const struct ldm_addr *addrs, size_t n);
 
 /* The service whose virtual address dst is, or -1. */
 int balancer_service_of(const struct balancer *b, const struct ldm_addr *dst);

@@ -126,6 +126,17 @@ static void choose_outbound_tls(struct proxy *d, struct conn *c)
 		d->stats.same_pod_proxied_total++;
 		return;
 	}
+	/* An endpoint a DNS service resolved: the mesh's when mesh_networks
+	 * says so, then with the service's pinned identity.  (The balancer
+	 * was synced to cfg when the connection picked it.) */
+	if (c->bal && c->svc >= 0 && d->bal.svc[c->svc].dns.name) {
+		const struct config_service *svc = &cfg->services[d->bal.svc[c->svc].cfg_index];
+
+		c->in_mesh = config_in_mesh(cfg, &c->peer) != 0;
+		c->tls_wanted = c->in_mesh && d->id->tls;
+		c->pin = c->in_mesh ? svc->identity : NULL;
+		return;
+	}
 	for (i = 0; i < cfg->n_services; i++) {
 		const struct config_service *svc = &cfg->services[i];
 		for (j = 0; j < svc->n_endpoints; j++) {
@@ -185,11 +196,19 @@ static int service_pick(struct proxy *d, struct conn *c, const struct bal_endpoi
 	struct bal_endpoint *e = balancer_pick(&d->bal, c->svc, avoid, tel_now_us());
 
 	if (!e) {
+		const struct bal_service *s = &d->bal.svc[c->svc];
 		char dst[80];
 
 		addr_format(&c->svc_addr, dst, sizeof(dst));
-		log_info("outbound to service %s (%s) for pid %u: every endpoint is out",
-			 d->bal.svc[c->svc].name, dst, c->pid);
+		if (!s->n && s->dns.name) {
+			log_info("outbound to service %s (%s) for pid %u: no endpoints: DNS %s:%u "
+				 "%s",
+				 s->name, dst, c->pid, s->dns.name, s->dns.port,
+				 s->dns.answered ? "gave none" : "has not answered yet");
+		} else {
+			log_info("outbound to service %s (%s) for pid %u: every endpoint is out",
+				 s->name, dst, c->pid);
+		}
 		return -ECONNREFUSED;
 	}
 	c->bal = e;

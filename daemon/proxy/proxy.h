@@ -15,6 +15,7 @@
 #include "loop/loop.h"
 #include "policy/policy.h"
 #include "proxy/balance.h"
+#include "proxy/dns.h"
 #include "proxy/conn.h"
 #include "proxy/links.h"
 #include "proxy/podaddr.h"
@@ -125,6 +126,7 @@ struct proxy {
 
 	struct link_pool links; /* links between daemons (links.c) */
 	struct balancer bal; /* services' endpoints (balance.c) */
+	struct dns dns; /* services' endpoints from DNS names (dns.c) */
 	struct unprotected unprot; /* listeners in the pod we do not hold */
 	struct proxy_stats stats;
 };

@@ -6,6 +6,8 @@ Pod a is the client; pods b, c and d run the same stock server app (the
 suite's JSON HTTP app) behind the service address, strict mTLS."""
 import os
 import re
+import signal
+import time
 
 import mesh
 from mesh import spiffe
@@ -220,3 +222,73 @@ def test_weighted_split_and_reload(cluster):
     assert not h_errors and set(h_oks) == {"200"}, (h_oks[-3:], h_errors)
     counts = sorted(served(apps, "held").values())
     assert counts[:2] == [0, 0] and counts[2] == len(h_oks), served(apps, "held")
+
+
+def write_hosts(path, name, *pods):
+    """A hosts file for dnsmasq's --addn-hosts, replaced at once."""
+    with open(path + ".new", "w") as f:
+        f.writelines("%s %s\n" % (p.addr4, name) for p in pods)
+    os.replace(path + ".new", path)
+
+
+def test_dns_endpoints_follow_records(cluster):
+    """Service web's endpoints are the A/AAAA records of web.test, served
+    with a 2 s TTL by a stock dnsmasq in pod e (outside the mesh), which
+    the client's daemon is pointed at by dns_servers.  The name resolves to
+    pods b and c: 30 connections land on them only.  The records change to
+    pod d alone (dnsmasq re-reads its hosts file on SIGHUP): within the TTL
+    and a second or two, new connections land on d only and `ldmeshctl
+    services` lists d alone; the lookups are counted."""
+    pods = mesh.trio(cluster, labels=("a", "b", "c", "d", "e"), subnet=VIP_SUBNET + 2)
+    a, b, c, d, e = pods
+    vip = "10.250.%d.100:8080" % (VIP_SUBNET + 2)
+    ca = mesh.CA(cluster.mode, os.path.join(cluster.tmp, "ca"))
+    hosts = os.path.join(cluster.tmp, "dns-hosts")
+    write_hosts(hosts, "web.test", b, c)
+    dns = e.popen(["/usr/sbin/dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts",
+                   "--user=root", "--pid-file=", "--port=53", "--listen-address=" + e.addr4,
+                   "--bind-interfaces", "--addn-hosts=" + hosts, "--local-ttl=2",
+                   "--log-queries"], name="dnsmasq", shim=False)
+    dns.wait_output(r"read .*dns-hosts - 2 names", stream="err")
+
+    services = [{"name": "web", "port": 8080, "addresses": [vip], "dns": "web.test:8080"}]
+    mesh.configure(a, ca.issue(spiffe("shop", "client"), os.path.join(cluster.tmp, "id-a")),
+                   mtls="strict", services=services,
+                   extra='dns_servers = [ "%s" ];' % e.addr4)
+    for s in (b, c, d):
+        mesh.configure(s, ca.issue(spiffe("shop", "web"),
+                                   os.path.join(cluster.tmp, "id-" + s.label)), mtls="strict")
+    apps = {s.label: mesh.start_app(s, 8080) for s in (b, c, d)}
+
+    def listed():
+        svc = a.ctl_json("services")
+        assert [s["name"] for s in svc] == ["web"], svc
+        return sorted(ep["addr"] for ep in svc[0]["endpoints"]), svc[0]
+    addr = {p.label: "%s:8080" % p.addr4 for p in (b, c, d)}
+    wait_until(lambda: listed()[0] == sorted([addr["b"], addr["c"]]), 10,
+               interval=0.2, what="web.test's first answer in `services`")
+    svc = listed()[1]
+    assert svc["dns"] == "web.test:8080" and svc["dns_ttl_s"] == 2, svc
+    assert 0 <= svc["dns_next_ms"] <= 2000 and svc["dns_failing"] is False, svc
+    oks, errors = loop(a, vip, "first", 30)
+    assert len(oks) == 30 and not errors and set(oks) == {"200"}, (oks, errors)
+    share = served(apps, "first")
+    assert share["d"] == 0 and share["b"] + share["c"] == 30, share
+
+    write_hosts(hosts, "web.test", d)
+    off = len(dns.err())
+    os.killpg(dns.pid, signal.SIGHUP)
+    wait_until(lambda: re.search(r"read .*dns-hosts - 1 names?", dns.err()[off:]), 10,
+               what="dnsmasq to re-read its hosts file")
+    changed = time.monotonic()
+    wait_until(lambda: listed()[0] == [addr["d"]], 2 + 3, interval=0.1,
+               what="the endpoints to follow the records within the TTL")
+    assert time.monotonic() - changed <= 5
+    oks, errors = loop(a, vip, "moved", 30)
+    assert len(oks) == 30 and not errors and set(oks) == {"200"}, (oks, errors)
+    assert served(apps, "moved") == {"b": 0, "c": 0, "d": 30}, served(apps, "moved")
+    assert listed()[0] == [addr["d"]]
+    assert mesh.metric(a, "ldmesh_dns_queries_total", result="ok") >= 2
+    assert mesh.metric(a, "ldmesh_dns_queries_total", result="error") == 0
+    mesh.wait_log(a, r"service web: DNS web.test:8080 gives 1 endpoints \(%s\)"
+                  % re.escape(addr["d"]))

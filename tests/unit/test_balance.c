@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+
 #include <cmocka.h>
 
 #include "config/config.h"
@@ -286,6 +288,126 @@ static void test_config_errors(void **state)
 	assert_non_null(strstr(err, "no service named \"nope\""));
 }
 
+static const char dns_conf[] =
+	"services = ( { name = \"web\"; port = 8080; addresses = [ \"10.96.0.10:80\" ];\n"
+	"  dns = \"web.shop.svc.cluster.local:8080\"; } );\n";
+
+/* A DNS service has no endpoint before its first answer; an answer keeps
+ * the state of the addresses that stay, adds the new ones and detaches
+ * those gone (a connection still holds one); a reload that keeps the name
+ * keeps what it resolved, one that changes it starts over. */
+static void test_set_endpoints(void **state)
+{
+	struct config *c = load(dns_conf), *c2, *c3;
+	struct balancer b;
+	struct bal_endpoint *e1, *e2, *held;
+	struct ldm_addr first[] = {addr("10.1.0.1:8080"), addr("10.1.0.2:8080"),
+				   addr("10.1.0.1:8080")};
+	struct ldm_addr second[] = {addr("10.1.0.2:8080"), addr("[fd00::3]:8080")};
+	int64_t now = 5000000000;
+	int i;
+
+	(void)state;
+	assert_string_equal(c->services[0].dns, "web.shop.svc.cluster.local");
+	assert_int_equal(c->services[0].dns_port, 8080);
+	assert_int_equal(c->services[0].n_endpoints, 0);
+	balancer_init(&b);
+	assert_int_equal(balancer_sync(&b, c), 0);
+	assert_string_equal(b.svc[0].dns.name, "web.shop.svc.cluster.local");
+	assert_int_equal(b.svc[0].n, 0);
+	assert_null(balancer_pick(&b, 0, NULL, now)); /* no answer yet: refused */
+	assert_int_equal(b.unavailable_total, 1);
+
+	assert_int_equal(balancer_set_endpoints(&b, 0, first, 3), 2); /* the duplicate once */
+	assert_int_equal(b.svc[0].n, 2);
+	e1 = b.svc[0].ep[0];
+	e2 = b.svc[0].ep[1];
+	assert_int_equal(balancer_set_endpoints(&b, 0, first, 2), 0); /* the same set */
+	assert_ptr_equal(b.svc[0].ep[1], e2);
+	balancer_result(e2, 1, 4000, now); /* measured */
+	for (i = 0; i < BAL_FAILURES; i++) {
+		balancer_result(e1, 0, 0, now);
+	}
+	assert_int_equal(e1->state, BAL_OUT);
+	held = balancer_pick(&b, 0, NULL, now); /* e2: e1 is out */
+	assert_ptr_equal(held, e2);
+	balancer_release(held);
+	/* A connection holds e1 (as one that was open before it went out). */
+	e1->refs++;
+	e1->outstanding++;
+
+	/* 10.1.0.1 gone, 10.1.0.2 stays, fd00::3 new. */
+	assert_int_equal(balancer_set_endpoints(&b, 0, second, 2), 2);
+	assert_int_equal(b.svc[0].n, 2);
+	assert_ptr_equal(b.svc[0].ep[0], e2);
+	assert_true(e2->ewma_us > 0 && !e2->detached);
+	assert_int_equal(e1->detached, 1);
+	assert_int_equal(e1->refs, 1); /* only the connection's now */
+	assert_int_equal(b.svc[0].ep[1]->ewma_us, 0);
+	balancer_release(e1); /* the connection ends: freed (ASan would say) */
+
+	/* A reload with the same name keeps the endpoints and their state. */
+	c2 = load(dns_conf);
+	assert_int_equal(balancer_sync(&b, c2), 0);
+	assert_int_equal(b.svc[0].n, 2);
+	assert_ptr_equal(b.svc[0].ep[0], e2);
+	assert_false(e2->detached);
+	/* Another name: none until it answers. */
+	c3 = load("services = ( { name = \"web\"; port = 8080; addresses = [ \"10.96.0.10:80\" ];\n"
+		  "  dns = \"web2.shop.svc.cluster.local:8080\"; } );\n");
+	assert_int_equal(balancer_sync(&b, c3), 0);
+	assert_int_equal(b.svc[0].n, 0);
+	assert_string_equal(b.svc[0].dns.name, "web2.shop.svc.cluster.local");
+	balancer_fini(&b);
+	config_free(c);
+	config_free(c2);
+	config_free(c3);
+}
+
+/* dns or endpoints, exactly one; a name and a port; dns_servers. */
+static void test_dns_config_errors(void **state)
+{
+	char err[512];
+	struct config *c;
+
+	(void)state;
+	assert_null(config_parse("services = ( { name = \"a\"; port = 1;\n"
+				 "  endpoints = [ \"10.1.0.1:80\" ]; dns = \"a.test:80\"; } );\n",
+				 "test.conf", err, sizeof(err)));
+	assert_non_null(strstr(err, "test.conf:1: services[0]: endpoints and dns are both set"));
+	assert_null(config_parse("services = ( { name = \"a\"; port = 1; } );\n", "test.conf", err,
+				 sizeof(err)));
+	assert_non_null(strstr(err, "test.conf:1: services[0]: missing required key endpoints"));
+	assert_null(config_parse("services = ( { name = \"a\"; port = 1;\n"
+				 "  dns = \"a.test\"; } );\n",
+				 "test.conf", err, sizeof(err)));
+	assert_non_null(strstr(err, "test.conf:2: services[0].dns: \"a.test\""));
+	assert_null(config_parse("services = ( { name = \"a\"; port = 1;\n"
+				 "  dns = \"a..test:80\"; } );\n",
+				 "test.conf", err, sizeof(err)));
+	assert_non_null(strstr(err, "empty label"));
+	assert_null(config_parse("services = ( { name = \"a\"; port = 1;\n"
+				 "  dns = \"a.test:0\"; } );\n",
+				 "test.conf", err, sizeof(err)));
+	assert_non_null(strstr(err, "no port 1..65535"));
+	assert_null(config_parse("dns_servers = [ \"10.0.0.10\", \"nameserver\" ];\n", "test.conf",
+				 err, sizeof(err)));
+	assert_non_null(
+		strstr(err, "test.conf:1: dns_servers[1]: \"nameserver\" is not an address"));
+	c = config_parse("dns_servers = [ \"10.0.0.10\", \"10.0.0.11:5353\", \"fd00::a\",\n"
+			 "  \"[fd00::b]:53\" ];\n",
+			 "test.conf", err, sizeof(err));
+	if (!c) {
+		fail_msg("%s", err);
+	}
+	assert_int_equal(c->n_dns_servers, 4);
+	assert_int_equal(ntohs(c->dns_servers[0].port), 53);
+	assert_int_equal(ntohs(c->dns_servers[1].port), 5353);
+	assert_int_equal(c->dns_servers[2].family, AF_INET6);
+	assert_int_equal(ntohs(c->dns_servers[2].port), 53);
+	config_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -296,6 +418,8 @@ int main(void)
 		cmocka_unit_test(test_reload_keeps_state),
 		cmocka_unit_test(test_split),
 		cmocka_unit_test(test_config_errors),
+		cmocka_unit_test(test_set_endpoints),
+		cmocka_unit_test(test_dns_config_errors),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
