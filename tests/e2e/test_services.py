@@ -238,7 +238,9 @@ def test_dns_endpoints_follow_records(cluster):
     pods b and c: 30 connections land on them only.  The records change to
     pod d alone (dnsmasq re-reads its hosts file on SIGHUP): within the TTL
     and a second or two, new connections land on d only and `ldmeshctl
-    services` lists d alone; the lookups are counted."""
+    services` lists d alone; the lookups are counted.  With dnsmasq
+    stopped, the last answer's endpoints stay in use; after a reload to a
+    name that never answers, a connection is refused at once."""
     pods = mesh.trio(cluster, labels=("a", "b", "c", "d", "e"), subnet=VIP_SUBNET + 2)
     a, b, c, d, e = pods
     vip = "10.250.%d.100:8080" % (VIP_SUBNET + 2)
@@ -292,3 +294,25 @@ def test_dns_endpoints_follow_records(cluster):
     assert mesh.metric(a, "ldmesh_dns_queries_total", result="error") == 0
     mesh.wait_log(a, r"service web: DNS web.test:8080 gives 1 endpoints \(%s\)"
                   % re.escape(addr["d"]))
+
+    # The resolver gone: the last good endpoints stay, the failure is
+    # logged once and counted, connections still go to d.
+    off = len(a.daemon_log())
+    dns.stop()
+    mesh.wait_log(a, r"service web: DNS web.test:8080 failed \(.*\); keeping its 1 endpoints",
+                  offset=off, timeout=15)
+    assert listed()[0] == [addr["d"]] and listed()[1]["dns_failing"] is True
+    oks, errors = loop(a, vip, "stale", 10)
+    assert len(oks) == 10 and not errors, (oks, errors)
+    assert served(apps, "stale") == {"b": 0, "c": 0, "d": 10}, served(apps, "stale")
+    assert mesh.metric(a, "ldmesh_dns_queries_total", result="error") >= 1
+
+    # A reload to a name never answered: no endpoint, so a connection is
+    # refused at once (curl: failed to connect), and the log says why.
+    mesh.reconfigure(a, services=[dict(services[0], dns="other.test:8080")]).ok()
+    assert listed()[0] == [] and listed()[1]["dns"] == "other.test:8080"
+    off = len(a.daemon_log())
+    r = mesh.curl(a, "http://%s/none" % vip)
+    assert r.returncode == 7, r
+    mesh.wait_log(a, r"outbound to service web \(%s\) for pid \d+: no endpoints: DNS "
+                  r"other\.test:8080 has not answered yet" % re.escape(vip), offset=off)
