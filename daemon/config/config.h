@@ -86,6 +86,8 @@ struct config_links {
 };
 
 struct config {
+	uint64_t generation; /* unique per config made in this process: a new one
+			      * may land where a freed one was */
 	char *file; /* owned; NULL for the built-in default */
 	char *trust_domain; /* owned */
 	char *runtime_dir; /* owned */

@@ -183,6 +183,11 @@ static struct config *cfg_parse_text(const char *text, const char *name, int kee
 		cfg_oom(&x);
 		goto out_destroy;
 	}
+	{
+		static uint64_t made; /* reloads happen on the loop's thread */
+
+		c->generation = ++made;
+	}
 	if (keep_name && name && !(c->file = strdup(name))) {
 		cfg_oom(&x);
 		goto err_free;

@@ -163,7 +163,7 @@ int balancer_sync(struct balancer *b, const struct config *cfg)
 	struct bal_service *svc = NULL;
 	size_t i, j, n = 0;
 
-	if (b->cfg == cfg) {
+	if (b->cfg == cfg && b->cfg_generation == cfg->generation) {
 		return 0;
 	}
 	/* Every service, in config order: one without addresses may still be
@@ -226,6 +226,7 @@ int balancer_sync(struct balancer *b, const struct config *cfg)
 	b->svc = svc;
 	b->n = n;
 	b->cfg = cfg;
+	b->cfg_generation = cfg->generation;
 	return 0;
 fail:
 	services_free(svc, n);

@@ -80,6 +80,7 @@ struct bal_service {
 
 struct balancer {
 	const struct config *cfg; /* what the services were built from (borrowed) */
+	uint64_t cfg_generation; /* its generation: the pointer alone may be reused */
 	struct bal_service *svc; /* owned */
 	size_t n;
 	uint64_t rng;
