@@ -23,9 +23,13 @@ struct config_cidr {
 	int prefix_len;
 };
 
+/* inbound.ports[]: a port's own mTLS mode (inbound.mtls when not given)
+ * and whether it is opaque: no HTTP detection or handling there. */
 struct config_port_mtls {
 	uint16_t port;
 	enum config_mtls mtls;
+	int mtls_set; /* 0: mtls is inbound.mtls (filled in by the loader) */
+	int opaque; /* opaque = true: bytes pass as they are from the first */
 };
 
 struct config_egress_rule {

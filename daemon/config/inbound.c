@@ -1,13 +1,14 @@
 /*
  * inbound = { mtls; ports; exclude_ports; }: mTLS mode for accepted
- * connections, per port, and the listeners left outside the mesh.
+ * connections, per port (and opaque ports, with no HTTP layer), and the
+ * listeners left outside the mesh.
  */
 #include "internal.h"
 
 #include <stdlib.h>
 
 /* ------------------------------------------------------------------ */
-/* inbound { mtls; ports = ( { port; mtls; } ); exclude_ports = [ ] } */
+/* inbound { mtls; ports = ( { port; mtls; opaque; } ); exclude_ports = [ ] } */
 
 const struct cfg_enum cfg_mtls_names[] = {
 	{"strict", CONFIG_MTLS_STRICT},
@@ -38,12 +39,19 @@ static int cfg_inport_port(struct cfg_ctx *x, const config_setting_t *s, void *o
 
 static int cfg_inport_mtls(struct cfg_ctx *x, const config_setting_t *s, void *obj)
 {
+	((struct config_port_mtls *)obj)->mtls_set = 1;
 	return cfg_mtls(x, s, &((struct config_port_mtls *)obj)->mtls);
+}
+
+static int cfg_inport_opaque(struct cfg_ctx *x, const config_setting_t *s, void *obj)
+{
+	return cfg_get_bool(x, s, &((struct config_port_mtls *)obj)->opaque);
 }
 
 static const struct cfg_key cfg_inport_keys[] = {
 	{"port", cfg_inport_port, NULL},
 	{"mtls", cfg_inport_mtls, NULL},
+	{"opaque", cfg_inport_opaque, NULL},
 };
 
 static const struct cfg_keyset cfg_inport_set = {
@@ -80,7 +88,8 @@ static int cfg_in_ports(struct cfg_ctx *x, const config_setting_t *s, void *obj)
 		rc = cfg_walk(x, e, cfg_inport_keys, ARRAY_SIZE(cfg_inport_keys), p);
 		if (rc == 0)
 			rc = cfg_require(x, e, "port");
-		if (rc == 0)
+		/* An entry says something: its own mode, opaque, or both. */
+		if (rc == 0 && !config_setting_get_member(e, "opaque"))
 			rc = cfg_require(x, e, "mtls");
 		if (rc < 0)
 			goto out;
@@ -126,4 +135,40 @@ const struct cfg_keyset cfg_inbound_set = {
 int cfg_inbound(struct cfg_ctx *x, const config_setting_t *s, void *obj)
 {
 	return cfg_walk(x, s, cfg_inbound_keys, ARRAY_SIZE(cfg_inbound_keys), obj);
+}
+
+/*
+ * Opaque ports have no HTTP layer: a policy rule that looks at requests
+ * (methods, paths, hosts) and covers an opaque port could never be
+ * decided there.  The rule's line is named; no reload can bring it in.
+ */
+int cfg_opaque_check(struct cfg_ctx *x, const config_setting_t *root, const struct config *c)
+{
+	const config_setting_t *list = config_setting_get_member(root, "policies");
+	size_t i, j, k;
+
+	for (i = 0; i < c->n_policies; i++) {
+		const struct config_policy *p = &c->policies[i];
+		const config_setting_t *e = list ? config_setting_get_elem(list, (unsigned)i) : NULL;
+		const char *what = p->n_methods ? "methods" : p->n_paths ? "paths" : "hosts";
+
+		if (!p->n_methods && !p->n_paths && !p->n_hosts)
+			continue;
+		for (j = 0; j < c->n_inbound_ports; j++) {
+			int covered = p->n_ports == 0;
+
+			if (!c->inbound_ports[j].opaque)
+				continue;
+			for (k = 0; k < p->n_ports; k++)
+				covered |= p->ports[k] == c->inbound_ports[j].port;
+			if (!covered)
+				continue;
+			return cfg_fail(x, e ? config_setting_get_member(e, what) : NULL,
+					"HTTP conditions cannot apply to opaque port %u "
+					"(inbound.ports[%zu]): its requests are not read%s",
+					c->inbound_ports[j].port, j,
+					p->n_ports ? "" : "; list the rule's ports");
+		}
+	}
+	return 0;
 }

@@ -133,6 +133,8 @@ int cfg_cidr_list(struct cfg_ctx *x, const config_setting_t *s, struct config_ci
 int cfg_identity(struct cfg_ctx *x, const config_setting_t *s, void *obj);
 extern const struct cfg_keyset cfg_identity_set;
 int cfg_inbound(struct cfg_ctx *x, const config_setting_t *s, void *obj);
+/* inbound.c: no policy rule with HTTP conditions covers an opaque port. */
+int cfg_opaque_check(struct cfg_ctx *x, const config_setting_t *root, const struct config *c);
 extern const struct cfg_keyset cfg_inbound_set;
 extern const struct cfg_enum cfg_mtls_names[]; /* indexed by enum config_mtls */
 int cfg_outbound(struct cfg_ctx *x, const config_setting_t *s, void *obj);

@@ -52,6 +52,9 @@ static int cfg_defaults(struct cfg_ctx *x, struct cfg_state *st)
 	/* Zero trust once there is an identity to present; plain TCP before. */
 	if (!st->mtls_set)
 		c->inbound_mtls = c->cert ? CONFIG_MTLS_STRICT : CONFIG_MTLS_DISABLE;
+	for (i = 0; i < c->n_inbound_ports; i++)
+		if (!c->inbound_ports[i].mtls_set)
+			c->inbound_ports[i].mtls = c->inbound_mtls;
 	return rc;
 }
 
@@ -126,6 +129,8 @@ static int cfg_build(struct cfg_ctx *x, const config_setting_t *root, struct con
 		rc = cfg_defaults(x, &st);
 	if (rc == 0)
 		rc = cfg_cross_check(x, &st);
+	if (rc == 0)
+		rc = cfg_opaque_check(x, root, c);
 	return rc;
 }
 

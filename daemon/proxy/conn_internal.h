@@ -74,6 +74,8 @@ void inbound_authenticated(struct proxy *d, struct conn *c);
 void inbound_link_stream(struct proxy *d, struct plink *ml, struct transport *st,
 			 const struct ldm_addr *peer, const char *peer_id);
 enum config_mtls port_mtls(const struct proxy *d, uint16_t port_net);
+/* inbound.ports[].opaque for this port (network order): no HTTP layer. */
+int port_opaque(const struct proxy *d, uint16_t port_net);
 
 /* park.c */
 void park_read_cancelled(struct proxy *d, struct conn *c);

@@ -183,9 +183,21 @@ static void inbound_admit(struct proxy *d, struct conn *c)
 	struct policy_request req = {0};
 	struct policy_result res;
 
+	if (port_opaque(d, c->local.port)) {
+		/* Opaque port: no HTTP layer, bytes pass as they are from the
+		 * first one; the config refuses request rules here. */
+		c->l7_done = 1;
+	}
 	req.principal = c->peer_id;
 	req.port = ntohs(c->local.port);
 	policy_decide(d->policy, POLICY_AT_CONNECT, &req, &res);
+	if (res.decision == POLICY_PENDING && c->l7_done) {
+		/* Cannot happen with a valid config: never pass it undecided. */
+		log_warn("inbound connection to opaque port %u: rules need requests; closing",
+			 req.port);
+		conn_close(d, c, 1);
+		return;
+	}
 	if (res.decision == POLICY_PENDING) {
 		c->l7_policy = 1;
 	} else {
@@ -227,7 +239,7 @@ void inbound_authenticated(struct proxy *d, struct conn *c)
 	inbound_admit(d, c);
 }
 
-enum config_mtls port_mtls(const struct proxy *d, uint16_t port_net)
+static const struct config_port_mtls *port_conf(const struct proxy *d, uint16_t port_net)
 {
 	const struct config *cfg = d->cfg;
 	uint16_t port = ntohs(port_net);
@@ -235,10 +247,24 @@ enum config_mtls port_mtls(const struct proxy *d, uint16_t port_net)
 
 	for (i = 0; i < cfg->n_inbound_ports; i++) {
 		if (cfg->inbound_ports[i].port == port) {
-			return cfg->inbound_ports[i].mtls;
+			return &cfg->inbound_ports[i];
 		}
 	}
-	return cfg->inbound_mtls;
+	return NULL;
+}
+
+int port_opaque(const struct proxy *d, uint16_t port_net)
+{
+	const struct config_port_mtls *p = port_conf(d, port_net);
+
+	return p && p->opaque;
+}
+
+enum config_mtls port_mtls(const struct proxy *d, uint16_t port_net)
+{
+	const struct config_port_mtls *p = port_conf(d, port_net);
+
+	return p ? p->mtls : d->cfg->inbound_mtls;
 }
 
 void detect_done(struct proxy *d, struct conn *c, int res)

@@ -53,6 +53,11 @@ static const struct good_case good_cases[] = {
 	 "telemetry = { http = false; access_log = \"off\"; max_series = 16; };\n"},
 	{"telemetry access log", "telemetry = { access_log = \"stderr\"; };\n"},
 	{"string concatenation", "trust_domain = \"example\" \".org\";\n"},
+	{"opaque port alone",
+	 "inbound = { ports = ( { port = 5432; opaque = true; } ); };\n"
+	 "policies = ( { name = \"p\"; action = \"allow\"; ports = [ 5432 ];\n"
+	 "  principals = [ \"*\" ]; },\n"
+	 "  { name = \"h\"; action = \"allow\"; ports = [ 80 ]; paths = [ \"/\" ]; } );\n"},
 	{"per-port disable needs no identity",
 	 "inbound = { ports = ( { port = 8080; mtls = \"disable\"; } ); };\n"},
 	{"policy with every field",
@@ -276,6 +281,24 @@ static const struct bad_case bad_cases[] = {
 	{"inbound port missing mtls",
 	 ID "inbound = { ports = (\n  { port = 9000; } ); };\n",
 	 {NAME ":3:", "inbound.ports[0]: missing required key mtls"}},
+	{"opaque not a boolean",
+	 ID "inbound = { ports = (\n  { port = 5432; opaque = 1; } ); };\n",
+	 {NAME ":3:", "inbound.ports[0].opaque: expected true or false"}},
+	{"opaque port missing port",
+	 ID "inbound = { ports = (\n  { opaque = true; } ); };\n",
+	 {NAME ":3:", "inbound.ports[0]: missing required key port"}},
+	{"HTTP rule on an opaque port",
+	 ID "inbound = { ports = ( { port = 5432; opaque = true; } ); };\n"
+	    "policies = (\n  { name = \"p\"; action = \"allow\"; ports = [ 80, 5432 ];\n"
+	    "    paths = [ \"/api/*\" ]; } );\n",
+	 {NAME ":5:", "policies[0].paths: HTTP conditions cannot apply to opaque port 5432",
+	  "inbound.ports[0]"}},
+	{"HTTP rule on every port, one of them opaque",
+	 ID "inbound = { ports = ( { port = 8080; mtls = \"permissive\"; },\n"
+	    "  { port = 5432; opaque = true; } ); };\n"
+	    "policies = ( { name = \"p\"; action = \"deny\";\n  methods = [ \"POST\" ]; } );\n",
+	 {NAME ":5:", "policies[0].methods: HTTP conditions cannot apply to opaque port 5432",
+	  "list the rule's ports"}},
 
 	/* CIDRs */
 	{"host bits set",
@@ -578,6 +601,30 @@ static void test_mtls_defaults_to_strict_with_identity(void **state)
 	assert_string_equal(c->key, "/k.pem");
 	assert_string_equal(c->bundle, "/b.pem");
 	assert_int_equal(c->inbound_mtls, CONFIG_MTLS_STRICT);
+	config_free(c);
+}
+
+/* inbound.ports[].opaque: a port without its own mode takes inbound.mtls. */
+static void test_opaque_ports(void **state)
+{
+	struct config *c = parse_ok(
+		"identity = { cert = \"/c\"; key = \"/k\"; bundle = \"/b\"; };\n"
+		"inbound = { mtls = \"permissive\"; ports = ( { port = 5432; opaque = true; },\n"
+		"  { port = 6379; mtls = \"strict\"; opaque = true; },\n"
+		"  { port = 8080; mtls = \"strict\"; opaque = false; } ); };\n");
+
+	assert_int_equal(c->n_inbound_ports, 3);
+	assert_int_equal(c->inbound_ports[0].port, 5432);
+	assert_int_equal(c->inbound_ports[0].opaque, 1);
+	assert_int_equal(c->inbound_ports[0].mtls, CONFIG_MTLS_PERMISSIVE);
+	assert_int_equal(c->inbound_ports[1].opaque, 1);
+	assert_int_equal(c->inbound_ports[1].mtls, CONFIG_MTLS_STRICT);
+	assert_int_equal(c->inbound_ports[2].opaque, 0);
+	assert_int_equal(c->inbound_ports[2].mtls, CONFIG_MTLS_STRICT);
+	config_free(c);
+	/* Without identity, an opaque port without a mode is plaintext. */
+	c = parse_ok("inbound = { ports = ( { port = 5432; opaque = true; } ); };\n");
+	assert_int_equal(c->inbound_ports[0].mtls, CONFIG_MTLS_DISABLE);
 	config_free(c);
 }
 
@@ -1168,6 +1215,7 @@ int main(void)
 		cmocka_unit_test(test_links),
 		cmocka_unit_test(test_defaults_of_empty_file),
 		cmocka_unit_test(test_mtls_defaults_to_strict_with_identity),
+		cmocka_unit_test(test_opaque_ports),
 		cmocka_unit_test(test_empty_mesh_networks),
 		cmocka_unit_test(test_full_config),
 		cmocka_unit_test(test_log_levels),
