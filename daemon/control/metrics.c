@@ -131,6 +131,14 @@ void metrics_render(struct ldmeshd *d, struct strbuf *b)
 	     "Upgrade tokens removed from allowed requests on ports with HTTP rules, by protocol.");
 	sb_printf(b, "ldmesh_upgrades_stripped_total{protocol=\"h2c\"} %" PRIu64 "\n",
 		  s->h2c_upgrades_stripped_total);
+	help(b, "ldmesh_http_detect_held_total", "counter",
+	     "Inbound connections whose first bytes were an undecided partial first line, held up to "
+	     "200 ms to tell HTTP from another protocol.");
+	sb_printf(b, "ldmesh_http_detect_held_total %" PRIu64 "\n", s->http_detect_held_total);
+	help(b, "ldmesh_opaque_connections_total", "counter",
+	     "Inbound connections to opaque ports (inbound.ports[].opaque): no HTTP detection or "
+	     "handling.");
+	sb_printf(b, "ldmesh_opaque_connections_total %" PRIu64 "\n", s->opaque_inbound_total);
 	help(b, "ldmesh_timeouts_total", "counter",
 	     "Connections closed by a deadline, by what they were doing.");
 	for (r = 0; r < TIMEOUT_COUNT; r++) {

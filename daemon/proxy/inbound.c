@@ -187,6 +187,7 @@ static void inbound_admit(struct proxy *d, struct conn *c)
 		/* Opaque port: no HTTP layer, bytes pass as they are from the
 		 * first one; the config refuses request rules here. */
 		c->l7_done = 1;
+		d->stats.opaque_inbound_total++;
 	}
 	req.principal = c->peer_id;
 	req.port = ntohs(c->local.port);

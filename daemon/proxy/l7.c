@@ -474,6 +474,7 @@ int l7_down(struct proxy *d, struct conn *c)
 			    !c->l7_policy && !http1_in_headers(&h->req)) {
 				h->held_since = now_ms();
 				d->l7_detect_armed = 1;
+				d->stats.http_detect_held_total++;
 			}
 			return 0;
 		}

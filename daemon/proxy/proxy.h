@@ -77,6 +77,9 @@ struct proxy_stats {
 	uint64_t plaintext_accepted_total; /* permissive port, client without TLS */
 	uint64_t timeouts_total[TIMEOUT_COUNT]; /* by enum timeout_stage */
 	uint64_t h2c_upgrades_stripped_total; /* upgrade.h */
+	/* inbound: first lines held undecided (up to L7_DETECT_MS), and
+	 * connections to opaque ports, which get no HTTP layer at all */
+	uint64_t http_detect_held_total, opaque_inbound_total;
 	/* same-pod connections to held listeners: the TCP socket handed to
 	 * the app, or proxied (a shim that cannot take it, or an outbound
 	 * dial to the pod's own address) */

@@ -258,7 +258,7 @@ def wire_port(pod, app_port):
 
 def config_text(pod, svid=None, mtls=None, ports=None, mesh_networks=None, egress=None,
                 egress_allow=None, services=None, policies=None, policy_default=None,
-                links=None, link_port=None, extra=""):
+                links=None, link_port=None, opaque_ports=(), extra=""):
     """A full config for pod.  pods.Pod.config_text hardcodes
     inbound.mtls = "disable", so this builds its own."""
     lines = ['runtime_dir = "%s";' % pod.runtime_dir,
@@ -272,8 +272,11 @@ def config_text(pod, svid=None, mtls=None, ports=None, mesh_networks=None, egres
     inbound = {}
     if mtls:
         inbound["mtls"] = mtls
-    if ports:
-        inbound["ports"] = tuple({"port": p, "mtls": m} for p, m in sorted(ports.items()))
+    entries = {p: {"port": p, "mtls": m} for p, m in (ports or {}).items()}
+    for p in opaque_ports:
+        entries.setdefault(p, {"port": p})["opaque"] = True
+    if entries:
+        inbound["ports"] = tuple(entries[p] for p in sorted(entries))
     if link_port is not None:
         inbound["link_port"] = link_port
     if inbound:
