@@ -16,14 +16,24 @@
 /* The sidecar: copy shim and launcher (by rename, so a restarted sidecar
  * never rewrites a library that running apps have mapped), write the
  * config, become ldmeshd. */
-static const char sidecar_script[] =
-	"set -eu\n"
-	"for f in " INJECT_IMAGE_SHIM " " INJECT_IMAGE_LAUNCHER "; do\n"
-	"  cp \"$f\" " INJECT_RUNTIME_DIR "/.copy.tmp\n"
-	"  mv -f " INJECT_RUNTIME_DIR "/.copy.tmp " INJECT_RUNTIME_DIR "/\"${f##*/}\"\n"
-	"done\n"
-	"printf '%s' \"$LDMESH_CONFIG\" > " INJECT_CONFIG ".tmp\n"
+#define SIDECAR_PREPARE                                                                            \
+	"set -eu\n"                                                                                \
+	"for f in " INJECT_IMAGE_SHIM " " INJECT_IMAGE_LAUNCHER "; do\n"                           \
+	"  cp \"$f\" " INJECT_RUNTIME_DIR "/.copy.tmp\n"                                           \
+	"  mv -f " INJECT_RUNTIME_DIR "/.copy.tmp " INJECT_RUNTIME_DIR "/\"${f##*/}\"\n"            \
+	"done\n"                                                                                   \
+	"printf '%s' \"$LDMESH_CONFIG\" > " INJECT_CONFIG ".tmp\n"                                  \
 	"mv -f " INJECT_CONFIG ".tmp " INJECT_CONFIG "\n"
+static const char sidecar_script[] = SIDECAR_PREPARE "exec ldmeshd -c " INJECT_CONFIG "\n";
+
+/* With SPIRE: the same, once spiffe-helper (started just before) has
+ * written the identity files; the startup probe bounds the wait. */
+static const char sidecar_script_spire[] =
+	SIDECAR_PREPARE "until [ -s " INJECT_ID_DIR "/" INJECT_SPIRE_SVID " ] && [ -s " INJECT_ID_DIR
+	"/" INJECT_SPIRE_KEY " ] &&\n"
+	"      [ -s " INJECT_ID_DIR "/" INJECT_SPIRE_BUNDLE " ]; do\n"
+	"  sleep 1\n"
+	"done\n"
 	"exec ldmeshd -c " INJECT_CONFIG "\n";
 
 struct inject_ctx {
@@ -128,7 +138,8 @@ static json_t *sidecar(struct inject_ctx *x, const char *config)
 		" s:{s:b, s:b, s:b, s:i, s:i, s:{s:[s]}, s:{s:s}},"
 		" s:[{s:s, s:s}, {s:s, s:s, s:b}]}",
 		"name", INJECT_SIDECAR, "image", x->opts->image, "imagePullPolicy", "IfNotPresent",
-		"restartPolicy", "Always", "command", "/bin/sh", "-c", sidecar_script, "env",
+		"restartPolicy", "Always", "command", "/bin/sh", "-c",
+		inject_conf_spire(c) ? sidecar_script_spire : sidecar_script, "env",
 		env_var("LDMESH_CONFIG", config), env_var("LDMESH_RUNTIME_DIR", INJECT_RUNTIME_DIR),
 		"ports", "name", "ldmesh-admin", "containerPort", INJECT_ADMIN_PORT, "protocol",
 		"TCP", "name", "ldmesh-link", "containerPort", INJECT_LINK_PORT, "protocol", "TCP",
@@ -369,6 +380,62 @@ static int has_container(const json_t *list, const char *name)
 	return 0;
 }
 
+/*
+ * SPIRE: spiffe-helper writes the SVID, key and bundle into an emptyDir in
+ * memory; the agent's Workload API socket comes from the SPIFFE CSI driver
+ * (SPIRE's way for workloads, no hostPath); helper.conf from the pod's
+ * annotation through the downward API.
+ */
+static int spire_volumes(json_t *vols)
+{
+	if (json_array_append_new(vols, json_pack("{s:s, s:{s:s}}", "name", INJECT_ID_VOLUME,
+						  "emptyDir", "medium", "Memory")) ||
+	    json_array_append_new(vols, json_pack("{s:s, s:{s:s, s:b}}", "name",
+						  INJECT_SPIRE_SOCKET_VOLUME, "csi", "driver",
+						  INJECT_SPIRE_CSI_DRIVER, "readOnly", 1)) ||
+	    json_array_append_new(
+		    vols, json_pack("{s:s, s:{s:[{s:s, s:{s:s}}]}}", "name", INJECT_SPIRE_CONF_VOLUME,
+				    "downwardAPI", "items", "path", "helper.conf", "fieldRef",
+				    "fieldPath",
+				    "metadata.annotations['" INJECT_SPIRE_CONF_ANNOTATION "']")))
+		return -ENOMEM;
+	return 0;
+}
+
+/* The native sidecar that keeps SPIRE's SVID in files, before ldmesh-proxy. */
+static json_t *spire_helper(struct inject_ctx *x)
+{
+	return json_pack(
+		"{s:s, s:s, s:s, s:s, s:[s, s],"
+		" s:{s:{s:s, s:s}, s:{s:s}},"
+		" s:{s:b, s:b, s:b, s:i, s:i, s:{s:[s]}, s:{s:s}},"
+		" s:[{s:s, s:s, s:b}, {s:s, s:s, s:b}, {s:s, s:s, s:b}]}",
+		"name", INJECT_SPIRE_HELPER, "image", x->conf.spiffe_helper_image,
+		"imagePullPolicy", "IfNotPresent", "restartPolicy", "Always", "args", "-config",
+		INJECT_SPIRE_CONF_DIR "/helper.conf", "resources", "requests", "cpu", "5m", "memory",
+		"16Mi", "limits", "memory", "64Mi", "securityContext", "allowPrivilegeEscalation", 0,
+		"readOnlyRootFilesystem", 1, "runAsNonRoot", 1, "runAsUser", INJECT_PROXY_UID,
+		"runAsGroup", INJECT_PROXY_UID, "capabilities", "drop", "ALL", "seccompProfile",
+		"type", "RuntimeDefault", "volumeMounts", "name", INJECT_SPIRE_SOCKET_VOLUME,
+		"mountPath", INJECT_SPIRE_SOCKET_DIR, "readOnly", 1, "name", INJECT_ID_VOLUME,
+		"mountPath", INJECT_ID_DIR, "readOnly", 0, "name", INJECT_SPIRE_CONF_VOLUME,
+		"mountPath", INJECT_SPIRE_CONF_DIR, "readOnly", 1);
+}
+
+/* The pod's annotation that the downwardAPI volume turns into helper.conf. */
+static int spire_annotate(json_t *tmpl)
+{
+	json_t *meta = member(tmpl, "metadata", 0), *ann;
+
+	ann = meta ? member(meta, "annotations", 0) : NULL;
+	if (!ann)
+		return -EINVAL;
+	return json_object_set_new(ann, INJECT_SPIRE_CONF_ANNOTATION,
+				   json_string(INJECT_SPIRE_HELPER_CONF))
+		       ? -ENOMEM
+		       : 0;
+}
+
 static int add_volumes(struct inject_ctx *x, json_t *spec)
 {
 	json_t *vols = member(spec, "volumes", 1), *v;
@@ -381,14 +448,19 @@ static int add_volumes(struct inject_ctx *x, json_t *spec)
 	{
 		const char *n = str_member(v, "name") ?: "";
 
-		if (!strcmp(n, INJECT_VOLUME) || !strcmp(n, INJECT_ID_VOLUME))
+		if (!strcmp(n, INJECT_VOLUME) || !strcmp(n, INJECT_ID_VOLUME) ||
+		    (inject_conf_spire(&x->conf) && (!strcmp(n, INJECT_SPIRE_SOCKET_VOLUME) ||
+						     !strcmp(n, INJECT_SPIRE_CONF_VOLUME))))
 			return fail(x, "the pod already has a volume named " INJECT_VOLUME
-				       " or " INJECT_ID_VOLUME);
+				       ", " INJECT_ID_VOLUME ", " INJECT_SPIRE_SOCKET_VOLUME
+				       " or " INJECT_SPIRE_CONF_VOLUME);
 	}
 	snprintf(gid, sizeof(gid), "%d", INJECT_PROXY_UID);
 	if (json_array_append_new(vols,
 				  json_pack("{s:s, s:{}}", "name", INJECT_VOLUME, "emptyDir")))
 		return -ENOMEM;
+	if (inject_conf_spire(&x->conf))
+		return spire_volumes(vols);
 	/* csi-driver-spiffe writes tls.crt (leaf and chain), tls.key and
 	 * ca.crt; fs-group lets the non-root sidecar read the key. */
 	return json_array_append_new(vols,
@@ -417,6 +489,9 @@ static int inject_pod(struct inject_ctx *x, json_t *tmpl)
 		return fail(x, "spec.initContainers is not a list");
 	if (has_container(apps, INJECT_SIDECAR))
 		return fail(x, "a container is already named " INJECT_SIDECAR);
+	if (inject_conf_spire(&x->conf) &&
+	    (has_container(apps, INJECT_SPIRE_HELPER) || has_container(inits, INJECT_SPIRE_HELPER)))
+		return fail(x, "a container is already named " INJECT_SPIRE_HELPER);
 	json_array_foreach(apps, i, c) if ((rc = mesh_container(x, c, 0))) return rc;
 	/* Init containers run before the app, some before the network is up:
 	 * meshed only when asked.  They run after ldmesh-proxy, which is first. */
@@ -436,6 +511,20 @@ static int inject_pod(struct inject_ctx *x, json_t *tmpl)
 	if (!sc)
 		return -ENOMEM;
 	list = json_array();
+	if (list && inject_conf_spire(&x->conf)) {
+		/* Started first, so its files are there for ldmesh-proxy. */
+		rc = spire_annotate(tmpl);
+		if (rc == -EINVAL) {
+			json_decref(sc);
+			json_decref(list);
+			return fail(x, "the pod's metadata or annotations is not an object");
+		}
+		if (rc || json_array_append_new(list, spire_helper(x))) {
+			json_decref(sc);
+			json_decref(list);
+			return -ENOMEM;
+		}
+	}
 	if (!list || json_array_append_new(list, sc) || json_array_extend(list, inits) ||
 	    json_object_set_new(spec, "initContainers", list)) {
 		json_decref(list);

@@ -11,7 +11,10 @@
  *  - every regular container: LD_PRELOAD (the shim first),
  *    LDMESH_RUNTIME_DIR, the emptyDir read-only, and its command wrapped as
  *    `ldmesh-run -- CMD` when the spec (or an annotation) gives it;
- *  - identity from csi-driver-spiffe's files, mounted into the sidecar only.
+ *  - identity from csi-driver-spiffe's files, mounted into the sidecar only;
+ *    or, with config.ldmesh.io/identity: spire, from the files SPIRE's
+ *    spiffe-helper (a native sidecar before ldmesh-proxy, the agent's
+ *    socket from the SPIFFE CSI driver) writes into a shared emptyDir.
  */
 #ifndef LDMESH_CTL_INJECT_H
 #define LDMESH_CTL_INJECT_H
@@ -34,6 +37,34 @@
 #define INJECT_ID_VOLUME "ldmesh-identity"
 #define INJECT_ID_DIR "/var/run/secrets/spiffe.io"
 #define INJECT_CSI_DRIVER "spiffe.csi.cert-manager.io"
+/* config.ldmesh.io/identity: spire.  spiffe-helper writes these into the
+ * ldmesh-identity emptyDir; the Workload API socket comes from the SPIFFE
+ * CSI driver (csi.spiffe.io), as SPIRE documents for workloads; its config
+ * from a pod annotation through a downwardAPI volume (no ConfigMap). */
+#define INJECT_SPIRE_HELPER "ldmesh-spiffe-helper"
+#define INJECT_SPIRE_HELPER_IMAGE "ghcr.io/spiffe/spiffe-helper:0.8.0"
+#define INJECT_SPIRE_CSI_DRIVER "csi.spiffe.io"
+#define INJECT_SPIRE_SOCKET_VOLUME "ldmesh-spire-agent"
+#define INJECT_SPIRE_SOCKET_DIR "/spiffe-workload-api"
+#define INJECT_SPIRE_SOCKET INJECT_SPIRE_SOCKET_DIR "/spire-agent.sock"
+#define INJECT_SPIRE_CONF_VOLUME "ldmesh-spiffe-helper"
+#define INJECT_SPIRE_CONF_DIR "/etc/ldmesh-spiffe-helper"
+#define INJECT_SPIRE_CONF_ANNOTATION "ldmesh.io/spiffe-helper-conf"
+#define INJECT_SPIRE_SVID "svid.pem"
+#define INJECT_SPIRE_KEY "svid_key.pem"
+#define INJECT_SPIRE_BUNDLE "svid_bundle.pem"
+/* spiffe-helper's helper.conf (HCL): daemon mode, no process to signal
+ * (ldmeshd reloads the files when they change). */
+#define INJECT_SPIRE_HELPER_CONF                                                                   \
+	"agent_address = \"" INJECT_SPIRE_SOCKET "\"\n"                                             \
+	"cmd = \"\"\n"                                                                              \
+	"cmd_args = \"\"\n"                                                                         \
+	"cert_dir = \"" INJECT_ID_DIR "\"\n"                                                        \
+	"renew_signal = \"\"\n"                                                                     \
+	"svid_file_name = \"" INJECT_SPIRE_SVID "\"\n"                                              \
+	"svid_key_file_name = \"" INJECT_SPIRE_KEY "\"\n"                                           \
+	"svid_bundle_file_name = \"" INJECT_SPIRE_BUNDLE "\"\n"                                     \
+	"daemon_mode = true\n"
 /* Where the image keeps what the sidecar copies (Containerfile). */
 #define INJECT_IMAGE_SHIM "/usr/local/lib/ldmesh/libldmesh.so"
 #define INJECT_IMAGE_LAUNCHER "/usr/local/bin/ldmesh-run"
@@ -79,6 +110,8 @@ struct inject_conf {
 	const char *skip_outbound; /* port list, or NULL */
 	const char *skip_outbound_ips; /* CIDR list, or NULL */
 	const char *opaque_ports; /* port list, or NULL */
+	const char *identity; /* csi-driver-spiffe | spire */
+	const char *spiffe_helper_image; /* with identity spire */
 	const char *mesh_init; /* "*" or comma-separated init container names, or NULL */
 	const char *cpu_request, *cpu_limit, *memory_request, *memory_limit;
 };
@@ -104,6 +137,9 @@ struct inject_probe {
  */
 char *inject_conf_render(const struct inject_conf *conf, const struct inject_probe *probes,
 			 size_t n_probes);
+
+/* 1 when the pod's identity comes from SPIRE (config.ldmesh.io/identity). */
+int inject_conf_spire(const struct inject_conf *conf);
 
 /*
  * Parses a port list "22,8000-8100" (as LDMESH_EXCLUDE_PORTS): 0 or

@@ -21,12 +21,13 @@ struct conf_key {
 	int kind;
 };
 
-enum { K_CHOICE, K_PORTS, K_CIDRS, K_TD, K_QUANTITY, K_NAMES };
+enum { K_CHOICE, K_PORTS, K_CIDRS, K_TD, K_QUANTITY, K_NAMES, K_IMAGE };
 
 static const char *const mtls_modes[] = {"strict", "permissive", "disable", NULL};
 static const char *const allow_deny[] = {"allow", "deny", NULL};
 static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const backends[] = {"auto", "io_uring", "epoll", NULL};
+static const char *const identities[] = {"csi-driver-spiffe", "spire", NULL};
 
 #define KEY(n, f, c, k)                                                                            \
 	{                                                                                          \
@@ -43,6 +44,8 @@ static const struct conf_key conf_keys[] = {
 	KEY("skip-outbound-ports", skip_outbound, NULL, K_PORTS),
 	KEY("skip-outbound-ips", skip_outbound_ips, NULL, K_CIDRS),
 	KEY("opaque-ports", opaque_ports, NULL, K_PORTS),
+	KEY("identity", identity, identities, K_CHOICE),
+	KEY("spiffe-helper-image", spiffe_helper_image, NULL, K_IMAGE),
 	KEY("mesh-init-containers", mesh_init, NULL, K_NAMES),
 	KEY("proxy-cpu-request", cpu_request, NULL, K_QUANTITY),
 	KEY("proxy-cpu-limit", cpu_limit, NULL, K_QUANTITY),
@@ -237,6 +240,18 @@ static int check_value(const struct conf_key *k, const char *v, char *err, size_
 		return check_list(v, name_ok, "a container name", err, errlen);
 	case K_TD:
 		return spiffe_trust_domain_check(v, err, errlen);
+	case K_IMAGE:
+		/* An image reference: no spaces or control characters. */
+		for (const char *c = v; *c; c++)
+			if ((unsigned char)*c <= ' ' || *c == 0x7f) {
+				snprintf(err, errlen, "\"%.60s\" is not an image reference", v);
+				return -EINVAL;
+			}
+		if (!*v) {
+			snprintf(err, errlen, "an empty image reference");
+			return -EINVAL;
+		}
+		return 0;
 	}
 	return -EINVAL;
 }
@@ -252,6 +267,8 @@ int inject_conf_read(struct inject_conf *conf, const json_t *annotations, char *
 	conf->log_level = "info";
 	conf->trust_domain = "cluster.local";
 	conf->io_backend = "auto";
+	conf->identity = "csi-driver-spiffe";
+	conf->spiffe_helper_image = INJECT_SPIRE_HELPER_IMAGE;
 	conf->cpu_request = "10m";
 	conf->memory_request = "16Mi";
 	conf->memory_limit = "256Mi";
@@ -324,27 +341,97 @@ static void put_strings(FILE *f, const char *list)
 	fputs(" ]", f);
 }
 
+int inject_conf_spire(const struct inject_conf *conf)
+{
+	return strcmp(conf->identity, "spire") == 0;
+}
+
+static int port_listed(const json_t *ports, int port)
+{
+	const json_t *v;
+	size_t i;
+
+	json_array_foreach(ports, i, v) if (json_integer_value(v) == port) return 1;
+	return 0;
+}
+
+/*
+ * inbound.ports: the kubelet probes in plaintext, so probe ports take it
+ * (unless the whole pod already does); opaque ports get no HTTP layer.  A
+ * port both is one entry.
+ */
+static void put_inbound_ports(FILE *f, const struct inject_conf *conf, const json_t *opaque,
+			      const struct inject_probe *probes, size_t n_probes)
+{
+	int first = 1, permissive = strcmp(conf->mtls, "strict") == 0;
+	const json_t *v;
+	size_t i;
+
+	for (i = 0; permissive && i < n_probes; i++) {
+		int dup = 0;
+
+		for (size_t j = 0; j < i; j++)
+			dup |= probes[j].port == probes[i].port;
+		if (dup)
+			continue;
+		fprintf(f, "%s{ port = %d; mtls = \"permissive\";%s }", first ? "  ports = ( " : ", ",
+			probes[i].port, port_listed(opaque, probes[i].port) ? " opaque = true;" : "");
+		first = 0;
+	}
+	json_array_foreach(opaque, i, v)
+	{
+		int port = (int)json_integer_value(v), probed = 0;
+
+		for (size_t j = 0; permissive && j < n_probes; j++)
+			probed |= probes[j].port == port;
+		if (probed)
+			continue;
+		fprintf(f, "%s{ port = %d; opaque = true; }", first ? "  ports = ( " : ", ", port);
+		first = 0;
+	}
+	if (!first)
+		fputs(" );\n", f);
+}
+
 char *inject_conf_render(const struct inject_conf *conf, const struct inject_probe *probes,
 			 size_t n_probes)
 {
-	char *text = NULL;
+	json_t *opaque = json_array();
+	char *text = NULL, err[200];
 	size_t len = 0;
 	FILE *f;
 
-	f = open_memstream(&text, &len);
-	if (!f)
+	if (!opaque)
 		return NULL;
+	/* Checked by inject_conf_read already. */
+	if (conf->opaque_ports && inject_ports_parse(conf->opaque_ports, opaque, err, sizeof(err))) {
+		json_decref(opaque);
+		return NULL;
+	}
+	f = open_memstream(&text, &len);
+	if (!f) {
+		json_decref(opaque);
+		return NULL;
+	}
 	fputs("# Rendered by ldmeshctl inject from the pod's annotations (docs/kubernetes.md).\n",
 	      f);
 	fprintf(f, "trust_domain = \"%s\";\n", conf->trust_domain);
 	fputs("runtime_dir = \"" INJECT_RUNTIME_DIR "\";\n", f);
 	fprintf(f, "admin_addr = \"0.0.0.0:%d\";\n", INJECT_ADMIN_PORT);
-	fputs("identity = {\n"
-	      "  cert = \"" INJECT_ID_DIR "/tls.crt\";\n"
-	      "  key = \"" INJECT_ID_DIR "/tls.key\";\n"
-	      "  bundle = \"" INJECT_ID_DIR "/ca.crt\";\n"
-	      "};\n",
-	      f);
+	if (inject_conf_spire(conf))
+		fputs("identity = {\n"
+		      "  cert = \"" INJECT_ID_DIR "/" INJECT_SPIRE_SVID "\";\n"
+		      "  key = \"" INJECT_ID_DIR "/" INJECT_SPIRE_KEY "\";\n"
+		      "  bundle = \"" INJECT_ID_DIR "/" INJECT_SPIRE_BUNDLE "\";\n"
+		      "};\n",
+		      f);
+	else
+		fputs("identity = {\n"
+		      "  cert = \"" INJECT_ID_DIR "/tls.crt\";\n"
+		      "  key = \"" INJECT_ID_DIR "/tls.key\";\n"
+		      "  bundle = \"" INJECT_ID_DIR "/ca.crt\";\n"
+		      "};\n",
+		      f);
 	fprintf(f, "inbound = {\n  mtls = \"%s\";\n  link_port = %d;\n", conf->mtls,
 		INJECT_LINK_PORT);
 	if (conf->skip_inbound) {
@@ -352,34 +439,12 @@ char *inject_conf_render(const struct inject_conf *conf, const struct inject_pro
 		put_ports(f, conf->skip_inbound);
 		fputs(";\n", f);
 	}
-	/* The kubelet probes in plaintext: those ports take it, unless the
-	 * whole pod already does or the port is outside the mesh. */
-	if (n_probes && strcmp(conf->mtls, "strict") == 0) {
-		int first = 1;
-
-		for (size_t i = 0; i < n_probes; i++) {
-			int dup = 0;
-
-			for (size_t j = 0; j < i; j++)
-				dup |= probes[j].port == probes[i].port;
-			if (dup)
-				continue;
-			fprintf(f, "%s{ port = %d; mtls = \"permissive\"; }",
-				first ? "  ports = ( " : ", ", probes[i].port);
-			first = 0;
-		}
-		fputs(" );\n", f);
-	}
+	put_inbound_ports(f, conf, opaque, probes, n_probes);
 	fputs("};\n", f);
 	if (conf->mesh_networks) {
 		fputs("outbound = { mesh_networks = ", f);
 		put_strings(f, conf->mesh_networks);
 		fputs("; };\n", f);
-	}
-	if (conf->opaque_ports) {
-		/* ldmeshd never waits to detect a protocol (server-first
-		 * protocols pass at once), so opaque ports need no setting. */
-		fprintf(f, "# opaque ports (no detection wait needed): %s\n", conf->opaque_ports);
 	}
 	fprintf(f, "policy_default = \"%s\";\n", conf->policy_default);
 	if (n_probes && strcmp(conf->policy_default, "deny") == 0) {
@@ -390,7 +455,9 @@ char *inject_conf_render(const struct inject_conf *conf, const struct inject_pro
 				"%d ];"
 				" unauthenticated = true;",
 				i, probes[i].port);
-			if (probes[i].path[0])
+			/* An opaque port's requests are not read: the rule
+			 * allows the port (the daemon refuses HTTP rules there). */
+			if (probes[i].path[0] && !port_listed(opaque, probes[i].port))
 				fprintf(f, " methods = [ \"GET\" ]; paths = [ \"%s\" ];",
 					probes[i].path);
 			fprintf(f, " }%s\n", i + 1 < n_probes ? "," : "");
@@ -400,6 +467,7 @@ char *inject_conf_render(const struct inject_conf *conf, const struct inject_pro
 	if (strcmp(conf->io_backend, "auto") != 0)
 		fprintf(f, "io_backend = \"%s\";\n", conf->io_backend);
 	fprintf(f, "log_level = \"%s\";\n", conf->log_level);
+	json_decref(opaque);
 	if (fclose(f)) {
 		free(text);
 		return NULL;

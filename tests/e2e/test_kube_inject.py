@@ -4,8 +4,11 @@ output validated as Kubernetes objects by kubernetes-models, with no field
 the schemas do not know.  LDMESH_GOLDEN_UPDATE=1 rewrites the golden outputs
 (review the diff).  No cluster, no root: these run in a second."""
 import glob
+import json
 import os
 import re
+import subprocess
+import tempfile
 
 import pytest
 
@@ -47,7 +50,7 @@ def test_golden_set_is_varied():
     """The set covers what the issue lists."""
     names = {golden_name(p) for p in INPUTS}
     assert {"pod-multi", "deploy-init", "statefulset", "cronjob", "list", "multi", "pod",
-            "disabled", "injected", "command-annotation"} <= names
+            "disabled", "injected", "command-annotation", "opaque", "spire"} <= names
     assert any(p.endswith(".json") for p in INPUTS)
 
 
@@ -93,7 +96,9 @@ def test_injected_pod_shape():
         for doc in kube.load_all(read(os.path.join(kube.GOLDEN, golden_name(src) + ".out.yaml"))):
             for name, spec in kube.pod_specs(doc):
                 seen += 1
-                side = spec["initContainers"][0]
+                spire = spec["initContainers"][0]["name"] == "ldmesh-spiffe-helper"
+                # ldmesh-proxy first, after SPIRE's spiffe-helper when that is the issuer.
+                side = spec["initContainers"][1 if spire else 0]
                 assert side["name"] == "ldmesh-proxy" and side["restartPolicy"] == "Always"
                 assert side["startupProbe"]["httpGet"] == {"path": "/ready", "port": 4191}
                 assert side["readinessProbe"]["httpGet"] == {"path": "/ready", "port": 4191}
@@ -107,9 +112,14 @@ def test_injected_pod_shape():
                         ].count("ldmesh-proxy") == 1
                 vols = {v["name"]: v for v in spec["volumes"]}
                 assert vols["ldmesh-runtime"] == {"name": "ldmesh-runtime", "emptyDir": {}}
-                assert vols["ldmesh-identity"]["csi"]["driver"] == "spiffe.csi.cert-manager.io"
-                # the identity goes to the sidecar only
-                for c in spec["containers"] + spec["initContainers"][1:]:
+                if spire:
+                    assert vols["ldmesh-identity"] == {"name": "ldmesh-identity",
+                                                       "emptyDir": {"medium": "Memory"}}
+                    assert vols["ldmesh-spire-agent"]["csi"]["driver"] == "csi.spiffe.io"
+                else:
+                    assert vols["ldmesh-identity"]["csi"]["driver"] == "spiffe.csi.cert-manager.io"
+                # the identity goes to the sidecar (and its issuer) only
+                for c in spec["containers"] + spec["initContainers"][2 if spire else 1:]:
                     assert "ldmesh-identity" not in [m["name"] for m in c.get("volumeMounts", [])]
                 for c in spec["containers"]:
                     env = kube.env_of(c)
@@ -174,6 +184,92 @@ def test_details():
     assert docs == kube.load_all(read(os.path.join(kube.GOLDEN, "disabled.in.yaml")))
 
 
+def test_opaque_ports_rendered():
+    """config.ldmesh.io/opaque-ports: one inbound.ports entry per port with
+    opaque = true (ranges expanded), merged with a probe port's entry; a
+    probe rule on an opaque port allows the port, not a path (the daemon
+    refuses HTTP conditions there)."""
+    spec = kube.pod_specs(kube.load_all(read(os.path.join(kube.GOLDEN, "opaque.out.yaml")))[0])[0][1]
+    conf = kube.env_of(spec["initContainers"][0])["LDMESH_CONFIG"]
+    assert '{ port = 6379; mtls = "permissive"; opaque = true; }' in conf
+    assert '{ port = 8080; mtls = "permissive"; }' in conf
+    assert "{ port = 5432; opaque = true; }" in conf and "{ port = 6380; opaque = true; }" in conf
+    assert "ports = [ 6379 ]; unauthenticated = true; }" in conf
+    assert 'ports = [ 8080 ]; unauthenticated = true; methods = [ "GET" ]; paths = [ "/healthz" ]' \
+        in conf
+    assert "#" not in conf.split("\n", 1)[1]  # no comment stands in for a setting
+    spec = kube.pod_specs(kube.load_all(read(os.path.join(kube.GOLDEN, "deploy-init.out.yaml")))[0])[0][1]
+    assert "{ port = 5432; opaque = true; }" in kube.env_of(spec["initContainers"][0])["LDMESH_CONFIG"]
+
+
+def test_spire_identity():
+    """config.ldmesh.io/identity: spire: spiffe-helper as a native sidecar
+    before ldmesh-proxy, the agent socket from the SPIFFE CSI driver, its
+    helper.conf from the pod's annotation (downwardAPI, no ConfigMap), the
+    files it writes are the ones the rendered config reads."""
+    docs = kube.load_all(read(os.path.join(kube.GOLDEN, "spire.out.yaml")))
+    images = []
+    for doc in docs:
+        meta = doc["metadata"] if doc["kind"] == "Pod" else doc["spec"]["template"]["metadata"]
+        helper_conf = meta["annotations"]["ldmesh.io/spiffe-helper-conf"]
+        spec = kube.pod_specs(doc)[0][1]
+        helper, proxy = spec["initContainers"][0], spec["initContainers"][1]
+        assert helper["name"] == "ldmesh-spiffe-helper" and helper["restartPolicy"] == "Always"
+        assert proxy["name"] == "ldmesh-proxy"
+        images.append(helper["image"])
+        assert helper["args"] == ["-config", "/etc/ldmesh-spiffe-helper/helper.conf"]
+        mounts = {m["name"]: m for m in helper["volumeMounts"]}
+        assert mounts["ldmesh-spire-agent"]["mountPath"] == "/spiffe-workload-api"
+        assert mounts["ldmesh-spire-agent"]["readOnly"]
+        assert mounts["ldmesh-identity"]["mountPath"] == "/var/run/secrets/spiffe.io"
+        assert not mounts["ldmesh-identity"]["readOnly"]
+        assert helper["securityContext"]["runAsUser"] == proxy["securityContext"]["runAsUser"]
+        vols = {v["name"]: v for v in spec["volumes"]}
+        assert vols["ldmesh-spiffe-helper"]["downwardAPI"]["items"] == [
+            {"path": "helper.conf", "fieldRef": {
+                "fieldPath": "metadata.annotations['ldmesh.io/spiffe-helper-conf']"}}]
+        assert vols["ldmesh-spire-agent"]["csi"] == {"driver": "csi.spiffe.io", "readOnly": True}
+        kv = dict(line.split(" = ", 1) for line in helper_conf.splitlines())
+        assert kv["agent_address"] == '"/spiffe-workload-api/spire-agent.sock"'
+        assert kv["cert_dir"] == '"/var/run/secrets/spiffe.io"'
+        assert kv["daemon_mode"] == "true"
+        conf = kube.env_of(proxy)["LDMESH_CONFIG"]
+        for key, name in (("cert", "svid_file_name"), ("key", "svid_key_file_name"),
+                          ("bundle", "svid_bundle_file_name")):
+            assert '%s = "/var/run/secrets/spiffe.io/%s";' % (key, kv[name].strip('"')) in conf
+        assert "svid_key.pem" in proxy["command"][2]  # waits for the files
+    assert images == ["ghcr.io/spiffe/spiffe-helper:0.8.0",
+                      "registry.example/mirror/spiffe-helper:0.8.0"]
+
+
+def test_rendered_configs_load():
+    """Every rendered pod config is one ldmeshd accepts: run with it, the
+    daemon gets past the config and stops only at the identity files, which
+    do not exist here."""
+    ldmeshd = os.path.join(kube.REPO, "build", "ldmeshd")
+    seen = 0
+    for out in sorted(glob.glob(os.path.join(kube.GOLDEN, "*.out.yaml"))):
+        for doc in kube.load_all(read(out)):
+            for name, spec in kube.pod_specs(doc):
+                proxy = [c for c in spec.get("initContainers", []) if c["name"] == "ldmesh-proxy"]
+                if not proxy:
+                    continue
+                conf = kube.env_of(proxy[0])["LDMESH_CONFIG"]
+                conf = conf.replace('admin_addr = "0.0.0.0:4191";', 'admin_addr = "";')
+                conf = conf.replace("/var/run/secrets/spiffe.io/", "/nonexistent/ldmesh-id/")
+                with tempfile.TemporaryDirectory() as tmp:
+                    conf = conf.replace('"/var/run/ldmesh"', json.dumps(tmp))
+                    path = os.path.join(tmp, "ldmesh.conf")
+                    with open(path, "w") as f:
+                        f.write(conf)
+                    r = subprocess.run([ldmeshd, "-c", path], capture_output=True, timeout=20)
+                err = r.stderr.decode()
+                assert r.returncode == 1 and "/nonexistent/ldmesh-id/" in err, \
+                    (os.path.basename(out), name, err)
+                seen += 1
+    assert seen >= 12
+
+
 def test_stdin_and_image():
     text = read(os.path.join(kube.GOLDEN, "cronjob.in.yaml"))
     r = kube.inject(text, "--image", "registry.example/ldmesh:test", stdin=True)
@@ -209,6 +305,8 @@ def test_malformed(text, line):
     ("config.ldmesh.io/trust-domain: Bad.Domain", "trust domain"),
     ("config.ldmesh.io/mtls: strict", "unknown annotation config.ldmesh.io/mtls"),
     ("config.ldmesh.io/command-app: /app", "expected a JSON list of strings"),
+    ("config.ldmesh.io/identity: vault", "expected one of csi-driver-spiffe, spire"),
+    ('config.ldmesh.io/spiffe-helper-image: "a b"', "is not an image reference"),
     ("ldmesh.io/inject: maybe", "takes enabled or disabled"),
 ])
 def test_bad_annotation(annotation, message):
