@@ -149,7 +149,8 @@ int cfg_opaque_check(struct cfg_ctx *x, const config_setting_t *root, const stru
 
 	for (i = 0; i < c->n_policies; i++) {
 		const struct config_policy *p = &c->policies[i];
-		const config_setting_t *e = list ? config_setting_get_elem(list, (unsigned)i) : NULL;
+		const config_setting_t *e =
+			list ? config_setting_get_elem(list, (unsigned)i) : NULL;
 		const char *what = p->n_methods ? "methods" : p->n_paths ? "paths" : "hosts";
 
 		if (!p->n_methods && !p->n_paths && !p->n_hosts)

@@ -132,7 +132,8 @@ void metrics_render(struct ldmeshd *d, struct strbuf *b)
 	sb_printf(b, "ldmesh_upgrades_stripped_total{protocol=\"h2c\"} %" PRIu64 "\n",
 		  s->h2c_upgrades_stripped_total);
 	help(b, "ldmesh_http_detect_held_total", "counter",
-	     "Inbound connections whose first bytes were an undecided partial first line, held up to "
+	     "Inbound connections whose first bytes were an undecided partial first line, held up "
+	     "to "
 	     "200 ms to tell HTTP from another protocol.");
 	sb_printf(b, "ldmesh_http_detect_held_total %" PRIu64 "\n", s->http_detect_held_total);
 	help(b, "ldmesh_opaque_connections_total", "counter",

@@ -20,21 +20,21 @@
 	"set -eu\n"                                                                                \
 	"for f in " INJECT_IMAGE_SHIM " " INJECT_IMAGE_LAUNCHER "; do\n"                           \
 	"  cp \"$f\" " INJECT_RUNTIME_DIR "/.copy.tmp\n"                                           \
-	"  mv -f " INJECT_RUNTIME_DIR "/.copy.tmp " INJECT_RUNTIME_DIR "/\"${f##*/}\"\n"            \
+	"  mv -f " INJECT_RUNTIME_DIR "/.copy.tmp " INJECT_RUNTIME_DIR "/\"${f##*/}\"\n"           \
 	"done\n"                                                                                   \
-	"printf '%s' \"$LDMESH_CONFIG\" > " INJECT_CONFIG ".tmp\n"                                  \
+	"printf '%s' \"$LDMESH_CONFIG\" > " INJECT_CONFIG ".tmp\n"                                 \
 	"mv -f " INJECT_CONFIG ".tmp " INJECT_CONFIG "\n"
 static const char sidecar_script[] = SIDECAR_PREPARE "exec ldmeshd -c " INJECT_CONFIG "\n";
 
 /* With SPIRE: the same, once spiffe-helper (started just before) has
  * written the identity files; the startup probe bounds the wait. */
 static const char sidecar_script_spire[] =
-	SIDECAR_PREPARE "until [ -s " INJECT_ID_DIR "/" INJECT_SPIRE_SVID " ] && [ -s " INJECT_ID_DIR
-	"/" INJECT_SPIRE_KEY " ] &&\n"
-	"      [ -s " INJECT_ID_DIR "/" INJECT_SPIRE_BUNDLE " ]; do\n"
-	"  sleep 1\n"
-	"done\n"
-	"exec ldmeshd -c " INJECT_CONFIG "\n";
+	SIDECAR_PREPARE "until [ -s " INJECT_ID_DIR "/" INJECT_SPIRE_SVID
+			" ] && [ -s " INJECT_ID_DIR "/" INJECT_SPIRE_KEY " ] &&\n"
+			"      [ -s " INJECT_ID_DIR "/" INJECT_SPIRE_BUNDLE " ]; do\n"
+			"  sleep 1\n"
+			"done\n"
+			"exec ldmeshd -c " INJECT_CONFIG "\n";
 
 struct inject_ctx {
 	const struct inject_opts *opts;
@@ -394,9 +394,9 @@ static int spire_volumes(json_t *vols)
 						  INJECT_SPIRE_SOCKET_VOLUME, "csi", "driver",
 						  INJECT_SPIRE_CSI_DRIVER, "readOnly", 1)) ||
 	    json_array_append_new(
-		    vols, json_pack("{s:s, s:{s:[{s:s, s:{s:s}}]}}", "name", INJECT_SPIRE_CONF_VOLUME,
-				    "downwardAPI", "items", "path", "helper.conf", "fieldRef",
-				    "fieldPath",
+		    vols, json_pack("{s:s, s:{s:[{s:s, s:{s:s}}]}}", "name",
+				    INJECT_SPIRE_CONF_VOLUME, "downwardAPI", "items", "path",
+				    "helper.conf", "fieldRef", "fieldPath",
 				    "metadata.annotations['" INJECT_SPIRE_CONF_ANNOTATION "']")))
 		return -ENOMEM;
 	return 0;
@@ -412,14 +412,14 @@ static json_t *spire_helper(struct inject_ctx *x)
 		" s:[{s:s, s:s, s:b}, {s:s, s:s, s:b}, {s:s, s:s, s:b}]}",
 		"name", INJECT_SPIRE_HELPER, "image", x->conf.spiffe_helper_image,
 		"imagePullPolicy", "IfNotPresent", "restartPolicy", "Always", "args", "-config",
-		INJECT_SPIRE_CONF_DIR "/helper.conf", "resources", "requests", "cpu", "5m", "memory",
-		"16Mi", "limits", "memory", "64Mi", "securityContext", "allowPrivilegeEscalation", 0,
-		"readOnlyRootFilesystem", 1, "runAsNonRoot", 1, "runAsUser", INJECT_PROXY_UID,
-		"runAsGroup", INJECT_PROXY_UID, "capabilities", "drop", "ALL", "seccompProfile",
-		"type", "RuntimeDefault", "volumeMounts", "name", INJECT_SPIRE_SOCKET_VOLUME,
-		"mountPath", INJECT_SPIRE_SOCKET_DIR, "readOnly", 1, "name", INJECT_ID_VOLUME,
-		"mountPath", INJECT_ID_DIR, "readOnly", 0, "name", INJECT_SPIRE_CONF_VOLUME,
-		"mountPath", INJECT_SPIRE_CONF_DIR, "readOnly", 1);
+		INJECT_SPIRE_CONF_DIR "/helper.conf", "resources", "requests", "cpu", "5m",
+		"memory", "16Mi", "limits", "memory", "64Mi", "securityContext",
+		"allowPrivilegeEscalation", 0, "readOnlyRootFilesystem", 1, "runAsNonRoot", 1,
+		"runAsUser", INJECT_PROXY_UID, "runAsGroup", INJECT_PROXY_UID, "capabilities",
+		"drop", "ALL", "seccompProfile", "type", "RuntimeDefault", "volumeMounts", "name",
+		INJECT_SPIRE_SOCKET_VOLUME, "mountPath", INJECT_SPIRE_SOCKET_DIR, "readOnly", 1,
+		"name", INJECT_ID_VOLUME, "mountPath", INJECT_ID_DIR, "readOnly", 0, "name",
+		INJECT_SPIRE_CONF_VOLUME, "mountPath", INJECT_SPIRE_CONF_DIR, "readOnly", 1);
 }
 
 /* The pod's annotation that the downwardAPI volume turns into helper.conf. */

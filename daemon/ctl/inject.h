@@ -56,14 +56,14 @@
 /* spiffe-helper's helper.conf (HCL): daemon mode, no process to signal
  * (ldmeshd reloads the files when they change). */
 #define INJECT_SPIRE_HELPER_CONF                                                                   \
-	"agent_address = \"" INJECT_SPIRE_SOCKET "\"\n"                                             \
-	"cmd = \"\"\n"                                                                              \
-	"cmd_args = \"\"\n"                                                                         \
-	"cert_dir = \"" INJECT_ID_DIR "\"\n"                                                        \
-	"renew_signal = \"\"\n"                                                                     \
-	"svid_file_name = \"" INJECT_SPIRE_SVID "\"\n"                                              \
-	"svid_key_file_name = \"" INJECT_SPIRE_KEY "\"\n"                                           \
-	"svid_bundle_file_name = \"" INJECT_SPIRE_BUNDLE "\"\n"                                     \
+	"agent_address = \"" INJECT_SPIRE_SOCKET "\"\n"                                            \
+	"cmd = \"\"\n"                                                                             \
+	"cmd_args = \"\"\n"                                                                        \
+	"cert_dir = \"" INJECT_ID_DIR "\"\n"                                                       \
+	"renew_signal = \"\"\n"                                                                    \
+	"svid_file_name = \"" INJECT_SPIRE_SVID "\"\n"                                             \
+	"svid_key_file_name = \"" INJECT_SPIRE_KEY "\"\n"                                          \
+	"svid_bundle_file_name = \"" INJECT_SPIRE_BUNDLE "\"\n"                                    \
 	"daemon_mode = true\n"
 /* Where the image keeps what the sidecar copies (Containerfile). */
 #define INJECT_IMAGE_SHIM "/usr/local/lib/ldmesh/libldmesh.so"

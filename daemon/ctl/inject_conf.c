@@ -374,8 +374,9 @@ static void put_inbound_ports(FILE *f, const struct inject_conf *conf, const jso
 			dup |= probes[j].port == probes[i].port;
 		if (dup)
 			continue;
-		fprintf(f, "%s{ port = %d; mtls = \"permissive\";%s }", first ? "  ports = ( " : ", ",
-			probes[i].port, port_listed(opaque, probes[i].port) ? " opaque = true;" : "");
+		fprintf(f, "%s{ port = %d; mtls = \"permissive\";%s }",
+			first ? "  ports = ( " : ", ", probes[i].port,
+			port_listed(opaque, probes[i].port) ? " opaque = true;" : "");
 		first = 0;
 	}
 	json_array_foreach(opaque, i, v)
@@ -404,7 +405,8 @@ char *inject_conf_render(const struct inject_conf *conf, const struct inject_pro
 	if (!opaque)
 		return NULL;
 	/* Checked by inject_conf_read already. */
-	if (conf->opaque_ports && inject_ports_parse(conf->opaque_ports, opaque, err, sizeof(err))) {
+	if (conf->opaque_ports &&
+	    inject_ports_parse(conf->opaque_ports, opaque, err, sizeof(err))) {
 		json_decref(opaque);
 		return NULL;
 	}
