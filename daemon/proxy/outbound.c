@@ -242,20 +242,21 @@ int outbound_service_retry(struct proxy *d, struct conn *c, int err)
 {
 	struct bal_endpoint *failed = c->bal;
 	int64_t now = tel_now_us();
+	int r;
 
 	if (!failed || c->svc < 0 || c->bal_tries >= BAL_TRIES || !retryable(err) ||
 	    c->state != CS_DIAL) {
 		return 0;
 	}
-	/* Counted against the endpoint, never seen by the app. */
+	/* Counted against the endpoint here, once: c lets go of it either
+	 * way, so dial_outcome() does not count the same failure again. */
 	balancer_result(failed, 0, now - c->dial_start_us, now);
 	c->bal = NULL;
-	if (service_pick(d, c, failed) < 0) {
-		c->bal = failed; /* the app gets err, counted on it as usual */
-		c->dial_start_us = now; /* already counted: a second report is harmless */
-		return 0;
-	}
+	r = service_pick(d, c, failed);
 	balancer_release(failed);
+	if (r < 0) {
+		return 0; /* no other endpoint: the app gets err */
+	}
 	c->bal_tries++;
 	d->bal.retries_total++;
 	if (conn_renew_net(d, c) < 0) {
