@@ -44,6 +44,48 @@ struct config_split {
 	int weight; /* percent, 0..100 */
 };
 
+/* What a service's connections carry (services[].protocol). */
+enum config_svc_protocol {
+	SVC_PROTO_AUTO, /* "auto": HTTP/1 and HTTP/2 per request, anything else per connection */
+	SVC_PROTO_HTTP, /* "http": HTTP only; a connection that is not HTTP is refused */
+	SVC_PROTO_TCP, /* "tcp": per connection, the dial at the app's connect() */
+};
+
+/* retry.on conditions (Envoy's retry_on names where it has them). */
+#define RETRY_ON_5XX (1u << 0) /* "5xx": any 5xx answer */
+#define RETRY_ON_GATEWAY_ERROR (1u << 1) /* "gateway-error": 502, 503, 504 */
+#define RETRY_ON_CONNECT_FAILURE (1u << 2) /* "connect-failure": the dial failed */
+#define RETRY_ON_RESET (1u << 3) /* "reset": closed or reset before a response head */
+#define RETRY_ON_GRPC_CANCELLED (1u << 4) /* "cancelled": grpc-status 1 */
+#define RETRY_ON_GRPC_DEADLINE_EXCEEDED (1u << 5) /* "deadline-exceeded": 4 */
+#define RETRY_ON_GRPC_RESOURCE_EXHAUSTED (1u << 6) /* "resource-exhausted": 8 */
+#define RETRY_ON_GRPC_INTERNAL (1u << 7) /* "internal": 13 */
+#define RETRY_ON_GRPC_UNAVAILABLE (1u << 8) /* "unavailable": 14 */
+#define RETRY_STATUSES_MAX 16
+
+/* retry = { on; max; budget_percent; min_per_s; ttl_s; non_idempotent; } */
+struct config_retry {
+	int set; /* the group was given (a route without one uses its service's) */
+	uint32_t on; /* RETRY_ON_*; a code such as "503" goes to statuses */
+	uint16_t statuses[RETRY_STATUSES_MAX]; /* 100..599 */
+	int n_statuses;
+	int max; /* attempts after the first: 0..10, default 2 */
+	int budget_percent; /* retries per request over ttl_s: 0..1000, default 20 */
+	int min_per_s; /* retries always allowed per second: 0..100000, default 10 */
+	int ttl_s; /* the budget's window: 1..60, default 10 */
+	int non_idempotent; /* HTTP/1 POST, PATCH, CONNECT... retried too: default false */
+};
+
+/* routes = ( { path_prefix; methods; timeout_ms; retry; } ): the first
+ * route whose prefix and method match a request gives its settings. */
+struct config_route {
+	char *path_prefix; /* owned, NULL: every path; starts with '/' */
+	char **methods; /* owned, empty: every method; upper-case tokens */
+	size_t n_methods;
+	int timeout_ms; /* -1: the service's */
+	struct config_retry retry; /* set 0: the service's */
+};
+
 struct config_service {
 	char *name; /* owned */
 	uint16_t port;
@@ -57,6 +99,12 @@ struct config_service {
 	size_t n_addresses;
 	struct config_split *splits; /* owned; the rest (100 - sum) stays here */
 	size_t n_splits;
+	enum config_svc_protocol protocol; /* default SVC_PROTO_AUTO */
+	int timeout_ms; /* request timeout -> 504; 0: none (default) */
+	int connect_timeout_ms; /* 0: the daemon's connect_timeout_ms */
+	struct config_retry retry; /* set 0: only connect failures, max 2 */
+	struct config_route *routes; /* owned */
+	size_t n_routes;
 };
 
 struct config_policy {
