@@ -398,6 +398,12 @@ void config_free(struct config *c)
 		for (size_t k = 0; k < c->services[i].n_splits; k++)
 			free(c->services[i].splits[k].service);
 		free(c->services[i].splits);
+		for (size_t k = 0; c->services[i].routes && k < c->services[i].n_routes; k++) {
+			free(c->services[i].routes[k].path_prefix);
+			cfg_strv_free(c->services[i].routes[k].methods,
+				      c->services[i].routes[k].n_methods);
+		}
+		free(c->services[i].routes);
 	}
 	free(c->services);
 	free(c->dns_servers);

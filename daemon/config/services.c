@@ -1,9 +1,10 @@
 /*
- * services = ( { name; port; identity; addresses; endpoints | dns; } ):
- * named destinations with their endpoints (a list, or a DNS name's
- * addresses), the virtual addresses apps dial for them (balanced over the
- * endpoints) and an optional pinned identity; dns_servers, the resolvers
- * the DNS names are asked of.
+ * services = ( { name; port; identity; addresses; endpoints | dns; split;
+ * protocol; timeout_ms; connect_timeout_ms; retry; routes; } ): named
+ * destinations with their endpoints (a list, or a DNS name's addresses),
+ * the virtual addresses apps dial for them (balanced over the endpoints),
+ * an optional pinned identity, and how their requests are timed out,
+ * retried and routed; dns_servers, the resolvers the DNS names are asked of.
  */
 #include "internal.h"
 
@@ -211,6 +212,325 @@ static int cfg_svc_split(struct cfg_ctx *x, const config_setting_t *s, void *obj
 	return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* protocol, timeouts, retry = { ... }, routes = ( { ... } )           */
+
+#define CFG_MAX_TIMEOUT_MS 86400000 /* a day */
+#define CFG_MAX_CONNECT_TIMEOUT_MS 600000 /* ten minutes */
+#define CFG_MAX_ROUTES 64
+#define CFG_MAX_PREFIX 1024
+#define CFG_MAX_METHOD 15
+
+static const struct cfg_enum cfg_protocol_names[] = {
+	{"auto", SVC_PROTO_AUTO},
+	{"http", SVC_PROTO_HTTP},
+	{"tcp", SVC_PROTO_TCP},
+};
+
+static int cfg_svc_protocol(struct cfg_ctx *x, const config_setting_t *s, void *obj)
+{
+	int v = 0, rc;
+
+	rc = cfg_get_enum(x, s, cfg_protocol_names, ARRAY_SIZE(cfg_protocol_names), &v);
+	if (rc == 0)
+		((struct config_service *)obj)->protocol = (enum config_svc_protocol)v;
+	return rc;
+}
+
+static int cfg_svc_timeout(struct cfg_ctx *x, const config_setting_t *s, void *obj)
+{
+	long long v;
+	int rc = cfg_get_int(x, s, 0, CFG_MAX_TIMEOUT_MS, &v);
+
+	if (rc == 0)
+		((struct config_service *)obj)->timeout_ms = (int)v;
+	return rc;
+}
+
+static int cfg_svc_connect_timeout(struct cfg_ctx *x, const config_setting_t *s, void *obj)
+{
+	long long v;
+	int rc = cfg_get_int(x, s, 0, CFG_MAX_CONNECT_TIMEOUT_MS, &v);
+
+	if (rc == 0)
+		((struct config_service *)obj)->connect_timeout_ms = (int)v;
+	return rc;
+}
+
+/* Every service and route starts here; a retry group overrides key by key. */
+static void retry_defaults(struct config_retry *r)
+{
+	*r = (struct config_retry){.on = RETRY_ON_CONNECT_FAILURE,
+				   .max = 2,
+				   .budget_percent = 20,
+				   .min_per_s = 10,
+				   .ttl_s = 10};
+}
+
+static const struct {
+	const char *name;
+	uint32_t bit;
+} cfg_retry_on_names[] = {
+	{"5xx", RETRY_ON_5XX},
+	{"gateway-error", RETRY_ON_GATEWAY_ERROR},
+	{"connect-failure", RETRY_ON_CONNECT_FAILURE},
+	{"reset", RETRY_ON_RESET},
+	{"cancelled", RETRY_ON_GRPC_CANCELLED},
+	{"deadline-exceeded", RETRY_ON_GRPC_DEADLINE_EXCEEDED},
+	{"resource-exhausted", RETRY_ON_GRPC_RESOURCE_EXHAUSTED},
+	{"internal", RETRY_ON_GRPC_INTERNAL},
+	{"unavailable", RETRY_ON_GRPC_UNAVAILABLE},
+};
+
+/* "100".."599": exactly three digits; 0 when v is not one. */
+static int retry_status(const char *v)
+{
+	if (strlen(v) != 3 || v[0] < '1' || v[0] > '5' || v[1] < '0' || v[1] > '9' || v[2] < '0' ||
+	    v[2] > '9')
+		return 0;
+	return (v[0] - '0') * 100 + (v[1] - '0') * 10 + (v[2] - '0');
+}
+
+/* on = [ "5xx", "connect-failure", "503" ]: replaces the default. */
+static int cfg_retry_on(struct cfg_ctx *x, const config_setting_t *s, void *obj)
+{
+	struct config_retry *r = obj;
+	const char *v;
+	size_t i, k, n;
+	int j, code, rc;
+
+	rc = cfg_get_seq(x, s, &n);
+	if (rc < 0)
+		return rc;
+	r->on = 0;
+	r->n_statuses = 0;
+	for (i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+
+		rc = cfg_get_string(x, e, &v);
+		if (rc < 0)
+			return rc;
+		for (k = 0; k < ARRAY_SIZE(cfg_retry_on_names); k++)
+			if (strcmp(v, cfg_retry_on_names[k].name) == 0)
+				break;
+		if (k < ARRAY_SIZE(cfg_retry_on_names)) {
+			if (r->on & cfg_retry_on_names[k].bit)
+				return cfg_fail(x, e, "duplicate value %s", CFG_Q(v));
+			r->on |= cfg_retry_on_names[k].bit;
+			continue;
+		}
+		code = retry_status(v);
+		if (!code)
+			return cfg_bad_value(
+				x, e, v,
+				"is not a retry condition: use 5xx, gateway-error, "
+				"connect-failure, reset, cancelled, deadline-exceeded, "
+				"resource-exhausted, internal, unavailable or an HTTP status "
+				"100..599");
+		for (j = 0; j < r->n_statuses; j++)
+			if (r->statuses[j] == code)
+				return cfg_fail(x, e, "duplicate status %s", CFG_Q(v));
+		if (r->n_statuses == RETRY_STATUSES_MAX)
+			return cfg_fail(x, e, "at most %d HTTP statuses may be listed",
+					RETRY_STATUSES_MAX);
+		r->statuses[r->n_statuses++] = (uint16_t)code;
+	}
+	return 0;
+}
+
+static int cfg_retry_int(struct cfg_ctx *x, const config_setting_t *s, long long min, long long max,
+			 int *out)
+{
+	long long v;
+	int rc = cfg_get_int(x, s, min, max, &v);
+
+	if (rc == 0)
+		*out = (int)v;
+	return rc;
+}
+
+static int cfg_retry_max(struct cfg_ctx *x, const config_setting_t *s, void *obj)
+{
+	return cfg_retry_int(x, s, 0, 10, &((struct config_retry *)obj)->max);
+}
+
+static int cfg_retry_budget(struct cfg_ctx *x, const config_setting_t *s, void *obj)
+{
+	return cfg_retry_int(x, s, 0, 1000, &((struct config_retry *)obj)->budget_percent);
+}
+
+static int cfg_retry_min_per_s(struct cfg_ctx *x, const config_setting_t *s, void *obj)
+{
+	return cfg_retry_int(x, s, 0, 100000, &((struct config_retry *)obj)->min_per_s);
+}
+
+static int cfg_retry_ttl(struct cfg_ctx *x, const config_setting_t *s, void *obj)
+{
+	return cfg_retry_int(x, s, 1, 60, &((struct config_retry *)obj)->ttl_s);
+}
+
+static int cfg_retry_non_idempotent(struct cfg_ctx *x, const config_setting_t *s, void *obj)
+{
+	return cfg_get_bool(x, s, &((struct config_retry *)obj)->non_idempotent);
+}
+
+static const struct cfg_key cfg_retry_keys[] = {
+	{"on", cfg_retry_on, NULL},
+	{"max", cfg_retry_max, NULL},
+	{"budget_percent", cfg_retry_budget, NULL},
+	{"min_per_s", cfg_retry_min_per_s, NULL},
+	{"ttl_s", cfg_retry_ttl, NULL},
+	{"non_idempotent", cfg_retry_non_idempotent, NULL},
+};
+
+static const struct cfg_keyset cfg_retry_set = {
+	.keys = cfg_retry_keys, .n = ARRAY_SIZE(cfg_retry_keys), .list = 0};
+
+/* The group is whole: keys it leaves out keep the defaults, not a service's. */
+static int retry_group(struct cfg_ctx *x, const config_setting_t *s, struct config_retry *r)
+{
+	int rc;
+
+	retry_defaults(r);
+	rc = cfg_walk(x, s, cfg_retry_keys, ARRAY_SIZE(cfg_retry_keys), r);
+	if (rc == 0)
+		r->set = 1;
+	return rc;
+}
+
+static int cfg_svc_retry(struct cfg_ctx *x, const config_setting_t *s, void *obj)
+{
+	return retry_group(x, s, &((struct config_service *)obj)->retry);
+}
+
+/* routes[].path_prefix: "/api/", matched byte for byte against the path. */
+static int cfg_route_prefix(struct cfg_ctx *x, const config_setting_t *s, void *obj)
+{
+	struct config_route *r = obj;
+	const char *v, *p;
+	int rc;
+
+	rc = cfg_get_string(x, s, &v);
+	if (rc < 0)
+		return rc;
+	if (v[0] != '/')
+		return cfg_bad_value(x, s, v, "must start with '/'");
+	if (strlen(v) > CFG_MAX_PREFIX)
+		return cfg_bad_value(x, s, v, "is longer than 1024 characters");
+	for (p = v; *p; p++)
+		if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f)
+			return cfg_bad_value(x, s, v,
+					     "contains a space, a control character or a "
+					     "byte outside ASCII");
+	return cfg_dup(x, v, &r->path_prefix);
+}
+
+/*
+ * Methods are matched exactly against the request line, which is
+ * upper-case in practice; a lower-case "get" here would never match.
+ */
+static const char *cfg_why_route_method(const char *v)
+{
+	const char *p;
+
+	if (strlen(v) > CFG_MAX_METHOD)
+		return "is longer than 15 characters";
+	for (p = v; *p; p++)
+		if (!((*p >= 'A' && *p <= 'Z') || *p == '-' || *p == '_'))
+			return "is not an upper-case HTTP method: A-Z, '-' and '_' only";
+	return NULL;
+}
+
+static int cfg_route_methods(struct cfg_ctx *x, const config_setting_t *s, void *obj)
+{
+	struct config_route *r = obj;
+
+	return cfg_string_list(x, s, cfg_why_route_method, &r->methods, &r->n_methods);
+}
+
+static int cfg_route_timeout(struct cfg_ctx *x, const config_setting_t *s, void *obj)
+{
+	long long v;
+	int rc = cfg_get_int(x, s, 0, CFG_MAX_TIMEOUT_MS, &v);
+
+	if (rc == 0)
+		((struct config_route *)obj)->timeout_ms = (int)v;
+	return rc;
+}
+
+static int cfg_route_retry(struct cfg_ctx *x, const config_setting_t *s, void *obj)
+{
+	return retry_group(x, s, &((struct config_route *)obj)->retry);
+}
+
+static const struct cfg_key cfg_route_keys[] = {
+	{"path_prefix", cfg_route_prefix, NULL},
+	{"methods", cfg_route_methods, NULL},
+	{"timeout_ms", cfg_route_timeout, NULL},
+	{"retry", cfg_route_retry, &cfg_retry_set},
+};
+
+static const struct cfg_keyset cfg_route_set = {
+	.keys = cfg_route_keys, .n = ARRAY_SIZE(cfg_route_keys), .list = 1};
+
+static int cfg_svc_routes(struct cfg_ctx *x, const config_setting_t *s, void *obj)
+{
+	struct config_service *svc = obj;
+	size_t i, n;
+	int rc;
+
+	rc = cfg_get_group_list(x, s, &n);
+	if (rc < 0 || n == 0)
+		return rc;
+	if (n > CFG_MAX_ROUTES)
+		return cfg_fail(x, s, "has %zu routes; at most %d are allowed", n, CFG_MAX_ROUTES);
+	svc->routes = calloc(n, sizeof(*svc->routes));
+	if (!svc->routes)
+		return cfg_oom(x);
+	svc->n_routes = n;
+	for (i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		struct config_route *r = &svc->routes[i];
+
+		r->timeout_ms = -1;
+		retry_defaults(&r->retry);
+		rc = cfg_walk(x, e, cfg_route_keys, ARRAY_SIZE(cfg_route_keys), r);
+		if (rc < 0)
+			return rc;
+		/* A route that matches everything would hide the ones after it. */
+		if (!r->path_prefix && r->n_methods == 0)
+			return cfg_fail(x, e, "a route needs path_prefix or methods (or both)");
+	}
+	return 0;
+}
+
+/*
+ * Requests, and so timeouts, routes and retries on answers, exist only
+ * when the connection is read as HTTP.
+ */
+static int svc_tcp_check(struct cfg_ctx *x, const struct config_service *svc,
+			 const config_setting_t *e)
+{
+	static const char need[] = "needs protocol \"http\" or \"auto\" (a \"tcp\" service has no "
+				   "requests)";
+	const config_setting_t *r;
+
+	if (svc->protocol != SVC_PROTO_TCP)
+		return 0;
+	if (svc->timeout_ms)
+		return cfg_fail(x, config_setting_get_member(e, "timeout_ms"),
+				"a request timeout %s", need);
+	if (svc->n_routes)
+		return cfg_fail(x, config_setting_get_member(e, "routes"), "routing requests %s",
+				need);
+	if ((svc->retry.on & ~RETRY_ON_CONNECT_FAILURE) || svc->retry.n_statuses) {
+		r = config_setting_get_member(e, "retry");
+		return cfg_fail(x, r ? config_setting_get_member(r, "on") : e,
+				"retrying on anything but connect-failure %s", need);
+	}
+	return 0;
+}
+
 static const struct cfg_key cfg_service_keys[] = {
 	{"name", cfg_svc_name, NULL},
 	{"port", cfg_svc_port, NULL},
@@ -219,6 +539,11 @@ static const struct cfg_key cfg_service_keys[] = {
 	{"addresses", cfg_svc_addresses, NULL},
 	{"split", cfg_svc_split, &cfg_split_set},
 	{"dns", cfg_svc_dns, NULL},
+	{"protocol", cfg_svc_protocol, NULL},
+	{"timeout_ms", cfg_svc_timeout, NULL},
+	{"connect_timeout_ms", cfg_svc_connect_timeout, NULL},
+	{"retry", cfg_svc_retry, &cfg_retry_set},
+	{"routes", cfg_svc_routes, &cfg_route_set},
 };
 
 const struct cfg_keyset cfg_service_set = {
@@ -290,6 +615,8 @@ int cfg_services(struct cfg_ctx *x, const config_setting_t *s, void *obj)
 		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
 
 		svc = &c->services[i];
+		svc->protocol = SVC_PROTO_AUTO;
+		retry_defaults(&svc->retry);
 		rc = cfg_walk(x, e, cfg_service_keys, ARRAY_SIZE(cfg_service_keys), svc);
 		if (rc == 0)
 			rc = cfg_require(x, e, "name");
@@ -299,6 +626,8 @@ int cfg_services(struct cfg_ctx *x, const config_setting_t *s, void *obj)
 			rc = cfg_fail(x, e,
 				      svc->dns ? "endpoints and dns are both set: one of the two"
 					       : "missing required key endpoints (or dns)");
+		if (rc == 0)
+			rc = svc_tcp_check(x, svc, e);
 		if (rc < 0)
 			goto out;
 		for (j = 0; j < i; j++)

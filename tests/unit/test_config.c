@@ -69,6 +69,19 @@ static const struct good_case good_cases[] = {
 	{"uid at the top of the range", "allowed_uids = [ 4294967294L ];\n"},
 	{"service without identity",
 	 "services = ( { name = \"a\"; port = 1; endpoints = [ \"[fe80::1%1]:80\" ]; } );\n"},
+	{"tcp service retrying dials",
+	 "services = ( { name = \"a\"; port = 1; endpoints = [ \"10.0.0.1:1\" ];\n"
+	 "  protocol = \"tcp\"; connect_timeout_ms = 600000;\n"
+	 "  retry = { on = [ \"connect-failure\" ]; max = 0; }; } );\n"},
+	{"tcp service with an empty retry list",
+	 "services = ( { name = \"a\"; port = 1; endpoints = [ \"10.0.0.1:1\" ];\n"
+	 "  protocol = \"tcp\"; timeout_ms = 0; routes = ( ); retry = { on = [ ]; }; } );\n"},
+	{"retry limits", "services = ( { name = \"a\"; port = 1; endpoints = [ \"10.0.0.1:1\" ];\n"
+			 "  timeout_ms = 86400000; retry = { max = 10; budget_percent = 1000;\n"
+			 "  min_per_s = 100000; ttl_s = 60; on = [ \"100\", \"599\" ]; }; } );\n"},
+	{"route with methods only",
+	 "services = ( { name = \"a\"; port = 1; endpoints = [ \"10.0.0.1:1\" ];\n"
+	 "  routes = ( { methods = [ \"GET\", \"M-SEARCH\", \"X_Y\" ]; } ); } );\n"},
 };
 
 static void test_good_configs(void **state)
@@ -383,6 +396,149 @@ static const struct bad_case bad_cases[] = {
 	 ID SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ];"
 		" identity = \"spiffe://td/*\"; }"),
 	 {"services[1].identity", "'*' is not allowed"}},
+	/* services[].protocol, timeout_ms, connect_timeout_ms, retry, routes */
+	{"service protocol",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ]; protocol = \"udp\"; }"),
+	 {NAME ":3:", "services[1].protocol: expected one of auto, http, tcp, got \"udp\""}},
+	{"service timeout range",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ]; timeout_ms = -1; }"),
+	 {NAME ":3:", "services[1].timeout_ms: must be between 0 and 86400000"}},
+	{"service connect timeout range",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ];"
+	     " connect_timeout_ms = 600001; }"),
+	 {"services[1].connect_timeout_ms: must be between 0 and 600000"}},
+	{"retry on unknown value",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ];\n"
+	     "    retry = { on = [ \"5xx\", \"6xx\" ]; }; }"),
+	 {NAME ":4:", "services[1].retry.on[1]: \"6xx\" is not a retry condition",
+	  "gateway-error, connect-failure, reset, cancelled, deadline-exceeded, "
+	  "resource-exhausted, internal, unavailable or an HTTP status 100..599"}},
+	{"retry on status out of range",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ];"
+	     " retry = { on = [ \"600\" ]; }; }"),
+	 {"services[1].retry.on[0]: \"600\" is not a retry condition"}},
+	{"retry on status not three digits",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ];"
+	     " retry = { on = [ \"5030\" ]; }; }"),
+	 {"services[1].retry.on[0]: \"5030\" is not a retry condition"}},
+	{"retry on integer status",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ];"
+	     " retry = { on = [ 503 ]; }; }"),
+	 {"services[1].retry.on[0]: expected a string"}},
+	{"retry on not a list",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ];"
+	     " retry = { on = \"5xx\"; }; }"),
+	 {"services[1].retry.on: expected a list"}},
+	{"retry duplicate status",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ];"
+	     " retry = { on = [ \"503\", \"5xx\", \"503\" ]; }; }"),
+	 {NAME ":3:", "services[1].retry.on[2]: duplicate status \"503\""}},
+	{"retry duplicate condition",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ];"
+	     " retry = { on = [ \"reset\", \"reset\" ]; }; }"),
+	 {"services[1].retry.on[1]: duplicate value \"reset\""}},
+	{"retry too many statuses",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ];"
+	     " retry = { on = [ \"500\", \"501\", \"502\", \"503\", \"504\", \"505\","
+	     " \"506\", \"507\", \"508\", \"509\", \"510\", \"511\", \"512\", \"513\","
+	     " \"514\", \"515\", \"516\" ]; }; }"),
+	 {"services[1].retry.on[16]: at most 16 HTTP statuses"}},
+	{"retry max range",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ]; retry = { max = 11; }; }"),
+	 {"services[1].retry.max: must be between 0 and 10, got 11"}},
+	{"retry budget range",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ];"
+	     " retry = { budget_percent = 1001; }; }"),
+	 {"services[1].retry.budget_percent: must be between 0 and 1000"}},
+	{"retry min_per_s range",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ];"
+	     " retry = { min_per_s = 100001; }; }"),
+	 {"services[1].retry.min_per_s: must be between 0 and 100000"}},
+	{"retry ttl range",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ]; retry = { ttl_s = 0; }; }"),
+	 {"services[1].retry.ttl_s: must be between 1 and 60, got 0"}},
+	{"retry non_idempotent type",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ];"
+	     " retry = { non_idempotent = 1; }; }"),
+	 {"services[1].retry.non_idempotent: expected true or false"}},
+	{"retry unknown key",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ]; retry = { maxx = 1; }; }"),
+	 {"unknown key services[1].retry.maxx", "did you mean max?"}},
+	{"retry not a group",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ]; retry = 2; }"),
+	 {"services[1].retry: expected a group"}},
+	{"route bad method",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ];\n"
+	     "    routes = ( { methods = [ \"GET\", \"get\" ]; } ); }"),
+	 {NAME ":4:",
+	  "services[1].routes[0].methods[1]: \"get\" is not an upper-case HTTP method"}},
+	{"route long method",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ];"
+	     " routes = ( { methods = [ \"ABCDEFGHIJKLMNOP\" ]; } ); }"),
+	 {"services[1].routes[0].methods[0]", "longer than 15 characters"}},
+	{"route empty method",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ];"
+	     " routes = ( { methods = [ \"\" ]; } ); }"),
+	 {"services[1].routes[0].methods[0]: must not be empty"}},
+	{"route duplicate method",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ];"
+	     " routes = ( { methods = [ \"PUT\", \"PUT\" ]; } ); }"),
+	 {"services[1].routes[0].methods[1]: duplicate value \"PUT\""}},
+	{"route without prefix or methods",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ];\n"
+	     "    routes = ( { path_prefix = \"/a/\"; },\n"
+	     "               { timeout_ms = 5; } ); }"),
+	 {NAME ":5:", "services[1].routes[1]: a route needs path_prefix or methods"}},
+	{"route with an empty methods list only",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ];"
+	     " routes = ( { methods = [ ]; } ); }"),
+	 {"services[1].routes[0]: a route needs path_prefix or methods"}},
+	{"route prefix without slash",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ];"
+	     " routes = ( { path_prefix = \"api/\"; } ); }"),
+	 {"services[1].routes[0].path_prefix: \"api/\" must start with '/'"}},
+	{"route prefix with a space",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ];"
+	     " routes = ( { path_prefix = \"/a b\"; } ); }"),
+	 {"services[1].routes[0].path_prefix", "contains a space"}},
+	{"route prefix outside ASCII",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ];"
+	     " routes = ( { path_prefix = \"/caf\xc3\xa9\"; } ); }"),
+	 {"services[1].routes[0].path_prefix", "outside ASCII"}},
+	{"route timeout range",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ];"
+	     " routes = ( { path_prefix = \"/\"; timeout_ms = -1; } ); }"),
+	 {"services[1].routes[0].timeout_ms: must be between 0 and 86400000"}},
+	{"route retry on unknown value",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ];"
+	     " routes = ( { path_prefix = \"/\"; retry = { on = [ \"retriable-4xx\" ]; }; } ); }"),
+	 {"services[1].routes[0].retry.on[0]: \"retriable-4xx\" is not a retry condition"}},
+	{"route unknown key",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ];"
+	     " routes = ( { prefix = \"/\"; } ); }"),
+	 {"unknown key services[1].routes[0].prefix"}},
+	{"routes not groups",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ];"
+	     " routes = [ \"/a\" ]; }"),
+	 {"services[1].routes: expected a list of groups"}},
+	{"tcp with timeout",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ];\n"
+	     "    timeout_ms = 100; protocol = \"tcp\"; }"),
+	 {NAME ":4:", "services[1].timeout_ms: a request timeout needs protocol \"http\" or "
+		      "\"auto\""}},
+	{"tcp with routes",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ]; protocol = \"tcp\";\n"
+	     "    routes = ( { path_prefix = \"/\"; } ); }"),
+	 {NAME ":4:", "services[1].routes: routing requests needs protocol \"http\" or \"auto\""}},
+	{"tcp retrying on 5xx",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ]; protocol = \"tcp\";\n"
+	     "    retry = { on = [ \"connect-failure\", \"5xx\" ]; }; }"),
+	 {NAME ":4:", "services[1].retry.on: retrying on anything but connect-failure needs "
+		      "protocol \"http\" or \"auto\""}},
+	{"tcp retrying on a status",
+	 SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ]; protocol = \"tcp\";"
+	     " retry = { on = [ \"503\" ]; }; }"),
+	 {"services[1].retry.on: retrying on anything but connect-failure"}},
 	{"service identity trailing slash",
 	 ID SVC("{ name = \"b\"; port = 1; endpoints = [ \"10.0.0.2:1\" ];"
 		" identity = \"spiffe://td/ns/\"; }"),
@@ -748,6 +904,191 @@ static void test_full_config(void **state)
 	assert_string_equal(c->access_log, "stderr");
 	assert_int_equal(c->log_level, 3);
 	config_free(c);
+}
+
+/* services[]: protocol, timeouts, retry and routes, every key read back. */
+static const char traffic_text[] =
+	"connect_timeout_ms = 3000;\n"
+	"services = (\n"
+	"  { name = \"orders\"; port = 8080; endpoints = [ \"10.1.2.3:8080\" ];\n"
+	"    protocol = \"http\"; timeout_ms = 1000; connect_timeout_ms = 250;\n"
+	"    retry = { on = [ \"5xx\", \"gateway-error\", \"connect-failure\", \"reset\",\n"
+	"                     \"cancelled\", \"deadline-exceeded\", \"resource-exhausted\",\n"
+	"                     \"internal\", \"unavailable\", \"503\", \"429\" ];\n"
+	"              max = 3; budget_percent = 50; min_per_s = 5; ttl_s = 30;\n"
+	"              non_idempotent = true; };\n"
+	"    routes = ( { path_prefix = \"/api/\"; methods = [ \"GET\", \"POST\" ];\n"
+	"                 timeout_ms = 500;\n"
+	"                 retry = { on = [ \"409\" ]; max = 1; budget_percent = 0;\n"
+	"                           min_per_s = 0; ttl_s = 1; non_idempotent = false; }; },\n"
+	"               { path_prefix = \"/slow\"; timeout_ms = 0; },\n"
+	"               { methods = [ \"DELETE\" ]; retry = { max = 0; }; } ); },\n"
+	"  { name = \"db\"; port = 5432; endpoints = [ \"10.1.2.4:5432\" ];\n"
+	"    protocol = \"tcp\"; connect_timeout_ms = 0;\n"
+	"    retry = { on = [ \"connect-failure\" ]; max = 5; }; },\n"
+	"  { name = \"web\"; port = 80; endpoints = [ \"10.1.2.5:80\" ];\n"
+	"    protocol = \"auto\"; retry = { }; }\n"
+	");\n";
+
+static void assert_retry_defaults(const struct config_retry *r, int set)
+{
+	assert_int_equal(r->set, set);
+	assert_int_equal(r->on, RETRY_ON_CONNECT_FAILURE);
+	assert_int_equal(r->n_statuses, 0);
+	assert_int_equal(r->max, 2);
+	assert_int_equal(r->budget_percent, 20);
+	assert_int_equal(r->min_per_s, 10);
+	assert_int_equal(r->ttl_s, 10);
+	assert_int_equal(r->non_idempotent, 0);
+}
+
+static void test_service_traffic(void **state)
+{
+	struct config *c = parse_ok(traffic_text);
+	const struct config_service *s;
+	const struct config_route *r;
+
+	assert_int_equal(c->connect_timeout_ms, 3000);
+	assert_int_equal(c->n_services, 3);
+	s = &c->services[0];
+	assert_int_equal(s->protocol, SVC_PROTO_HTTP);
+	assert_int_equal(s->timeout_ms, 1000);
+	assert_int_equal(s->connect_timeout_ms, 250);
+	assert_int_equal(s->retry.set, 1);
+	assert_int_equal(s->retry.on, RETRY_ON_5XX | RETRY_ON_GATEWAY_ERROR |
+					      RETRY_ON_CONNECT_FAILURE | RETRY_ON_RESET |
+					      RETRY_ON_GRPC_CANCELLED |
+					      RETRY_ON_GRPC_DEADLINE_EXCEEDED |
+					      RETRY_ON_GRPC_RESOURCE_EXHAUSTED |
+					      RETRY_ON_GRPC_INTERNAL | RETRY_ON_GRPC_UNAVAILABLE);
+	assert_int_equal(s->retry.n_statuses, 2);
+	assert_int_equal(s->retry.statuses[0], 503);
+	assert_int_equal(s->retry.statuses[1], 429);
+	assert_int_equal(s->retry.max, 3);
+	assert_int_equal(s->retry.budget_percent, 50);
+	assert_int_equal(s->retry.min_per_s, 5);
+	assert_int_equal(s->retry.ttl_s, 30);
+	assert_int_equal(s->retry.non_idempotent, 1);
+
+	assert_int_equal(s->n_routes, 3);
+	r = &s->routes[0];
+	assert_string_equal(r->path_prefix, "/api/");
+	assert_int_equal(r->n_methods, 2);
+	assert_string_equal(r->methods[0], "GET");
+	assert_string_equal(r->methods[1], "POST");
+	assert_int_equal(r->timeout_ms, 500);
+	assert_int_equal(r->retry.set, 1);
+	/* The route's group is whole: "on" replaces the default, not adds to it. */
+	assert_int_equal(r->retry.on, 0);
+	assert_int_equal(r->retry.n_statuses, 1);
+	assert_int_equal(r->retry.statuses[0], 409);
+	assert_int_equal(r->retry.max, 1);
+	assert_int_equal(r->retry.budget_percent, 0);
+	assert_int_equal(r->retry.min_per_s, 0);
+	assert_int_equal(r->retry.ttl_s, 1);
+	assert_int_equal(r->retry.non_idempotent, 0);
+	r = &s->routes[1];
+	assert_string_equal(r->path_prefix, "/slow");
+	assert_int_equal(r->n_methods, 0);
+	assert_null(r->methods);
+	assert_int_equal(r->timeout_ms, 0);
+	assert_retry_defaults(&r->retry, 0);
+	r = &s->routes[2];
+	assert_null(r->path_prefix);
+	assert_int_equal(r->n_methods, 1);
+	assert_string_equal(r->methods[0], "DELETE");
+	assert_int_equal(r->timeout_ms, -1);
+	/* Keys a route's group leaves out take the defaults, not the service's. */
+	assert_int_equal(r->retry.set, 1);
+	assert_int_equal(r->retry.on, RETRY_ON_CONNECT_FAILURE);
+	assert_int_equal(r->retry.max, 0);
+	assert_int_equal(r->retry.budget_percent, 20);
+	assert_int_equal(r->retry.ttl_s, 10);
+	assert_int_equal(r->retry.non_idempotent, 0);
+
+	s = &c->services[1];
+	assert_int_equal(s->protocol, SVC_PROTO_TCP);
+	assert_int_equal(s->timeout_ms, 0);
+	assert_int_equal(s->connect_timeout_ms, 0);
+	assert_int_equal(s->retry.set, 1);
+	assert_int_equal(s->retry.on, RETRY_ON_CONNECT_FAILURE);
+	assert_int_equal(s->retry.max, 5);
+	assert_int_equal(s->n_routes, 0);
+
+	/* An empty group is given: set, with every default. */
+	s = &c->services[2];
+	assert_int_equal(s->protocol, SVC_PROTO_AUTO);
+	assert_retry_defaults(&s->retry, 1);
+	config_free(c);
+}
+
+static void test_service_traffic_defaults(void **state)
+{
+	struct config *c = parse_ok(
+		"services = ( { name = \"a\"; port = 80; endpoints = [ \"10.0.0.1:80\" ]; },\n"
+		"  { name = \"b\"; port = 80; endpoints = [ \"10.0.0.2:80\" ];\n"
+		"    routes = ( { path_prefix = \"/\"; } ); } );\n");
+	const struct config_service *s = &c->services[0];
+
+	assert_int_equal(s->protocol, SVC_PROTO_AUTO);
+	assert_int_equal(s->timeout_ms, 0);
+	assert_int_equal(s->connect_timeout_ms, 0);
+	assert_retry_defaults(&s->retry, 0);
+	assert_int_equal(s->n_routes, 0);
+	assert_null(s->routes);
+	s = &c->services[1];
+	assert_retry_defaults(&s->retry, 0);
+	assert_int_equal(s->n_routes, 1);
+	assert_int_equal(s->routes[0].timeout_ms, -1);
+	assert_int_equal(s->routes[0].n_methods, 0);
+	assert_retry_defaults(&s->routes[0].retry, 0);
+	config_free(c);
+}
+
+/* Built text: a service with n routes and one path_prefix of plen bytes. */
+static char *routes_text(size_t n, size_t plen)
+{
+	size_t cap = 256 + n * 64 + plen, off = 0, i;
+	char *t = malloc(cap);
+
+	assert_non_null(t);
+	off += (size_t)snprintf(t + off, cap - off,
+				"services = ( { name = \"a\"; port = 80;\n"
+				"  endpoints = [ \"10.0.0.1:80\" ];\n"
+				"  routes = ( { path_prefix = \"/");
+	for (i = 1; i < plen; i++)
+		t[off++] = 'p';
+	off += (size_t)snprintf(t + off, cap - off, "\"; }");
+	for (i = 1; i < n; i++)
+		off += (size_t)snprintf(t + off, cap - off, ",\n { path_prefix = \"/r%zu\"; }", i);
+	snprintf(t + off, cap - off, " ); } );\n");
+	return t;
+}
+
+/* At most 64 routes, prefixes of at most 1024 characters. */
+static void test_route_limits(void **state)
+{
+	char err[512], *t;
+	struct config *c;
+
+	t = routes_text(64, 1024);
+	c = parse_ok(t);
+	assert_int_equal(c->services[0].n_routes, 64);
+	assert_int_equal(strlen(c->services[0].routes[0].path_prefix), 1024);
+	assert_string_equal(c->services[0].routes[63].path_prefix, "/r63");
+	config_free(c);
+	free(t);
+
+	t = routes_text(65, 1);
+	assert_null(config_parse(t, NAME, err, sizeof(err)));
+	assert_non_null(strstr(err, NAME ":3: services[0].routes: has 65 routes; at most 64"));
+	free(t);
+
+	t = routes_text(1, 1025);
+	assert_null(config_parse(t, NAME, err, sizeof(err)));
+	assert_non_null(strstr(err, "services[0].routes[0].path_prefix"));
+	assert_non_null(strstr(err, "is longer than 1024 characters"));
+	free(t);
 }
 
 static void test_log_levels(void **state)
@@ -1149,10 +1490,10 @@ static void test_parse_hostport(void **state)
  * with a message, never crash or leak (ASan runs this).  Deterministic, so
  * a failure reproduces.
  */
-static void test_mutations(void **state)
+static void mutate(const char *text)
 {
 	static const char alphabet[] = "{}()[];=,\"\\#/*@-+.:0123456789LxXe \nabz";
-	size_t len = strlen(full_text), i, j, n, pos;
+	size_t len = strlen(text), i, j, n, pos;
 	unsigned seed = 12345;
 	char err[512], *buf;
 	struct config *c;
@@ -1160,7 +1501,7 @@ static void test_mutations(void **state)
 	buf = malloc(len + 64);
 	assert_non_null(buf);
 	for (i = 0; i < 4000; i++) {
-		memcpy(buf, full_text, len + 1);
+		memcpy(buf, text, len + 1);
 		n = 1 + rand_r(&seed) % 4;
 		for (j = 0; j < n; j++) {
 			size_t cur = strlen(buf);
@@ -1188,6 +1529,12 @@ static void test_mutations(void **state)
 		config_free(c);
 	}
 	free(buf);
+}
+
+static void test_mutations(void **state)
+{
+	mutate(full_text);
+	mutate(traffic_text);
 }
 
 /* Lists longer than the limit are refused without a quadratic stall. */
@@ -1218,6 +1565,9 @@ int main(void)
 		cmocka_unit_test(test_opaque_ports),
 		cmocka_unit_test(test_empty_mesh_networks),
 		cmocka_unit_test(test_full_config),
+		cmocka_unit_test(test_service_traffic),
+		cmocka_unit_test(test_service_traffic_defaults),
+		cmocka_unit_test(test_route_limits),
 		cmocka_unit_test(test_log_levels),
 		cmocka_unit_test(test_config_default),
 		cmocka_unit_test(test_config_default_runtime_dir),

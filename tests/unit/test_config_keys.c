@@ -166,14 +166,24 @@ static void test_key_path_shapes(void **state)
 		"inbound.ports[].port",
 		"outbound.egress_allow[].cidr",
 		"services[].endpoints",
+		"services[].protocol",
+		"services[].retry.on",
+		"services[].routes",
+		"services[].routes[].methods",
+		"services[].routes[].retry.non_idempotent",
 		"policies",
 		"policies[].name",
 		"telemetry.max_series",
 		"access_log",
 		"telemetry.access_log",
 	};
-	static const char *const absent[] = {"identity", "inbound", "telemetry", "ports",
-					     "services.name"};
+	static const char *const absent[] = {"identity",
+					     "inbound",
+					     "telemetry",
+					     "ports",
+					     "services.name",
+					     "services[].retry",
+					     "services[].routes[].retry"};
 	int calls = 0;
 	size_t i;
 
