@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "ldmeshd.h"
+#include "proxy/route.h"
 #include "util/log.h"
 
 static void dispatch(void *ctx, uint64_t ud, int res, int more)
@@ -198,6 +199,11 @@ int ldmeshd_run(struct ldmeshd *d)
 		    d->px.listener_retry_ms) {
 			timeout = 100; /* an accept waits to be re-armed (EMFILE) */
 		}
+		if (d->px.rt_next_ms) {
+			/* a routed request's timeout, a detection, a pool's idle end */
+			int64_t left = d->px.rt_next_ms - now_ms();
+			timeout = left <= 0 ? 0 : left < timeout ? (int)left : timeout;
+		}
 		r = d->px.loop->ops->run(d->px.loop, d->px.nreap ? 0 : timeout, dispatch, d);
 		if (r < 0 && r != -EINTR) {
 			log_error("event loop: %s", strerror(-r));
@@ -224,6 +230,9 @@ int ldmeshd_run(struct ldmeshd *d)
 			d->admin_retry_ms = 0;
 		}
 		listener_arm_all(&d->px, now);
+		if (d->px.rt_next_ms && now >= d->px.rt_next_ms) {
+			route_tick(&d->px, now);
+		}
 		if (d->px.l7_detect_armed) {
 			conn_detect_sweep(&d->px, now);
 		}

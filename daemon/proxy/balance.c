@@ -192,6 +192,17 @@ int balancer_sync(struct balancer *b, const struct config *cfg)
 		if (!s->name) {
 			goto fail;
 		}
+		for (j = 0; j < b->n; j++) {
+			if (!strcmp(b->svc[j].name, cs->name)) {
+				const struct bal_service *o = &b->svc[j];
+
+				s->budget = o->budget;
+				s->requests_total = o->requests_total;
+				s->retries_total = o->retries_total;
+				s->budget_exhausted_total = o->budget_exhausted_total;
+				s->timeouts_total = o->timeouts_total;
+			}
+		}
 		if (cs->dns) {
 			if (dns_carry(b, cs, s) < 0) {
 				goto fail;
@@ -379,7 +390,6 @@ struct bal_endpoint *balancer_pick(struct balancer *b, int s, const struct bal_e
 chosen:
 	e->refs++;
 	e->outstanding++;
-	e->connections_total++;
 	return e;
 }
 
@@ -436,6 +446,94 @@ void balancer_release(struct bal_endpoint *e)
 	endpoint_put(e);
 }
 
+void balancer_ref(struct bal_endpoint *e)
+{
+	e->refs++;
+}
+
+void balancer_unref(struct bal_endpoint *e)
+{
+	endpoint_put(e);
+}
+
+static int service_available(const struct bal_service *svc, int64_t now_ms)
+{
+	size_t i;
+
+	for (i = 0; i < svc->n; i++) {
+		const struct bal_endpoint *e = svc->ep[i];
+
+		if (e->state == BAL_READY || (e->state == BAL_OUT && now_ms >= e->out_until_ms)) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+int balancer_available(const struct balancer *b, int s, int64_t now_us)
+{
+	size_t k;
+
+	if (service_available(&b->svc[s], now_us / 1000)) {
+		return 1;
+	}
+	for (k = 0; k < b->svc[s].n_split; k++) {
+		if (service_available(&b->svc[b->svc[s].split_to[k]], now_us / 1000)) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* The budget's slot for this second, emptied when it last counted an older one. */
+static int budget_slot(struct bal_budget *g, int64_t now_s)
+{
+	int i = (int)(now_s % BAL_BUDGET_SLOTS);
+
+	if (g->slot_s[i] != now_s) {
+		g->slot_s[i] = now_s;
+		g->requests[i] = g->retries[i] = 0;
+	}
+	return i;
+}
+
+void balancer_budget_request(struct balancer *b, int s, int64_t now_us)
+{
+	struct bal_service *svc = &b->svc[s];
+
+	svc->budget.requests[budget_slot(&svc->budget, now_us / 1000000)]++;
+	svc->requests_total++;
+}
+
+int balancer_budget_retry(struct balancer *b, int s, int percent, int min_per_s, int ttl_s,
+			  int64_t now_us)
+{
+	struct bal_service *svc = &b->svc[s];
+	struct bal_budget *g = &svc->budget;
+	int64_t now_s = now_us / 1000000;
+	uint64_t requests = 0, retries = 0;
+	int i, cur = budget_slot(g, now_s);
+
+	if (ttl_s > BAL_BUDGET_SLOTS) {
+		ttl_s = BAL_BUDGET_SLOTS;
+	}
+	for (i = 0; i < BAL_BUDGET_SLOTS; i++) {
+		if (g->slot_s[i] > now_s - ttl_s && g->slot_s[i] <= now_s) {
+			requests += g->requests[i];
+			retries += g->retries[i];
+		}
+	}
+	/* retries + 1 <= min_per_s * ttl + requests * percent / 100 */
+	if ((retries + 1) * 100 > (uint64_t)min_per_s * (uint64_t)ttl_s * 100 +
+					  requests * (uint64_t)percent) {
+		svc->budget_exhausted_total++;
+		return 0;
+	}
+	g->retries[cur]++;
+	svc->retries_total++;
+	return 1;
+}
+
 /* ---- showing ---------------------------------------------------------------- */
 
 static const char *const state_names[] = {"ready", "out", "probing"};
@@ -466,8 +564,9 @@ void balancer_list(const struct balancer *b, struct strbuf *out, int json, int64
 	if (json) {
 		sb_printf(out, "[");
 	} else {
-		sb_printf(out, "%-20s %-22s %-8s %6s %10s %8s %12s\n", "SERVICE", "ENDPOINT",
-			  "STATE", "OPEN", "EWMA_MS", "FAILS", "CONNECTIONS");
+		sb_printf(out, "%-20s %-22s %-8s %6s %10s %8s %12s %10s %8s\n", "SERVICE",
+			  "ENDPOINT", "STATE", "OPEN", "EWMA_MS", "FAILS", "CONNECTIONS", "REQUESTS",
+			  "5XX");
 	}
 	for (i = 0; i < b->n; i++) {
 		const struct bal_service *s = &b->svc[i];
@@ -486,6 +585,15 @@ void balancer_list(const struct balancer *b, struct strbuf *out, int json, int64
 			}
 			sb_printf(out, "],\"dns\":");
 			dns_json(s, out, now_ms);
+			sb_printf(out,
+				  ",\"protocol\":\"%s\",\"requests_total\":%" PRIu64
+				  ",\"retries_total\":%" PRIu64 ",\"budget_exhausted_total\":%" PRIu64
+				  ",\"timeouts_total\":%" PRIu64,
+				  cs->protocol == SVC_PROTO_TCP	   ? "tcp"
+				  : cs->protocol == SVC_PROTO_HTTP ? "http"
+								   : "auto",
+				  s->requests_total, s->retries_total, s->budget_exhausted_total,
+				  s->timeouts_total);
 			sb_printf(out, ",\"endpoints\":[");
 		} else if (s->dns.name && !s->n) {
 			sb_printf(out, "%-20s %-22s %-8s\n", s->name, "(none: DNS)",
@@ -505,16 +613,24 @@ void balancer_list(const struct balancer *b, struct strbuf *out, int json, int64
 					  ",\"ewma_ms\":%.3f,\"failures\":%" PRIu32
 					  ",\"out_for_ms\":%" PRId64
 					  ",\"connections_total\":%" PRIu64
-					  ",\"failures_total\":%" PRIu64 "}",
+					  ",\"failures_total\":%" PRIu64 ",\"requests_total\":%" PRIu64
+					  ",\"responses\":{\"success\":%" PRIu64 ",\"5xx\":%" PRIu64
+					  ",\"error\":%" PRIu64 ",\"timeout\":%" PRIu64
+					  "},\"pooled\":%" PRIu32 "}",
 					  state_names[e->state], e->outstanding,
 					  e->ewma_us / 1000.0, e->failures, left > 0 ? left : 0,
-					  e->connections_total, e->failures_total);
+					  e->connections_total, e->failures_total, e->requests_total,
+					  e->responses_total[BAL_RES_SUCCESS],
+					  e->responses_total[BAL_RES_5XX],
+					  e->responses_total[BAL_RES_ERROR],
+					  e->responses_total[BAL_RES_TIMEOUT], e->pooled);
 			} else {
 				sb_printf(out,
 					  "%-20s %-22s %-8s %6" PRIu32 " %10.3f %8" PRIu32
-					  " %12" PRIu64 "\n",
+					  " %12" PRIu64 " %10" PRIu64 " %8" PRIu64 "\n",
 					  s->name, a, state_names[e->state], e->outstanding,
-					  e->ewma_us / 1000.0, e->failures, e->connections_total);
+					  e->ewma_us / 1000.0, e->failures, e->connections_total,
+					  e->requests_total, e->responses_total[BAL_RES_5XX]);
 			}
 		}
 		if (json) {
@@ -569,6 +685,64 @@ void balancer_metrics(const struct balancer *b, struct strbuf *out)
 				  "%" PRIu64 "\n",
 				  b->svc[i].name, a, b->svc[i].ep[j]->failures_total);
 		}
+	}
+	sb_printf(out, "# HELP ldmesh_balancer_requests_total Routed request attempts sent to "
+		       "each endpoint.\n# TYPE ldmesh_balancer_requests_total counter\n");
+	for (i = 0; i < b->n; i++) {
+		for (j = 0; j < b->svc[i].n; j++) {
+			char a[80];
+
+			addr_format(&b->svc[i].ep[j]->addr, a, sizeof(a));
+			sb_printf(out,
+				  "ldmesh_balancer_requests_total{service=\"%s\",endpoint=\"%s\"} "
+				  "%" PRIu64 "\n",
+				  b->svc[i].name, a, b->svc[i].ep[j]->requests_total);
+		}
+	}
+	sb_printf(out, "# HELP ldmesh_balancer_responses_total How routed request attempts on "
+		       "each endpoint ended.\n# TYPE ldmesh_balancer_responses_total counter\n");
+	for (i = 0; i < b->n; i++) {
+		for (j = 0; j < b->svc[i].n; j++) {
+			static const char *const res[] = {"success", "5xx", "error", "timeout"};
+			char a[80];
+			int k;
+
+			addr_format(&b->svc[i].ep[j]->addr, a, sizeof(a));
+			for (k = 0; k < BAL_RESULTS; k++) {
+				sb_printf(out,
+					  "ldmesh_balancer_responses_total{service=\"%s\",endpoint="
+					  "\"%s\",result=\"%s\"} %" PRIu64 "\n",
+					  b->svc[i].name, a, res[k],
+					  b->svc[i].ep[j]->responses_total[k]);
+			}
+		}
+	}
+	sb_printf(out, "# HELP ldmesh_route_requests_total Requests routed to each service.\n"
+		       "# TYPE ldmesh_route_requests_total counter\n");
+	for (i = 0; i < b->n; i++) {
+		sb_printf(out, "ldmesh_route_requests_total{service=\"%s\"} %" PRIu64 "\n",
+			  b->svc[i].name, b->svc[i].requests_total);
+	}
+	sb_printf(out, "# HELP ldmesh_route_retries_total Routed requests sent again after a "
+		       "failed attempt.\n# TYPE ldmesh_route_retries_total counter\n");
+	for (i = 0; i < b->n; i++) {
+		sb_printf(out, "ldmesh_route_retries_total{service=\"%s\"} %" PRIu64 "\n",
+			  b->svc[i].name, b->svc[i].retries_total);
+	}
+	sb_printf(out, "# HELP ldmesh_route_retry_budget_exhausted_total Retries not made "
+		       "because the service's retry budget was spent.\n"
+		       "# TYPE ldmesh_route_retry_budget_exhausted_total counter\n");
+	for (i = 0; i < b->n; i++) {
+		sb_printf(out,
+			  "ldmesh_route_retry_budget_exhausted_total{service=\"%s\"} %" PRIu64
+			  "\n",
+			  b->svc[i].name, b->svc[i].budget_exhausted_total);
+	}
+	sb_printf(out, "# HELP ldmesh_route_timeouts_total Routed requests answered 504 by "
+		       "their timeout.\n# TYPE ldmesh_route_timeouts_total counter\n");
+	for (i = 0; i < b->n; i++) {
+		sb_printf(out, "ldmesh_route_timeouts_total{service=\"%s\"} %" PRIu64 "\n",
+			  b->svc[i].name, b->svc[i].timeouts_total);
 	}
 	sb_printf(out,
 		  "# HELP ldmesh_balancer_unavailable_total Connections refused because "

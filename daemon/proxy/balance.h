@@ -17,6 +17,7 @@
 #include "ldmesh/addr.h"
 
 struct config;
+struct conn;
 struct strbuf;
 
 /* Consecutive connect failures that take an endpoint out, and its backoff. */
@@ -32,6 +33,25 @@ struct strbuf;
 #define BAL_DECAY_US 2000000
 /* Other endpoints a connection whose dial failed may try, unseen by the app. */
 #define BAL_TRIES 2
+
+/* How a routed request's attempt on an endpoint ended. */
+enum bal_result {
+	BAL_RES_SUCCESS, /* a response below 500 (gRPC: status 0 or not a failure) */
+	BAL_RES_5XX, /* a 5xx response */
+	BAL_RES_ERROR, /* no response: reset, closed, refused */
+	BAL_RES_TIMEOUT, /* no response within the request timeout */
+	BAL_RESULTS,
+};
+
+/* The retry budget's window: one counter pair per second. */
+#define BAL_BUDGET_SLOTS 60
+
+/* Retries allowed to a service, as Linkerd's budget: over the last ttl
+ * seconds, retries stay below min_per_s * ttl + percent of the requests. */
+struct bal_budget {
+	int64_t slot_s[BAL_BUDGET_SLOTS]; /* which second each slot counts */
+	uint32_t requests[BAL_BUDGET_SLOTS], retries[BAL_BUDGET_SLOTS];
+};
 
 enum bal_state {
 	BAL_READY, /* chosen by the balancer */
@@ -53,6 +73,12 @@ struct bal_endpoint {
 	uint32_t backoff_ms;
 	int64_t out_until_ms;
 	uint64_t connections_total, failures_total;
+	/* Routed requests (route.h): attempts sent to it, by how they ended. */
+	uint64_t requests_total;
+	uint64_t responses_total[BAL_RESULTS]; /* enum bal_result */
+	/* Idle upstream connections to it (route.c's pool), newest first. */
+	struct conn *pool;
+	uint32_t pooled;
 };
 
 /* Where a DNS service's endpoints come from, and when they are asked for
@@ -76,6 +102,9 @@ struct bal_service {
 	struct bal_dns dns;
 	int *split_to; /* owned: balancer services its splits go to */
 	size_t n_split;
+	/* Routed requests (route.h), kept across a reload that keeps the name. */
+	struct bal_budget budget;
+	uint64_t requests_total, retries_total, budget_exhausted_total, timeouts_total;
 };
 
 struct balancer {
@@ -128,6 +157,21 @@ void balancer_result(struct bal_endpoint *e, int ok, int64_t latency_us, int64_t
 void balancer_observe(struct bal_endpoint *e, int64_t latency_us, int64_t now_us);
 /* The connection that picked e has ended. */
 void balancer_release(struct bal_endpoint *e);
+
+/* An endpoint reference held without counting as load (an idle pooled
+ * connection to it); given back with balancer_unref(). */
+void balancer_ref(struct bal_endpoint *e);
+void balancer_unref(struct bal_endpoint *e);
+/* 1 when service s, or a service its splits go to, has an endpoint that
+ * can take a connection now (ready, or out with its backoff over). */
+int balancer_available(const struct balancer *b, int s, int64_t now_us);
+
+/* A routed request to service s starts (counted in its retry budget). */
+void balancer_budget_request(struct balancer *b, int s, int64_t now_us);
+/* 1 when one more retry fits s's budget (and counts it), 0 when it is
+ * spent (counted in budget_exhausted_total). */
+int balancer_budget_retry(struct balancer *b, int s, int percent, int min_per_s, int ttl_s,
+			  int64_t now_us);
 
 /* `ldmeshctl services`: a table, or a JSON array. */
 void balancer_list(const struct balancer *b, struct strbuf *out, int json, int64_t now_us);

@@ -24,14 +24,15 @@
 #include "proxy/proxy.h"
 #include "proxy/conn_internal.h"
 #include "proxy/l7.h"
+#include "proxy/route.h"
 #include "policy/policy.h"
 #include "util/strbuf.h"
 #include "util/log.h"
 
 const char *conn_kind_name(enum conn_kind k)
 {
-	static const char *const names[] = {"handoff", "outbound", "inbound",
-					    "link",    "ctl",	   "admin"};
+	static const char *const names[] = {"handoff", "outbound", "inbound", "link",
+					    "ctl",     "admin",	   "upstream"};
 	return (unsigned)k < ARRAY_SIZE(names) ? names[k] : "?";
 }
 
@@ -187,6 +188,9 @@ static int conn_inflight(const struct conn *c)
 		n += c->app->ops->inflight(c->app);
 		n += c->net->ops->inflight(c->net);
 	}
+	if (c->rt) {
+		n += (int)c->rt->stale; /* upstreams still reading or writing c's buffers */
+	}
 	return n;
 }
 
@@ -201,7 +205,7 @@ void dial_outcome(struct proxy *d, const struct conn *c, int err)
 
 		balancer_result(c->bal, err == 0, now - c->dial_start_us, now);
 	}
-	if (d->dial_observer) {
+	if (d->dial_observer && c->kind == CONN_OUTBOUND && !c->late_dial) {
 		d->dial_observer(d, c, err);
 	}
 }
@@ -228,6 +232,12 @@ void conn_close(struct proxy *d, struct conn *c, int abort)
 	if (c->kind == CONN_LINK && c->listener_slot >= 0) {
 		listener_unlink(d, c->listener_slot);
 		c->listener_slot = -1;
+	}
+	if (c->rt) {
+		route_close(d, c);
+	}
+	if (c->kind == CONN_UPSTREAM) {
+		route_upstream_gone(d, c);
 	}
 	c->state = CS_CLOSING;
 	c->abort = abort;
@@ -331,9 +341,17 @@ static void conn_free(struct proxy *d, struct conn *c)
 		c->net->ops->destroy(c->net); /* TLS: with its engine */
 	}
 	links_conn_gone(d, c);
-	if (c->bal) {
+	if (c->kind == CONN_UPSTREAM) {
+		if (c->borrowing) {
+			route_returned(d, c);
+		}
+		if (c->bal) {
+			balancer_unref(c->bal); /* a plain reference, not load */
+		}
+	} else if (c->bal) {
 		balancer_release(c->bal);
 	}
+	route_free(c);
 	free(c->bufs);
 	free(c->ctl_in);
 	free(c->ctl_out);

@@ -23,6 +23,7 @@ struct proxy;
 struct l7;
 struct tel_series;
 struct plink;
+struct route;
 
 enum conn_kind {
 	CONN_HANDOFF, /* reading a shim header */
@@ -31,6 +32,8 @@ enum conn_kind {
 	CONN_LINK, /* a listener's registration link */
 	CONN_CTL, /* a control-socket client */
 	CONN_ADMIN, /* an HTTP client of the admin listener */
+	CONN_UPSTREAM, /* daemon -> a service endpoint, for requests routed one by one (route.h) */
+	CONN_KINDS,
 };
 
 enum conn_state {
@@ -118,6 +121,14 @@ struct conn {
 	int64_t dial_start_us; /* outbound to a service: when this endpoint's dial began */
 	int16_t svc; /* the balancer's service, -1 for none */
 	uint8_t bal_tries; /* endpoints tried after the first */
+	struct route *rt; /* owned: outbound to a service, requests routed one by one */
+	/* upstream: the routed connection using it (slot, gen; gen 0: none,
+	 * pooled), and the pool's list while idle */
+	uint32_t owner_slot, owner_gen;
+	struct conn *pool_next, *pool_prev;
+	int64_t pooled_ms; /* upstream: idle in the pool since, 0: not pooled */
+	uint8_t borrowing; /* upstream: closed with an operation on its owner's memory */
+	uint8_t late_dial; /* outbound: dialled after the app's connect() succeeded (route.c) */
 
 	uint64_t cookie; /* outbound: the shim's id; link: listener id */
 	uint32_t pid; /* the app's pid, when known */

@@ -63,6 +63,15 @@ void outbound_dial_direct(struct proxy *d, struct conn *c);
 /* c's dial to a service endpoint failed with err: 1 when it goes on to
  * another endpoint (the app sees nothing), 0 when err is the app's. */
 int outbound_service_retry(struct proxy *d, struct conn *c, int err);
+/* A routed connection that is not HTTP/1 after all: dialled to one
+ * endpoint of its service now (route.c hands it over). */
+void outbound_dial_late(struct proxy *d, struct conn *c);
+struct bal_endpoint;
+/* A new upstream connection for owner's requests to endpoint e of
+ * balancer service svc; its opening ends in route_upstream_ready() or
+ * route_upstream_gone().  NULL when it cannot be made. */
+struct conn *outbound_upstream_new(struct proxy *d, struct conn *owner, int svc,
+				   struct bal_endpoint *e);
 
 /* inbound.c */
 void app_dial_done(struct proxy *d, struct conn *c, int res);

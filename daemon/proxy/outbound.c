@@ -11,6 +11,7 @@
 
 #include "proxy/proxy.h"
 #include "proxy/conn_internal.h"
+#include "proxy/route.h"
 #include "util/log.h"
 
 /* ---- outbound ------------------------------------------------------------ */
@@ -30,6 +31,17 @@ static void read_filler(struct proxy *d, struct conn *c)
 void outbound_ready(struct proxy *d, struct conn *c)
 {
 	dial_outcome(d, c, 0);
+	if (c->kind == CONN_UPSTREAM) {
+		c->state = CS_PROXY;
+		route_upstream_ready(d, c);
+		return;
+	}
+	if (c->late_dial) {
+		/* The app's connect() succeeded long ago: its first bytes wait. */
+		c->state = CS_PROXY;
+		pump_both(d, c);
+		return;
+	}
 	if (conn_alloc_bufs(d, c) < 0) {
 		conn_close(d, c, 1);
 		return;
@@ -191,27 +203,32 @@ static int egress_allowed(const struct proxy *d, const struct conn *c, int in_me
  * -ECONNREFUSED when every endpoint is out: the app's connect fails at
  * once rather than waiting on a dead one.
  */
+static void log_unavailable(const struct proxy *d, const struct conn *c)
+{
+	const struct bal_service *s = &d->bal.svc[c->svc];
+	char dst[80];
+
+	addr_format(&c->svc_addr, dst, sizeof(dst));
+	if (!s->n && s->dns.name) {
+		log_info("outbound to service %s (%s) for pid %u: no endpoints: DNS %s:%u %s",
+			 s->name, dst, c->pid, s->dns.name, s->dns.port,
+			 s->dns.answered ? "gave none" : "has not answered yet");
+	} else {
+		log_info("outbound to service %s (%s) for pid %u: every endpoint is out", s->name,
+			 dst, c->pid);
+	}
+}
+
 static int service_pick(struct proxy *d, struct conn *c, const struct bal_endpoint *avoid)
 {
 	struct bal_endpoint *e = balancer_pick(&d->bal, c->svc, avoid, tel_now_us());
 
 	if (!e) {
-		const struct bal_service *s = &d->bal.svc[c->svc];
-		char dst[80];
-
-		addr_format(&c->svc_addr, dst, sizeof(dst));
-		if (!s->n && s->dns.name) {
-			log_info("outbound to service %s (%s) for pid %u: no endpoints: DNS %s:%u "
-				 "%s",
-				 s->name, dst, c->pid, s->dns.name, s->dns.port,
-				 s->dns.answered ? "gave none" : "has not answered yet");
-		} else {
-			log_info("outbound to service %s (%s) for pid %u: every endpoint is out",
-				 s->name, dst, c->pid);
-		}
+		log_unavailable(d, c);
 		return -ECONNREFUSED;
 	}
 	c->bal = e;
+	e->connections_total++;
 	c->peer = e->addr;
 	c->dial_start_us = tel_now_us();
 	return 0;
@@ -245,7 +262,7 @@ int outbound_service_retry(struct proxy *d, struct conn *c, int err)
 	int r;
 
 	if (!failed || c->svc < 0 || c->bal_tries >= BAL_TRIES || !retryable(err) ||
-	    c->state != CS_DIAL) {
+	    c->state != CS_DIAL || c->kind == CONN_UPSTREAM) {
 		return 0;
 	}
 	/* Counted against the endpoint here, once: c lets go of it either
@@ -286,7 +303,25 @@ void conn_start_outbound(struct proxy *d, struct conn *c, int tcp_fd, int app_en
 	c->svc = -1;
 	if (balancer_sync(&d->bal, d->cfg) == 0 &&
 	    (c->svc = (int16_t)balancer_service_of(&d->bal, &c->peer)) >= 0) {
+		enum config_svc_protocol proto =
+			d->cfg->services[d->bal.svc[c->svc].cfg_index].protocol;
+
 		c->svc_addr = c->peer;
+		if (proto != SVC_PROTO_TCP) {
+			/* Requests are routed one by one: no dial now. */
+			r = route_start(d, c, c->svc, proto == SVC_PROTO_HTTP);
+			if (r == -ECONNREFUSED) {
+				log_unavailable(d, c);
+			}
+			if (r < 0) {
+				dial_outcome(d, c, r);
+				conn_close(d, c, 1);
+				return;
+			}
+			c->in_mesh = 1;
+			outbound_ready(d, c);
+			return;
+		}
 		c->svc = (int16_t)balancer_route(&d->bal, c->svc); /* its splits */
 		r = service_pick(d, c, NULL);
 		if (r < 0) {
@@ -321,4 +356,78 @@ void outbound_dial_direct(struct proxy *d, struct conn *c)
 		return;
 	}
 	c->inflight++;
+}
+
+/*
+ * A connection to a service address that routed nothing (not HTTP/1):
+ * it goes to one endpoint after all, with the app's socket, as for a
+ * "tcp" service.  The app's connect() succeeded already, so a failure
+ * now reaches it as a reset.
+ */
+void outbound_dial_late(struct proxy *d, struct conn *c)
+{
+	int r;
+
+	c->late_dial = 1;
+	c->state = CS_DIAL;
+	c->deadline_ms = now_ms() + d->cfg->connect_timeout_ms;
+	if (balancer_sync(&d->bal, d->cfg) < 0 ||
+	    (c->svc = (int16_t)balancer_service_of(&d->bal, &c->svc_addr)) < 0) {
+		log_info("conn %u: its service is no longer configured; closing", c->slot);
+		conn_close(d, c, 1);
+		return;
+	}
+	c->svc = (int16_t)balancer_route(&d->bal, c->svc);
+	r = service_pick(d, c, NULL);
+	if (r < 0) {
+		conn_close(d, c, 1);
+		return;
+	}
+	choose_outbound_tls(d, c);
+	outbound_go(d, c);
+}
+
+struct conn *outbound_upstream_new(struct proxy *d, struct conn *owner, int svc,
+				   struct bal_endpoint *e)
+{
+	const struct config_service *cs = &d->cfg->services[d->bal.svc[svc].cfg_index];
+	struct conn *u;
+	int fd;
+
+	fd = socket(e->addr.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		return NULL;
+	}
+	u = conn_new(d, CONN_UPSTREAM, -1);
+	if (!u) {
+		close(fd);
+		return NULL;
+	}
+	u->n_fd = fd;
+	u->pid = owner->pid;
+	u->owner_slot = owner->slot;
+	u->owner_gen = owner->gen;
+	conn_transports_init(d, u);
+	u->state = CS_DIAL;
+	u->deadline_ms = now_ms() + (cs->connect_timeout_ms ? cs->connect_timeout_ms
+							    : d->cfg->connect_timeout_ms);
+	u->svc = (int16_t)svc;
+	u->peer = e->addr;
+	u->bal = e;
+	balancer_ref(e);
+	e->connections_total++;
+	u->dial_start_us = tel_now_us();
+	choose_outbound_tls(d, u);
+	if (!egress_allowed(d, u, u->in_mesh)) {
+		char dst[80];
+
+		addr_format(&u->peer, dst, sizeof(dst));
+		log_info("egress to service endpoint %s denied (outbound.egress = \"deny\")", dst);
+		d->stats.egress_denied_total++;
+		u->owner_gen = 0;
+		conn_close(d, u, 1);
+		return NULL;
+	}
+	outbound_go(d, u);
+	return u;
 }

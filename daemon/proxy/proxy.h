@@ -115,9 +115,10 @@ struct proxy {
 	uint32_t nslots, live;
 	uint32_t gen_counter;
 	int l7_detect_armed; /* some connection holds an undecided first line */
+	int64_t rt_next_ms; /* the next deadline of routed requests (route_tick), 0: none */
 	uint32_t *free_slots;
 	uint32_t nfree;
-	uint32_t live_by_kind[6];
+	uint32_t live_by_kind[CONN_KINDS];
 	uint32_t parked; /* idle connections holding no buffers (park.c) */
 	uint32_t parked_untrimmed; /* parked since the heap was last trimmed */
 	struct conn **reap; /* closing conns to check at the end of the turn */

@@ -15,6 +15,7 @@
 
 #include "proxy/conn_internal.h"
 #include "proxy/links.h"
+#include "proxy/route.h"
 #include "proxy/stage.h"
 #include "transport/transport.h"
 #include "util/log.h"
@@ -261,6 +262,10 @@ void pump_both(struct proxy *d, struct conn *c)
 	if (c->state != CS_PROXY || c->parked) {
 		return;
 	}
+	if (c->rt) {
+		route_pump(d, c); /* requests routed one by one */
+		return;
+	}
 	pump_up(d, c);
 	pump_down(d, c);
 	/* A request just denied queues an answer for the up direction; once
@@ -325,6 +330,14 @@ void conn_transport_event(void *owner, struct transport *t, enum transport_event
 	int from_app = t == c->app;
 
 	if (c->state == CS_CLOSING) {
+		return;
+	}
+	if (c->state == CS_PROXY && (c->kind == CONN_UPSTREAM || (c->rt && from_app))) {
+		if (c->kind == CONN_UPSTREAM) {
+			route_upstream_event(d, c, ev, res);
+		} else {
+			route_app_event(d, c, ev, res);
+		}
 		return;
 	}
 	switch (ev) {

@@ -1,7 +1,9 @@
 """Services (issue 16): an address apps dial that no pod owns (a
 Kubernetes ClusterIP), balanced by the client's daemon over the service's
-endpoints, one pick per connection (power of two choices over peak-EWMA
-connect latency weighted by open connections), with failure accrual.
+endpoints (power of two choices over peak-EWMA latency weighted by what is
+in flight), with failure accrual.  A service with protocol "tcp" gets one
+pick per connection, made at the app's connect(); "auto" (the default)
+routes HTTP/1 requests one by one (test_routing.py for the rest of it).
 Pod a is the client; pods b, c and d run the same stock server app (the
 suite's JSON HTTP app) behind the service address, strict mTLS."""
 import os
@@ -16,13 +18,15 @@ from pods import wait_until
 VIP_SUBNET = 210
 
 
-def service_pods(cluster):
+def service_pods(cluster, **svc):
+    """Pod a, the client; b, c and d behind service web (svc: more keys of
+    its config group, such as protocol)."""
     pods = mesh.trio(cluster, labels=("a", "b", "c", "d"), subnet=VIP_SUBNET)
     a, servers = pods[0], pods[1:]
     vip = "10.250.%d.100:8080" % VIP_SUBNET
     ca = mesh.CA(cluster.mode, os.path.join(cluster.tmp, "ca"))
-    services = [{"name": "web", "port": 8080, "addresses": [vip],
-                 "endpoints": ["%s:8080" % s.addr4 for s in servers]}]
+    services = [dict({"name": "web", "port": 8080, "addresses": [vip],
+                      "endpoints": ["%s:8080" % s.addr4 for s in servers]}, **svc)]
     mesh.configure(a, ca.issue(spiffe("shop", "client"), os.path.join(cluster.tmp, "id-a")),
                    mtls="strict", services=services)
     for s in servers:
@@ -52,15 +56,15 @@ def endpoints(a):
 
 
 def test_service_address_spreads_and_failure_accrual(cluster):
-    """60 connections to the service address spread over the three
-    endpoints (each gets a share: the pick follows measured latency, so
-    not an even one; none connects to the address itself, which nothing
-    owns).  One endpoint's app killed: every later
+    """protocol "tcp": 60 connections to the service address spread over
+    the three endpoints (each gets a share: the pick follows measured
+    latency, so not an even one; none connects to the address itself,
+    which nothing owns).  One endpoint's app killed: every later
     request still succeeds (a failed connect goes on to another endpoint,
     unseen by the app), the endpoint is taken out after three failures
     (`ldmeshctl services` says "out", the retries are counted), and once
     the app is back it returns through one trial connection."""
-    a, servers, vip, apps = service_pods(cluster)
+    a, servers, vip, apps = service_pods(cluster, protocol="tcp")
     oks, errors = loop(a, vip, "spread", 60)
     assert len(oks) == 60 and not errors and set(oks) == {"200"}, (oks, errors)
     share = served(apps, "spread")
@@ -132,10 +136,10 @@ srv.serve_forever()
 
 def test_slow_endpoint_gets_less(cluster):
     """One endpoint answers each request 300 ms late: the balancer sees it
-    in the requests' latency (the connections carry HTTP) and in the
-    connections it holds longer, so with four clients at once it gets at
-    most a tenth of 120 connections (an even share is a third) and less
-    than each quick one, every request answered."""
+    in the requests' latency and in the requests it holds longer, so with
+    four clients at once it gets at most a tenth of 120 requests (an even
+    share is a third) and less than each quick one, every request
+    answered (routed one by one: protocol "auto")."""
     a, servers, vip, apps = service_pods(cluster)
     for s in servers:
         apps[s.label].stop()
@@ -166,11 +170,11 @@ def test_slow_endpoint_gets_less(cluster):
 
 
 def test_every_endpoint_out_fails_fast(cluster):
-    """Every endpoint's app gone: the first connections fail as the apps'
-    connects would (connection refused), and once accrual has taken all
-    three out, a connect fails at once without a dial; `services` lists
-    them out."""
-    a, servers, vip, apps = service_pods(cluster)
+    """protocol "tcp": every endpoint's app gone: the first connections
+    fail as the apps' connects would (connection refused), and once
+    accrual has taken all three out, a connect fails at once without a
+    dial; `services` lists them out."""
+    a, servers, vip, apps = service_pods(cluster, protocol="tcp")
     for s in servers:
         apps[s.label].stop()
     oks, errors = loop(a, vip, "dead", 12)
@@ -186,18 +190,19 @@ def test_every_endpoint_out_fails_fast(cluster):
 
 
 def test_weighted_split_and_reload(cluster):
-    """Service web (pods b and c) sends 10 % of its connections to service
-    web-canary (pod d): of 1,000 connections to web's address about 100
-    land on d (within 4 points).  A connection to web held open meanwhile
-    (keep-alive) survives a reload to a 0/100 split, after which every new
-    connection goes to d."""
+    """protocol "tcp": service web (pods b and c) sends 10 % of its
+    connections to service web-canary (pod d): of 1,000 connections to
+    web's address about 100 land on d (within 4 points).  A connection to
+    web held open meanwhile (keep-alive) survives a reload to a 0/100
+    split, after which every new connection goes to d.  (Per request:
+    test_routing.py.)"""
     pods = mesh.trio(cluster, labels=("a", "b", "c", "d"), subnet=VIP_SUBNET + 1)
     a, b, c, d = pods
     vip = "10.250.%d.100:8080" % (VIP_SUBNET + 1)
     ca = mesh.CA(cluster.mode, os.path.join(cluster.tmp, "ca"))
 
     def services(weight):
-        return [{"name": "web", "port": 8080, "addresses": [vip],
+        return [{"name": "web", "port": 8080, "addresses": [vip], "protocol": "tcp",
                  "endpoints": ["%s:8080" % b.addr4, "%s:8080" % c.addr4],
                  "split": ({"service": "web-canary", "weight": weight},)},
                 {"name": "web-canary", "port": 8080, "endpoints": ["%s:8080" % d.addr4]}]
@@ -247,7 +252,7 @@ def test_dns_endpoints_follow_records(cluster):
     the client's daemon is pointed at by dns_servers.  The name resolves to
     pods b and c: 30 connections land on them only.  The records change to
     pod d alone (dnsmasq re-reads its hosts file on SIGHUP): within the TTL
-    and a second or two, new connections land on d only and `ldmeshctl
+    and a second or two, new requests land on d only and `ldmeshctl
     services` lists d alone; the lookups are counted.  With dnsmasq
     stopped, the last answer's endpoints stay in use; after a reload to a
     name that never answers, a connection is refused at once."""
