@@ -74,7 +74,7 @@ void flush_then_reset(struct proxy *d, struct conn *c)
 
 void handshake_done(struct proxy *d, struct conn *c, int res)
 {
-	int out = c->kind == CONN_OUTBOUND;
+	int out = c->kind != CONN_INBOUND; /* outbound or upstream */
 	char peer[80];
 
 	if (res < 0) {

@@ -37,7 +37,10 @@ void outbound_ready(struct proxy *d, struct conn *c)
 		return;
 	}
 	if (c->late_dial) {
-		/* The app's connect() succeeded long ago: its first bytes wait. */
+		/* The app's connect() succeeded long ago: its first bytes wait.
+		 * The pipes take the network end the dial made (a link's stream,
+		 * TLS). */
+		conn_alloc_bufs(d, c);
 		c->state = CS_PROXY;
 		pump_both(d, c);
 		return;

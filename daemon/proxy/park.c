@@ -165,7 +165,7 @@ void conn_sweep(struct proxy *d, int64_t now)
 			if (c->flush_then_reset) {
 				/* The alert did not get out in time: counted already. */
 			} else if (c->state == CS_TLS_HS) {
-				int out = c->kind == CONN_OUTBOUND;
+				int out = c->kind != CONN_INBOUND; /* outbound or upstream */
 				log_warn("%s TLS handshake with %s timed out",
 					 out ? "outbound" : "inbound", peer);
 				d->stats.handshake_errors_total[out][TLS_PROTOCOL]++;

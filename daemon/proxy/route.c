@@ -315,12 +315,15 @@ static void attempt_result(struct route *rt, enum bal_result res, int64_t now_us
 		return;
 	}
 	e->responses_total[res]++;
-	if (res == BAL_RES_SUCCESS) {
-		balancer_result(e, 1, now_us - rt->attempt_us, now_us);
+	if (res == BAL_RES_ERROR) {
+		balancer_result(e, 0, now_us - rt->attempt_us, now_us);
 	} else if (res == BAL_RES_TIMEOUT) {
 		balancer_observe(e, now_us - rt->attempt_us, now_us);
 	} else {
-		balancer_result(e, 0, now_us - rt->attempt_us, now_us);
+		/* An answer, a 5xx too: the endpoint is there (accrual counts
+		 * connections that fail, as Linkerd's default does; retries deal
+		 * with the 5xx). */
+		balancer_result(e, 1, now_us - rt->attempt_us, now_us);
 	}
 }
 
@@ -433,9 +436,10 @@ static void hand_over(struct proxy *d, struct conn *c)
 
 	c->up.off = 0;
 	c->up.eof = rt->app_eof;
+	log_debug("conn %u: not HTTP/1 (%u bytes); to one endpoint of its service", c->slot,
+		  c->up.len);
 	route_close(d, c);
-	free(c->rt);
-	c->rt = NULL;
+	route_free(c);
 	outbound_dial_late(d, c);
 }
 

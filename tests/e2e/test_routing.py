@@ -1,0 +1,294 @@
+"""Requests routed one by one (issue 16): an app's connection to a
+service address whose protocol is "auto" (the default) or "http" has each
+HTTP/1 request sent to an endpoint the client's daemon picks for it, over
+pooled upstream connections to the endpoints' daemons (links or mTLS), so
+one keep-alive connection reaches every endpoint.  Request timeouts answer
+504, retries on configured statuses stay within the service's retry
+budget, splits are drawn per request.  Pod a is the client; b, c and d run
+a stock python3 http.server app behind service web, strict mTLS."""
+import os
+import re
+import socket
+import time
+
+import mesh
+from mesh import spiffe
+from pods import wait_until
+
+SUBNET = 214
+
+# A stock http.server app: GET /<anything> answers 200 with the pod's
+# label, or the status given as argv[4] (503 for a failing pod); /hang
+# never answers (until the test ends); /sleep/<ms> answers after ms.
+APP = r'''
+import http.server, sys, time
+
+LABEL, STATUS = sys.argv[3], int(sys.argv[4])
+
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        print("request GET %s" % self.path, flush=True)
+        if self.path == "/hang":
+            time.sleep(60)
+        if self.path.startswith("/sleep/"):
+            time.sleep(int(self.path.split("/")[2]) / 1000.0)
+        body = ("%s %s\n" % (LABEL, self.path)).encode()
+        self.send_response(STATUS)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+srv = http.server.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), H)
+srv.daemon_threads = True
+print("listening", flush=True)
+srv.serve_forever()
+'''
+
+
+def start_app(cluster, pod, status=200):
+    path = os.path.join(cluster.tmp, "routed_app.py")
+    if not os.path.exists(path):
+        with open(path, "w") as f:
+            f.write(APP)
+    app = pod.popen([mesh.PYTHON, path, pod.addr4, "8080", pod.label, str(status)],
+                    name="app")
+    app.wait_output(r"^listening$", timeout=20)
+    pod.wait_listening(app, 8080)
+    return app
+
+
+def routed_pods(cluster, statuses=None, subnet=SUBNET, **svc):
+    """a (client) and b, c, d behind service web; svc: more keys of web's
+    config group; statuses: label -> the status that pod's app answers."""
+    a, b, c, d = mesh.trio(cluster, labels=("a", "b", "c", "d"), subnet=subnet)
+    servers = (b, c, d)
+    vip = "10.250.%d.100:8080" % subnet
+    ca = mesh.CA(cluster.mode, os.path.join(cluster.tmp, "ca"))
+    services = [dict({"name": "web", "port": 8080, "addresses": [vip],
+                      "endpoints": ["%s:8080" % s.addr4 for s in servers]}, **svc)]
+    mesh.configure(a, ca.issue(spiffe("shop", "client"), os.path.join(cluster.tmp, "id-a")),
+                   mtls="strict", services=services)
+    for s in servers:
+        mesh.configure(s, ca.issue(spiffe("shop", "web"),
+                                   os.path.join(cluster.tmp, "id-" + s.label)), mtls="strict")
+    apps = {s.label: start_app(cluster, s, (statuses or {}).get(s.label, 200))
+            for s in servers}
+    return a, servers, vip, apps, services
+
+
+def keepalive_loop(a, vip, path, n, per_conn=None):
+    """n GETs of path on keep-alive connections (one unless per_conn);
+    the statuses and errors seen."""
+    host, port = vip.split(":")
+    p = mesh.start_loop(a, host, int(port), path, n, 90, per_conn=per_conn or n)
+    p.wait(timeout=120)
+    return mesh.loop_results(p)
+
+
+def served(apps, path):
+    return {label: app.out().count("request GET %s\n" % path) for label, app in apps.items()}
+
+
+def service_json(a):
+    svc = a.ctl_json("services")
+    assert [s["name"] for s in svc] == ["web"], svc
+    return svc[0]
+
+
+def test_one_connection_reaches_every_endpoint(cluster):
+    """90 requests on one keep-alive connection to the service address land
+    on all three endpoints (each request picked on its own), all 200; the
+    balancer counts 90 requests, the endpoints' connections stay pooled
+    (no connection per request), and the app sees one connection."""
+    a, servers, vip, apps, _ = routed_pods(cluster)
+    oks, errors = keepalive_loop(a, vip, "/one", 90)
+    assert len(oks) == 90 and not errors and set(oks) == {"200"}, (oks[:5], errors)
+    share = served(apps, "/one")
+    assert sum(share.values()) == 90 and min(share.values()) >= 3, share
+    svc = service_json(a)
+    assert svc["protocol"] == "auto" and svc["requests_total"] == 90, svc
+    eps = svc["endpoints"]
+    assert sum(e["requests_total"] for e in eps) == 90, eps
+    assert sum(e["responses"]["success"] for e in eps) == 90, eps
+    # Upstream connections are reused: far fewer than requests.
+    assert sum(e["connections_total"] for e in eps) <= 12, eps
+    assert all(e["outstanding"] == 0 for e in eps), eps
+    assert mesh.metric(a, "ldmesh_route_requests_total", service="web") == 90
+    assert mesh.metric(a, "ldmesh_balancer_requests_total", service="web") == 90
+    # The app's own connection is one outbound connection in the metrics.
+    assert mesh.metric(a, "tcp_open_total", direction="outbound") == 1
+    assert mesh.metric(a, "request_total", direction="outbound") == 90
+    assert mesh.metric(a, "response_total", direction="outbound", status_code="200") == 90
+
+
+def test_retry_on_5xx_within_budget(cluster):
+    """Pod d's app answers every request 503 and web retries 5xx: the
+    client sees only 200s, every 503 d gave was retried on another
+    endpoint, and the retries stay within the budget (10 per second for
+    10 s plus 20 % of the requests)."""
+    a, servers, vip, apps, _ = routed_pods(
+        cluster, statuses={"d": 503},
+        retry={"on": ["5xx"], "max": 2, "budget_percent": 20, "min_per_s": 10, "ttl_s": 10})
+    oks, errors = keepalive_loop(a, vip, "/retried", 60)
+    assert len(oks) == 60 and not errors and set(oks) == {"200"}, (oks, errors)
+    share = served(apps, "/retried")
+    assert share["b"] + share["c"] == 60, share
+    svc = service_json(a)
+    assert svc["retries_total"] == share["d"] and svc["budget_exhausted_total"] == 0, (svc, share)
+    assert share["d"] <= 10 * 10 + 60 * 20 // 100, share
+    d_ep = [e for e in svc["endpoints"] if e["addr"].startswith(servers[2].addr4 + ":")][0]
+    assert d_ep["responses"]["5xx"] == share["d"], d_ep
+    assert mesh.metric(a, "ldmesh_route_retries_total", service="web") == share["d"]
+
+
+def test_retries_stop_at_the_budget(cluster):
+    """Every endpoint answers 503: retries are made while the budget
+    lasts (1 per second for 10 s plus 20 % of the requests: at most 30
+    for 100 requests) and then stop, counted as budget exhaustion; the
+    client gets the endpoints' 503s, never a storm: the apps see at most
+    130 requests for the client's 100."""
+    a, servers, vip, apps, _ = routed_pods(
+        cluster, statuses={"b": 503, "c": 503, "d": 503},
+        retry={"on": ["gateway-error"], "max": 2, "budget_percent": 20, "min_per_s": 1,
+               "ttl_s": 10})
+    oks, errors = keepalive_loop(a, vip, "/storm", 100)
+    assert len(oks) == 100 and not errors and set(oks) == {"503"}, (oks[:5], errors)
+    total = sum(served(apps, "/storm").values())
+    svc = service_json(a)
+    assert svc["retries_total"] == total - 100, (svc, total)
+    assert 1 <= svc["retries_total"] <= 30, svc
+    assert svc["budget_exhausted_total"] >= 100 - 30, svc
+    assert mesh.metric(a, "ldmesh_route_retry_budget_exhausted_total", service="web") == \
+        svc["budget_exhausted_total"]
+
+
+def test_request_timeout_504(cluster):
+    """web times requests out after 3 s, its route /hang after 400 ms: a
+    request the server never answers gets 504 with l5d-proxy-error:
+    request timeout, the connection goes on (the next request on it is
+    answered), and the timeout is counted; a request taking 1 s under the
+    service's 3 s is answered 200."""
+    a, servers, vip, apps, _ = routed_pods(
+        cluster, timeout_ms=3000,
+        routes=({"path_prefix": "/hang", "timeout_ms": 400},))
+    r = mesh.curl(a, "-i", "http://%s/hang" % vip, "http://%s/after" % vip, max_time=20)
+    assert r.returncode == 0, r
+    heads = re.findall(r"^HTTP/1\.1 (\d+)", r.stdout, re.M)
+    assert heads == ["504", "200"], r.stdout
+    assert re.search(r"^l5d-proxy-error: request timeout\r?$", r.stdout, re.M | re.I), r.stdout
+    assert re.search(r"^[bcd] /after$", r.stdout, re.M), r.stdout
+    r = mesh.curl(a, "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                  "http://%s/sleep/1000" % vip, max_time=20)
+    assert r.stdout == "200", r
+    assert service_json(a)["timeouts_total"] == 1
+    assert mesh.metric(a, "ldmesh_route_timeouts_total", service="web") == 1
+    assert mesh.metric(a, "response_total", direction="outbound", status_code="504") == 1
+
+
+def test_split_per_request_and_reload(cluster):
+    """web (b, c) sends 10 % to web-canary (d): of 1,000 requests on ten
+    keep-alive connections about 100 land on d (within 4 points).  A
+    keep-alive connection that stays open across a reload to 0/100 loses
+    nothing, and its requests after the reload all go to d."""
+    a, b, c, d = mesh.trio(cluster, labels=("a", "b", "c", "d"), subnet=SUBNET + 1)
+    vip = "10.250.%d.100:8080" % (SUBNET + 1)
+    ca = mesh.CA(cluster.mode, os.path.join(cluster.tmp, "ca"))
+
+    def services(weight):
+        return [{"name": "web", "port": 8080, "addresses": [vip],
+                 "endpoints": ["%s:8080" % b.addr4, "%s:8080" % c.addr4],
+                 "split": ({"service": "web-canary", "weight": weight},)},
+                {"name": "web-canary", "port": 8080, "endpoints": ["%s:8080" % d.addr4]}]
+    mesh.configure(a, ca.issue(spiffe("shop", "client"), os.path.join(cluster.tmp, "id-a")),
+                   mtls="strict", services=services(10))
+    for s in (b, c, d):
+        mesh.configure(s, ca.issue(spiffe("shop", "web"),
+                                   os.path.join(cluster.tmp, "id-" + s.label)), mtls="strict")
+    apps = {s.label: start_app(cluster, s) for s in (b, c, d)}
+    oks, errors = keepalive_loop(a, vip, "/split", 1000, per_conn=100)
+    assert len(oks) == 1000 and not errors, (len(oks), errors[:3])
+    share = served(apps, "/split")
+    assert sum(share.values()) == 1000 and 60 <= share["d"] <= 140, share
+
+    host, port = vip.split(":")
+    stop = os.path.join(cluster.tmp, "held.stop")
+    held = mesh.start_loop(a, host, int(port), "/held", 100000, 60, per_conn=100000,
+                           stop_file=stop)
+    wait_until(lambda: len(mesh.loop_results(held)[0]) >= 5, 20, what="the held connection")
+    mesh.reconfigure(a, services=services(100)).ok()
+    before = sum(served(apps, "/held").values())
+    wait_until(lambda: sum(served(apps, "/held").values()) >= before + 30, 20,
+               what="requests on the held connection after the reload")
+    with open(stop, "w"):
+        pass
+    held.wait(timeout=30)
+    h_oks, h_errors = mesh.loop_results(held)
+    assert not h_errors and set(h_oks) == {"200"}, (h_oks[-3:], h_errors)
+    after = served(apps, "/held")
+    assert sum(after.values()) == len(h_oks), after
+    # At most the one request in flight at the reload lands on b or c.
+    assert after["b"] + after["c"] <= before + 1, (before, after)
+
+
+SERVER_FIRST = r'''
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 8080))
+s.listen(16)
+print("listening", flush=True)
+while True:
+    c, _ = s.accept()
+    c.sendall(b"220 %s ready\r\n" % sys.argv[2].encode())
+    line = c.recv(100)
+    c.sendall(b"got " + line)
+    c.close()
+'''
+
+CLIENT = r'''
+import socket, sys
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+banner = c.recv(100)
+c.sendall(b"hello\r\n")
+print(banner.decode().strip(), "|", c.recv(100).decode().strip(), flush=True)
+'''
+
+
+def test_not_http_goes_to_one_endpoint(cluster):
+    """A protocol where the server speaks first, to an "auto" service: the
+    client's daemon waits for the app's first bytes, sees none, and sends
+    the connection to one endpoint as a whole (the app gets the banner
+    and its echo); the balancer counts the connection."""
+    a, b, c, d = mesh.trio(cluster, labels=("a", "b", "c", "d"), subnet=SUBNET + 2)
+    vip = "10.250.%d.100:8080" % (SUBNET + 2)
+    ca = mesh.CA(cluster.mode, os.path.join(cluster.tmp, "ca"))
+    mesh.configure(a, ca.issue(spiffe("shop", "client"), os.path.join(cluster.tmp, "id-a")),
+                   mtls="strict",
+                   services=[{"name": "web", "port": 8080, "addresses": [vip],
+                                             "endpoints": ["%s:8080" % s.addr4
+                                                           for s in (b, c, d)]}])
+    srv = os.path.join(cluster.tmp, "server_first.py")
+    cli = os.path.join(cluster.tmp, "client.py")
+    with open(srv, "w") as f:
+        f.write(SERVER_FIRST)
+    with open(cli, "w") as f:
+        f.write(CLIENT)
+    for s in (b, c, d):
+        mesh.configure(s, ca.issue(spiffe("shop", "web"),
+                                   os.path.join(cluster.tmp, "id-" + s.label)), mtls="strict")
+        p = s.popen([mesh.PYTHON, srv, s.addr4, s.label], name="banner")
+        p.wait_output(r"^listening$", timeout=20)
+        s.wait_listening(p, 8080)
+    host, port = vip.split(":")
+    for _ in range(3):
+        r = a.run([mesh.PYTHON, cli, host, port], timeout=30)
+        assert r.returncode == 0, r
+        assert re.match(r"^220 [bcd] ready \| got hello$", r.stdout.strip()), r.stdout
+    svc = service_json(a)
+    assert sum(e["connections_total"] for e in svc["endpoints"]) == 3, svc
+    assert svc["requests_total"] == 0, svc
