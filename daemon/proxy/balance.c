@@ -244,10 +244,14 @@ fail:
 	return -ENOMEM;
 }
 
-int balancer_service_of(const struct balancer *b, const struct ldm_addr *dst)
+int balancer_service_of(const struct balancer *b, const struct ldm_addr *dst_in)
 {
+	struct ldm_addr unmapped;
+	const struct ldm_addr *dst = &unmapped;
 	size_t i, k;
 
+	/* A dual-stack socket (grpcio's) dials 10.96.0.10 as ::ffff:10.96.0.10. */
+	addr_unmap(dst_in, &unmapped);
 	for (i = 0; i < b->n; i++) {
 		const struct config_service *cs = &b->cfg->services[b->svc[i].cfg_index];
 
@@ -431,7 +435,9 @@ void balancer_result(struct bal_endpoint *e, int ok, int64_t latency_us, int64_t
 	e->failures = 0;
 	e->backoff_ms = 0;
 	e->state = BAL_READY;
-	balancer_observe(e, latency_us, now_us);
+	if (latency_us >= 0) {
+		balancer_observe(e, latency_us, now_us);
+	}
 }
 
 void balancer_release(struct bal_endpoint *e)

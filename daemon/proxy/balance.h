@@ -26,11 +26,12 @@ struct strbuf;
 #define BAL_BACKOFF_MAX_MS 60000
 /* The latency assumed while no endpoint of a service is measured yet
  * (Linkerd's default RTT estimate), and the EWMA's decay time: shorter
- * than Linkerd's 10 s, as a connect latency is sampled once per
- * connection, not per request, and one slow handshake must not keep an
- * endpoint aside for long. */
+ * than Linkerd's 10 s.  A peak sample counts at once, and with power of
+ * two choices the costliest of three endpoints is never picked while it
+ * stays costliest: one slow answer must not keep an endpoint aside for
+ * long when a client sends one request at a time. */
 #define BAL_DEFAULT_RTT_US 30000
-#define BAL_DECAY_US 2000000
+#define BAL_DECAY_US 1000000
 /* Other endpoints a connection whose dial failed may try, unseen by the app. */
 #define BAL_TRIES 2
 
@@ -148,8 +149,8 @@ int balancer_route(struct balancer *b, int s);
  */
 struct bal_endpoint *balancer_pick(struct balancer *b, int s, const struct bal_endpoint *avoid,
 				   int64_t now_us);
-/* The connection to e was made (ok 1, latency_us from the dial to ready)
- * or failed (ok 0). */
+/* The connection to e was made (ok 1, latency_us from the dial to ready;
+ * < 0: not a sample for the EWMA) or failed (ok 0). */
 void balancer_result(struct bal_endpoint *e, int ok, int64_t latency_us, int64_t now_us);
 /* A request on a connection to e was answered after latency_us: where a
  * connection carries HTTP, its requests are what its latency is (as

@@ -68,10 +68,12 @@ int outbound_service_retry(struct proxy *d, struct conn *c, int err);
 void outbound_dial_late(struct proxy *d, struct conn *c);
 struct bal_endpoint;
 /* A new upstream connection for owner's requests to endpoint e of
- * balancer service svc; its opening ends in route_upstream_ready() or
- * route_upstream_gone().  NULL when it cannot be made. */
+ * balancer service svc, not dialled yet; NULL when it cannot be made. */
 struct conn *outbound_upstream_new(struct proxy *d, struct conn *owner, int svc,
 				   struct bal_endpoint *e);
+/* Dials it (once its owner holds it): the opening ends in
+ * route_upstream_ready() or route_upstream_gone(), maybe at once. */
+void outbound_upstream_dial(struct proxy *d, struct conn *u);
 
 /* inbound.c */
 void app_dial_done(struct proxy *d, struct conn *c, int res);

@@ -234,6 +234,17 @@ static int service_pick(struct proxy *d, struct conn *c, const struct bal_endpoi
 	e->connections_total++;
 	c->peer = e->addr;
 	c->dial_start_us = tel_now_us();
+	if (c->n_fd >= 0) {
+		int fam = 0;
+		socklen_t len = sizeof(fam);
+
+		/* The app's dual-stack socket dialled a service address as
+		 * ::ffff:a.b.c.d; an IPv4 endpoint needs a socket of its own. */
+		if (getsockopt(c->n_fd, SOL_SOCKET, SO_DOMAIN, &fam, &len) == 0 &&
+		    fam != e->addr.family && conn_renew_net(d, c) < 0) {
+			return -ENOMEM;
+		}
+	}
 	return 0;
 }
 
@@ -421,16 +432,19 @@ struct conn *outbound_upstream_new(struct proxy *d, struct conn *owner, int svc,
 	e->connections_total++;
 	u->dial_start_us = tel_now_us();
 	choose_outbound_tls(d, u);
+	return u;
+}
+
+void outbound_upstream_dial(struct proxy *d, struct conn *u)
+{
 	if (!egress_allowed(d, u, u->in_mesh)) {
 		char dst[80];
 
 		addr_format(&u->peer, dst, sizeof(dst));
 		log_info("egress to service endpoint %s denied (outbound.egress = \"deny\")", dst);
 		d->stats.egress_denied_total++;
-		u->owner_gen = 0;
 		conn_close(d, u, 1);
-		return NULL;
+		return;
 	}
 	outbound_go(d, u);
-	return u;
 }

@@ -17,6 +17,7 @@
 #include "proxy/proxy.h"
 #include "proxy/conn_internal.h"
 #include "proxy/route.h"
+#include "proxy/route_h2.h"
 #include "proxy/stage.h"
 #include "util/log.h"
 
@@ -244,14 +245,17 @@ static void start_attempt(struct proxy *d, struct conn *c)
 	http1_note_request_method(&rt->resp, rt->method);
 	u = pool_take(e, c);
 	rt->reused = u != NULL;
-	if (!u) {
-		u = outbound_upstream_new(d, c, rt->svc, e);
+	if (u) {
+		rt->up = u;
+		return;
 	}
+	u = outbound_upstream_new(d, c, rt->svc, e);
 	if (!u) {
 		answer(d, c, 502, "Bad Gateway", "no connection to the endpoint could be made");
 		return;
 	}
 	rt->up = u;
+	outbound_upstream_dial(d, u); /* a failure at once comes back through route_upstream_gone */
 }
 
 static int status_retried(const struct config_retry *r, int st)
@@ -322,8 +326,10 @@ static void attempt_result(struct route *rt, enum bal_result res, int64_t now_us
 	} else {
 		/* An answer, a 5xx too: the endpoint is there (accrual counts
 		 * connections that fail, as Linkerd's default does; retries deal
-		 * with the 5xx). */
-		balancer_result(e, 1, now_us - rt->attempt_us, now_us);
+		 * with the 5xx).  The first answer on a new upstream connection
+		 * carries the far side's set-up too (its daemon's dial to the
+		 * app): not a sample of the endpoint's latency. */
+		balancer_result(e, 1, rt->reused ? now_us - rt->attempt_us : -1, now_us);
 	}
 }
 
@@ -453,6 +459,21 @@ static int detect(struct proxy *d, struct conn *c)
 	size_t consumed = 0;
 	enum http1_event ev;
 
+	static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+	size_t pl = sizeof(preface) - 1;
+
+	if (!memcmp(c->up.buf, preface, c->up.len < pl ? c->up.len : pl)) {
+		if (c->up.len < pl) {
+			return 0; /* the rest of the preface */
+		}
+		rt->phase = RT_IDLE;
+		rt->detect_ms = 0;
+		if (route_h2_start(d, c) < 0) {
+			conn_close(d, c, 1);
+			return 0;
+		}
+		return 1;
+	}
 	http1_init(&s, HTTP1_REQUEST);
 	ev = http1_feed(&s, c->up.buf, c->up.len, &consumed);
 	http1_fini(&s);
@@ -825,6 +846,10 @@ void route_pump(struct proxy *d, struct conn *c)
 	struct route *rt = c->rt;
 	int moved;
 
+	if (rt->h2) {
+		route_h2_pump(d, c);
+		return;
+	}
 	if (rt->phase == RT_DETECT && !rt->detect_ms && !rt->proto_http) {
 		rt->detect_ms = now_ms() + RT_DETECT_MS;
 		arm(d, rt->detect_ms);
@@ -835,6 +860,10 @@ void route_pump(struct proxy *d, struct conn *c)
 		}
 		moved = request_step(d, c);
 		if (c->state != CS_PROXY || c->rt != rt) {
+			return;
+		}
+		if (rt->h2) {
+			route_h2_pump(d, c); /* detection found the HTTP/2 preface */
 			return;
 		}
 		moved |= response_step(d, c);
@@ -891,6 +920,10 @@ void route_app_event(struct proxy *d, struct conn *c, enum transport_event ev, i
 	struct route *rt = c->rt;
 	struct pipe *p = &c->up;
 
+	if (rt->h2) {
+		route_h2_app_event(d, c, ev, res);
+		return;
+	}
 	switch (ev) {
 	case TEV_READ:
 		rt->app_rpending = 0;
@@ -950,6 +983,10 @@ void route_upstream_event(struct proxy *d, struct conn *u, enum transport_event 
 		return;
 	}
 	rt = c->rt;
+	if (rt && rt->h2 && c->state == CS_PROXY) {
+		route_h2_upstream_event(d, c, u, ev, res);
+		return;
+	}
 	if (!rt || rt->up != u || c->state != CS_PROXY) {
 		return;
 	}
@@ -985,6 +1022,10 @@ void route_upstream_ready(struct proxy *d, struct conn *u)
 {
 	struct conn *c = owner_of(d, u);
 
+	if (c && c->rt && c->rt->h2 && c->state == CS_PROXY) {
+		route_h2_upstream_ready(d, c, u);
+		return;
+	}
 	if (!c || !c->rt || c->rt->up != u) {
 		/* Its request went elsewhere (a timeout, the app gone). */
 		u->owner_gen = 0;
@@ -1004,6 +1045,10 @@ void route_upstream_gone(struct proxy *d, struct conn *u)
 	struct route *rt;
 
 	pool_remove(u);
+	if (c && c->rt && c->rt->h2 && c->state == CS_PROXY) {
+		route_h2_upstream_gone(d, c, u);
+		return;
+	}
 	if (!c || !(rt = c->rt) || rt->up != u || c->state != CS_PROXY) {
 		return;
 	}
@@ -1029,6 +1074,9 @@ void route_close(struct proxy *d, struct conn *c)
 	if (!rt) {
 		return;
 	}
+	if (rt->h2) {
+		route_h2_close(d, c);
+	}
 	release_endpoint(rt);
 	drop_upstream(d, c, 0, 1);
 }
@@ -1040,6 +1088,7 @@ void route_free(struct conn *c)
 	if (!rt) {
 		return;
 	}
+	route_h2_free(rt->h2);
 	http1_fini(&rt->req);
 	http1_fini(&rt->resp);
 	free(rt->rq);
@@ -1052,6 +1101,9 @@ void route_returned(struct proxy *d, struct conn *u)
 	struct conn *c = owner_of(d, u);
 
 	if (c && c->rt && c->rt->stale) {
+		if (c->rt->h2) {
+			route_h2_returned(c, u);
+		}
 		c->rt->stale--;
 		if (c->state == CS_PROXY) {
 			c->rt->kick = 1;
@@ -1111,6 +1163,12 @@ void route_tick(struct proxy *d, int64_t now)
 			if (c->state != CS_PROXY || c->rt != rt) {
 				continue;
 			}
+		}
+		if (rt->h2) {
+			int64_t at = route_h2_tick(d, c, now);
+
+			next = at && (!next || at < next) ? at : next;
+			continue;
 		}
 		if (rt->phase == RT_DETECT && rt->detect_ms && !rt->handover) {
 			if (now >= rt->detect_ms) {

@@ -43,8 +43,11 @@ enum rt_phase {
 	RT_ENDING, /* the last answer is going to the app; then the connection ends */
 };
 
+struct route_h2;
+
 struct route {
 	enum rt_phase phase;
+	struct route_h2 *h2; /* owned: the app spoke HTTP/2 (route_h2.h), NULL for HTTP/1 */
 	struct http1_stream req, resp;
 	struct conn *up; /* the upstream of the current exchange, NULL while none */
 	struct bal_endpoint *ep; /* the endpoint chosen for it (a load reference) */

@@ -102,14 +102,16 @@ def service_json(a):
 
 def test_one_connection_reaches_every_endpoint(cluster):
     """90 requests on one keep-alive connection to the service address land
-    on all three endpoints (each request picked on its own), all 200; the
+    on all three endpoints (each request picked on its own; none gets
+    more than four fifths), all 200; the
     balancer counts 90 requests, the endpoints' connections stay pooled
     (no connection per request), and the app sees one connection."""
     a, servers, vip, apps, _ = routed_pods(cluster)
     oks, errors = keepalive_loop(a, vip, "/one", 90)
     assert len(oks) == 90 and not errors and set(oks) == {"200"}, (oks[:5], errors)
     share = served(apps, "/one")
-    assert sum(share.values()) == 90 and min(share.values()) >= 3, share
+    assert sum(share.values()) == 90 and min(share.values()) >= 1 and \
+        max(share.values()) <= 72, share
     svc = service_json(a)
     assert svc["protocol"] == "auto" and svc["requests_total"] == 90, svc
     eps = svc["endpoints"]
@@ -292,3 +294,135 @@ def test_not_http_goes_to_one_endpoint(cluster):
     svc = service_json(a)
     assert sum(e["connections_total"] for e in svc["endpoints"]) == 3, svc
     assert svc["requests_total"] == 0, svc
+
+
+# python3-grpcio, no generated code: Greeter.SayHello answers the pod's
+# label (or UNAVAILABLE when argv[4] says so), Greeter.Hang never answers.
+GRPC_SERVER = r'''
+import sys, time
+from concurrent import futures
+import grpc
+
+label, mode = sys.argv[3], sys.argv[4]
+
+def say(request, context):
+    print("call SayHello", flush=True)
+    if mode == "unavailable":
+        context.abort(grpc.StatusCode.UNAVAILABLE, "draining")
+    return label.encode()
+
+def hang(request, context):
+    print("call Hang", flush=True)
+    time.sleep(30)
+    return b"late"
+
+srv = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+srv.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("demo.Greeter", {
+    "SayHello": grpc.unary_unary_rpc_method_handler(say),
+    "Hang": grpc.unary_unary_rpc_method_handler(hang)}),))
+srv.add_insecure_port("%s:%s" % (sys.argv[1], sys.argv[2]))
+srv.start()
+print("listening", flush=True)
+srv.wait_for_termination(timeout=600)
+'''
+
+# N calls of METHOD on ONE channel: one line per call, the reply or the
+# status code name (and its details).
+GRPC_CLIENT = r'''
+import sys
+import grpc
+
+host, port, method, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+ch = grpc.insecure_channel("%s:%s" % (host, port), options=[("grpc.enable_retries", 0)])
+call = ch.unary_unary("/demo.Greeter/" + method)
+for i in range(n):
+    try:
+        print("reply %s" % call(b"x", timeout=10).decode(), flush=True)
+    except grpc.RpcError as e:
+        print("code %s %s" % (e.code().name, e.details()), flush=True)
+ch.close()
+'''
+
+
+def grpc_pods(cluster, subnet, modes=None, **svc):
+    a, b, c, d = mesh.trio(cluster, labels=("a", "b", "c", "d"), subnet=subnet)
+    vip = "10.250.%d.100:50051" % subnet
+    ca = mesh.CA(cluster.mode, os.path.join(cluster.tmp, "ca"))
+    mesh.configure(a, ca.issue(spiffe("shop", "client"), os.path.join(cluster.tmp, "id-a")),
+                   mtls="strict",
+                   services=[dict({"name": "greeter", "port": 50051, "addresses": [vip],
+                                   "endpoints": ["%s:50051" % s.addr4 for s in (b, c, d)]},
+                                  **svc)])
+    srv = os.path.join(cluster.tmp, "grpc_server.py")
+    with open(srv, "w") as f:
+        f.write(GRPC_SERVER)
+    with open(os.path.join(cluster.tmp, "grpc_client.py"), "w") as f:
+        f.write(GRPC_CLIENT)
+    apps = {}
+    for s in (b, c, d):
+        mesh.configure(s, ca.issue(spiffe("shop", "greeter"),
+                                   os.path.join(cluster.tmp, "id-" + s.label)), mtls="strict")
+        apps[s.label] = s.popen([mesh.PYTHON, srv, s.addr4, "50051", s.label,
+                                 (modes or {}).get(s.label, "ok")], name="greeter")
+        apps[s.label].wait_output(r"^listening$", timeout=30)
+        s.wait_listening(apps[s.label], 50051)
+    return a, vip, apps
+
+
+def grpc_calls(cluster, a, vip, method, n):
+    host, port = vip.split(":")
+    r = a.run([mesh.PYTHON, os.path.join(cluster.tmp, "grpc_client.py"), host, port, method,
+               str(n)], timeout=120)
+    assert r.returncode == 0, r
+    return r.stdout.splitlines()
+
+
+def test_grpc_channel_reaches_every_endpoint(cluster):
+    """90 unary calls on ONE grpcio channel to the service address: the
+    client's daemon terminates the HTTP/2 connection and sends each call
+    to an endpoint of its own, so all three pods answer (none more than
+    four fifths: the picks follow measured latency, one call at a time),
+    every call OK; the calls are counted per endpoint and in the outbound
+    gRPC metrics, and the app opened one connection."""
+    a, vip, apps = grpc_pods(cluster, SUBNET + 3)
+    lines = grpc_calls(cluster, a, vip, "SayHello", 90)
+    replies = [ln.split()[1] for ln in lines if ln.startswith("reply ")]
+    assert len(replies) == 90, lines[:5]
+    counts = {label: replies.count(label) for label in "bcd"}
+    assert min(counts.values()) >= 1 and max(counts.values()) <= 72, counts
+    assert {label: app.out().count("call SayHello") for label, app in apps.items()} == counts
+    svc = service_json_named(a, "greeter")
+    assert svc["requests_total"] == 90, svc
+    assert sum(e["responses"]["success"] for e in svc["endpoints"]) == 90, svc
+    assert mesh.metric(a, "response_total", direction="outbound", grpc_status="0") == 90
+    assert mesh.metric(a, "tcp_open_total", direction="outbound") == 1
+
+
+def test_grpc_retry_unavailable_and_deadline(cluster):
+    """Pod d answers every call UNAVAILABLE and the service retries
+    "unavailable": 60 calls on one channel all get a reply from b or c,
+    every one d refused was retried.  The route /demo.Greeter/Hang times
+    out after 400 ms: a call the server never answers ends with
+    DEADLINE_EXCEEDED from the client's daemon ("request timeout"), not
+    the client's own 10 s deadline, and the timeout is counted."""
+    a, vip, apps = grpc_pods(
+        cluster, SUBNET + 4, modes={"d": "unavailable"},
+        retry={"on": ["unavailable"], "max": 2, "budget_percent": 20, "min_per_s": 10,
+               "ttl_s": 10},
+        routes=({"path_prefix": "/demo.Greeter/Hang", "timeout_ms": 400},))
+    lines = grpc_calls(cluster, a, vip, "SayHello", 60)
+    replies = [ln.split()[1] for ln in lines if ln.startswith("reply ")]
+    assert len(replies) == 60 and set(replies) <= {"b", "c"}, lines[:5]
+    refused = apps["d"].out().count("call SayHello")
+    svc = service_json_named(a, "greeter")
+    assert svc["retries_total"] == refused and svc["budget_exhausted_total"] == 0, (svc, refused)
+    lines = grpc_calls(cluster, a, vip, "Hang", 1)
+    assert lines == ["code DEADLINE_EXCEEDED request timeout"], lines
+    assert service_json_named(a, "greeter")["timeouts_total"] == 1
+    assert mesh.metric(a, "response_total", direction="outbound", grpc_status="4") == 1
+
+
+def service_json_named(a, name):
+    svc = [s for s in a.ctl_json("services") if s["name"] == name]
+    assert len(svc) == 1, a.ctl_json("services")
+    return svc[0]
