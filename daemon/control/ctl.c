@@ -417,6 +417,22 @@ static void handle(struct ldmeshd *d, struct conn *c, char *line)
 	} else if (!strcmp(words[2], "stats")) {
 		int raw = n > 3 && !strcmp(words[3], "raw");
 		tel_stats(&d->tel, &b, raw ? TEL_RAW : json ? TEL_JSON : TEL_TEXT, now_ms());
+		balancer_sync(&d->px.bal, d->px.cfg);
+		if (raw) {
+			balancer_stats_raw(&d->px.bal, &b);
+		} else if (json && b.len >= 2 && d->px.bal.n) {
+			/* {...,"rows":[...]} gains "services": `services --json`. */
+			b.s[b.len -= 2] = 0;
+			sb_printf(&b, ",\"services\":");
+			balancer_list(&d->px.bal, &b, 1, tel_now_us());
+			if (b.len && b.s[b.len - 1] == '\n') {
+				b.s[--b.len] = 0;
+			}
+			sb_printf(&b, "}\n");
+		} else if (!json && d->px.bal.n) {
+			sb_printf(&b, "\n");
+			balancer_list(&d->px.bal, &b, 0, tel_now_us());
+		}
 	} else if (!strcmp(words[2], "reload")) {
 		char err[512];
 		if (ldmeshd_reload(d, err, sizeof(err)) < 0) {

@@ -33,6 +33,16 @@ struct top_row {
 	uint64_t d_requests;
 };
 
+/* A service's or one of its endpoints' routed requests (`stats raw`
+ * lines "svc ..." and "endpoint ..."). */
+struct svc_row {
+	char svc[256], ep[64], state[12];
+	uint64_t requests, success, s5xx, errors, timeouts, retries;
+	double ewma_ms;
+	/* over the last interval */
+	double rps, sr, retry_ps;
+};
+
 static struct termios saved_tty;
 static volatile sig_atomic_t raw_tty;
 
@@ -49,18 +59,40 @@ static void on_signal(int sig)
 	_exit(0);
 }
 
-/* Parses `stats raw` lines; returns the number of rows. */
-static int parse(char *body, struct top_row *rows, int max)
+/* A "svc" or "endpoint" line into s; 1 when it was one. */
+static int parse_svc(const char *line, struct svc_row *s)
+{
+	memset(s, 0, sizeof(*s));
+	if (sscanf(line, "svc %255s %" SCNu64 " %" SCNu64 " %*u %" SCNu64, s->svc, &s->requests,
+		   &s->retries, &s->timeouts) == 4) {
+		snprintf(s->ep, sizeof(s->ep), "*");
+		return 1;
+	}
+	return sscanf(line,
+		      "endpoint %255s %63s %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64
+		      " %" SCNu64 " %lf %11s",
+		      s->svc, s->ep, &s->requests, &s->success, &s->s5xx, &s->errors,
+		      &s->timeouts, &s->ewma_ms, s->state) == 9;
+}
+
+/* Parses `stats raw` lines; returns the number of rows, *ns the service
+ * rows'. */
+static int parse(char *body, struct top_row *rows, int max, struct svc_row *svcs, int *ns)
 {
 	char *save = NULL, *line;
 	int n = 0;
 
+	*ns = 0;
 	for (line = strtok_r(body, "\n", &save); line && n < max;
 	     line = strtok_r(NULL, "\n", &save)) {
 		struct top_row *r = &rows[n];
 		char *p = line, *end;
 		int k, ok = 1;
 
+		if (*ns < max && parse_svc(line, &svcs[*ns])) {
+			(*ns)++;
+			continue;
+		}
 		memset(r, 0, sizeof(*r));
 		if (sscanf(p,
 			   "%11s %u %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNd64
@@ -124,6 +156,54 @@ static void diff(struct top_row *cur, int n, const struct top_row *prev, int pn,
 	}
 }
 
+static void svc_diff(struct svc_row *cur, int n, const struct svc_row *prev, int pn, double secs)
+{
+	int i, j;
+
+	for (i = 0; i < n; i++) {
+		struct svc_row *r = &cur[i];
+		const struct svc_row *p = NULL;
+		uint64_t ok, all;
+
+		for (j = 0; j < pn && !p; j++) {
+			if (!strcmp(prev[j].svc, r->svc) && !strcmp(prev[j].ep, r->ep)) {
+				p = &prev[j];
+			}
+		}
+		ok = r->success - (p ? p->success : 0);
+		all = ok + (r->s5xx - (p ? p->s5xx : 0)) + (r->errors - (p ? p->errors : 0)) +
+		      (r->timeouts - (p ? p->timeouts : 0));
+		r->rps = secs > 0 ? (double)(r->requests - (p ? p->requests : 0)) / secs : 0;
+		r->retry_ps = secs > 0 ? (double)(r->retries - (p ? p->retries : 0)) / secs : 0;
+		r->sr = all && strcmp(r->ep, "*") ? 100.0 * (double)ok / (double)all : -1;
+	}
+}
+
+static void svc_draw(const struct svc_row *rows, int n)
+{
+	char sr[16], ewma[16];
+	int i;
+
+	if (!n) {
+		return;
+	}
+	printf("\n%-20s %-24s %8s %8s %8s %9s %8s %-8s\n", "SERVICE", "ENDPOINT", "RPS",
+	       "SUCCESS", "RETRY/S", "TIMEOUTS", "EWMA_MS", "STATE");
+	for (i = 0; i < n; i++) {
+		const struct svc_row *r = &rows[i];
+
+		snprintf(sr, sizeof(sr), r->sr < 0 ? "-" : "%.2f%%", r->sr);
+		snprintf(ewma, sizeof(ewma), strcmp(r->ep, "*") ? "%.1f" : "-", r->ewma_ms);
+		if (!strcmp(r->ep, "*")) {
+			printf("%-20.20s %-24s %8.1f %8s %8.1f %9" PRIu64 " %8s %-8s\n", r->svc,
+			       "(all)", r->rps, sr, r->retry_ps, r->timeouts, ewma, "");
+		} else {
+			printf("%-20.20s %-24.24s %8.1f %8s %8s %9" PRIu64 " %8s %-8s\n", r->svc,
+			       r->ep, r->rps, sr, "", r->timeouts, ewma, r->state);
+		}
+	}
+}
+
 static int by_rps(const void *a, const void *b)
 {
 	const struct top_row *x = a, *y = b;
@@ -133,7 +213,8 @@ static int by_rps(const void *a, const void *b)
 	return x->port < y->port ? -1 : x->port > y->port;
 }
 
-static void draw(const struct top_row *rows, int n, const char *where, int tty)
+static void draw(const struct top_row *rows, int n, const struct svc_row *svcs, int ns,
+		 const char *where, int tty)
 {
 	char now[32], sr[16], q50[16], q99[16];
 	time_t t = time(NULL);
@@ -158,6 +239,7 @@ static void draw(const struct top_row *rows, int n, const char *where, int tty)
 	}
 	if (!n)
 		printf("(no traffic yet)\n");
+	svc_draw(svcs, ns);
 	fflush(stdout);
 }
 
@@ -172,6 +254,8 @@ static double mono_s(void)
 int top_run(top_fetch_fn fetch, void *ctx, const char *where)
 {
 	static struct top_row prev[MAX_ROWS], cur[MAX_ROWS];
+	static struct svc_row sprev[MAX_ROWS], scur[MAX_ROWS];
+	int spn = 0;
 	struct termios raw;
 	struct sigaction sa;
 	int tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO), watch_in = 1, pn = 0, rc = 0;
@@ -199,19 +283,22 @@ int top_run(top_fetch_fn fetch, void *ctx, const char *where)
 		struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
 		char *body = NULL;
 		double now = mono_s();
-		int n;
+		int n, ns;
 
 		rc = fetch(ctx, &body);
 		if (rc != 0)
 			break;
-		n = parse(body, cur, MAX_ROWS);
+		n = parse(body, cur, MAX_ROWS, scur, &ns);
 		free(body);
 		diff(cur, n, prev, pn, last ? now - last : 0);
+		svc_diff(scur, ns, sprev, spn, last ? now - last : 0);
 		memcpy(prev, cur, sizeof(cur[0]) * (size_t)n);
+		memcpy(sprev, scur, sizeof(scur[0]) * (size_t)ns);
 		pn = n;
+		spn = ns;
 		last = now;
 		qsort(cur, (size_t)n, sizeof(cur[0]), by_rps);
-		draw(cur, n, where, tty);
+		draw(cur, n, scur, ns, where, tty);
 
 		/* Wait out the second, answering keys at once. */
 		while (!quit && mono_s() - now < 1.0) {

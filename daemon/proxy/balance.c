@@ -760,3 +760,30 @@ void balancer_metrics(const struct balancer *b, struct strbuf *out)
 		  "ldmesh_balancer_retries_total %" PRIu64 "\n",
 		  b->unavailable_total, b->retries_total);
 }
+
+void balancer_stats_raw(const struct balancer *b, struct strbuf *out)
+{
+	size_t i, j;
+
+	for (i = 0; i < b->n; i++) {
+		const struct bal_service *s = &b->svc[i];
+
+		/* Service names hold no spaces (the config checks them). */
+		sb_printf(out, "svc %s %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", s->name,
+			  s->requests_total, s->retries_total, s->budget_exhausted_total,
+			  s->timeouts_total);
+		for (j = 0; j < s->n; j++) {
+			const struct bal_endpoint *e = s->ep[j];
+			char a[80];
+
+			addr_format(&e->addr, a, sizeof(a));
+			sb_printf(out,
+				  "endpoint %s %s %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
+				  " %" PRIu64 " %.3f %s\n",
+				  s->name, a, e->requests_total, e->responses_total[BAL_RES_SUCCESS],
+				  e->responses_total[BAL_RES_5XX], e->responses_total[BAL_RES_ERROR],
+				  e->responses_total[BAL_RES_TIMEOUT], e->ewma_us / 1000.0,
+				  state_names[e->state]);
+		}
+	}
+}

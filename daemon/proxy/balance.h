@@ -176,6 +176,10 @@ int balancer_budget_retry(struct balancer *b, int s, int percent, int min_per_s,
 
 /* `ldmeshctl services`: a table, or a JSON array. */
 void balancer_list(const struct balancer *b, struct strbuf *out, int json, int64_t now_us);
+/* `stats raw` lines for `ldmeshctl top`: "svc NAME requests retries
+ * budget_exhausted timeouts" and "endpoint NAME ADDR requests success 5xx
+ * error timeout ewma_ms state". */
+void balancer_stats_raw(const struct balancer *b, struct strbuf *out);
 /* Prometheus lines: endpoints by state, connections and failures. */
 void balancer_metrics(const struct balancer *b, struct strbuf *out);
 

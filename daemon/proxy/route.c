@@ -653,7 +653,7 @@ static int request_step(struct proxy *d, struct conn *c)
 		return 0; /* the next request waits for this exchange */
 	}
 	if (rt->app_eof) {
-		if (rt->phase == RT_IDLE) {
+		if (rt->phase == RT_IDLE && !rt->answer_len && !rt->app_wpending) {
 			conn_close(d, c, 0); /* the app is done between requests */
 		} else if (rt->phase == RT_TUNNEL && upstream_open(rt->up) && !rt->tunnel_shut) {
 			rt->tunnel_shut = 1;

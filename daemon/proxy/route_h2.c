@@ -474,8 +474,11 @@ static int try_again(struct route_h2 *h, struct rh2_stream *st, int connect_fail
 		return 0;
 	}
 	if (connect_failure) {
-		if (!(r->on & RETRY_ON_CONNECT_FAILURE) || st->in.off) {
-			return 0; /* body bytes went on already: only the kept copy could */
+		/* Nothing reached the endpoint: the request may go again as long
+		 * as what it has sent so far is still at hand. */
+		if (!(r->on & RETRY_ON_CONNECT_FAILURE) ||
+		    (st->in.off && !(st->retryable && st->req_end))) {
+			return 0;
 		}
 		d->bal.svc[st->svc].retries_total++;
 	} else if (!st->retryable || !st->req_end ||
@@ -487,7 +490,7 @@ static int try_again(struct route_h2 *h, struct rh2_stream *st, int connect_fail
 	stream_detach(h, st);
 	release_endpoint(st);
 	st->attempts++;
-	if (st->retryable) {
+	if (st->retryable && st->req_end) {
 		/* The kept copy goes again; what the first attempt had not
 		 * taken of st->in is acknowledged to the app now. */
 		st->from_kept = 1;
@@ -871,7 +874,8 @@ static int up_on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, voi
 	st->up_attached = 0;
 	st->up = -1;
 	if (!st->resp_started) {
-		attempt_failed(h, st, 0); /* another attempt, or an answer of ours */
+		/* REFUSED_STREAM (the endpoint's daemon drains): never processed. */
+		attempt_failed(h, st, code == NGHTTP2_REFUSED_STREAM);
 	} else {
 		if (!st->resp_end && !st->app_closed) {
 			nghttp2_submit_rst_stream(h->app, NGHTTP2_FLAG_NONE, st->app_id,
@@ -1151,8 +1155,8 @@ void route_h2_pump(struct proxy *d, struct conn *c)
 		}
 	} while (moved);
 	if (!rt->app_wpending && h->woff >= h->wlen &&
-	    (h->app_eof || (!nghttp2_session_want_read(h->app) &&
-			    !nghttp2_session_want_write(h->app)))) {
+	    ((h->app_eof && !h->streams) || (!nghttp2_session_want_read(h->app) &&
+					      !nghttp2_session_want_write(h->app)))) {
 		/* The app is done (or its session ended): what was due is out. */
 		transport_shutdown(c->app);
 		conn_close(d, c, 0);

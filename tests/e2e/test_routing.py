@@ -8,7 +8,8 @@ budget, splits are drawn per request.  Pod a is the client; b, c and d run
 a stock python3 http.server app behind service web, strict mTLS."""
 import os
 import re
-import socket
+import signal
+import subprocess
 import time
 
 import mesh
@@ -126,6 +127,28 @@ def test_one_connection_reaches_every_endpoint(cluster):
     assert mesh.metric(a, "tcp_open_total", direction="outbound") == 1
     assert mesh.metric(a, "request_total", direction="outbound") == 90
     assert mesh.metric(a, "response_total", direction="outbound", status_code="200") == 90
+
+    # stats: the service's and each endpoint's rows, as text and JSON;
+    # top shows them (from the raw lines it asks for).
+    text = a.ctl("stats").ok().stdout
+    for s in servers:
+        row = [ln for ln in text.splitlines() if ln.startswith("web ") and s.addr4 in ln]
+        assert len(row) == 1 and row[0].split()[-2] == str(share[s.label]), (row, text)
+    js = a.ctl_json("stats")
+    assert [x["requests_total"] for x in js["services"]] == [90], js
+    top = subprocess.Popen([a.mode.ldmeshctl, "--runtime-dir", a.runtime_dir, "top"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+    try:
+        time.sleep(2.5)
+    finally:
+        top.send_signal(signal.SIGTERM)
+        out, err = top.communicate(timeout=10)
+    frame = out.decode(errors="replace").split("ldmeshctl top")[-1]
+    assert re.search(r"^SERVICE +ENDPOINT +RPS +SUCCESS", frame, re.M), frame
+    assert re.search(r"^web +\(all\) ", frame, re.M), frame
+    for s in servers:
+        assert re.search(r"^web +%s:8080 .* ready" % re.escape(s.addr4), frame, re.M), frame
 
 
 def test_retry_on_5xx_within_budget(cluster):
