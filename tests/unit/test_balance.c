@@ -70,6 +70,12 @@ static void test_service_of_virtual_address(void **state)
 	assert_int_equal(balancer_service_of(&b, &v), 0);
 	assert_int_equal(balancer_service_of(&b, &other), -1);
 	assert_int_equal(balancer_service_of(&b, &ep), -1);
+	/* A dual-stack socket's form of the same address. */
+	{
+		struct ldm_addr m = addr("[::ffff:10.96.0.10]:80");
+
+		assert_int_equal(balancer_service_of(&b, &m), 0);
+	}
 	balancer_fini(&b);
 	config_free(c);
 }
@@ -365,6 +371,56 @@ static void test_set_endpoints(void **state)
 }
 
 /* dns or endpoints, exactly one; a name and a port; dns_servers. */
+/* Linkerd's budget: retries <= min_per_s * ttl + percent of the requests
+ * of the last ttl seconds; older seconds fall out of the window. */
+static void test_retry_budget(void **state)
+{
+	struct config *c = load(three);
+	struct balancer b;
+	int64_t t = 1000 * 1000000LL; /* an arbitrary second */
+	int i, allowed = 0;
+
+	(void)state;
+	balancer_init(&b);
+	assert_int_equal(balancer_sync(&b, c), 0);
+	/* No request yet: the minimum alone, 1 per second over 10 s. */
+	for (i = 0; i < 20; i++) {
+		allowed += balancer_budget_retry(&b, 0, 20, 1, 10, t);
+	}
+	assert_int_equal(allowed, 10);
+	assert_int_equal(b.svc[0].budget_exhausted_total, 10);
+	assert_int_equal(b.svc[0].retries_total, 10);
+	/* 100 requests add 20 % of them. */
+	for (i = 0; i < 100; i++) {
+		balancer_budget_request(&b, 0, t);
+	}
+	allowed = 0;
+	for (i = 0; i < 40; i++) {
+		allowed += balancer_budget_retry(&b, 0, 20, 1, 10, t);
+	}
+	assert_int_equal(allowed, 20);
+	assert_int_equal(b.svc[0].requests_total, 100);
+	/* Ten seconds on, the window has none of it: the minimum again. */
+	allowed = 0;
+	for (i = 0; i < 40; i++) {
+		allowed += balancer_budget_retry(&b, 0, 20, 1, 10, t + 10 * 1000000LL);
+	}
+	assert_int_equal(allowed, 10);
+	/* Without a minimum and without requests, nothing. */
+	assert_int_equal(balancer_budget_retry(&b, 1, 20, 0, 10, t), 0);
+	/* Counters stay across a reload that keeps the service. */
+	{
+		struct config *c2 = load(three);
+		uint64_t was = b.svc[0].retries_total;
+
+		assert_int_equal(balancer_sync(&b, c2), 0);
+		assert_int_equal(b.svc[0].retries_total, was);
+		balancer_fini(&b);
+		config_free(c2);
+	}
+	config_free(c);
+}
+
 static void test_dns_config_errors(void **state)
 {
 	char err[512];
@@ -420,6 +476,7 @@ int main(void)
 		cmocka_unit_test(test_config_errors),
 		cmocka_unit_test(test_set_endpoints),
 		cmocka_unit_test(test_dns_config_errors),
+		cmocka_unit_test(test_retry_budget),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
