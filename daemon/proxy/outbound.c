@@ -269,6 +269,21 @@ static void outbound_go(struct proxy *d, struct conn *c)
 	}
 }
 
+/* The dial deadline: the service's connect_timeout_ms when it sets one. */
+static int64_t dial_deadline(const struct proxy *d, const struct conn *c)
+{
+	int ms = d->cfg->connect_timeout_ms;
+
+	if (c->svc >= 0 && (size_t)c->svc < d->bal.n) {
+		const struct config_service *cs = &d->cfg->services[d->bal.svc[c->svc].cfg_index];
+
+		if (cs->connect_timeout_ms) {
+			ms = cs->connect_timeout_ms;
+		}
+	}
+	return now_ms() + ms;
+}
+
 int outbound_service_retry(struct proxy *d, struct conn *c, int err)
 {
 	struct bal_endpoint *failed = c->bal;
@@ -296,7 +311,7 @@ int outbound_service_retry(struct proxy *d, struct conn *c, int err)
 		return 1;
 	}
 	choose_outbound_tls(d, c);
-	c->deadline_ms = now_ms() + d->cfg->connect_timeout_ms;
+	c->deadline_ms = dial_deadline(d, c);
 	outbound_go(d, c);
 	return 1;
 }
@@ -345,6 +360,9 @@ void conn_start_outbound(struct proxy *d, struct conn *c, int tcp_fd, int app_en
 		}
 	}
 	choose_outbound_tls(d, c);
+	if (c->svc >= 0) {
+		c->deadline_ms = dial_deadline(d, c);
+	}
 	if (!egress_allowed(d, c, c->in_mesh)) {
 		char dst[80];
 		addr_format(&c->peer, dst, sizeof(dst));
@@ -384,7 +402,6 @@ void outbound_dial_late(struct proxy *d, struct conn *c)
 
 	c->late_dial = 1;
 	c->state = CS_DIAL;
-	c->deadline_ms = now_ms() + d->cfg->connect_timeout_ms;
 	if (balancer_sync(&d->bal, d->cfg) < 0 ||
 	    (c->svc = (int16_t)balancer_service_of(&d->bal, &c->svc_addr)) < 0) {
 		log_info("conn %u: its service is no longer configured; closing", c->slot);
@@ -397,6 +414,7 @@ void outbound_dial_late(struct proxy *d, struct conn *c)
 		conn_close(d, c, 1);
 		return;
 	}
+	c->deadline_ms = dial_deadline(d, c);
 	choose_outbound_tls(d, c);
 	outbound_go(d, c);
 }
