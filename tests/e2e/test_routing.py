@@ -6,7 +6,9 @@ one keep-alive connection reaches every endpoint.  Request timeouts answer
 504, retries on configured statuses stay within the service's retry
 budget, splits are drawn per request.  Pod a is the client; b, c and d run
 a stock python3 http.server app behind service web, strict mTLS."""
+import hashlib
 import os
+import random
 import re
 import signal
 import subprocess
@@ -449,3 +451,46 @@ def service_json_named(a, name):
     svc = [s for s in a.ctl_json("services") if s["name"] == name]
     assert len(svc) == 1, a.ctl_json("services")
     return svc[0]
+
+
+def test_h2load_streams_spread_and_big_bodies(cluster):
+    """Stock h2load: 1,200 requests on 2 HTTP/2 connections with 16
+    streams each in flight to the service address, served by stock
+    nghttpd in b, c and d: every request succeeds and every endpoint
+    takes a share.  A 1 MiB file (16 flow-control windows) fetched with
+    curl --http2-prior-knowledge arrives byte for byte, three times."""
+    a, b, c, d = mesh.trio(cluster, labels=("a", "b", "c", "d"), subnet=SUBNET + 5)
+    vip = "10.250.%d.100:8080" % (SUBNET + 5)
+    ca = mesh.CA(cluster.mode, os.path.join(cluster.tmp, "ca"))
+    mesh.configure(a, ca.issue(spiffe("shop", "client"), os.path.join(cluster.tmp, "id-a")),
+                   mtls="strict",
+                   services=[{"name": "web", "port": 8080, "addresses": [vip],
+                              "endpoints": ["%s:8080" % s.addr4 for s in (b, c, d)]}])
+    blob = random.Random(7).randbytes(1 << 20)
+    for s in (b, c, d):
+        mesh.configure(s, ca.issue(spiffe("shop", "web"),
+                                   os.path.join(cluster.tmp, "id-" + s.label)), mtls="strict")
+        root = os.path.join(s.dir, "htdocs")
+        os.makedirs(root, exist_ok=True)
+        with open(os.path.join(root, "small"), "w") as f:
+            f.write("small %s\n" % s.label)
+        with open(os.path.join(root, "big"), "wb") as f:
+            f.write(blob)
+        p = s.popen([mesh.tool("nghttpd"), "--no-tls", "-d", root, "-a", s.addr4, "8080"],
+                    name="nghttpd")
+        s.wait_listening(p, 8080)
+    r = a.run([mesh.tool("h2load"), "-n", "1200", "-c", "2", "-m", "16",
+               "http://%s/small" % vip], timeout=120)
+    assert r.returncode == 0, r
+    m = re.search(r"requests: 1200 total, 1200 started, 1200 done, (\d+) succeeded", r.stdout)
+    assert m and m.group(1) == "1200", r.stdout
+    eps = service_json(a)["endpoints"]
+    assert sum(e["requests_total"] for e in eps) == 1200, eps
+    assert all(e["requests_total"] > 0 for e in eps), eps
+    want = hashlib.sha256(blob).hexdigest()
+    for _ in range(3):
+        r = a.run([mesh.tool("curl"), "-sS", "--max-time", "30", "--http2-prior-knowledge",
+                   "http://%s/big" % vip, "-o", os.path.join(a.dir, "big.out")], timeout=60)
+        assert r.returncode == 0, r
+        with open(os.path.join(a.dir, "big.out"), "rb") as f:
+            assert hashlib.sha256(f.read()).hexdigest() == want
