@@ -113,19 +113,6 @@ static struct conn *pool_take(struct bal_endpoint *e, struct conn *c)
 
 /* ---- the exchange --------------------------------------------------------------- */
 
-static int idempotent(const char *m)
-{
-	static const char *const ok[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
-	size_t i;
-
-	for (i = 0; i < ARRAY_SIZE(ok); i++) {
-		if (!strcmp(m, ok[i])) {
-			return 1;
-		}
-	}
-	return 0;
-}
-
 /* Lets go of the current upstream: pooled when keep, else closed (abort:
  * reset).  One with an operation out keeps c's memory until it is back. */
 static void drop_upstream(struct proxy *d, struct conn *c, int keep, int abort)
@@ -258,24 +245,6 @@ static void start_attempt(struct proxy *d, struct conn *c)
 	outbound_upstream_dial(d, u); /* a failure at once comes back through route_upstream_gone */
 }
 
-static int status_retried(const struct config_retry *r, int st)
-{
-	int i;
-
-	if ((r->on & RETRY_ON_5XX) && st >= 500 && st <= 599) {
-		return 1;
-	}
-	if ((r->on & RETRY_ON_GATEWAY_ERROR) && st >= 502 && st <= 504) {
-		return 1;
-	}
-	for (i = 0; i < r->n_statuses; i++) {
-		if (r->statuses[i] == st) {
-			return 1;
-		}
-	}
-	return 0;
-}
-
 /*
  * The attempt failed before anything reached the app (why: a status, a
  * reset, a connect failure).  1 when it goes again on another endpoint;
@@ -310,27 +279,13 @@ static int try_again(struct proxy *d, struct conn *c, int connect_failure)
 	return 1;
 }
 
-/* The endpoint's verdict on this attempt, for failure accrual and the EWMA. */
+/* The endpoint's verdict on this attempt, for failure accrual and the
+ * EWMA.  The first answer on a new upstream connection carries the far
+ * side's set-up too (its daemon's dial to the app): not a sample. */
 static void attempt_result(struct route *rt, enum bal_result res, int64_t now_us)
 {
-	struct bal_endpoint *e = rt->ep;
-
-	if (!e) {
-		return;
-	}
-	e->responses_total[res]++;
-	if (res == BAL_RES_ERROR) {
-		balancer_result(e, 0, now_us - rt->attempt_us, now_us);
-	} else if (res == BAL_RES_TIMEOUT) {
-		balancer_observe(e, now_us - rt->attempt_us, now_us);
-	} else {
-		/* An answer, a 5xx too: the endpoint is there (accrual counts
-		 * connections that fail, as Linkerd's default does; retries deal
-		 * with the 5xx).  The first answer on a new upstream connection
-		 * carries the far side's set-up too (its daemon's dial to the
-		 * app): not a sample of the endpoint's latency. */
-		balancer_result(e, 1, rt->reused ? now_us - rt->attempt_us : -1, now_us);
-	}
+	route_result(rt->ep, res, rt->reused || res != BAL_RES_SUCCESS ? now_us - rt->attempt_us : -1,
+		     now_us);
 }
 
 /* The upstream ended (or failed) with the response incomplete. */
@@ -366,10 +321,8 @@ static void request_head(struct proxy *d, struct conn *c)
 {
 	struct route *rt = c->rt;
 	const struct http1_head *h = &rt->req.head;
-	const struct config *cfg = d->cfg;
-	const struct config_service *cs;
 	int64_t body = h->content_length > 0 ? h->content_length : 0;
-	size_t i, need;
+	size_t need;
 	int root;
 
 	request_reset(rt);
@@ -378,38 +331,15 @@ static void request_head(struct proxy *d, struct conn *c)
 	rt->req_done = http1_idle(&rt->req);
 	rt->close_after = h->conn_close;
 	rt->start_us = tel_now_us();
-	if (balancer_sync(&d->bal, cfg) < 0 ||
-	    (root = balancer_service_of(&d->bal, &c->svc_addr)) < 0) {
+	root = route_settings(d, &c->svc_addr, h->method, strlen(h->method), h->path,
+			      strlen(h->path), &rt->timeout_ms, &rt->retry);
+	if (root < 0) {
 		answer(d, c, 503, "Service Unavailable", "the service is no longer configured");
 		return;
 	}
-	cs = &cfg->services[d->bal.svc[root].cfg_index];
-	rt->timeout_ms = cs->timeout_ms;
-	rt->retry = cs->retry;
-	for (i = 0; i < cs->n_routes; i++) {
-		const struct config_route *r = &cs->routes[i];
-		size_t k;
-		int ok = !r->path_prefix ||
-			 !strncmp(h->path, r->path_prefix, strlen(r->path_prefix));
-
-		for (k = 0; ok && r->n_methods && k < r->n_methods; k++) {
-			if (!strcmp(r->methods[k], h->method)) {
-				break;
-			}
-		}
-		if (ok && (!r->n_methods || k < r->n_methods)) {
-			if (r->timeout_ms >= 0) {
-				rt->timeout_ms = r->timeout_ms;
-			}
-			if (r->retry.set) {
-				rt->retry = r->retry;
-			}
-			break;
-		}
-	}
 	rt->retryable = !h->upgrade && !h->expect_continue && !h->chunked &&
 			body <= RT_RETRY_BODY_MAX &&
-			(idempotent(h->method) || rt->retry.non_idempotent);
+			(route_idempotent(h->method, strlen(h->method)) || rt->retry.non_idempotent);
 	need = rt->req.raw_len + (rt->retryable ? (size_t)body : 0);
 	if (need > rt->rq_cap) {
 		char *p = realloc(rt->rq, need);
@@ -703,7 +633,7 @@ static void response_head(struct proxy *d, struct conn *c)
 		rt->resp_fwd = 1;
 		return;
 	}
-	if (!rt->resp_fwd && status_retried(&rt->retry, st)) {
+	if (!rt->resp_fwd && route_status_retried(&rt->retry, st)) {
 		attempt_result(rt, BAL_RES_5XX, now);
 		if (try_again(d, c, 0)) {
 			return;

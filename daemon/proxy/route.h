@@ -19,6 +19,8 @@
 
 #include "config/config.h"
 #include "proto/http1.h"
+#include "proxy/balance.h"
+#include "util/addr.h"
 
 struct proxy;
 struct conn;
@@ -107,6 +109,20 @@ void route_close(struct proxy *d, struct conn *c);
 void route_free(struct conn *c);
 /* Upstream u, closed while it used its owner's memory, is freed. */
 void route_returned(struct proxy *d, struct conn *u);
+/* route_policy.c: the settings of a request to the service at svc_addr
+ * (its first matching route's, else the service's): the root balancer
+ * service, or -1 when the address is no longer a service. */
+int route_settings(struct proxy *d, const struct ldm_addr *svc_addr, const char *method,
+		   size_t mlen, const char *path, size_t plen, int *timeout_ms,
+		   struct config_retry *retry);
+/* 1 when an answer with this status (gRPC status) is retried under r. */
+int route_status_retried(const struct config_retry *r, int status);
+int route_grpc_retried(const struct config_retry *r, int grpc_status);
+/* 1 for GET, HEAD, OPTIONS, TRACE, PUT, DELETE. */
+int route_idempotent(const char *method, size_t len);
+/* What an attempt on e tells the balancer (latency_us < 0: no sample). */
+void route_result(struct bal_endpoint *e, enum bal_result res, int64_t latency_us, int64_t now_us);
+
 /* Request timeouts, detection that waited long enough, idle pooled
  * upstreams; when is the next deadline (0: none).  From the loop. */
 void route_tick(struct proxy *d, int64_t now_ms);

@@ -278,22 +278,11 @@ static void stream_detach(struct route_h2 *h, struct rh2_stream *st)
 	st->up_id = 0;
 }
 
+/* Not a sample when the upstream was opened for it (route.c). */
 static void attempt_result(struct rh2_stream *st, enum bal_result res, int64_t now_us)
 {
-	struct bal_endpoint *e = st->ep;
-
-	if (!e) {
-		return;
-	}
-	e->responses_total[res]++;
-	if (res == BAL_RES_ERROR) {
-		balancer_result(e, 0, now_us - st->attempt_us, now_us);
-	} else if (res == BAL_RES_TIMEOUT) {
-		balancer_observe(e, now_us - st->attempt_us, now_us);
-	} else {
-		/* Not a sample when the upstream was opened for it (route.c). */
-		balancer_result(e, 1, st->fresh ? -1 : now_us - st->attempt_us, now_us);
-	}
+	route_result(st->ep, res,
+		     st->fresh && res == BAL_RES_SUCCESS ? -1 : now_us - st->attempt_us, now_us);
 }
 
 static void release_endpoint(struct rh2_stream *st)
@@ -437,33 +426,6 @@ static void attempt(struct route_h2 *h, struct rh2_stream *st)
 	}
 }
 
-static int grpc_retried(const struct config_retry *r, int g)
-{
-	return (g == 1 && (r->on & RETRY_ON_GRPC_CANCELLED)) ||
-	       (g == 4 && (r->on & RETRY_ON_GRPC_DEADLINE_EXCEEDED)) ||
-	       (g == 8 && (r->on & RETRY_ON_GRPC_RESOURCE_EXHAUSTED)) ||
-	       (g == 13 && (r->on & RETRY_ON_GRPC_INTERNAL)) ||
-	       (g == 14 && (r->on & RETRY_ON_GRPC_UNAVAILABLE));
-}
-
-static int status_retried(const struct config_retry *r, int st)
-{
-	int i;
-
-	if ((r->on & RETRY_ON_5XX) && st >= 500 && st <= 599) {
-		return 1;
-	}
-	if ((r->on & RETRY_ON_GATEWAY_ERROR) && st >= 502 && st <= 504) {
-		return 1;
-	}
-	for (i = 0; i < r->n_statuses; i++) {
-		if (r->statuses[i] == st) {
-			return 1;
-		}
-	}
-	return 0;
-}
-
 /* The attempt failed with nothing sent to the app: 1 when it goes again. */
 static int try_again(struct route_h2 *h, struct rh2_stream *st, int connect_failure)
 {
@@ -522,26 +484,11 @@ static void attempt_failed(struct route_h2 *h, struct rh2_stream *st, int connec
 
 /* ---- the request: app session ------------------------------------------------------ */
 
-static int idempotent(const char *m, size_t n)
-{
-	static const char *const ok[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
-	size_t i;
-
-	for (i = 0; i < ARRAY_SIZE(ok); i++) {
-		if (strlen(ok[i]) == n && !memcmp(m, ok[i], n)) {
-			return 1;
-		}
-	}
-	return 0;
-}
-
 /* A request's headers are in: its settings, then its first attempt. */
 static void request_ready(struct route_h2 *h, struct rh2_stream *st)
 {
 	struct proxy *d = h->d;
-	const struct config *cfg = d->cfg;
-	const struct config_service *cs;
-	size_t mlen = 0, plen = 0, clen = 0, i;
+	size_t mlen = 0, plen = 0, clen = 0;
 	const char *method = header(&st->req, ":method", &mlen);
 	const char *path = header(&st->req, ":path", &plen);
 	const char *ctype = header(&st->req, "content-type", &clen);
@@ -549,39 +496,15 @@ static void request_ready(struct route_h2 *h, struct rh2_stream *st)
 
 	st->start_us = tel_now_us();
 	st->grpc = ctype && clen >= 16 && !memcmp(ctype, "application/grpc", 16);
-	if (balancer_sync(&d->bal, cfg) < 0 ||
-	    (root = balancer_service_of(&d->bal, &h->c->svc_addr)) < 0) {
+	root = route_settings(d, &h->c->svc_addr, method, mlen, path, plen, &st->timeout_ms,
+			      &st->retry);
+	if (root < 0) {
 		answer(h, st, 503, 14, "the service is no longer configured");
 		return;
 	}
-	cs = &cfg->services[d->bal.svc[root].cfg_index];
-	st->timeout_ms = cs->timeout_ms;
-	st->retry = cs->retry;
-	for (i = 0; i < cs->n_routes; i++) {
-		const struct config_route *r = &cs->routes[i];
-		size_t k, pl = r->path_prefix ? strlen(r->path_prefix) : 0;
-		int ok = !r->path_prefix ||
-			 (path && plen >= pl && !memcmp(path, r->path_prefix, pl));
-
-		for (k = 0; ok && r->n_methods && k < r->n_methods; k++) {
-			if (method && strlen(r->methods[k]) == mlen &&
-			    !memcmp(r->methods[k], method, mlen)) {
-				break;
-			}
-		}
-		if (ok && (!r->n_methods || k < r->n_methods)) {
-			if (r->timeout_ms >= 0) {
-				st->timeout_ms = r->timeout_ms;
-			}
-			if (r->retry.set) {
-				st->retry = r->retry;
-			}
-			break;
-		}
-	}
 	/* gRPC calls are POSTs: a retry policy naming gRPC statuses is the
 	 * operator saying they may go again. */
-	st->retryable = (method && idempotent(method, mlen)) || st->retry.non_idempotent ||
+	st->retryable = (method && route_idempotent(method, mlen)) || st->retry.non_idempotent ||
 			(st->grpc && (st->retry.on & ~(RETRY_ON_CONNECT_FAILURE |
 						       RETRY_ON_RESET | RETRY_ON_5XX |
 						       RETRY_ON_GATEWAY_ERROR)));
@@ -796,7 +719,7 @@ static void response_head(struct route_h2 *h, struct rh2_stream *st, int end)
 		headers_clear(&st->resp); /* 100 Continue: the final head follows */
 		return;
 	}
-	if (status_retried(&st->retry, status) || (grpc > 0 && grpc_retried(&st->retry, grpc))) {
+	if (route_status_retried(&st->retry, status) || (grpc > 0 && route_grpc_retried(&st->retry, grpc))) {
 		attempt_result(st, status >= 500 ? BAL_RES_5XX : BAL_RES_SUCCESS, now);
 		if (try_again(h, st, 0)) {
 			return;

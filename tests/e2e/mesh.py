@@ -732,6 +732,34 @@ def start_loop(pod, host, port, path, count, limit, per_conn=1, stop_file=""):
                       str(count), str(limit), str(per_conn), stop_file], name="loop")
 
 
+def service_mesh(cluster, subnet, services, port=8080, labels=("a", "b", "c", "d"),
+                 server_sa="web"):
+    """Pods on one bridge (mesh.trio): the first is the client, the others
+    the servers, all strict mTLS (servers as spiffe shop/server_sa).  The
+    virtual address is 10.250.<subnet>.100:port, owned by no pod;
+    services(vip, servers) gives the client's services list.  Returns
+    (client, servers, vip)."""
+    pods = trio(cluster, labels=labels, subnet=subnet)
+    a, servers = pods[0], pods[1:]
+    vip = "10.250.%d.100:%d" % (subnet, port)
+    ca = CA(cluster.mode, os.path.join(cluster.tmp, "ca"))
+    configure(a, ca.issue(spiffe("shop", "client"), os.path.join(cluster.tmp, "id-" + a.label)),
+              mtls="strict", services=services(vip, servers))
+    for s in servers:
+        configure(s, ca.issue(spiffe("shop", server_sa),
+                              os.path.join(cluster.tmp, "id-" + s.label)), mtls="strict")
+    return a, servers, vip
+
+
+def service_loop(pod, vip, path, count, per_conn, limit=60):
+    """start_loop against a service address "ip:port", waited for: the
+    statuses and errors seen."""
+    host, port = vip.split(":")
+    p = start_loop(pod, host, int(port), path, count, limit, per_conn=per_conn)
+    p.wait(timeout=limit + 30)
+    return loop_results(p)
+
+
 def loop_results(proc):
     out = proc.out()
     return re.findall(r"^status=(\d+)$", out, re.M), re.findall(r"^error=(.*)$", out, re.M)

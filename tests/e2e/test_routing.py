@@ -15,7 +15,6 @@ import subprocess
 import time
 
 import mesh
-from mesh import spiffe
 from pods import wait_until
 
 SUBNET = 214
@@ -68,29 +67,18 @@ def start_app(cluster, pod, status=200):
 def routed_pods(cluster, statuses=None, subnet=SUBNET, **svc):
     """a (client) and b, c, d behind service web; svc: more keys of web's
     config group; statuses: label -> the status that pod's app answers."""
-    a, b, c, d = mesh.trio(cluster, labels=("a", "b", "c", "d"), subnet=subnet)
-    servers = (b, c, d)
-    vip = "10.250.%d.100:8080" % subnet
-    ca = mesh.CA(cluster.mode, os.path.join(cluster.tmp, "ca"))
-    services = [dict({"name": "web", "port": 8080, "addresses": [vip],
-                      "endpoints": ["%s:8080" % s.addr4 for s in servers]}, **svc)]
-    mesh.configure(a, ca.issue(spiffe("shop", "client"), os.path.join(cluster.tmp, "id-a")),
-                   mtls="strict", services=services)
-    for s in servers:
-        mesh.configure(s, ca.issue(spiffe("shop", "web"),
-                                   os.path.join(cluster.tmp, "id-" + s.label)), mtls="strict")
+    a, servers, vip = mesh.service_mesh(cluster, subnet, lambda vip, servers: [
+        dict({"name": "web", "port": 8080, "addresses": [vip],
+              "endpoints": ["%s:8080" % s.addr4 for s in servers]}, **svc)])
     apps = {s.label: start_app(cluster, s, (statuses or {}).get(s.label, 200))
             for s in servers}
-    return a, servers, vip, apps, services
+    return a, servers, vip, apps
 
 
 def keepalive_loop(a, vip, path, n, per_conn=None):
     """n GETs of path on keep-alive connections (one unless per_conn);
     the statuses and errors seen."""
-    host, port = vip.split(":")
-    p = mesh.start_loop(a, host, int(port), path, n, 90, per_conn=per_conn or n)
-    p.wait(timeout=120)
-    return mesh.loop_results(p)
+    return mesh.service_loop(a, vip, path, n, per_conn or n, limit=90)
 
 
 def served(apps, path):
@@ -109,7 +97,7 @@ def test_one_connection_reaches_every_endpoint(cluster):
     more than four fifths), all 200; the
     balancer counts 90 requests, the endpoints' connections stay pooled
     (no connection per request), and the app sees one connection."""
-    a, servers, vip, apps, _ = routed_pods(cluster)
+    a, servers, vip, apps = routed_pods(cluster)
     oks, errors = keepalive_loop(a, vip, "/one", 90)
     assert len(oks) == 90 and not errors and set(oks) == {"200"}, (oks[:5], errors)
     share = served(apps, "/one")
@@ -158,7 +146,7 @@ def test_retry_on_5xx_within_budget(cluster):
     client sees only 200s, every 503 d gave was retried on another
     endpoint, and the retries stay within the budget (10 per second for
     10 s plus 20 % of the requests)."""
-    a, servers, vip, apps, _ = routed_pods(
+    a, servers, vip, apps = routed_pods(
         cluster, statuses={"d": 503},
         retry={"on": ["5xx"], "max": 2, "budget_percent": 20, "min_per_s": 10, "ttl_s": 10})
     oks, errors = keepalive_loop(a, vip, "/retried", 60)
@@ -179,7 +167,7 @@ def test_retries_stop_at_the_budget(cluster):
     for 100 requests) and then stop, counted as budget exhaustion; the
     client gets the endpoints' 503s, never a storm: the apps see at most
     130 requests for the client's 100."""
-    a, servers, vip, apps, _ = routed_pods(
+    a, servers, vip, apps = routed_pods(
         cluster, statuses={"b": 503, "c": 503, "d": 503},
         retry={"on": ["gateway-error"], "max": 2, "budget_percent": 20, "min_per_s": 1,
                "ttl_s": 10})
@@ -200,7 +188,7 @@ def test_request_timeout_504(cluster):
     request timeout, the connection goes on (the next request on it is
     answered), and the timeout is counted; a request taking 1 s under the
     service's 3 s is answered 200."""
-    a, servers, vip, apps, _ = routed_pods(
+    a, servers, vip, apps = routed_pods(
         cluster, timeout_ms=3000,
         routes=({"path_prefix": "/hang", "timeout_ms": 400},))
     r = mesh.curl(a, "-i", "http://%s/hang" % vip, "http://%s/after" % vip, max_time=20)
@@ -222,20 +210,15 @@ def test_split_per_request_and_reload(cluster):
     keep-alive connections about 100 land on d (within 4 points).  A
     keep-alive connection that stays open across a reload to 0/100 loses
     nothing, and its requests after the reload all go to d."""
-    a, b, c, d = mesh.trio(cluster, labels=("a", "b", "c", "d"), subnet=SUBNET + 1)
-    vip = "10.250.%d.100:8080" % (SUBNET + 1)
-    ca = mesh.CA(cluster.mode, os.path.join(cluster.tmp, "ca"))
-
     def services(weight):
-        return [{"name": "web", "port": 8080, "addresses": [vip],
-                 "endpoints": ["%s:8080" % b.addr4, "%s:8080" % c.addr4],
-                 "split": ({"service": "web-canary", "weight": weight},)},
-                {"name": "web-canary", "port": 8080, "endpoints": ["%s:8080" % d.addr4]}]
-    mesh.configure(a, ca.issue(spiffe("shop", "client"), os.path.join(cluster.tmp, "id-a")),
-                   mtls="strict", services=services(10))
-    for s in (b, c, d):
-        mesh.configure(s, ca.issue(spiffe("shop", "web"),
-                                   os.path.join(cluster.tmp, "id-" + s.label)), mtls="strict")
+        def make(vip, servers):
+            b, c, d = servers
+            return [{"name": "web", "port": 8080, "addresses": [vip],
+                     "endpoints": ["%s:8080" % b.addr4, "%s:8080" % c.addr4],
+                     "split": ({"service": "web-canary", "weight": weight},)},
+                    {"name": "web-canary", "port": 8080, "endpoints": ["%s:8080" % d.addr4]}]
+        return make
+    a, (b, c, d), vip = mesh.service_mesh(cluster, SUBNET + 1, services(10))
     apps = {s.label: start_app(cluster, s) for s in (b, c, d)}
     oks, errors = keepalive_loop(a, vip, "/split", 1000, per_conn=100)
     assert len(oks) == 1000 and not errors, (len(oks), errors[:3])
@@ -247,7 +230,7 @@ def test_split_per_request_and_reload(cluster):
     held = mesh.start_loop(a, host, int(port), "/held", 100000, 60, per_conn=100000,
                            stop_file=stop)
     wait_until(lambda: len(mesh.loop_results(held)[0]) >= 5, 20, what="the held connection")
-    mesh.reconfigure(a, services=services(100)).ok()
+    mesh.reconfigure(a, services=services(100)(vip, (b, c, d))).ok()
     before = sum(served(apps, "/held").values())
     wait_until(lambda: sum(served(apps, "/held").values()) >= before + 30, 20,
                what="requests on the held connection after the reload")
@@ -291,23 +274,16 @@ def test_not_http_goes_to_one_endpoint(cluster):
     client's daemon waits for the app's first bytes, sees none, and sends
     the connection to one endpoint as a whole (the app gets the banner
     and its echo); the balancer counts the connection."""
-    a, b, c, d = mesh.trio(cluster, labels=("a", "b", "c", "d"), subnet=SUBNET + 2)
-    vip = "10.250.%d.100:8080" % (SUBNET + 2)
-    ca = mesh.CA(cluster.mode, os.path.join(cluster.tmp, "ca"))
-    mesh.configure(a, ca.issue(spiffe("shop", "client"), os.path.join(cluster.tmp, "id-a")),
-                   mtls="strict",
-                   services=[{"name": "web", "port": 8080, "addresses": [vip],
-                                             "endpoints": ["%s:8080" % s.addr4
-                                                           for s in (b, c, d)]}])
+    a, servers, vip = mesh.service_mesh(cluster, SUBNET + 2, lambda vip, servers: [
+        {"name": "web", "port": 8080, "addresses": [vip],
+         "endpoints": ["%s:8080" % s.addr4 for s in servers]}])
     srv = os.path.join(cluster.tmp, "server_first.py")
     cli = os.path.join(cluster.tmp, "client.py")
     with open(srv, "w") as f:
         f.write(SERVER_FIRST)
     with open(cli, "w") as f:
         f.write(CLIENT)
-    for s in (b, c, d):
-        mesh.configure(s, ca.issue(spiffe("shop", "web"),
-                                   os.path.join(cluster.tmp, "id-" + s.label)), mtls="strict")
+    for s in servers:
         p = s.popen([mesh.PYTHON, srv, s.addr4, s.label], name="banner")
         p.wait_output(r"^listening$", timeout=20)
         s.wait_listening(p, 8080)
@@ -370,23 +346,17 @@ ch.close()
 
 
 def grpc_pods(cluster, subnet, modes=None, **svc):
-    a, b, c, d = mesh.trio(cluster, labels=("a", "b", "c", "d"), subnet=subnet)
-    vip = "10.250.%d.100:50051" % subnet
-    ca = mesh.CA(cluster.mode, os.path.join(cluster.tmp, "ca"))
-    mesh.configure(a, ca.issue(spiffe("shop", "client"), os.path.join(cluster.tmp, "id-a")),
-                   mtls="strict",
-                   services=[dict({"name": "greeter", "port": 50051, "addresses": [vip],
-                                   "endpoints": ["%s:50051" % s.addr4 for s in (b, c, d)]},
-                                  **svc)])
+    a, servers, vip = mesh.service_mesh(cluster, subnet, lambda vip, servers: [
+        dict({"name": "greeter", "port": 50051, "addresses": [vip],
+              "endpoints": ["%s:50051" % s.addr4 for s in servers]}, **svc)],
+        port=50051, server_sa="greeter")
     srv = os.path.join(cluster.tmp, "grpc_server.py")
     with open(srv, "w") as f:
         f.write(GRPC_SERVER)
     with open(os.path.join(cluster.tmp, "grpc_client.py"), "w") as f:
         f.write(GRPC_CLIENT)
     apps = {}
-    for s in (b, c, d):
-        mesh.configure(s, ca.issue(spiffe("shop", "greeter"),
-                                   os.path.join(cluster.tmp, "id-" + s.label)), mtls="strict")
+    for s in servers:
         apps[s.label] = s.popen([mesh.PYTHON, srv, s.addr4, "50051", s.label,
                                  (modes or {}).get(s.label, "ok")], name="greeter")
         apps[s.label].wait_output(r"^listening$", timeout=30)
@@ -459,17 +429,11 @@ def test_h2load_streams_spread_and_big_bodies(cluster):
     nghttpd in b, c and d: every request succeeds and every endpoint
     takes a share.  A 1 MiB file (16 flow-control windows) fetched with
     curl --http2-prior-knowledge arrives byte for byte, three times."""
-    a, b, c, d = mesh.trio(cluster, labels=("a", "b", "c", "d"), subnet=SUBNET + 5)
-    vip = "10.250.%d.100:8080" % (SUBNET + 5)
-    ca = mesh.CA(cluster.mode, os.path.join(cluster.tmp, "ca"))
-    mesh.configure(a, ca.issue(spiffe("shop", "client"), os.path.join(cluster.tmp, "id-a")),
-                   mtls="strict",
-                   services=[{"name": "web", "port": 8080, "addresses": [vip],
-                              "endpoints": ["%s:8080" % s.addr4 for s in (b, c, d)]}])
+    a, servers, vip = mesh.service_mesh(cluster, SUBNET + 5, lambda vip, servers: [
+        {"name": "web", "port": 8080, "addresses": [vip],
+         "endpoints": ["%s:8080" % s.addr4 for s in servers]}])
     blob = random.Random(7).randbytes(1 << 20)
-    for s in (b, c, d):
-        mesh.configure(s, ca.issue(spiffe("shop", "web"),
-                                   os.path.join(cluster.tmp, "id-" + s.label)), mtls="strict")
+    for s in servers:
         root = os.path.join(s.dir, "htdocs")
         os.makedirs(root, exist_ok=True)
         with open(os.path.join(root, "small"), "w") as f:

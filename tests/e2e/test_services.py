@@ -21,17 +21,9 @@ VIP_SUBNET = 210
 def service_pods(cluster, **svc):
     """Pod a, the client; b, c and d behind service web (svc: more keys of
     its config group, such as protocol)."""
-    pods = mesh.trio(cluster, labels=("a", "b", "c", "d"), subnet=VIP_SUBNET)
-    a, servers = pods[0], pods[1:]
-    vip = "10.250.%d.100:8080" % VIP_SUBNET
-    ca = mesh.CA(cluster.mode, os.path.join(cluster.tmp, "ca"))
-    services = [dict({"name": "web", "port": 8080, "addresses": [vip],
-                      "endpoints": ["%s:8080" % s.addr4 for s in servers]}, **svc)]
-    mesh.configure(a, ca.issue(spiffe("shop", "client"), os.path.join(cluster.tmp, "id-a")),
-                   mtls="strict", services=services)
-    for s in servers:
-        mesh.configure(s, ca.issue(spiffe("shop", "web"),
-                                   os.path.join(cluster.tmp, "id-" + s.label)), mtls="strict")
+    a, servers, vip = mesh.service_mesh(cluster, VIP_SUBNET, lambda vip, servers: [
+        dict({"name": "web", "port": 8080, "addresses": [vip],
+              "endpoints": ["%s:8080" % s.addr4 for s in servers]}, **svc)])
     apps = {s.label: mesh.start_app(s, 8080) for s in servers}
     return a, servers, vip, apps
 
@@ -39,10 +31,7 @@ def service_pods(cluster, **svc):
 def loop(a, vip, tag, n):
     """n requests, each on its own connection, to the service address:
     the statuses and errors the client saw."""
-    host, port = vip.split(":")
-    p = mesh.start_loop(a, host, int(port), "/" + tag, n, 60, per_conn=1)
-    p.wait(timeout=90)
-    return mesh.loop_results(p)
+    return mesh.service_loop(a, vip, "/" + tag, n, 1)
 
 
 def served(apps, tag):
