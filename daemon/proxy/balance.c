@@ -2,6 +2,7 @@
  * Per-connection load balancing over a service's endpoints; see balance.h.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -646,6 +647,41 @@ void balancer_list(const struct balancer *b, struct strbuf *out, int json, int64
 	sb_printf(out, json ? "]\n" : "");
 }
 
+/* A counter per endpoint: name{service,endpoint}, the uint64_t at off. */
+static void endpoint_counter(const struct balancer *b, struct strbuf *out, const char *name,
+			     const char *help, size_t off)
+{
+	size_t i, j;
+
+	sb_printf(out, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+	for (i = 0; i < b->n; i++) {
+		for (j = 0; j < b->svc[i].n; j++) {
+			char a[80];
+			uint64_t v;
+
+			memcpy(&v, (const char *)b->svc[i].ep[j] + off, sizeof(v));
+			addr_format(&b->svc[i].ep[j]->addr, a, sizeof(a));
+			sb_printf(out, "%s{service=\"%s\",endpoint=\"%s\"} %" PRIu64 "\n", name,
+				  b->svc[i].name, a, v);
+		}
+	}
+}
+
+/* A counter per service: name{service}, the uint64_t at off. */
+static void service_counter(const struct balancer *b, struct strbuf *out, const char *name,
+			    const char *help, size_t off)
+{
+	size_t i;
+
+	sb_printf(out, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+	for (i = 0; i < b->n; i++) {
+		uint64_t v;
+
+		memcpy(&v, (const char *)&b->svc[i] + off, sizeof(v));
+		sb_printf(out, "%s{service=\"%s\"} %" PRIu64 "\n", name, b->svc[i].name, v);
+	}
+}
+
 void balancer_metrics(const struct balancer *b, struct strbuf *out)
 {
 	size_t i, j;
@@ -665,46 +701,15 @@ void balancer_metrics(const struct balancer *b, struct strbuf *out)
 				  b->svc[i].name, state_names[st], n);
 		}
 	}
-	sb_printf(out, "# HELP ldmesh_balancer_connections_total Connections the balancer sent "
-		       "to each endpoint.\n# TYPE ldmesh_balancer_connections_total counter\n");
-	for (i = 0; i < b->n; i++) {
-		for (j = 0; j < b->svc[i].n; j++) {
-			char a[80];
-
-			addr_format(&b->svc[i].ep[j]->addr, a, sizeof(a));
-			sb_printf(
-				out,
-				"ldmesh_balancer_connections_total{service=\"%s\",endpoint=\"%s\"} "
-				"%" PRIu64 "\n",
-				b->svc[i].name, a, b->svc[i].ep[j]->connections_total);
-		}
-	}
-	sb_printf(out, "# HELP ldmesh_balancer_failures_total Connections to each endpoint that "
-		       "failed.\n# TYPE ldmesh_balancer_failures_total counter\n");
-	for (i = 0; i < b->n; i++) {
-		for (j = 0; j < b->svc[i].n; j++) {
-			char a[80];
-
-			addr_format(&b->svc[i].ep[j]->addr, a, sizeof(a));
-			sb_printf(out,
-				  "ldmesh_balancer_failures_total{service=\"%s\",endpoint=\"%s\"} "
-				  "%" PRIu64 "\n",
-				  b->svc[i].name, a, b->svc[i].ep[j]->failures_total);
-		}
-	}
-	sb_printf(out, "# HELP ldmesh_balancer_requests_total Routed request attempts sent to "
-		       "each endpoint.\n# TYPE ldmesh_balancer_requests_total counter\n");
-	for (i = 0; i < b->n; i++) {
-		for (j = 0; j < b->svc[i].n; j++) {
-			char a[80];
-
-			addr_format(&b->svc[i].ep[j]->addr, a, sizeof(a));
-			sb_printf(out,
-				  "ldmesh_balancer_requests_total{service=\"%s\",endpoint=\"%s\"} "
-				  "%" PRIu64 "\n",
-				  b->svc[i].name, a, b->svc[i].ep[j]->requests_total);
-		}
-	}
+	endpoint_counter(b, out, "ldmesh_balancer_connections_total",
+			 "Connections the balancer sent to each endpoint.",
+			 offsetof(struct bal_endpoint, connections_total));
+	endpoint_counter(b, out, "ldmesh_balancer_failures_total",
+			 "Connections to each endpoint that failed.",
+			 offsetof(struct bal_endpoint, failures_total));
+	endpoint_counter(b, out, "ldmesh_balancer_requests_total",
+			 "Routed request attempts sent to each endpoint.",
+			 offsetof(struct bal_endpoint, requests_total));
 	sb_printf(out, "# HELP ldmesh_balancer_responses_total How routed request attempts on "
 		       "each endpoint ended.\n# TYPE ldmesh_balancer_responses_total counter\n");
 	for (i = 0; i < b->n; i++) {
@@ -723,33 +728,17 @@ void balancer_metrics(const struct balancer *b, struct strbuf *out)
 			}
 		}
 	}
-	sb_printf(out, "# HELP ldmesh_route_requests_total Requests routed to each service.\n"
-		       "# TYPE ldmesh_route_requests_total counter\n");
-	for (i = 0; i < b->n; i++) {
-		sb_printf(out, "ldmesh_route_requests_total{service=\"%s\"} %" PRIu64 "\n",
-			  b->svc[i].name, b->svc[i].requests_total);
-	}
-	sb_printf(out, "# HELP ldmesh_route_retries_total Routed requests sent again after a "
-		       "failed attempt.\n# TYPE ldmesh_route_retries_total counter\n");
-	for (i = 0; i < b->n; i++) {
-		sb_printf(out, "ldmesh_route_retries_total{service=\"%s\"} %" PRIu64 "\n",
-			  b->svc[i].name, b->svc[i].retries_total);
-	}
-	sb_printf(out, "# HELP ldmesh_route_retry_budget_exhausted_total Retries not made "
-		       "because the service's retry budget was spent.\n"
-		       "# TYPE ldmesh_route_retry_budget_exhausted_total counter\n");
-	for (i = 0; i < b->n; i++) {
-		sb_printf(out,
-			  "ldmesh_route_retry_budget_exhausted_total{service=\"%s\"} %" PRIu64
-			  "\n",
-			  b->svc[i].name, b->svc[i].budget_exhausted_total);
-	}
-	sb_printf(out, "# HELP ldmesh_route_timeouts_total Routed requests answered 504 by "
-		       "their timeout.\n# TYPE ldmesh_route_timeouts_total counter\n");
-	for (i = 0; i < b->n; i++) {
-		sb_printf(out, "ldmesh_route_timeouts_total{service=\"%s\"} %" PRIu64 "\n",
-			  b->svc[i].name, b->svc[i].timeouts_total);
-	}
+	service_counter(b, out, "ldmesh_route_requests_total", "Requests routed to each service.",
+			offsetof(struct bal_service, requests_total));
+	service_counter(b, out, "ldmesh_route_retries_total",
+			"Routed requests sent again after a failed attempt.",
+			offsetof(struct bal_service, retries_total));
+	service_counter(b, out, "ldmesh_route_retry_budget_exhausted_total",
+			"Retries not made because the service's retry budget was spent.",
+			offsetof(struct bal_service, budget_exhausted_total));
+	service_counter(b, out, "ldmesh_route_timeouts_total",
+			"Routed requests answered 504 by their timeout.",
+			offsetof(struct bal_service, timeouts_total));
 	sb_printf(out,
 		  "# HELP ldmesh_balancer_unavailable_total Connections refused because "
 		  "every endpoint of their service was out.\n"
