@@ -463,35 +463,6 @@ void balancer_unref(struct bal_endpoint *e)
 	endpoint_put(e);
 }
 
-static int service_available(const struct bal_service *svc, int64_t now_ms)
-{
-	size_t i;
-
-	for (i = 0; i < svc->n; i++) {
-		const struct bal_endpoint *e = svc->ep[i];
-
-		if (e->state == BAL_READY || (e->state == BAL_OUT && now_ms >= e->out_until_ms)) {
-			return 1;
-		}
-	}
-	return 0;
-}
-
-int balancer_available(const struct balancer *b, int s, int64_t now_us)
-{
-	size_t k;
-
-	if (service_available(&b->svc[s], now_us / 1000)) {
-		return 1;
-	}
-	for (k = 0; k < b->svc[s].n_split; k++) {
-		if (service_available(&b->svc[b->svc[s].split_to[k]], now_us / 1000)) {
-			return 1;
-		}
-	}
-	return 0;
-}
-
 /* The budget's slot for this second, emptied when it last counted an older one. */
 static int budget_slot(struct bal_budget *g, int64_t now_s)
 {

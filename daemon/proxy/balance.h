@@ -106,6 +106,7 @@ struct bal_service {
 	/* Routed requests (route.h), kept across a reload that keeps the name. */
 	struct bal_budget budget;
 	uint64_t requests_total, retries_total, budget_exhausted_total, timeouts_total;
+	int64_t unavailable_logged_ms; /* its "every endpoint is out" line, rate-limited */
 };
 
 struct balancer {
@@ -163,9 +164,6 @@ void balancer_release(struct bal_endpoint *e);
  * connection to it); given back with balancer_unref(). */
 void balancer_ref(struct bal_endpoint *e);
 void balancer_unref(struct bal_endpoint *e);
-/* 1 when service s, or a service its splits go to, has an endpoint that
- * can take a connection now (ready, or out with its backoff over). */
-int balancer_available(const struct balancer *b, int s, int64_t now_us);
 
 /* A routed request to service s starts (counted in its retry budget). */
 void balancer_budget_request(struct balancer *b, int s, int64_t now_us);

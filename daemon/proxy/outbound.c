@@ -206,11 +206,16 @@ static int egress_allowed(const struct proxy *d, const struct conn *c, int in_me
  * -ECONNREFUSED when every endpoint is out: the app's connect fails at
  * once rather than waiting on a dead one.
  */
-static void log_unavailable(const struct proxy *d, const struct conn *c)
+void outbound_log_unavailable(struct proxy *d, const struct conn *c, int svc)
 {
-	const struct bal_service *s = &d->bal.svc[c->svc];
+	struct bal_service *s = &d->bal.svc[svc];
+	int64_t now = now_ms();
 	char dst[80];
 
+	if (s->unavailable_logged_ms && now - s->unavailable_logged_ms < 1000) {
+		return; /* once a second per service: requests may fail fast by thousands */
+	}
+	s->unavailable_logged_ms = now;
 	addr_format(&c->svc_addr, dst, sizeof(dst));
 	if (!s->n && s->dns.name) {
 		log_info("outbound to service %s (%s) for pid %u: no endpoints: DNS %s:%u %s",
@@ -227,7 +232,7 @@ static int service_pick(struct proxy *d, struct conn *c, const struct bal_endpoi
 	struct bal_endpoint *e = balancer_pick(&d->bal, c->svc, avoid, tel_now_us());
 
 	if (!e) {
-		log_unavailable(d, c);
+		outbound_log_unavailable(d, c, c->svc);
 		return -ECONNREFUSED;
 	}
 	c->bal = e;
@@ -338,10 +343,7 @@ void conn_start_outbound(struct proxy *d, struct conn *c, int tcp_fd, int app_en
 		c->svc_addr = c->peer;
 		if (proto != SVC_PROTO_TCP) {
 			/* Requests are routed one by one: no dial now. */
-			r = route_start(d, c, c->svc, proto == SVC_PROTO_HTTP);
-			if (r == -ECONNREFUSED) {
-				log_unavailable(d, c);
-			}
+			r = route_start(c, proto == SVC_PROTO_HTTP);
 			if (r < 0) {
 				dial_outcome(d, c, r);
 				conn_close(d, c, 1);

@@ -219,6 +219,7 @@ static void start_attempt(struct proxy *d, struct conn *c)
 	struct conn *u;
 
 	if (!e) {
+		outbound_log_unavailable(d, c, rt->svc);
 		answer(d, c, 503, "Service Unavailable", "no endpoint of the service is available");
 		return;
 	}
@@ -1042,15 +1043,10 @@ void route_returned(struct proxy *d, struct conn *u)
 	}
 }
 
-int route_start(struct proxy *d, struct conn *c, int svc, int proto_http)
+int route_start(struct conn *c, int proto_http)
 {
-	struct route *rt;
+	struct route *rt = calloc(1, sizeof(*rt));
 
-	if (!balancer_available(&d->bal, svc, tel_now_us())) {
-		d->bal.unavailable_total++;
-		return -ECONNREFUSED;
-	}
-	rt = calloc(1, sizeof(*rt));
 	if (!rt) {
 		return -ENOMEM;
 	}

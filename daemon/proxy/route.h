@@ -88,11 +88,11 @@ struct route {
 	uint32_t answer_len, answer_off;
 };
 
-/* The app's connect() to balancer service svc's address, protocol "auto"
+/* The app's connect() to a service address, protocol "auto"
  * (proto_http 0) or "http" (1): c's connect succeeds at once (no dial),
- * and the first bytes decide.  0, or -errno (no endpoint can take it now:
- * -ECONNREFUSED). */
-int route_start(struct proxy *d, struct conn *c, int svc, int proto_http);
+ * and the first bytes decide; a request no endpoint can take is answered
+ * 503 (gRPC UNAVAILABLE) at once.  0 or -ENOMEM. */
+int route_start(struct conn *c, int proto_http);
 /* Proxying begins (the shim's filler is read): c's bytes go through here. */
 void route_pump(struct proxy *d, struct conn *c);
 /* An event of c's app transport while c routes. */

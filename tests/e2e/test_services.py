@@ -239,12 +239,12 @@ def test_dns_endpoints_follow_records(cluster):
     """Service web's endpoints are the A/AAAA records of web.test, served
     with a 2 s TTL by a stock dnsmasq in pod e (outside the mesh), which
     the client's daemon is pointed at by dns_servers.  The name resolves to
-    pods b and c: 30 connections land on them only.  The records change to
+    pods b and c: 30 requests land on them only.  The records change to
     pod d alone (dnsmasq re-reads its hosts file on SIGHUP): within the TTL
     and a second or two, new requests land on d only and `ldmeshctl
     services` lists d alone; the lookups are counted.  With dnsmasq
     stopped, the last answer's endpoints stay in use; after a reload to a
-    name that never answers, a connection is refused at once."""
+    name that never answers, a request is answered 503 at once."""
     pods = mesh.trio(cluster, labels=("a", "b", "c", "d", "e"), subnet=VIP_SUBNET + 2)
     a, b, c, d, e = pods
     vip = "10.250.%d.100:8080" % (VIP_SUBNET + 2)
@@ -311,12 +311,13 @@ def test_dns_endpoints_follow_records(cluster):
     assert served(apps, "stale") == {"b": 0, "c": 0, "d": 10}, served(apps, "stale")
     assert mesh.metric(a, "ldmesh_dns_queries_total", result="error") >= 1
 
-    # A reload to a name never answered: no endpoint, so a connection is
-    # refused at once (curl: failed to connect), and the log says why.
+    # A reload to a name never answered: no endpoint, so a request is
+    # answered 503 at once by the client's daemon, and the log says why.
     mesh.reconfigure(a, services=[dict(services[0], dns="other.test:8080")]).ok()
     assert listed()[0] == [] and listed()[1]["dns"] == "other.test:8080"
     off = len(a.daemon_log())
-    r = mesh.curl(a, "http://%s/none" % vip)
-    assert r.returncode == 7, r
+    r = mesh.curl(a, "-i", "http://%s/none" % vip)
+    assert r.returncode == 0 and r.stdout.startswith("HTTP/1.1 503"), r
+    assert "l5d-proxy-error: no endpoint of the service is available" in r.stdout, r
     mesh.wait_log(a, r"outbound to service web \(%s\) for pid \d+: no endpoints: DNS "
                   r"other\.test:8080 has not answered yet" % re.escape(vip), offset=off)
