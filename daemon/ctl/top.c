@@ -69,10 +69,10 @@ static int parse_svc(const char *line, struct svc_row *s)
 		return 1;
 	}
 	return sscanf(line,
-		      "endpoint %255s %63s %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64
-		      " %" SCNu64 " %lf %11s",
-		      s->svc, s->ep, &s->requests, &s->success, &s->s5xx, &s->errors,
-		      &s->timeouts, &s->ewma_ms, s->state) == 9;
+		      "endpoint %255s %63s %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64
+		      " %lf %11s",
+		      s->svc, s->ep, &s->requests, &s->success, &s->s5xx, &s->errors, &s->timeouts,
+		      &s->ewma_ms, s->state) == 9;
 }
 
 /* Parses `stats raw` lines; returns the number of rows, *ns the service
@@ -187,8 +187,8 @@ static void svc_draw(const struct svc_row *rows, int n)
 	if (!n) {
 		return;
 	}
-	printf("\n%-20s %-24s %8s %8s %8s %9s %8s %-8s\n", "SERVICE", "ENDPOINT", "RPS",
-	       "SUCCESS", "RETRY/S", "TIMEOUTS", "EWMA_MS", "STATE");
+	printf("\n%-20s %-24s %8s %8s %8s %9s %8s %-8s\n", "SERVICE", "ENDPOINT", "RPS", "SUCCESS",
+	       "RETRY/S", "TIMEOUTS", "EWMA_MS", "STATE");
 	for (i = 0; i < n; i++) {
 		const struct svc_row *r = &rows[i];
 

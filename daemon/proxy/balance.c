@@ -502,8 +502,8 @@ int balancer_budget_retry(struct balancer *b, int s, int percent, int min_per_s,
 		}
 	}
 	/* retries + 1 <= min_per_s * ttl + requests * percent / 100 */
-	if ((retries + 1) * 100 > (uint64_t)min_per_s * (uint64_t)ttl_s * 100 +
-					  requests * (uint64_t)percent) {
+	if ((retries + 1) * 100 >
+	    (uint64_t)min_per_s * (uint64_t)ttl_s * 100 + requests * (uint64_t)percent) {
 		svc->budget_exhausted_total++;
 		return 0;
 	}
@@ -543,8 +543,8 @@ void balancer_list(const struct balancer *b, struct strbuf *out, int json, int64
 		sb_printf(out, "[");
 	} else {
 		sb_printf(out, "%-20s %-22s %-8s %6s %10s %8s %12s %10s %8s\n", "SERVICE",
-			  "ENDPOINT", "STATE", "OPEN", "EWMA_MS", "FAILS", "CONNECTIONS", "REQUESTS",
-			  "5XX");
+			  "ENDPOINT", "STATE", "OPEN", "EWMA_MS", "FAILS", "CONNECTIONS",
+			  "REQUESTS", "5XX");
 	}
 	for (i = 0; i < b->n; i++) {
 		const struct bal_service *s = &b->svc[i];
@@ -565,7 +565,8 @@ void balancer_list(const struct balancer *b, struct strbuf *out, int json, int64
 			dns_json(s, out, now_ms);
 			sb_printf(out,
 				  ",\"protocol\":\"%s\",\"requests_total\":%" PRIu64
-				  ",\"retries_total\":%" PRIu64 ",\"budget_exhausted_total\":%" PRIu64
+				  ",\"retries_total\":%" PRIu64
+				  ",\"budget_exhausted_total\":%" PRIu64
 				  ",\"timeouts_total\":%" PRIu64,
 				  cs->protocol == SVC_PROTO_TCP	   ? "tcp"
 				  : cs->protocol == SVC_PROTO_HTTP ? "http"
@@ -591,14 +592,15 @@ void balancer_list(const struct balancer *b, struct strbuf *out, int json, int64
 					  ",\"ewma_ms\":%.3f,\"failures\":%" PRIu32
 					  ",\"out_for_ms\":%" PRId64
 					  ",\"connections_total\":%" PRIu64
-					  ",\"failures_total\":%" PRIu64 ",\"requests_total\":%" PRIu64
+					  ",\"failures_total\":%" PRIu64
+					  ",\"requests_total\":%" PRIu64
 					  ",\"responses\":{\"success\":%" PRIu64 ",\"5xx\":%" PRIu64
 					  ",\"error\":%" PRIu64 ",\"timeout\":%" PRIu64
 					  "},\"pooled\":%" PRIu32 "}",
 					  state_names[e->state], e->outstanding,
 					  e->ewma_us / 1000.0, e->failures, left > 0 ? left : 0,
-					  e->connections_total, e->failures_total, e->requests_total,
-					  e->responses_total[BAL_RES_SUCCESS],
+					  e->connections_total, e->failures_total,
+					  e->requests_total, e->responses_total[BAL_RES_SUCCESS],
 					  e->responses_total[BAL_RES_5XX],
 					  e->responses_total[BAL_RES_ERROR],
 					  e->responses_total[BAL_RES_TIMEOUT], e->pooled);
@@ -737,13 +739,14 @@ void balancer_stats_raw(const struct balancer *b, struct strbuf *out)
 			char a[80];
 
 			addr_format(&e->addr, a, sizeof(a));
-			sb_printf(out,
-				  "endpoint %s %s %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
-				  " %" PRIu64 " %.3f %s\n",
-				  s->name, a, e->requests_total, e->responses_total[BAL_RES_SUCCESS],
-				  e->responses_total[BAL_RES_5XX], e->responses_total[BAL_RES_ERROR],
-				  e->responses_total[BAL_RES_TIMEOUT], e->ewma_us / 1000.0,
-				  state_names[e->state]);
+			sb_printf(
+				out,
+				"endpoint %s %s %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
+				" %" PRIu64 " %.3f %s\n",
+				s->name, a, e->requests_total, e->responses_total[BAL_RES_SUCCESS],
+				e->responses_total[BAL_RES_5XX], e->responses_total[BAL_RES_ERROR],
+				e->responses_total[BAL_RES_TIMEOUT], e->ewma_us / 1000.0,
+				state_names[e->state]);
 		}
 	}
 }

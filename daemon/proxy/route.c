@@ -285,8 +285,8 @@ static int try_again(struct proxy *d, struct conn *c, int connect_failure)
  * side's set-up too (its daemon's dial to the app): not a sample. */
 static void attempt_result(struct route *rt, enum bal_result res, int64_t now_us)
 {
-	route_result(rt->ep, res, rt->reused || res != BAL_RES_SUCCESS ? now_us - rt->attempt_us : -1,
-		     now_us);
+	route_result(rt->ep, res,
+		     rt->reused || res != BAL_RES_SUCCESS ? now_us - rt->attempt_us : -1, now_us);
 }
 
 /* The upstream ended (or failed) with the response incomplete. */
@@ -338,9 +338,9 @@ static void request_head(struct proxy *d, struct conn *c)
 		answer(d, c, 503, "Service Unavailable", "the service is no longer configured");
 		return;
 	}
-	rt->retryable = !h->upgrade && !h->expect_continue && !h->chunked &&
-			body <= RT_RETRY_BODY_MAX &&
-			(route_idempotent(h->method, strlen(h->method)) || rt->retry.non_idempotent);
+	rt->retryable =
+		!h->upgrade && !h->expect_continue && !h->chunked && body <= RT_RETRY_BODY_MAX &&
+		(route_idempotent(h->method, strlen(h->method)) || rt->retry.non_idempotent);
 	need = rt->req.raw_len + (rt->retryable ? (size_t)body : 0);
 	if (need > rt->rq_cap) {
 		char *p = realloc(rt->rq, need);
@@ -558,7 +558,8 @@ static int request_step(struct proxy *d, struct conn *c)
 	if (upstream_open(rt->up)) {
 		if (rt->phase == RT_TUNNEL) {
 			if (p->off < p->len) {
-				return up_write(d, c, p->buf + p->off, p->len - p->off, UP_FROM_TUNNEL);
+				return up_write(d, c, p->buf + p->off, p->len - p->off,
+						UP_FROM_TUNNEL);
 			}
 		} else if (rt->rq_sent < rt->rq_len) {
 			if (!rt->rq_sent) {
@@ -698,8 +699,8 @@ static void exchange_check(struct proxy *d, struct conn *c)
 	if (!rt->req_done && !rt->close_after) {
 		rt->close_after = 1; /* answered before the body was in: we cannot read on */
 	}
-	keep = rt->req_done && !rt->body_pending && !rt->close_after &&
-	       !rt->resp.head.conn_close && !rt->up_eof && c->down.off >= c->down.len;
+	keep = rt->req_done && !rt->body_pending && !rt->close_after && !rt->resp.head.conn_close &&
+	       !rt->up_eof && c->down.off >= c->down.len;
 	if (rt->resp.head.conn_close) {
 		rt->close_after = 1;
 	}
@@ -1113,8 +1114,8 @@ void route_tick(struct proxy *d, int64_t now)
 				rt->deadline_ms = 0;
 				service(d, rt->svc)->timeouts_total++;
 				attempt_result(rt, BAL_RES_TIMEOUT, tel_now_us());
-				log_info("conn %u: %s request timed out after %d ms", c->slot, rt->method,
-					 rt->timeout_ms);
+				log_info("conn %u: %s request timed out after %d ms", c->slot,
+					 rt->method, rt->timeout_ms);
 				answer(d, c, 504, "Gateway Timeout", "request timeout");
 				if (c->state == CS_PROXY && c->rt == rt) {
 					route_pump(d, c);

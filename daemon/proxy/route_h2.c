@@ -33,7 +33,7 @@ struct rh2_headers {
 	size_t len, cap;
 	struct {
 		uint32_t name, name_len, value, value_len;
-	} *f;
+	} * f;
 	size_t n, cap_n;
 };
 
@@ -132,8 +132,8 @@ static void buf_free(struct rh2_buf *b)
 	memset(b, 0, sizeof(*b));
 }
 
-static int headers_add(struct rh2_headers *hs, const uint8_t *name, size_t nl,
-		       const uint8_t *value, size_t vl)
+static int headers_add(struct rh2_headers *hs, const uint8_t *name, size_t nl, const uint8_t *value,
+		       size_t vl)
 {
 	if (hs->len + nl + vl > RH2_HEADERS_MAX) {
 		return -1;
@@ -231,7 +231,10 @@ static nghttp2_nv *headers_nv(const struct rh2_headers *hs)
 	return nv;
 }
 
-#define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE}
+#define NV(n, v)                                                                                   \
+	{                                                                                          \
+		(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE     \
+	}
 
 /* ---- streams ------------------------------------------------------------------------ */
 
@@ -293,8 +296,8 @@ static void release_endpoint(struct rh2_stream *st)
 	}
 }
 
-static ssize_t out_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
-			uint32_t *flags, nghttp2_data_source *src, void *ud);
+static ssize_t out_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+			nghttp2_data_source *src, void *ud);
 
 /*
  * An answer of ours for the app's stream: 503 / 502 / 504 with
@@ -345,8 +348,8 @@ static void answer(struct route_h2 *h, struct rh2_stream *st, int status, int gr
 	}
 }
 
-static ssize_t in_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
-		       uint32_t *flags, nghttp2_data_source *src, void *ud);
+static ssize_t in_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+		       nghttp2_data_source *src, void *ud);
 static void upstream_session_free(struct rh2_up *up);
 static int upstream_session_new(struct route_h2 *h, struct rh2_up *up);
 
@@ -407,9 +410,9 @@ static void attempt(struct route_h2 *h, struct rh2_stream *st)
 	}
 	st->up = slot;
 	st->fresh = !h->up[slot].open;
-	st->up_id = nghttp2_submit_request(h->up[slot].s, NULL, nv, st->req.n,
-					   st->req_end && !st->in.len && !st->from_kept ? NULL : &dp,
-					   st);
+	st->up_id = nghttp2_submit_request(
+		h->up[slot].s, NULL, nv, st->req.n,
+		st->req_end && !st->in.len && !st->from_kept ? NULL : &dp, st);
 	free(nv);
 	if (st->up_id < 0) {
 		st->up = -1;
@@ -506,9 +509,8 @@ static void request_ready(struct route_h2 *h, struct rh2_stream *st)
 	/* gRPC calls are POSTs: a retry policy naming gRPC statuses is the
 	 * operator saying they may go again. */
 	st->retryable = (method && route_idempotent(method, mlen)) || st->retry.non_idempotent ||
-			(st->grpc && (st->retry.on & ~(RETRY_ON_CONNECT_FAILURE |
-						       RETRY_ON_RESET | RETRY_ON_5XX |
-						       RETRY_ON_GATEWAY_ERROR)));
+			(st->grpc && (st->retry.on & ~(RETRY_ON_CONNECT_FAILURE | RETRY_ON_RESET |
+						       RETRY_ON_5XX | RETRY_ON_GATEWAY_ERROR)));
 	if (st->timeout_ms > 0) {
 		st->deadline_ms = now_ms() + st->timeout_ms;
 		if (!d->rt_next_ms || st->deadline_ms < d->rt_next_ms) {
@@ -542,8 +544,8 @@ static int app_on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void
 	return 0;
 }
 
-static int app_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
-			 size_t nl, const uint8_t *value, size_t vl, uint8_t flags, void *ud)
+static int app_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nl,
+			 const uint8_t *value, size_t vl, uint8_t flags, void *ud)
 {
 	struct rh2_stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
 
@@ -627,8 +629,8 @@ static int app_on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, vo
 }
 
 /* Response DATA for the app, from st->out. */
-static ssize_t out_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
-			uint32_t *flags, nghttp2_data_source *src, void *ud)
+static ssize_t out_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+			nghttp2_data_source *src, void *ud)
 {
 	struct route_h2 *h = ud;
 	struct rh2_stream *st = src->ptr;
@@ -659,8 +661,8 @@ static ssize_t out_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len
 /* ---- the response: upstream sessions ------------------------------------------------- */
 
 /* Request DATA for the upstream: the kept copy on a retry, else st->in. */
-static ssize_t in_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
-		       uint32_t *flags, nghttp2_data_source *src, void *ud)
+static ssize_t in_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+		       nghttp2_data_source *src, void *ud)
 {
 	struct rh2_up *up = ud;
 	struct rh2_stream *st = src->ptr;
@@ -689,8 +691,8 @@ static ssize_t in_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
 	return n ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
 }
 
-static int up_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
-			size_t nl, const uint8_t *value, size_t vl, uint8_t flags, void *ud)
+static int up_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nl,
+			const uint8_t *value, size_t vl, uint8_t flags, void *ud)
 {
 	struct rh2_stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
 
@@ -699,8 +701,7 @@ static int up_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_
 	if (!st || f->hd.type != NGHTTP2_HEADERS) {
 		return 0;
 	}
-	if (headers_add(f->headers.cat == NGHTTP2_HCAT_HEADERS && st->resp.n ? &st->trl
-									    : &st->resp,
+	if (headers_add(f->headers.cat == NGHTTP2_HCAT_HEADERS && st->resp.n ? &st->trl : &st->resp,
 			name, nl, value, vl) < 0) {
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	}
@@ -720,7 +721,8 @@ static void response_head(struct route_h2 *h, struct rh2_stream *st, int end)
 		headers_clear(&st->resp); /* 100 Continue: the final head follows */
 		return;
 	}
-	if (route_status_retried(&st->retry, status) || (grpc > 0 && route_grpc_retried(&st->retry, grpc))) {
+	if (route_status_retried(&st->retry, status) ||
+	    (grpc > 0 && route_grpc_retried(&st->retry, grpc))) {
 		attempt_result(st, status >= 500 ? BAL_RES_5XX : BAL_RES_SUCCESS, now);
 		if (try_again(h, st, 0)) {
 			return;
@@ -735,8 +737,8 @@ static void response_head(struct route_h2 *h, struct rh2_stream *st, int end)
 	st->resp_started = 1;
 	st->resp_end = (uint8_t)end;
 	nv = headers_nv(&st->resp);
-	if (!nv || nghttp2_submit_response(h->app, st->app_id, nv, st->resp.n,
-					   end ? NULL : &dp) != 0) {
+	if (!nv ||
+	    nghttp2_submit_response(h->app, st->app_id, nv, st->resp.n, end ? NULL : &dp) != 0) {
 		nghttp2_submit_rst_stream(h->app, NGHTTP2_FLAG_NONE, st->app_id,
 					  NGHTTP2_INTERNAL_ERROR);
 	}
@@ -1035,8 +1037,8 @@ static int up_io(struct route_h2 *h, struct rh2_up *up)
 		r = transport_read(up->u->net, up->rbuf, RH2_READ);
 		if (r == -EINPROGRESS) {
 			up->rpending = 1;
-		} else if (r <= 0 || nghttp2_session_mem_recv(up->s, (uint8_t *)up->rbuf,
-							      (size_t)r) < 0) {
+		} else if (r <= 0 ||
+			   nghttp2_session_mem_recv(up->s, (uint8_t *)up->rbuf, (size_t)r) < 0) {
 			upstream_dead(h, up, r < 0);
 			return 1;
 		} else {
@@ -1079,8 +1081,8 @@ void route_h2_pump(struct proxy *d, struct conn *c)
 		}
 	} while (moved);
 	if (!rt->app_wpending && h->woff >= h->wlen &&
-	    ((h->app_eof && !h->streams) || (!nghttp2_session_want_read(h->app) &&
-					      !nghttp2_session_want_write(h->app)))) {
+	    ((h->app_eof && !h->streams) ||
+	     (!nghttp2_session_want_read(h->app) && !nghttp2_session_want_write(h->app)))) {
 		/* The app is done (or its session ended): what was due is out. */
 		transport_shutdown(c->app);
 		conn_close(d, c, 0);

@@ -18,7 +18,8 @@ int route_settings(struct proxy *d, const struct ldm_addr *svc_addr, const char 
 	size_t i, k;
 	int root;
 
-	if (balancer_sync(&d->bal, cfg) < 0 || (root = balancer_service_of(&d->bal, svc_addr)) < 0) {
+	if (balancer_sync(&d->bal, cfg) < 0 ||
+	    (root = balancer_service_of(&d->bal, svc_addr)) < 0) {
 		return -1;
 	}
 	cs = &cfg->services[d->bal.svc[root].cfg_index];
