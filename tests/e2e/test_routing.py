@@ -533,3 +533,37 @@ def test_killed_endpoint_accrual_and_all_out(cluster):
     mesh.wait_log(a, r"outbound to service web \(%s\) for pid \d+: every endpoint is out"
                   % re.escape(vip), offset=off)
     assert mesh.metric(a, "ldmesh_balancer_unavailable_total") >= 1
+
+
+def test_nginx_behind_one_curl_connection(cluster):
+    """Stock nginx (two workers) in b, c and d behind the service address,
+    stock curl fetching 150 URLs at 50 a second: curl opens one connection
+    and reuses it for all (num_connects sums to 1), and every nginx serves
+    some of the requests, each answer its own pod's file."""
+    a, servers, vip = mesh.service_mesh(cluster, SUBNET + 7, lambda vip, servers: [
+        {"name": "web", "port": 8080, "addresses": [vip],
+         "endpoints": ["%s:8080" % s.addr4 for s in servers]}])
+    nginx = mesh.tool("nginx")
+    for s in servers:
+        root = os.path.join(s.dir, "www")
+        os.makedirs(root, exist_ok=True)
+        with open(os.path.join(root, "who"), "w") as f:
+            f.write("%s\n" % s.label)
+        tmp, conf = mesh.nginx_conf(s, "%s:8080" % s.addr4, "root %s;" % root, workers=2)
+        p = s.popen([nginx, "-p", tmp, "-e", os.path.join(tmp, "error.log"), "-c", conf],
+                    name="nginx")
+        s.wait_listening(p, 8080)
+    r = a.run([mesh.tool("curl"), "-sS", "--max-time", "30", "--rate", "50/s",
+               "-w", "connects=%{num_connects}\n"] + ["http://%s/who" % vip] * 150, timeout=60)
+    assert r.returncode == 0, r
+    who = re.findall(r"^([bcd])$", r.stdout, re.M)
+    connects = [int(x) for x in re.findall(r"^connects=(\d+)$", r.stdout, re.M)]
+    assert len(who) == 150 and len(connects) == 150 and sum(connects) == 1, r.stdout[:300]
+    want = {x: who.count(x) for x in "bcd"}
+
+    def logged():
+        # nginx writes a line once it has finished the request.
+        return {s.label: open(os.path.join(s.dir, "nginx", "access.log")).read().count(
+            "GET /who") for s in servers}
+    wait_until(lambda: logged() == want, 10, interval=0.2, what="nginx's access logs")
+    assert min(want.values()) >= 1, want
