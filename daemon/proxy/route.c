@@ -786,20 +786,32 @@ void route_pump(struct proxy *d, struct conn *c)
 		rt->detect_ms = now_ms() + RT_DETECT_MS;
 		arm(d, rt->detect_ms);
 	}
+	if (rt->pumping) {
+		/* Called back from inside a step (an upstream failing at once):
+		 * the running loop goes round again instead. */
+		rt->again = 1;
+		return;
+	}
+	rt->pumping = 1;
 	do {
+		rt->again = 0;
 		if (c->state != CS_PROXY || c->rt != rt) {
+			rt->pumping = 0;
 			return;
 		}
 		moved = request_step(d, c);
 		if (c->state != CS_PROXY || c->rt != rt) {
+			rt->pumping = 0;
 			return;
 		}
 		if (rt->h2) {
+			rt->pumping = 0;
 			route_h2_pump(d, c); /* detection found the HTTP/2 preface */
 			return;
 		}
 		moved |= response_step(d, c);
-	} while (moved);
+	} while (moved || rt->again);
+	rt->pumping = 0;
 }
 
 static void route_app_written(struct proxy *d, struct conn *c, int from, size_t n)

@@ -77,6 +77,7 @@ struct route {
 	uint8_t tunnel_shut; /* RT_TUNNEL: the app's end went on to the upstream */
 	uint32_t stale; /* closed upstreams still using c's memory (conn_free) */
 	uint8_t kick; /* route_tick pumps it (an upstream gave c's memory back) */
+	uint8_t pumping, again; /* route_pump is running; asked again meanwhile */
 	int timeout_ms; /* of its route or service, 0: none */
 	struct config_retry retry; /* a copy: a reload does not change a request in flight */
 	int64_t start_us, attempt_us;

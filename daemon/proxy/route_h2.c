@@ -85,6 +85,9 @@ struct route_h2 {
 	struct rh2_up up[RH2_UPSTREAMS];
 	struct rh2_stream *streams;
 	uint8_t app_eof;
+	/* Inside a session's callbacks (or the pump): no mem_send then, the
+	 * pump goes round again once out. */
+	uint8_t busy, again;
 };
 
 static struct route_h2 *h2_of(const struct conn *c)
@@ -893,9 +896,11 @@ int route_h2_start(struct proxy *d, struct conn *c)
 	nghttp2_submit_settings(h->app, NGHTTP2_FLAG_NONE, iv, ARRAY_SIZE(iv));
 	c->rt->h2 = h;
 	/* What detection read (the preface, maybe more), counted already. */
+	h->busy = 1;
 	if (nghttp2_session_mem_recv(h->app, (const uint8_t *)c->up.buf, c->up.len) < 0) {
 		return -EPROTO;
 	}
+	h->busy = 0;
 	c->up.off = c->up.len = 0;
 	return 0;
 }
@@ -915,8 +920,9 @@ static struct rh2_up *slot_of(struct route_h2 *h, const struct conn *u)
 }
 
 /* Upstream up is gone: its streams fail, its slot frees once nothing of
- * it is in flight. */
-static void upstream_dead(struct route_h2 *h, struct rh2_up *up, int abort)
+ * it is in flight.  closing: its conn is being closed already (its
+ * conn_close() told us), else it is closed here. */
+static void upstream_dead(struct route_h2 *h, struct rh2_up *up, int abort, int closing)
 {
 	struct rh2_stream *st, *next;
 	int slot = (int)(up - h->up);
@@ -952,7 +958,7 @@ static void upstream_dead(struct route_h2 *h, struct rh2_up *up, int abort)
 			stream_maybe_free(h, st);
 		}
 	}
-	if (u->state != CS_CLOSING) {
+	if (!closing) {
 		conn_close(h->d, u, abort);
 	}
 	if (!up->borrowing) {
@@ -1013,7 +1019,7 @@ static int up_io(struct route_h2 *h, struct rh2_up *up)
 			ssize_t n = nghttp2_session_mem_send(up->s, &up->wdata);
 
 			if (n < 0) {
-				upstream_dead(h, up, 1);
+				upstream_dead(h, up, 1, 0);
 				return 1;
 			}
 			up->wlen = (size_t)n;
@@ -1025,7 +1031,7 @@ static int up_io(struct route_h2 *h, struct rh2_up *up)
 			if (r == -EINPROGRESS) {
 				up->wpending = 1;
 			} else if (r < 0) {
-				upstream_dead(h, up, 1);
+				upstream_dead(h, up, 1, 0);
 				return 1;
 			} else {
 				up->woff += (size_t)r;
@@ -1039,7 +1045,7 @@ static int up_io(struct route_h2 *h, struct rh2_up *up)
 			up->rpending = 1;
 		} else if (r <= 0 ||
 			   nghttp2_session_mem_recv(up->s, (uint8_t *)up->rbuf, (size_t)r) < 0) {
-			upstream_dead(h, up, r < 0);
+			upstream_dead(h, up, r < 0, 0);
 			return 1;
 		} else {
 			moved = 1;
@@ -1054,10 +1060,16 @@ void route_h2_pump(struct proxy *d, struct conn *c)
 	struct route_h2 *h = rt->h2;
 	int moved, i;
 
+	if (h->busy) {
+		h->again = 1;
+		return;
+	}
+	h->busy = 1;
 	do {
 		moved = 0;
+		h->again = 0;
 		if (c->state != CS_PROXY || c->rt != rt) {
-			return;
+			return; /* c closed: h goes with it */
 		}
 		if (!rt->app_rpending && !h->app_eof) {
 			int r = transport_read(c->app, c->up.buf, c->bufsize);
@@ -1065,6 +1077,7 @@ void route_h2_pump(struct proxy *d, struct conn *c)
 			if (r == -EINPROGRESS) {
 				rt->app_rpending = 1;
 			} else {
+				h->busy = 0;
 				route_h2_app_event(d, c, TEV_READ, r);
 				return;
 			}
@@ -1079,7 +1092,8 @@ void route_h2_pump(struct proxy *d, struct conn *c)
 		if (c->state != CS_PROXY) {
 			return;
 		}
-	} while (moved);
+	} while (moved || h->again);
+	h->busy = 0;
 	if (!rt->app_wpending && h->woff >= h->wlen &&
 	    ((h->app_eof && !h->streams) ||
 	     (!nghttp2_session_want_read(h->app) && !nghttp2_session_want_write(h->app)))) {
@@ -1113,8 +1127,10 @@ void route_h2_app_event(struct proxy *d, struct conn *c, enum transport_event ev
 			if (stage_seen(d, c, &c->up, c->up.buf, (size_t)res) < 0) {
 				return;
 			}
+			h->busy = 1;
 			n = nghttp2_session_mem_recv(h->app, (const uint8_t *)c->up.buf,
 						     (size_t)res);
+			h->busy = 0;
 			c->up.len = 0;
 			if (n < 0) {
 				log_info("conn %u: HTTP/2 from the app: %s", c->slot,
@@ -1151,17 +1167,24 @@ void route_h2_upstream_event(struct proxy *d, struct conn *c, struct conn *u,
 		return;
 	}
 	switch (ev) {
-	case TEV_READ:
+	case TEV_READ: {
+		ssize_t n = 0;
+
 		up->rpending = 0;
-		if (res <= 0 ||
-		    nghttp2_session_mem_recv(up->s, (uint8_t *)up->rbuf, (size_t)res) < 0) {
-			upstream_dead(h, up, res < 0);
+		if (res > 0) {
+			h->busy = 1;
+			n = nghttp2_session_mem_recv(up->s, (uint8_t *)up->rbuf, (size_t)res);
+			h->busy = 0;
+		}
+		if (res <= 0 || n < 0) {
+			upstream_dead(h, up, res < 0, 0);
 		}
 		break;
+	}
 	case TEV_WRITTEN:
 		up->wpending = 0;
 		if (res < 0) {
-			upstream_dead(h, up, 1);
+			upstream_dead(h, up, 1, 0);
 		} else {
 			up->woff += (size_t)res;
 		}
@@ -1196,7 +1219,7 @@ void route_h2_upstream_gone(struct proxy *d, struct conn *c, struct conn *u)
 	if (!up || up->dead) {
 		return;
 	}
-	upstream_dead(h, up, 1);
+	upstream_dead(h, up, 1, 1);
 	if (c->state == CS_PROXY) {
 		route_h2_pump(d, c);
 	}
@@ -1223,7 +1246,7 @@ void route_h2_close(struct proxy *d, struct conn *c)
 					st->up = -1;
 				}
 			}
-			upstream_dead(h, up, 1);
+			upstream_dead(h, up, 1, 0);
 		}
 	}
 }
