@@ -64,8 +64,9 @@ void outbound_dial_direct(struct proxy *d, struct conn *c);
  * another endpoint (the app sees nothing), 0 when err is the app's. */
 int outbound_service_retry(struct proxy *d, struct conn *c, int err);
 /* "outbound to service S (ADDR) for pid P: every endpoint is out" (or a
- * DNS service's "no endpoints"), at most once a second per service. */
-void outbound_log_unavailable(struct proxy *d, const struct conn *c, int svc);
+ * DNS service's "no endpoints"); with limit, at most once a second per
+ * service (routed requests). */
+void outbound_log_unavailable(struct proxy *d, const struct conn *c, int svc, int limit);
 /* A routed connection that is not HTTP/1 after all: dialled to one
  * endpoint of its service now (route.c hands it over). */
 void outbound_dial_late(struct proxy *d, struct conn *c);

@@ -206,14 +206,14 @@ static int egress_allowed(const struct proxy *d, const struct conn *c, int in_me
  * -ECONNREFUSED when every endpoint is out: the app's connect fails at
  * once rather than waiting on a dead one.
  */
-void outbound_log_unavailable(struct proxy *d, const struct conn *c, int svc)
+void outbound_log_unavailable(struct proxy *d, const struct conn *c, int svc, int limit)
 {
 	struct bal_service *s = &d->bal.svc[svc];
 	int64_t now = now_ms();
 	char dst[80];
 
-	if (s->unavailable_logged_ms && now - s->unavailable_logged_ms < 1000) {
-		return; /* once a second per service: requests may fail fast by thousands */
+	if (limit && s->unavailable_logged_ms && now - s->unavailable_logged_ms < 1000) {
+		return; /* routed requests may fail fast by thousands a second */
 	}
 	s->unavailable_logged_ms = now;
 	addr_format(&c->svc_addr, dst, sizeof(dst));
@@ -232,7 +232,7 @@ static int service_pick(struct proxy *d, struct conn *c, const struct bal_endpoi
 	struct bal_endpoint *e = balancer_pick(&d->bal, c->svc, avoid, tel_now_us());
 
 	if (!e) {
-		outbound_log_unavailable(d, c, c->svc);
+		outbound_log_unavailable(d, c, c->svc, 0);
 		return -ECONNREFUSED;
 	}
 	c->bal = e;

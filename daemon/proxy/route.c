@@ -219,7 +219,7 @@ static void start_attempt(struct proxy *d, struct conn *c)
 	struct conn *u;
 
 	if (!e) {
-		outbound_log_unavailable(d, c, rt->svc);
+		outbound_log_unavailable(d, c, rt->svc, 1);
 		answer(d, c, 503, "Service Unavailable", "no endpoint of the service is available");
 		return;
 	}

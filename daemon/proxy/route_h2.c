@@ -398,7 +398,7 @@ static void attempt(struct route_h2 *h, struct rh2_stream *st)
 	int slot;
 
 	if (!e) {
-		outbound_log_unavailable(d, h->c, st->svc);
+		outbound_log_unavailable(d, h->c, st->svc, 1);
 		answer(h, st, 503, 14, "no endpoint of the service is available");
 		return;
 	}
