@@ -52,6 +52,11 @@ struct rh2_stream {
 	uint8_t req_end, resp_started, resp_end, resp_trailers;
 	uint8_t grpc, retryable, attempts, from_kept;
 	uint8_t fresh; /* the attempt's upstream was not open yet */
+	/* Where st->out's bytes came from: their DATA is acknowledged there
+	 * as the app takes them, the stream closed or not (the connection's
+	 * window counts them too). */
+	int out_slot;
+	int32_t out_id;
 	struct bal_endpoint *ep; /* load reference of the current attempt */
 	const struct bal_endpoint *failed;
 	int svc;
@@ -241,8 +246,16 @@ static nghttp2_nv *headers_nv(const struct rh2_headers *hs)
 
 /* ---- streams ------------------------------------------------------------------------ */
 
+static void out_acknowledge(struct route_h2 *h, const struct rh2_stream *st, size_t n);
+
 static void stream_free(struct route_h2 *h, struct rh2_stream *st)
 {
+	/* What it still holds was counted against the windows of both
+	 * connections: give it back, or they shrink for good. */
+	out_acknowledge(h, st, st->out.len - st->out.off);
+	if (st->in.len > st->in.off && h->app) {
+		nghttp2_session_consume(h->app, st->app_id, st->in.len - st->in.off);
+	}
 	if (st->prev) {
 		st->prev->next = st->next;
 	} else {
@@ -341,6 +354,7 @@ static void answer(struct route_h2 *h, struct rh2_stream *st, int status, int gr
 		nghttp2_data_provider dp;
 
 		st->out.off = st->out.len = 0;
+		st->out_slot = -1; /* our bytes: nothing to acknowledge */
 		if (buf_put(&st->out, error, strlen(error)) < 0 || buf_put(&st->out, "\n", 1) < 0) {
 			nghttp2_submit_response(h->app, st->app_id, nv, ARRAY_SIZE(nv), NULL);
 			return;
@@ -464,7 +478,7 @@ static int try_again(struct route_h2 *h, struct rh2_stream *st, int connect_fail
 		 * taken of st->in is acknowledged to the app now. */
 		st->from_kept = 1;
 		st->kept.off = 0;
-		if (st->in.len > st->in.off && !st->app_closed) {
+		if (st->in.len > st->in.off) {
 			nghttp2_session_consume(h->app, st->app_id, st->in.len - st->in.off);
 		}
 		st->in.off = st->in.len;
@@ -538,6 +552,7 @@ static int app_on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void
 	}
 	st->app_id = f->hd.stream_id;
 	st->up = -1;
+	st->out_slot = -1;
 	st->next = h->streams;
 	if (h->streams) {
 		h->streams->prev = st;
@@ -631,6 +646,17 @@ static int app_on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, vo
 	return 0;
 }
 
+/* n bytes of st->out are taken: acknowledged to the upstream they came
+ * from (its connection's window, and the stream's while it is open). */
+static void out_acknowledge(struct route_h2 *h, const struct rh2_stream *st, size_t n)
+{
+	const struct rh2_up *up = st->out_slot >= 0 ? &h->up[st->out_slot] : NULL;
+
+	if (n && up && up->s && !up->dead) {
+		nghttp2_session_consume(up->s, st->out_id, n);
+	}
+}
+
 /* Response DATA for the app, from st->out. */
 static ssize_t out_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
 			nghttp2_data_source *src, void *ud)
@@ -640,9 +666,7 @@ static ssize_t out_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len
 	size_t n = buf_take(&st->out, buf, len);
 
 	(void)s;
-	if (n && st->up_attached && st->up >= 0 && h->up[st->up].s && !h->up[st->up].dead) {
-		nghttp2_session_consume(h->up[st->up].s, st->up_id, n);
-	}
+	out_acknowledge(h, st, n);
 	if (st->out.off < st->out.len) {
 		return (ssize_t)n;
 	}
@@ -681,7 +705,8 @@ static ssize_t in_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
 		return (ssize_t)n;
 	}
 	n = buf_take(&st->in, buf, len);
-	if (n && !st->app_closed) {
+	if (n) {
+		/* The app's stream may be closed: its connection window counts. */
 		nghttp2_session_consume(up->h->app, st->app_id, n);
 	}
 	if (st->in.off < st->in.len) {
@@ -787,6 +812,8 @@ static int up_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8
 	if (buf_put(&st->out, data, len) < 0) {
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	}
+	st->out_slot = (int)(up - up->h->up);
+	st->out_id = id;
 	nghttp2_session_resume_data(up->h->app, st->app_id);
 	return 0;
 }

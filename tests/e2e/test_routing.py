@@ -436,10 +436,11 @@ def service_json_named(a, name):
 
 
 def test_h2load_streams_spread_and_big_bodies(cluster):
-    """Stock h2load: 1,200 requests on 2 HTTP/2 connections with 16
-    streams each in flight to the service address, served by stock
-    nghttpd in b, c and d: every request succeeds and every endpoint
-    takes a share.  A 1 MiB file (16 flow-control windows) fetched with
+    """Stock h2load: 1,200 requests for 1 KiB on 2 HTTP/2 connections
+    with 16 streams each in flight to the service address, served by
+    stock nghttpd in b, c and d: every request succeeds (the windows of
+    the upstream connections are given back as the app takes the data,
+    also after a stream ended) and every endpoint takes a share.  A 1 MiB file (16 flow-control windows) fetched with
     curl --http2-prior-knowledge arrives byte for byte, three times."""
     a, servers, vip = mesh.service_mesh(cluster, SUBNET + 5, lambda vip, servers: [
         {"name": "web", "port": 8080, "addresses": [vip],
@@ -449,7 +450,9 @@ def test_h2load_streams_spread_and_big_bodies(cluster):
         root = os.path.join(s.dir, "htdocs")
         os.makedirs(root, exist_ok=True)
         with open(os.path.join(root, "small"), "w") as f:
-            f.write("small %s\n" % s.label)
+            # 1 KiB: 1,200 answers are many times each upstream
+            # connection's flow-control window.
+            f.write(("small %s\n" % s.label).ljust(1024, "."))
         with open(os.path.join(root, "big"), "wb") as f:
             f.write(blob)
         p = s.popen([mesh.tool("nghttpd"), "--no-tls", "-d", root, "-a", s.addr4, "8080"],
