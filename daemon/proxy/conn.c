@@ -341,6 +341,7 @@ static void conn_free(struct proxy *d, struct conn *c)
 	d->free_slots[d->nfree++] = c->slot;
 	d->live--;
 	d->live_by_kind[c->kind]--;
+	d->closed_untrimmed++;
 	free(c);
 }
 
