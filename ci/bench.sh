@@ -6,7 +6,7 @@
 # build/bench/results.json and build/bench/results.md (printed at the end);
 # see docs/benchmarks.md.
 #
-#   ci/bench.sh [--quick] [--reps N] [--duration S]
+#   ci/bench.sh [--quick] [--reps N] [--duration S] [--only load,idle,limits]
 set -eu
 cd "$(dirname "$0")/.."
 
