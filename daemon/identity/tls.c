@@ -48,6 +48,9 @@ struct tls_conn {
 	char *peer_id; /* owned, NULL until the peer's SVID was read */
 	char resume_key[64];
 	int h2; /* a link between daemons: ALPN h2 only */
+	/* The end of input (0, or -errno) met after plaintext that
+	 * tls_conn_read() returned first: returned at the next call. */
+	int read_end_due, read_end;
 };
 
 static int conn_index = -1; /* SSL ex_data slot for struct tls_conn */
@@ -714,14 +717,11 @@ void tls_conn_accept_verdict(struct tls_conn *c)
 	}
 }
 
-int tls_conn_read(struct tls_conn *c, void *buf, size_t len)
+/* One SSL_read's failure as tls_conn_read() reports it. */
+static int read_failed(struct tls_conn *c, int r)
 {
-	int r = SSL_read(c->ssl, buf, (int)len), e;
+	int e = SSL_get_error(c->ssl, r);
 
-	if (r > 0) {
-		return r;
-	}
-	e = SSL_get_error(c->ssl, r);
 	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
 		return -EAGAIN;
 	}
@@ -733,6 +733,39 @@ int tls_conn_read(struct tls_conn *c, void *buf, size_t len)
 	}
 	set_detail_ssl(c, "read");
 	return -EPROTO;
+}
+
+/*
+ * SSL_read gives one record (at most 16 KiB) per call: keep going while
+ * records are in, so a bulk stream reaches the app in the caller's whole
+ * buffer, one write there per buffer instead of one per record.
+ */
+int tls_conn_read(struct tls_conn *c, void *buf, size_t len)
+{
+	size_t got = 0;
+	int r;
+
+	if (c->read_end_due) {
+		return c->read_end;
+	}
+	while (got < len) {
+		r = SSL_read(c->ssl, (char *)buf + got, (int)(len - got));
+		if (r > 0) {
+			got += (size_t)r;
+			continue;
+		}
+		r = read_failed(c, r);
+		if (!got) {
+			return r;
+		}
+		if (r != -EAGAIN) {
+			c->read_end_due = 1;
+			c->read_end = r;
+		}
+		ERR_clear_error();
+		break;
+	}
+	return (int)got;
 }
 
 int tls_conn_write(struct tls_conn *c, const void *buf, size_t len)
@@ -756,7 +789,8 @@ int tls_conn_trim(struct tls_conn *c)
 {
 	BIO *r, *w;
 
-	if (BIO_ctrl_pending(c->rbio) || BIO_ctrl_pending(c->wbio) || SSL_pending(c->ssl)) {
+	if (BIO_ctrl_pending(c->rbio) || BIO_ctrl_pending(c->wbio) || SSL_pending(c->ssl) ||
+	    c->read_end_due) {
 		return -EAGAIN;
 	}
 	/* A memory BIO keeps its largest buffer: fresh ones hold nothing. */

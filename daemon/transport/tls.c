@@ -46,13 +46,27 @@ static int idle(const struct tls_transport *tt)
 	       tls_conn_out_pending(tt->tls) == 0;
 }
 
+/*
+ * The ciphertext of a buffer of plaintext: TLS 1.3 adds 22 bytes to each
+ * record of up to 16 KiB (5 of header, 1 of content type, 16 of tag).  The
+ * output buffer holds a whole chunk's records, so a chunk goes out in one
+ * send: at exactly buffer_size it went out as a full buffer and a 44-byte
+ * tail, a second send and a second TCP segment per chunk.
+ */
+#define TLS_RECORD_OVERHEAD 64 /* per record, with room to spare */
+
+static size_t out_cap(size_t bs)
+{
+	return bs + (bs / 16384 + 2) * TLS_RECORD_OVERHEAD;
+}
+
 /* Both ciphertext buffers in one allocation: at the default buffer_size it
  * comes from mmap, so an idle connection's trim gives it back to the
  * system instead of leaving holes in the heap. */
 static int bufs(struct tls_transport *tt)
 {
 	if (!tt->nin) {
-		tt->nin = malloc(2 * tt->bs);
+		tt->nin = malloc(tt->bs + out_cap(tt->bs));
 		if (!tt->nin) {
 			return -ENOMEM;
 		}
@@ -77,7 +91,7 @@ static int flush_out(struct tls_transport *tt)
 			return tt->err = -ENOMEM;
 		}
 		tt->nout_off = 0;
-		tt->nout_len = (uint32_t)tls_conn_out_take(tt->tls, tt->nout, tt->bs);
+		tt->nout_len = (uint32_t)tls_conn_out_take(tt->tls, tt->nout, out_cap(tt->bs));
 		if (!tt->nout_len) {
 			return 0;
 		}
