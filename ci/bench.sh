@@ -28,6 +28,12 @@ if [ ! -x build/bench/idlehold ] || [ tests/bench/idlehold.c -nt build/bench/idl
 		tests/bench/idlehold.c
 fi
 
+# The limits helper (memcpy, loopback TCP) for the bulk rows, likewise.
+if [ ! -x build/bench/limits ] || [ tests/bench/limits.c -nt build/bench/limits ]; then
+	${CC:-cc} -O2 -g -Wall -Wextra -Werror -std=gnu11 -o build/bench/limits \
+		tests/bench/limits.c -lpthread
+fi
+
 # 10,000 idle connections through two proxies need ~4 fds each per process.
 ulimit -Hn 200000 2>/dev/null || true
 ulimit -Sn 200000 2>/dev/null || true

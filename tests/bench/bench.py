@@ -288,7 +288,7 @@ def rss_detail(pid):
 
 
 # The parts of a run, for --only.
-PARTS = ("load", "idle")
+PARTS = ("load", "idle", "limits")
 
 # When the RSS after an idle spike is read: this long after the proxies
 # closed the connections (issue 17: back near idle within 10 s).
@@ -401,7 +401,8 @@ class Bench:
         self.nofile = None
         self.post_load_rss = {}
         self.idle_reps = 1 if self.quick else 3
-        # Parts of the run (--only): load (wrk, curl, h2load, Go), idle.
+        # Parts of the run (--only): load (wrk, curl, h2load, Go), idle,
+        # limits (what this machine can do at most, for the bulk rows).
         self.parts = set((args.only or ",".join(PARTS)).split(","))
         unknown = self.parts - set(PARTS)
         if unknown:
@@ -427,6 +428,7 @@ class Bench:
         self.hap = {}
         self.rss_start = {}
         self.rss_start_detail = {}
+        self.limits = {}        # measure_limits()
         self.tls_info = {}
         self.gonet = None       # build/bench/gonet once built
         self.go_servers = {}    # go topology -> gonet serve process (its launcher)
@@ -466,9 +468,11 @@ class Bench:
                 raise CannotRun("%s is not installed (Debian package: %s)" % (
                     name, {"nginx": "nginx-light", "ip": "iproute2", "ss": "iproute2"}.get(
                         name, name)))
-        for f in ("ldmeshd", "ldmeshctl", "libldmesh.so", os.path.join("bench", "idlehold")):
+        for f in ("ldmeshd", "ldmeshctl", "libldmesh.so", os.path.join("bench", "idlehold"),
+                  os.path.join("bench", "limits")):
             if not os.path.exists(os.path.join(REPO, "build", f)):
-                raise CannotRun("build/%s is missing (make all; ci/bench.sh builds idlehold)" % f)
+                raise CannotRun("build/%s is missing (make all; ci/bench.sh builds idlehold "
+                                "and limits)" % f)
         if os.geteuid() != 0:
             raise CannotRun("network namespaces need root")
 
@@ -1130,7 +1134,50 @@ defaults
                     k = (rep - 1) % len(idle_topos)
                     for t in idle_topos[k:] + idle_topos[:k]:
                         self.idle_run(t, n, rep)
+        if "limits" in self.parts:
+            self.measure_limits()
         self.elapsed = time.monotonic() - t0
+
+    def measure_limits(self):
+        """The ceilings a bulk stream through the mesh runs under, on this
+        machine, in the same run: AES-256-GCM on one core (openssl speed,
+        16 KiB blocks: TLS records), memcpy bandwidth on one core, and one
+        plain TCP stream over loopback (build/bench/limits, in the client
+        pod).  Each 3 times; the medians go into the report."""
+        self.limits = {}
+        log("limits of this machine: openssl speed, memcpy, loopback TCP")
+        gcm, cache, mem, tcp, tcp_cpu = [], [], [], [], []
+        helper = os.path.join(REPO, "build", "bench", "limits")
+        for _ in range(3):
+            rc, out, err = self.r.run(None, ["openssl", "speed", "-evp", "aes-256-gcm",
+                                             "-seconds", "2", "-bytes", "16384"], timeout=60)
+            m = re.search(r"^AES-256-GCM\s+([\d.]+)k\s*$", out, re.M)
+            if rc == 0 and m:
+                gcm.append(float(m.group(1)) * 1000 / 1e6)
+            else:
+                self.errors.append("openssl speed: rc=%d %s" % (rc, (err or out)[-300:]))
+            rc, out, err = self.r.run(None, [helper, "memcpy"], timeout=60)
+            m = re.search(r"memcpy_cache_mb_s=(\d+) memcpy_mem_mb_s=(\d+)", out)
+            if rc == 0 and m:
+                cache.append(float(m.group(1)))
+                mem.append(float(m.group(2)))
+            else:
+                self.errors.append("limits memcpy: rc=%d %s" % (rc, err[-300:]))
+            rc, out, err = self.r.run(self.ns_c, [helper, "tcp", 1024], timeout=120)
+            m = re.search(r"tcp_mb_s=(\d+) cpu_ms_per_mib=([\d.]+)", out)
+            if rc == 0 and m:
+                tcp.append(float(m.group(1)))
+                tcp_cpu.append(float(m.group(2)) * 1000)
+            else:
+                self.errors.append("limits tcp: rc=%d %s" % (rc, err[-300:]))
+        self.limits = {"aes_256_gcm_mb_s": summarize(gcm), "memcpy_cache_mb_s": summarize(cache),
+                       "memcpy_mem_mb_s": summarize(mem), "loopback_tcp_mb_s": summarize(tcp),
+                       "loopback_tcp_cpu_us_per_mib": summarize(tcp_cpu)}
+        log("  AES-256-GCM %s MB/s per core; memcpy %s MB/s (cache) %s MB/s (memory); "
+            "loopback TCP %s MB/s" % tuple(
+                "%.0f" % x["median"] if x else "?" for x in (
+                    self.limits["aes_256_gcm_mb_s"], self.limits["memcpy_cache_mb_s"],
+                    self.limits["memcpy_mem_mb_s"], self.limits["loopback_tcp_mb_s"])))
 
     def load_runs(self):
         """Every workload but the idle connections, on every topology."""
@@ -1858,6 +1905,51 @@ defaults
                 "%.1f KiB (max of c/s daemons)" % (v / 1024) if v is not None else "n/a")
         return out
 
+    def markdown_limits(self, s, A, f):
+        """The limits of this machine beside the one long stream."""
+        L = self.limits or {}
+        gcm, tcp = L.get("aes_256_gcm_mb_s"), L.get("loopback_tcp_mb_s")
+        if not gcm and not tcp:
+            return
+        A("### The limits of this machine, and the one long stream against them")
+        A("")
+        A("| limit | measured | what it costs per MiB |")
+        A("|---|---|---|")
+        if gcm:
+            A("| AES-256-GCM, one core (`openssl speed -evp aes-256-gcm -bytes 16384`) | "
+              "%s MB/s | %.0f µs of CPU per pass; a meshed byte is encrypted once and "
+              "decrypted once: %.0f µs |" % (f(gcm), 2 ** 20 / gcm["median"],
+                                              2 * 2 ** 20 / gcm["median"]))
+        for key, label in (("memcpy_cache_mb_s", "memcpy, one core, 256 KiB blocks (in cache)"),
+                           ("memcpy_mem_mb_s", "memcpy, one core, 64 MiB blocks (memory)")):
+            x = L.get(key)
+            if x:
+                A("| %s | %s MB/s | %.0f µs per copy |" % (label, f(x), 2 ** 20 / x["median"]))
+        if tcp:
+            A("| one plain TCP stream over loopback (`build/bench/limits tcp`, 256 KiB writes) "
+              "| %s MB/s | %s µs of CPU (sender and receiver) |" % (
+                  f(tcp), f(L.get("loopback_tcp_cpu_us_per_mib"))))
+        A("")
+        rows = []
+        for t in ("direct", "ldmesh", "ldmesh-links", "haproxy"):
+            st = (s.get(t) or {}).get("stream") or {}
+            mb = (st.get("mb_per_s") or {}).get("median")
+            if not mb:
+                continue
+            cpu = (st.get("proxy_cpu_us_per_mib") or {}).get("median")
+            rows.append("| %s | %.0f | %s | %s | %s | %s |" % (
+                t, mb, "%.2f" % (mb / gcm["median"]) if gcm else "-",
+                "%.2f" % (mb / tcp["median"]) if tcp else "-",
+                "%.0f" % cpu if cpu else "-",
+                "%.1fx" % (cpu / (2 * 2 ** 20 / gcm["median"])) if cpu and gcm else "-"))
+        if rows:
+            A("| topology | stream MB/s | of AES-256-GCM on one core | of loopback TCP | "
+              "proxy CPU µs/MiB | vs AES-GCM's encrypt + decrypt |")
+            A("|---|---|---|---|---|---|")
+            for r in rows:
+                A(r)
+            A("")
+
     def markdown(self, res):
         s, m = res["summary"], res["machine"]
         lines = []
@@ -2030,6 +2122,7 @@ defaults
                 f(st.get("proxy_cpu_us_per_mib")), ratio(st, "mb_per_s_vs_direct"),
                 ratio(st, "mb_per_s_vs_haproxy")))
         A("")
+        self.markdown_limits(s, A, f)
         A("## Memory (RSS of each proxy process: c = client side, s = server side)")
         A("")
         hdr = "| topology | RSS idle at start | of it anon / file | RSS idle after load |"
@@ -2201,6 +2294,7 @@ defaults
             "mode": "quick" if self.quick else "full",
             "reps": self.reps, "duration_s": self.duration, "idle_sizes": self.idle_sizes,
             "stream_mib": self.stream_mib, "haproxy_threads": self.hap_threads,
+            "limits": self.limits,
             "rlimit_nofile": self.nofile,
             "wrk_threads": self.wrk_threads,
             "elapsed_s": getattr(self, "elapsed", 0),
