@@ -51,6 +51,7 @@ struct tls_conn {
 	/* The end of input (0, or -errno) met after plaintext that
 	 * tls_conn_read() returned first: returned at the next call. */
 	int read_end_due, read_end;
+	int rbio_borrowed; /* rbio reads the caller's buffer (tls_conn_feed_borrowed) */
 };
 
 static int conn_index = -1; /* SSL ex_data slot for struct tls_conn */
@@ -592,9 +593,72 @@ int tls_conn_alpn_h2(const struct tls_conn *c)
 	return n == 2 && !memcmp(p, "h2", 2);
 }
 
+/* A writable read BIO again, with what a borrowed one had left unread
+ * copied into it.  0 or -ENOMEM. */
+static int own_input(struct tls_conn *c)
+{
+	BIO *r;
+	char *p;
+	long n;
+
+	if (!c->rbio_borrowed) {
+		return 0;
+	}
+	r = BIO_new(BIO_s_mem());
+	if (!r) {
+		ERR_clear_error();
+		return -ENOMEM;
+	}
+	BIO_set_mem_eof_return(r, -1);
+	n = BIO_get_mem_data(c->rbio, &p);
+	if (n > 0 && BIO_write(r, p, (int)n) != (int)n) {
+		BIO_free(r);
+		ERR_clear_error();
+		return -ENOMEM;
+	}
+	SSL_set0_rbio(c->ssl, r); /* frees the borrowed one */
+	c->rbio = r;
+	c->rbio_borrowed = 0;
+	return 0;
+}
+
 int tls_conn_feed(struct tls_conn *c, const void *buf, size_t len)
 {
+	if (own_input(c) < 0) {
+		return -ENOMEM;
+	}
 	return BIO_write(c->rbio, buf, (int)len) == (int)len ? 0 : -ENOMEM;
+}
+
+/*
+ * A memory BIO costs two passes over every byte fed to it (BIO_write zeroes
+ * the room, then copies into it) before the engine copies the record out
+ * again: a read-only BIO over the caller's buffer costs none.  Only when
+ * nothing fed earlier is still unread; otherwise it is tls_conn_feed().
+ */
+int tls_conn_feed_borrowed(struct tls_conn *c, const void *buf, size_t len)
+{
+	BIO *r;
+
+	if (BIO_ctrl_pending(c->rbio) || !len) {
+		return tls_conn_feed(c, buf, len);
+	}
+	r = BIO_new_mem_buf(buf, (int)len);
+	if (!r) {
+		ERR_clear_error();
+		return tls_conn_feed(c, buf, len);
+	}
+	BIO_set_mem_eof_return(r, -1); /* empty means "wait", as for ours */
+	SSL_set0_rbio(c->ssl, r);
+	c->rbio = r;
+	c->rbio_borrowed = 1;
+	return 0;
+}
+
+int tls_conn_unborrow(struct tls_conn *c)
+{
+	/* Read to the end, a borrowed BIO never looks at the buffer again. */
+	return BIO_ctrl_pending(c->rbio) ? own_input(c) : 0;
 }
 
 static int fail(struct tls_conn *c, enum tls_reason r, const char *what)
@@ -806,6 +870,7 @@ int tls_conn_trim(struct tls_conn *c)
 	SSL_set_bio(c->ssl, r, w); /* frees the old pair */
 	c->rbio = r;
 	c->wbio = w;
+	c->rbio_borrowed = 0;
 	return 0;
 }
 

@@ -76,8 +76,16 @@ int tls_conn_use_h2(struct tls_conn *c);
 /* 1 when the handshake settled on h2. */
 int tls_conn_alpn_h2(const struct tls_conn *c);
 
-/* Ciphertext from the network. Returns 0 or -ENOMEM. */
+/* Ciphertext from the network (copied). Returns 0 or -ENOMEM. */
 int tls_conn_feed(struct tls_conn *c, const void *buf, size_t len);
+/* The same without a copy: the engine reads buf in place, so buf is lent
+ * to it until tls_conn_unborrow() (the caller's next use of buf, or its
+ * free); until then buf must stay as it is.  Returns 0 or -ENOMEM. */
+int tls_conn_feed_borrowed(struct tls_conn *c, const void *buf, size_t len);
+/* Gives back the buffer lent by tls_conn_feed_borrowed(): what the engine
+ * has not read yet is copied into its own.  No-op when nothing is lent.
+ * Returns 0 or -ENOMEM. */
+int tls_conn_unborrow(struct tls_conn *c);
 /* 1: handshake done; 0: needs more input; -EPROTO/-EACCES: failed (see reason). */
 int tls_conn_handshake(struct tls_conn *c);
 /* Server: the client is admitted (policy allowed it): send a session

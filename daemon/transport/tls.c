@@ -112,7 +112,8 @@ static int want_input(struct tls_transport *tt)
 	if (tt->nin_pending || tt->net_eof || tt->err) {
 		return tt->err;
 	}
-	if (bufs(tt) < 0) {
+	/* nin was lent to the engine (lower_read_done): take it back first. */
+	if (bufs(tt) < 0 || tls_conn_unborrow(tt->tls) < 0) {
 		return tt->err = -ENOMEM;
 	}
 	r = transport_read(tt->lower, tt->nin, tt->bs);
@@ -238,7 +239,7 @@ static void lower_read_done(struct tls_transport *tt, int res)
 		tt->err = res;
 	} else if (res == 0) {
 		tt->net_eof = 1;
-	} else if (tls_conn_feed(tt->tls, tt->nin, (size_t)res) < 0) {
+	} else if (tls_conn_feed_borrowed(tt->tls, tt->nin, (size_t)res) < 0) {
 		tt->net_eof = 1;
 		tt->err = -ENOMEM;
 	}
