@@ -109,7 +109,15 @@ size_t tls_conn_out_pending(const struct tls_conn *c);
 /* An idle connection lets go of its memory buffers; -EAGAIN when bytes are
  * still held (partial record, unread plaintext, unsent output). */
 int tls_conn_trim(struct tls_conn *c);
+/* Up to len bytes of ciphertext to send, taken from the engine. */
 size_t tls_conn_out_take(struct tls_conn *c, void *buf, size_t len);
+/* Lends buf (cap bytes) to the engine: what it writes from now on goes
+ * straight there while it fits and nothing else waits to be taken, saving
+ * a copy.  Only while tls_conn_out_pending() is 0; ended, before anything
+ * else uses the engine, by tls_conn_out_direct_end(), which returns how
+ * many bytes of buf were written (to send before what _take() gives). */
+void tls_conn_out_direct(struct tls_conn *c, void *buf, size_t cap);
+size_t tls_conn_out_direct_end(struct tls_conn *c);
 
 enum tls_reason tls_conn_reason(const struct tls_conn *c);
 /* Detail for logs (OpenSSL's words or ours). */

@@ -75,6 +75,27 @@ static int bufs(struct tls_transport *tt)
 	return 0;
 }
 
+/* Encrypts a chunk of plaintext: its records go straight into nout, which
+ * is free (the transport is idle: nothing to send, no send out), saving the
+ * copy out of the engine.  0, or -EPROTO / -ENOMEM. */
+static int write_chunk(struct tls_transport *tt, const char *buf, size_t n)
+{
+	size_t len;
+	int r;
+
+	if (bufs(tt) < 0) {
+		return -ENOMEM;
+	}
+	tls_conn_out_direct(tt->tls, tt->nout, out_cap(tt->bs));
+	r = tls_conn_write(tt->tls, buf, n);
+	len = tls_conn_out_direct_end(tt->tls);
+	if (len) {
+		tt->nout_off = 0;
+		tt->nout_len = (uint32_t)len;
+	}
+	return r < 0 ? -EPROTO : 0;
+}
+
 /* Sends ciphertext the engine produced, one buffer at a time. */
 static int flush_out(struct tls_transport *tt)
 {
@@ -200,8 +221,9 @@ static void drained(struct tls_transport *tt)
 		/* Taken now, reported now: the next chunk is read while this
 		 * one's ciphertext goes out. */
 		tt->want_write = 0;
-		if (tls_conn_write(tt->tls, tt->wbuf, tt->wlen) < 0) {
-			transport_event(&tt->t, TEV_WRITTEN, -EPROTO);
+		f = write_chunk(tt, tt->wbuf, tt->wlen);
+		if (f < 0) {
+			transport_event(&tt->t, TEV_WRITTEN, f);
 			return;
 		}
 		f = flush_out(tt);
@@ -328,6 +350,7 @@ static int tt_read(struct transport *t, char *buf, size_t cap)
 static int tt_write(struct transport *t, const char *buf, size_t n)
 {
 	struct tls_transport *tt = of(t);
+	int r;
 
 	if (tt->want_write || tt->written) {
 		return -EBUSY;
@@ -342,8 +365,9 @@ static int tt_write(struct transport *t, const char *buf, size_t n)
 		tt->wlen = n;
 		return -EINPROGRESS;
 	}
-	if (tls_conn_write(tt->tls, buf, n) < 0) {
-		return -EPROTO;
+	r = write_chunk(tt, buf, n);
+	if (r < 0) {
+		return r;
 	}
 	if (flush_out(tt) < 0) {
 		return tt->err;

@@ -930,6 +930,59 @@ static void test_feed_borrowed(void **state)
 	end_free(&sv);
 }
 
+/* Records written straight into a lent buffer while they fit, the rest
+ * kept in order for tls_conn_out_take(). */
+static void test_out_direct(void **state)
+{
+	struct tls_ctx *sctx = ctx_for(L_SERVER, P.bundle[0], td_buf);
+	struct tls_ctx *cctx = ctx_for(L_CLIENT, P.bundle[0], td_buf);
+	static uint8_t big[40000], got[40000], ct[48000];
+	static const size_t caps[] = {sizeof(ct), 20000, 1000};
+	struct end cl, sv;
+	size_t n, have, k;
+	int rc, rs, r, i;
+
+	(void)state;
+	end_tls(&cl, cctx, 0, NULL, NULL);
+	end_tls(&sv, sctx, 1, NULL, NULL);
+	tls_ctx_unref(sctx);
+	tls_ctx_unref(cctx);
+	drive(&cl, &sv, &rc, &rs);
+	assert_int_equal(rc, 1);
+	assert_int_equal(rs, 1);
+	for (i = 0; i < (int)sizeof(big); i++) {
+		big[i] = (uint8_t)(i * 29 + 7);
+	}
+	for (k = 0; k < sizeof(caps) / sizeof(caps[0]); k++) {
+		assert_int_equal(tls_conn_out_pending(cl.tc), 0);
+		tls_conn_out_direct(cl.tc, ct, caps[k]);
+		assert_int_equal(tls_conn_write(cl.tc, big, sizeof(big)), (int)sizeof(big));
+		n = tls_conn_out_direct_end(cl.tc);
+		if (k == 0) {
+			/* All three records fit: nothing left in the engine. */
+			assert_true(n > sizeof(big));
+			assert_int_equal(tls_conn_out_pending(cl.tc), 0);
+		} else if (k == 1) {
+			/* The first record fits, the others wait, in order. */
+			assert_true(n > 16384 && n < 20000);
+			assert_true(tls_conn_out_pending(cl.tc) > 0);
+		} else {
+			assert_int_equal(n, 0);
+		}
+		n += tls_conn_out_take(cl.tc, ct + n, sizeof(ct) - n);
+		assert_int_equal(tls_conn_out_pending(cl.tc), 0);
+		assert_int_equal(tls_conn_feed(sv.tc, ct, n), 0);
+		for (have = 0; have < sizeof(got);) {
+			r = tls_conn_read(sv.tc, got + have, sizeof(got) - have);
+			assert_true(r > 0);
+			have += (size_t)r;
+		}
+		assert_memory_equal(got, big, sizeof(big));
+	}
+	end_free(&cl);
+	end_free(&sv);
+}
+
 static void test_handshake_pinned_ok(void **state)
 {
 	struct tls_ctx *sctx = ctx_for(L_SERVER, P.bundle[0], td_buf);
@@ -1260,6 +1313,7 @@ int main(void)
 		cmocka_unit_test(test_handshake_resume),
 		cmocka_unit_test(test_handshake_failures),
 		cmocka_unit_test(test_feed_borrowed),
+		cmocka_unit_test(test_out_direct),
 		cmocka_unit_test(test_handshake_refused_server),
 		cmocka_unit_test(test_handshake_refused_client),
 		cmocka_unit_test(test_handshake_garbage),
