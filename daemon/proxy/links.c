@@ -222,7 +222,7 @@ static void link_reap(struct plink *ml)
 	    ml->refs) {
 		return;
 	}
-	ml->d->closed_untrimmed++; /* its memory: worth a heap trim (park.c) */
+	ml->d->links_untrimmed++; /* its memory: worth a heap trim (park.c) */
 	p->tab[ml->slot] = NULL;
 	link_free(ml);
 }

@@ -98,29 +98,34 @@ static void park_finish(struct proxy *d, struct conn *c)
  * What parking or closing freed in the middle of the heap (connection
  * objects, the TLS engine's records and SSL objects, the HTTP buffers,
  * links) stays resident: glibc only gives back an arena's top, and
- * long-lived objects sit above the holes.  Once a batch of connections went
- * idle or closed, and the heap holds enough resident free memory to be
- * worth it (heap_slack()), hand the whole free pages back.  At most once a
- * sweep (a second): the trim walks the whole heap; under steady churn freed
- * memory is reused at once, so the slack stays small and no trim runs.  Measured after 2,000 idle
- * meshed connections closed (docs/benchmarks.md): anonymous RSS 57-64 MiB
- * without it, 1.7-2.7 MiB with it (1.2 MiB at start).
+ * long-lived objects sit above the holes.  Hand the whole free pages back
+ * after a spike: once the live connections fell by a batch below their
+ * peak since the last trim, or a batch of connections went idle, or
+ * parks and closed links stopped coming for a sweep (a spike's tail);
+ * and only when the heap holds enough resident free memory to be worth it
+ * (heap_slack()).  At most once a sweep (a second): the trim walks the
+ * whole heap.  Steady churn (connections opened and closed at the same
+ * rate) is no fall below the peak: it never trims, and reuses its memory.
+ * Measured after 2,000 idle meshed connections closed
+ * (docs/benchmarks.md): anonymous RSS 52-64 MiB without it, 1.6-2.5 MiB
+ * with it (1.2 MiB at start).
  */
 #define HEAP_TRIM_BATCH 32
 #define HEAP_TRIM_SLACK (1u << 20)
 
 static void park_trim_heap(struct proxy *d)
 {
-	uint32_t n = d->parked_untrimmed + d->closed_untrimmed;
+	uint32_t n = d->parked_untrimmed + d->links_untrimmed;
+	int fell = d->live_peak - d->live >= HEAP_TRIM_BATCH;
+	int settled = n && (n >= HEAP_TRIM_BATCH || n == d->untrimmed_seen);
 	size_t slack, got;
 
-	/* A batch, or fewer that stopped growing for a sweep (the end of a
-	 * spike, or links closing: each holds as much as many connections). */
-	if (n == 0 || (n < HEAP_TRIM_BATCH && n != d->untrimmed_seen)) {
-		d->untrimmed_seen = n;
+	d->untrimmed_seen = n;
+	if (!fell && !settled) {
 		return;
 	}
-	d->parked_untrimmed = d->closed_untrimmed = d->untrimmed_seen = 0;
+	d->parked_untrimmed = d->links_untrimmed = d->untrimmed_seen = 0;
+	d->live_peak = d->live;
 	slack = heap_slack();
 	if (slack < HEAP_TRIM_SLACK) {
 		return;
