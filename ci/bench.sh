@@ -6,7 +6,7 @@
 # build/bench/results.json and build/bench/results.md (printed at the end);
 # see docs/benchmarks.md.
 #
-#   ci/bench.sh [--quick] [--reps N] [--duration S]
+#   ci/bench.sh [--quick] [--reps N] [--duration S] [--only load,idle,limits]
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -26,6 +26,12 @@ mkdir -p build/bench
 if [ ! -x build/bench/idlehold ] || [ tests/bench/idlehold.c -nt build/bench/idlehold ]; then
 	${CC:-cc} -O2 -g -Wall -Wextra -Werror -std=gnu11 -o build/bench/idlehold \
 		tests/bench/idlehold.c
+fi
+
+# The limits helper (memcpy, loopback TCP) for the bulk rows, likewise.
+if [ ! -x build/bench/limits ] || [ tests/bench/limits.c -nt build/bench/limits ]; then
+	${CC:-cc} -O2 -g -Wall -Wextra -Werror -std=gnu11 -o build/bench/limits \
+		tests/bench/limits.c -lpthread
 fi
 
 # 10,000 idle connections through two proxies need ~4 fds each per process.

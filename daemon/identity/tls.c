@@ -48,9 +48,141 @@ struct tls_conn {
 	char *peer_id; /* owned, NULL until the peer's SVID was read */
 	char resume_key[64];
 	int h2; /* a link between daemons: ALPN h2 only */
+	/* The end of input (0, or -errno) met after plaintext that
+	 * tls_conn_read() returned first: returned at the next call. */
+	int read_end_due, read_end;
+	int rbio_borrowed; /* rbio reads the caller's buffer (tls_conn_feed_borrowed) */
+	/* What the engine wrote (wbio is ours, out_method): straight into the
+	 * caller's buffer while tls_conn_out_direct() lends one and nothing
+	 * waits here, else into ovf, ovf_off..ovf_len not yet taken. */
+	char *direct;
+	size_t direct_cap, direct_len;
+	char *ovf; /* owned */
+	size_t ovf_off, ovf_len, ovf_cap;
 };
 
 static int conn_index = -1; /* SSL ex_data slot for struct tls_conn */
+/* The engine's output BIO (out_write): made once, with conn_index, by the
+ * first tls_ctx_new() (at start-up, before any loop runs); then read only. */
+static BIO_METHOD *out_method;
+
+/* ---- the engine's output ------------------------------------------------ */
+
+/*
+ * A memory BIO costs three passes over every byte of ciphertext: zeroing
+ * the room (BUF_MEM_grow_clean), the copy in, and the copy out to the
+ * transport's buffer.  This BIO copies the records once, into the
+ * transport's buffer when it lent one (a chunk being written), else into
+ * a plain buffer of ours (handshake flights, alerts, tickets).
+ */
+static size_t out_pending(const struct tls_conn *c)
+{
+	return c->ovf_len - c->ovf_off + c->direct_len;
+}
+
+static int out_write(BIO *b, const char *data, int n)
+{
+	struct tls_conn *c = BIO_get_data(b);
+	size_t len = n > 0 ? (size_t)n : 0;
+
+	BIO_clear_retry_flags(b);
+	if (!len) {
+		return 0;
+	}
+	/* In order: the lent buffer only while nothing waits in ours. */
+	if (c->direct && c->ovf_off == c->ovf_len && c->direct_len + len <= c->direct_cap) {
+		memcpy(c->direct + c->direct_len, data, len);
+		c->direct_len += len;
+		return n;
+	}
+	if (c->ovf_off == c->ovf_len) {
+		c->ovf_off = c->ovf_len = 0;
+	}
+	if (c->ovf_len + len > c->ovf_cap) {
+		size_t cap = c->ovf_cap ? c->ovf_cap : 4096;
+		char *p;
+		if (c->ovf_off) { /* taken from the front: move the rest down */
+			memmove(c->ovf, c->ovf + c->ovf_off, c->ovf_len - c->ovf_off);
+			c->ovf_len -= c->ovf_off;
+			c->ovf_off = 0;
+		}
+		while (cap < c->ovf_len + len) {
+			cap *= 2;
+		}
+		if (cap != c->ovf_cap) {
+			p = realloc(c->ovf, cap);
+			if (!p) {
+				return -1;
+			}
+			c->ovf = p;
+			c->ovf_cap = cap;
+		}
+	}
+	memcpy(c->ovf + c->ovf_len, data, len);
+	c->ovf_len += len;
+	return n;
+}
+
+static long out_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	struct tls_conn *c = BIO_get_data(b);
+
+	(void)num;
+	(void)ptr;
+	switch (cmd) {
+	case BIO_CTRL_PENDING:
+	case BIO_CTRL_WPENDING:
+		return (long)out_pending(c);
+	case BIO_CTRL_FLUSH:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static int out_method_init(void)
+{
+	BIO_METHOD *m;
+
+	if (out_method) {
+		return 0;
+	}
+	m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ldmesh out");
+	if (!m || !BIO_meth_set_write(m, out_write) || !BIO_meth_set_ctrl(m, out_ctrl)) {
+		BIO_meth_free(m);
+		ERR_clear_error();
+		return -ENOMEM;
+	}
+	out_method = m;
+	return 0;
+}
+
+static BIO *out_bio(struct tls_conn *c)
+{
+	BIO *b = BIO_new(out_method);
+
+	if (b) {
+		BIO_set_data(b, c);
+		BIO_set_init(b, 1);
+	}
+	return b;
+}
+
+void tls_conn_out_direct(struct tls_conn *c, void *buf, size_t cap)
+{
+	c->direct = buf;
+	c->direct_cap = cap;
+	c->direct_len = 0;
+}
+
+size_t tls_conn_out_direct_end(struct tls_conn *c)
+{
+	size_t n = c->direct_len;
+
+	c->direct = NULL;
+	c->direct_cap = c->direct_len = 0;
+	return n;
+}
 
 const char *tls_reason_name(enum tls_reason r)
 {
@@ -436,6 +568,10 @@ struct tls_ctx *tls_ctx_new(const struct config *cfg, char *err, size_t errlen)
 	if (conn_index < 0) {
 		conn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 	}
+	if (out_method_init() < 0) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
 	if (key_file_private(cfg->key, err, errlen) < 0) {
 		return NULL;
 	}
@@ -509,7 +645,7 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx, int server, const char *pin,
 	}
 	c->ssl = SSL_new(server ? ctx->server : ctx->client);
 	c->rbio = BIO_new(BIO_s_mem());
-	c->wbio = BIO_new(BIO_s_mem());
+	c->wbio = out_bio(c);
 	if (!c->ssl || !c->rbio || !c->wbio) {
 		SSL_free(c->ssl);
 		BIO_free(c->rbio);
@@ -564,6 +700,7 @@ void tls_conn_free(struct tls_conn *c)
 	}
 	SSL_free(c->ssl);
 	tls_ctx_unref(c->ctx);
+	free(c->ovf);
 	free(c->pin);
 	free(c->peer_id);
 	free(c);
@@ -589,9 +726,72 @@ int tls_conn_alpn_h2(const struct tls_conn *c)
 	return n == 2 && !memcmp(p, "h2", 2);
 }
 
+/* A writable read BIO again, with what a borrowed one had left unread
+ * copied into it.  0 or -ENOMEM. */
+static int own_input(struct tls_conn *c)
+{
+	BIO *r;
+	char *p;
+	long n;
+
+	if (!c->rbio_borrowed) {
+		return 0;
+	}
+	r = BIO_new(BIO_s_mem());
+	if (!r) {
+		ERR_clear_error();
+		return -ENOMEM;
+	}
+	BIO_set_mem_eof_return(r, -1);
+	n = BIO_get_mem_data(c->rbio, &p);
+	if (n > 0 && BIO_write(r, p, (int)n) != (int)n) {
+		BIO_free(r);
+		ERR_clear_error();
+		return -ENOMEM;
+	}
+	SSL_set0_rbio(c->ssl, r); /* frees the borrowed one */
+	c->rbio = r;
+	c->rbio_borrowed = 0;
+	return 0;
+}
+
 int tls_conn_feed(struct tls_conn *c, const void *buf, size_t len)
 {
+	if (own_input(c) < 0) {
+		return -ENOMEM;
+	}
 	return BIO_write(c->rbio, buf, (int)len) == (int)len ? 0 : -ENOMEM;
+}
+
+/*
+ * A memory BIO costs two passes over every byte fed to it (BIO_write zeroes
+ * the room, then copies into it) before the engine copies the record out
+ * again: a read-only BIO over the caller's buffer costs none.  Only when
+ * nothing fed earlier is still unread; otherwise it is tls_conn_feed().
+ */
+int tls_conn_feed_borrowed(struct tls_conn *c, const void *buf, size_t len)
+{
+	BIO *r;
+
+	if (BIO_ctrl_pending(c->rbio) || !len) {
+		return tls_conn_feed(c, buf, len);
+	}
+	r = BIO_new_mem_buf(buf, (int)len);
+	if (!r) {
+		ERR_clear_error();
+		return tls_conn_feed(c, buf, len);
+	}
+	BIO_set_mem_eof_return(r, -1); /* empty means "wait", as for ours */
+	SSL_set0_rbio(c->ssl, r);
+	c->rbio = r;
+	c->rbio_borrowed = 1;
+	return 0;
+}
+
+int tls_conn_unborrow(struct tls_conn *c)
+{
+	/* Read to the end, a borrowed BIO never looks at the buffer again. */
+	return BIO_ctrl_pending(c->rbio) ? own_input(c) : 0;
 }
 
 static int fail(struct tls_conn *c, enum tls_reason r, const char *what)
@@ -714,14 +914,11 @@ void tls_conn_accept_verdict(struct tls_conn *c)
 	}
 }
 
-int tls_conn_read(struct tls_conn *c, void *buf, size_t len)
+/* One SSL_read's failure as tls_conn_read() reports it. */
+static int read_failed(struct tls_conn *c, int r)
 {
-	int r = SSL_read(c->ssl, buf, (int)len), e;
+	int e = SSL_get_error(c->ssl, r);
 
-	if (r > 0) {
-		return r;
-	}
-	e = SSL_get_error(c->ssl, r);
 	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
 		return -EAGAIN;
 	}
@@ -733,6 +930,39 @@ int tls_conn_read(struct tls_conn *c, void *buf, size_t len)
 	}
 	set_detail_ssl(c, "read");
 	return -EPROTO;
+}
+
+/*
+ * SSL_read gives one record (at most 16 KiB) per call: keep going while
+ * records are in, so a bulk stream reaches the app in the caller's whole
+ * buffer, one write there per buffer instead of one per record.
+ */
+int tls_conn_read(struct tls_conn *c, void *buf, size_t len)
+{
+	size_t got = 0;
+	int r;
+
+	if (c->read_end_due) {
+		return c->read_end;
+	}
+	while (got < len) {
+		r = SSL_read(c->ssl, (char *)buf + got, (int)(len - got));
+		if (r > 0) {
+			got += (size_t)r;
+			continue;
+		}
+		r = read_failed(c, r);
+		if (!got) {
+			return r;
+		}
+		if (r != -EAGAIN) {
+			c->read_end_due = 1;
+			c->read_end = r;
+		}
+		ERR_clear_error();
+		break;
+	}
+	return (int)got;
 }
 
 int tls_conn_write(struct tls_conn *c, const void *buf, size_t len)
@@ -754,37 +984,47 @@ void tls_conn_close_notify(struct tls_conn *c)
 
 int tls_conn_trim(struct tls_conn *c)
 {
-	BIO *r, *w;
+	BIO *r;
 
-	if (BIO_ctrl_pending(c->rbio) || BIO_ctrl_pending(c->wbio) || SSL_pending(c->ssl)) {
+	if (BIO_ctrl_pending(c->rbio) || out_pending(c) || SSL_pending(c->ssl) || c->read_end_due) {
 		return -EAGAIN;
 	}
-	/* A memory BIO keeps its largest buffer: fresh ones hold nothing. */
+	/* A memory BIO keeps its largest buffer: a fresh one holds nothing. */
 	r = BIO_new(BIO_s_mem());
-	w = BIO_new(BIO_s_mem());
-	if (!r || !w) {
-		BIO_free(r);
-		BIO_free(w);
+	if (!r) {
 		ERR_clear_error();
 		return -ENOMEM;
 	}
 	BIO_set_mem_eof_return(r, -1);
-	SSL_set_bio(c->ssl, r, w); /* frees the old pair */
+	SSL_set0_rbio(c->ssl, r); /* frees the old one */
 	c->rbio = r;
-	c->wbio = w;
+	c->rbio_borrowed = 0;
+	free(c->ovf);
+	c->ovf = NULL;
+	c->ovf_off = c->ovf_len = c->ovf_cap = 0;
 	return 0;
 }
 
 size_t tls_conn_out_pending(const struct tls_conn *c)
 {
-	return BIO_ctrl_pending(c->wbio);
+	return out_pending(c);
 }
 
 size_t tls_conn_out_take(struct tls_conn *c, void *buf, size_t len)
 {
-	int r = BIO_read(c->wbio, buf, (int)len);
+	size_t n = c->ovf_len - c->ovf_off;
 
-	return r > 0 ? (size_t)r : 0;
+	if (!n) {
+		return 0;
+	}
+	/* Between tls_conn_out_direct() and _end() the lent buffer is the
+	 * caller's already; only ours is taken here. */
+	if (n > len) {
+		n = len;
+	}
+	memcpy(buf, c->ovf + c->ovf_off, n);
+	c->ovf_off += n;
+	return n;
 }
 
 enum tls_reason tls_conn_reason(const struct tls_conn *c)

@@ -76,8 +76,16 @@ int tls_conn_use_h2(struct tls_conn *c);
 /* 1 when the handshake settled on h2. */
 int tls_conn_alpn_h2(const struct tls_conn *c);
 
-/* Ciphertext from the network. Returns 0 or -ENOMEM. */
+/* Ciphertext from the network (copied). Returns 0 or -ENOMEM. */
 int tls_conn_feed(struct tls_conn *c, const void *buf, size_t len);
+/* The same without a copy: the engine reads buf in place, so buf is lent
+ * to it until tls_conn_unborrow() (the caller's next use of buf, or its
+ * free); until then buf must stay as it is.  Returns 0 or -ENOMEM. */
+int tls_conn_feed_borrowed(struct tls_conn *c, const void *buf, size_t len);
+/* Gives back the buffer lent by tls_conn_feed_borrowed(): what the engine
+ * has not read yet is copied into its own.  No-op when nothing is lent.
+ * Returns 0 or -ENOMEM. */
+int tls_conn_unborrow(struct tls_conn *c);
 /* 1: handshake done; 0: needs more input; -EPROTO/-EACCES: failed (see reason). */
 int tls_conn_handshake(struct tls_conn *c);
 /* Server: the client is admitted (policy allowed it): send a session
@@ -101,7 +109,15 @@ size_t tls_conn_out_pending(const struct tls_conn *c);
 /* An idle connection lets go of its memory buffers; -EAGAIN when bytes are
  * still held (partial record, unread plaintext, unsent output). */
 int tls_conn_trim(struct tls_conn *c);
+/* Up to len bytes of ciphertext to send, taken from the engine. */
 size_t tls_conn_out_take(struct tls_conn *c, void *buf, size_t len);
+/* Lends buf (cap bytes) to the engine: what it writes from now on goes
+ * straight there while it fits and nothing else waits to be taken, saving
+ * a copy.  Only while tls_conn_out_pending() is 0; ended, before anything
+ * else uses the engine, by tls_conn_out_direct_end(), which returns how
+ * many bytes of buf were written (to send before what _take() gives). */
+void tls_conn_out_direct(struct tls_conn *c, void *buf, size_t cap);
+size_t tls_conn_out_direct_end(struct tls_conn *c);
 
 enum tls_reason tls_conn_reason(const struct tls_conn *c);
 /* Detail for logs (OpenSSL's words or ours). */

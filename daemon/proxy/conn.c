@@ -80,7 +80,9 @@ struct conn *conn_new(struct proxy *d, enum conn_kind kind, int a_fd)
 	c->started_ms = c->last_ms = now_ms();
 	c->peer_id = "";
 	d->conns[slot] = c;
-	d->live++;
+	if (++d->live > d->live_peak) {
+		d->live_peak = d->live; /* a spike's height, for park.c's trim */
+	}
 	d->live_by_kind[kind]++;
 	return c;
 }

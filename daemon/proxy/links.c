@@ -63,7 +63,18 @@ struct plink {
 	struct sockaddr_storage sa;
 	socklen_t salen;
 	int64_t started_ms, deadline_ms, idle_since_ms;
+	uint8_t sole; /* idle, and found the only usable link of its key */
 };
+
+/*
+ * A burst of connections to one peer opens up to max_links_per_peer links
+ * (each ~250 KiB of buffers, TLS and HTTP/2 state in each daemon).  Once the
+ * burst is over, the links beyond the first to that peer drain after this
+ * long without a stream, rather than after links.idle_timeout_ms: memory
+ * comes back within seconds of a spike; the first link stays for the next
+ * connection.  pick() fills the lowest slots first, so the surplus empties.
+ */
+#define LINK_SURPLUS_IDLE_MS 3000
 
 static struct link_pool *pool(struct proxy *d)
 {
@@ -211,6 +222,7 @@ static void link_reap(struct plink *ml)
 	    ml->refs) {
 		return;
 	}
+	ml->d->links_untrimmed++; /* its memory: worth a heap trim (park.c) */
 	p->tab[ml->slot] = NULL;
 	link_free(ml);
 }
@@ -701,6 +713,7 @@ int links_connect(struct proxy *d, struct conn *c)
 	c->plink = ml;
 	ml->refs++;
 	ml->idle_since_ms = 0;
+	ml->sole = 0;
 	if (ml->state == PL_OPEN) {
 		attach_or_fail(ml, c);
 		return 1;
@@ -975,6 +988,43 @@ void links_complete(struct proxy *d, uint64_t ud, int res, int more)
 	link_reap(ml);
 }
 
+/* Whether ml can take a stream now: open, neither draining nor dead. */
+static int usable(struct plink *ml)
+{
+	struct h2link_stats s;
+
+	if (ml->state != PL_OPEN || !ml->h2) {
+		return 0;
+	}
+	h2link_get_stats(ml->h2, &s);
+	return !s.draining && !s.dead;
+}
+
+/* An idle client link drains when a lower slot holds a usable link of the
+ * same key (LINK_SURPLUS_IDLE_MS): of idle twins the lowest stays, as
+ * pick() would choose it.  Otherwise it is the one left, which it stays
+ * while idle (a new link of its key is only dialled when all are full). */
+static void drain_if_surplus(struct plink *ml)
+{
+	struct link_pool *p = pool(ml->d);
+	struct h2link_stats s;
+	uint32_t i;
+
+	h2link_get_stats(ml->h2, &s);
+	if (s.streams_open || ml->nwait || s.draining || s.dead) {
+		return;
+	}
+	for (i = 0; i < ml->slot && i < p->cap; i++) {
+		struct plink *o = p->tab[i];
+		if (o && !o->server && addr_same_ip(&o->peer, &ml->peer) &&
+		    pin_same(o->pin, ml->pin) && usable(o)) {
+			h2link_drain(ml->h2);
+			return;
+		}
+	}
+	ml->sole = 1;
+}
+
 void links_sweep(struct proxy *d, int64_t now)
 {
 	struct link_pool *p = pool(d);
@@ -1027,6 +1077,9 @@ void links_sweep(struct proxy *d, int64_t now)
 			if (!s.streams_open && !ml->nwait) {
 				h2link_drain(ml->h2);
 			}
+		} else if (!ml->server && ml->idle_since_ms && !ml->sole &&
+			   now - ml->idle_since_ms >= LINK_SURPLUS_IDLE_MS) {
+			drain_if_surplus(ml);
 		}
 	}
 }

@@ -120,7 +120,11 @@ struct proxy {
 	uint32_t nfree;
 	uint32_t live_by_kind[CONN_KINDS];
 	uint32_t parked; /* idle connections holding no buffers (park.c) */
-	uint32_t parked_untrimmed; /* parked since the heap was last trimmed */
+	/* Since the heap was last trimmed (park.c): connections parked, links
+	 * freed, the most connections live at once; and the first two's sum
+	 * at the last sweep. */
+	uint32_t parked_untrimmed, links_untrimmed, live_peak;
+	uint32_t untrimmed_seen;
 	struct conn **reap; /* closing conns to check at the end of the turn */
 	uint32_t nreap, capreap;
 

@@ -46,19 +46,54 @@ static int idle(const struct tls_transport *tt)
 	       tls_conn_out_pending(tt->tls) == 0;
 }
 
+/*
+ * The ciphertext of a buffer of plaintext: TLS 1.3 adds 22 bytes to each
+ * record of up to 16 KiB (5 of header, 1 of content type, 16 of tag).  The
+ * output buffer holds a whole chunk's records, so a chunk goes out in one
+ * send: at exactly buffer_size it went out as a full buffer and a 44-byte
+ * tail, a second send and a second TCP segment per chunk.
+ */
+#define TLS_RECORD_OVERHEAD 64 /* per record, with room to spare */
+
+static size_t out_cap(size_t bs)
+{
+	return bs + (bs / 16384 + 2) * TLS_RECORD_OVERHEAD;
+}
+
 /* Both ciphertext buffers in one allocation: at the default buffer_size it
  * comes from mmap, so an idle connection's trim gives it back to the
  * system instead of leaving holes in the heap. */
 static int bufs(struct tls_transport *tt)
 {
 	if (!tt->nin) {
-		tt->nin = malloc(2 * tt->bs);
+		tt->nin = malloc(tt->bs + out_cap(tt->bs));
 		if (!tt->nin) {
 			return -ENOMEM;
 		}
 		tt->nout = tt->nin + tt->bs;
 	}
 	return 0;
+}
+
+/* Encrypts a chunk of plaintext: its records go straight into nout, which
+ * is free (the transport is idle: nothing to send, no send out), saving the
+ * copy out of the engine.  0, or -EPROTO / -ENOMEM. */
+static int write_chunk(struct tls_transport *tt, const char *buf, size_t n)
+{
+	size_t len;
+	int r;
+
+	if (bufs(tt) < 0) {
+		return -ENOMEM;
+	}
+	tls_conn_out_direct(tt->tls, tt->nout, out_cap(tt->bs));
+	r = tls_conn_write(tt->tls, buf, n);
+	len = tls_conn_out_direct_end(tt->tls);
+	if (len) {
+		tt->nout_off = 0;
+		tt->nout_len = (uint32_t)len;
+	}
+	return r < 0 ? -EPROTO : 0;
 }
 
 /* Sends ciphertext the engine produced, one buffer at a time. */
@@ -77,7 +112,7 @@ static int flush_out(struct tls_transport *tt)
 			return tt->err = -ENOMEM;
 		}
 		tt->nout_off = 0;
-		tt->nout_len = (uint32_t)tls_conn_out_take(tt->tls, tt->nout, tt->bs);
+		tt->nout_len = (uint32_t)tls_conn_out_take(tt->tls, tt->nout, out_cap(tt->bs));
 		if (!tt->nout_len) {
 			return 0;
 		}
@@ -98,7 +133,8 @@ static int want_input(struct tls_transport *tt)
 	if (tt->nin_pending || tt->net_eof || tt->err) {
 		return tt->err;
 	}
-	if (bufs(tt) < 0) {
+	/* nin was lent to the engine (lower_read_done): take it back first. */
+	if (bufs(tt) < 0 || tls_conn_unborrow(tt->tls) < 0) {
 		return tt->err = -ENOMEM;
 	}
 	r = transport_read(tt->lower, tt->nin, tt->bs);
@@ -185,8 +221,9 @@ static void drained(struct tls_transport *tt)
 		/* Taken now, reported now: the next chunk is read while this
 		 * one's ciphertext goes out. */
 		tt->want_write = 0;
-		if (tls_conn_write(tt->tls, tt->wbuf, tt->wlen) < 0) {
-			transport_event(&tt->t, TEV_WRITTEN, -EPROTO);
+		f = write_chunk(tt, tt->wbuf, tt->wlen);
+		if (f < 0) {
+			transport_event(&tt->t, TEV_WRITTEN, f);
 			return;
 		}
 		f = flush_out(tt);
@@ -224,7 +261,7 @@ static void lower_read_done(struct tls_transport *tt, int res)
 		tt->err = res;
 	} else if (res == 0) {
 		tt->net_eof = 1;
-	} else if (tls_conn_feed(tt->tls, tt->nin, (size_t)res) < 0) {
+	} else if (tls_conn_feed_borrowed(tt->tls, tt->nin, (size_t)res) < 0) {
 		tt->net_eof = 1;
 		tt->err = -ENOMEM;
 	}
@@ -313,6 +350,7 @@ static int tt_read(struct transport *t, char *buf, size_t cap)
 static int tt_write(struct transport *t, const char *buf, size_t n)
 {
 	struct tls_transport *tt = of(t);
+	int r;
 
 	if (tt->want_write || tt->written) {
 		return -EBUSY;
@@ -327,8 +365,9 @@ static int tt_write(struct transport *t, const char *buf, size_t n)
 		tt->wlen = n;
 		return -EINPROGRESS;
 	}
-	if (tls_conn_write(tt->tls, buf, n) < 0) {
-		return -EPROTO;
+	r = write_chunk(tt, buf, n);
+	if (r < 0) {
+		return r;
 	}
 	if (flush_out(tt) < 0) {
 		return tt->err;

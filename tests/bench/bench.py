@@ -287,6 +287,14 @@ def rss_detail(pid):
     return out
 
 
+# The parts of a run, for --only.
+PARTS = ("load", "idle", "limits")
+
+# When the RSS after an idle spike is read: this long after the proxies
+# closed the connections (issue 17: back near idle within 10 s).
+AFTER_CLOSE_S = 10.0
+
+
 def fd_count(pid):
     try:
         return len(os.listdir("/proc/%d/fd" % pid))
@@ -393,6 +401,13 @@ class Bench:
         self.nofile = None
         self.post_load_rss = {}
         self.idle_reps = 1 if self.quick else 3
+        # Parts of the run (--only): load (wrk, curl, h2load, Go), idle,
+        # limits (what this machine can do at most, for the bulk rows).
+        self.parts = set((args.only or ",".join(PARTS)).split(","))
+        unknown = self.parts - set(PARTS)
+        if unknown:
+            raise SystemExit("bench.py: --only takes %s, not %s" % (
+                ",".join(PARTS), ",".join(sorted(unknown))))
         self.stream_mib = 128 if self.quick else 512
         self.hap_threads = int(os.environ.get("BENCH_HAPROXY_THREADS", "1"))
         self.wrk_threads = 2
@@ -413,6 +428,7 @@ class Bench:
         self.hap = {}
         self.rss_start = {}
         self.rss_start_detail = {}
+        self.limits = {}        # measure_limits()
         self.tls_info = {}
         self.gonet = None       # build/bench/gonet once built
         self.go_servers = {}    # go topology -> gonet serve process (its launcher)
@@ -452,9 +468,11 @@ class Bench:
                 raise CannotRun("%s is not installed (Debian package: %s)" % (
                     name, {"nginx": "nginx-light", "ip": "iproute2", "ss": "iproute2"}.get(
                         name, name)))
-        for f in ("ldmeshd", "ldmeshctl", "libldmesh.so", os.path.join("bench", "idlehold")):
+        for f in ("ldmeshd", "ldmeshctl", "libldmesh.so", os.path.join("bench", "idlehold"),
+                  os.path.join("bench", "limits")):
             if not os.path.exists(os.path.join(REPO, "build", f)):
-                raise CannotRun("build/%s is missing (make all; ci/bench.sh builds idlehold)" % f)
+                raise CannotRun("build/%s is missing (make all; ci/bench.sh builds idlehold "
+                                "and limits)" % f)
         if os.geteuid() != 0:
             raise CannotRun("network namespaces need root")
 
@@ -959,9 +977,16 @@ defaults
             rec["first_error"], rec["setup_ms"] = m.group(3), int(m.group(4))
             self.settle(topo, rec)
             rec["rss_held"] = {k: rss_bytes(p) for k, p in pids.items()}
+            rec["rss_held_detail"] = {k: rss_detail(p) for k, p in pids.items()}
             rec["bytes_per_conn"] = {
                 k: (rec["rss_held"][k] - before[k]) / rec["held"] if rec["held"] else None
                 for k in pids}
+            # The same, split: the process's own memory and mapped files.
+            for part, key in (("anon", "RssAnon"), ("file", "RssFile")):
+                rec["bytes_per_conn_" + part] = {
+                    k: (rec["rss_held_detail"][k].get(key, 0) -
+                        rec["rss_before_detail"][k].get(key, 0)) / rec["held"]
+                    if rec["held"] else None for k in pids}
             if rec["failed"]:
                 rec["problem"] = "%d of %d connections failed (%s)" % (
                     rec["failed"], n, rec["first_error"])
@@ -987,7 +1012,21 @@ defaults
                            60, "%s to close %d idle connections" % (topo, n), interval=0.2)
             except CannotRun as e:
                 self.notes.append(str(e))
+            closed = time.monotonic()
             rec["rss_after_close"] = {k: rss_bytes(p) for k, p in pids.items()}
+            # Memory after a spike: what each process still holds 10 s after
+            # the connections closed (the target: <= 2x its RSS before).
+            if pids and "rss_held" in rec:
+                time.sleep(max(0.0, closed + AFTER_CLOSE_S - time.monotonic()))
+                rec["rss_after_close_10s"] = {k: rss_bytes(p) for k, p in pids.items()}
+                rec["rss_after_close_10s_detail"] = {k: rss_detail(p) for k, p in pids.items()}
+                rec["after_close_10s_ratio"] = {
+                    k: rec["rss_after_close_10s"][k] / before[k] if before[k] else None
+                    for k in pids}
+                log("  %-15s idle %5d rep %d: 10 s after close %s" % (
+                    topo, n, rep, ", ".join("%s RSS %.1f MiB (%.2fx before)" % (
+                        k, rec["rss_after_close_10s"][k] / 2 ** 20,
+                        rec["after_close_10s_ratio"][k] or 0) for k in sorted(pids))))
             for p in stop:
                 self.r.stop(p, timeout=5)
         self.idle.append(rec)
@@ -1083,6 +1122,65 @@ defaults
     # --- the run --------------------------------------------------------------------
     def execute(self):
         t0 = time.monotonic()
+        if "load" in self.parts:
+            self.load_runs()
+        self.post_load_rss = {v: {k: rss_bytes(p.pid) for k, p in d.items()}
+                              for v, d in self.daemons.items()}
+        self.post_load_rss["haproxy"] = {k: rss_bytes(p.pid) for k, p in self.hap.items()}
+        if "idle" in self.parts:
+            idle_topos = ["direct", "ldmesh", "haproxy", "ldmesh-links"]
+            for n in self.idle_sizes:
+                for rep in range(1, self.idle_reps + 1):
+                    k = (rep - 1) % len(idle_topos)
+                    for t in idle_topos[k:] + idle_topos[:k]:
+                        self.idle_run(t, n, rep)
+        if "limits" in self.parts:
+            self.measure_limits()
+        self.elapsed = time.monotonic() - t0
+
+    def measure_limits(self):
+        """The ceilings a bulk stream through the mesh runs under, on this
+        machine, in the same run: AES-256-GCM on one core (openssl speed,
+        16 KiB blocks: TLS records), memcpy bandwidth on one core, and one
+        plain TCP stream over loopback (build/bench/limits, in the client
+        pod).  Each 3 times; the medians go into the report."""
+        self.limits = {}
+        log("limits of this machine: openssl speed, memcpy, loopback TCP")
+        gcm, cache, mem, tcp, tcp_cpu = [], [], [], [], []
+        helper = os.path.join(REPO, "build", "bench", "limits")
+        for _ in range(3):
+            rc, out, err = self.r.run(None, ["openssl", "speed", "-evp", "aes-256-gcm",
+                                             "-seconds", "2", "-bytes", "16384"], timeout=60)
+            m = re.search(r"^AES-256-GCM\s+([\d.]+)k\s*$", out, re.M)
+            if rc == 0 and m:
+                gcm.append(float(m.group(1)) * 1000 / 1e6)
+            else:
+                self.errors.append("openssl speed: rc=%d %s" % (rc, (err or out)[-300:]))
+            rc, out, err = self.r.run(None, [helper, "memcpy"], timeout=60)
+            m = re.search(r"memcpy_cache_mb_s=(\d+) memcpy_mem_mb_s=(\d+)", out)
+            if rc == 0 and m:
+                cache.append(float(m.group(1)))
+                mem.append(float(m.group(2)))
+            else:
+                self.errors.append("limits memcpy: rc=%d %s" % (rc, err[-300:]))
+            rc, out, err = self.r.run(self.ns_c, [helper, "tcp", 1024], timeout=120)
+            m = re.search(r"tcp_mb_s=(\d+) cpu_ms_per_mib=([\d.]+)", out)
+            if rc == 0 and m:
+                tcp.append(float(m.group(1)))
+                tcp_cpu.append(float(m.group(2)) * 1000)
+            else:
+                self.errors.append("limits tcp: rc=%d %s" % (rc, err[-300:]))
+        self.limits = {"aes_256_gcm_mb_s": summarize(gcm), "memcpy_cache_mb_s": summarize(cache),
+                       "memcpy_mem_mb_s": summarize(mem), "loopback_tcp_mb_s": summarize(tcp),
+                       "loopback_tcp_cpu_us_per_mib": summarize(tcp_cpu)}
+        log("  AES-256-GCM %s MB/s per core; memcpy %s MB/s (cache) %s MB/s (memory); "
+            "loopback TCP %s MB/s" % tuple(
+                "%.0f" % x["median"] if x else "?" for x in (
+                    self.limits["aes_256_gcm_mb_s"], self.limits["memcpy_cache_mb_s"],
+                    self.limits["memcpy_mem_mb_s"], self.limits["loopback_tcp_mb_s"])))
+
+    def load_runs(self):
+        """Every workload but the idle connections, on every topology."""
         topos = [t for t in self.topologies() if self.available.get(t) is True]
         self.verify_paths()
         self.verify_go()
@@ -1112,16 +1210,6 @@ defaults
                         self.stream(t, rep)
                     else:
                         self.wrk(t, workload, rep, self.duration)
-        self.post_load_rss = {v: {k: rss_bytes(p.pid) for k, p in d.items()}
-                              for v, d in self.daemons.items()}
-        self.post_load_rss["haproxy"] = {k: rss_bytes(p.pid) for k, p in self.hap.items()}
-        idle_topos = ["direct", "ldmesh", "haproxy", "ldmesh-links"]
-        for n in self.idle_sizes:
-            for rep in range(1, self.idle_reps + 1):
-                k = (rep - 1) % len(idle_topos)
-                for t in idle_topos[k:] + idle_topos[:k]:
-                    self.idle_run(t, n, rep)
-        self.elapsed = time.monotonic() - t0
 
     def same_pod(self, rep):
         """Issue 20: requests from inside the server pod to its own nginx at
@@ -1709,7 +1797,21 @@ defaults
                     continue
                 mem["idle_%d" % n] = {
                     k: {"rss_held": summarize([r["rss_held"][k] for r in recs]),
-                        "bytes_per_conn": summarize([r["bytes_per_conn"][k] for r in recs])}
+                        "bytes_per_conn": summarize([r["bytes_per_conn"][k] for r in recs]),
+                        "bytes_per_conn_anon": summarize(
+                            [(r.get("bytes_per_conn_anon") or {}).get(k) for r in recs]),
+                        "bytes_per_conn_file": summarize(
+                            [(r.get("bytes_per_conn_file") or {}).get(k) for r in recs]),
+                        "rss_before": summarize([r["rss_before"][k] for r in recs]),
+                        "rss_after_close": summarize(
+                            [(r.get("rss_after_close") or {}).get(k) for r in recs]),
+                        "rss_after_close_10s": summarize(
+                            [(r.get("rss_after_close_10s") or {}).get(k) for r in recs]),
+                        "rss_after_close_10s_anon": summarize(
+                            [((r.get("rss_after_close_10s_detail") or {}).get(k) or {}).get(
+                                "RssAnon") for r in recs]),
+                        "after_close_10s_ratio": summarize(
+                            [(r.get("after_close_10s_ratio") or {}).get(k) for r in recs])}
                     for k in pids}
         # ratios (of medians) to direct and to HAProxy
         for t in topos:
@@ -1770,6 +1872,14 @@ defaults
         add("<= 16 KiB per idle connection (%d held, each daemon)" % n, v, 16384,
             v is not None and v <= 16384,
             "%.1f KiB (max of c/s daemons)" % (v / 1024) if v is not None else "n/a")
+        for topo, label in (("ldmesh", ""), ("ldmesh-links", "links: ")):
+            idle = ((s.get(topo) or {}).get("memory") or {}).get("idle_%d" % n) or {}
+            vals = [x["after_close_10s_ratio"]["median"] for x in idle.values()
+                    if x.get("after_close_10s_ratio")]
+            v = max(vals) if vals else None
+            add("%sRSS 10 s after %d idle connections close <= 2x idle RSS (each daemon)" % (
+                label, n), v, 2.0, v is not None and v <= 2.0,
+                "%.2fx (max of c/s daemons)" % v if v is not None else "n/a")
         # Links (issue 13): the same run's ldmesh-links topology.
         K = s.get("ldmesh-links", {})
         if K:
@@ -1794,6 +1904,51 @@ defaults
                 16384, v is not None and v <= 16384,
                 "%.1f KiB (max of c/s daemons)" % (v / 1024) if v is not None else "n/a")
         return out
+
+    def markdown_limits(self, s, A, f):
+        """The limits of this machine beside the one long stream."""
+        L = self.limits or {}
+        gcm, tcp = L.get("aes_256_gcm_mb_s"), L.get("loopback_tcp_mb_s")
+        if not gcm and not tcp:
+            return
+        A("### The limits of this machine, and the one long stream against them")
+        A("")
+        A("| limit | measured | what it costs per MiB |")
+        A("|---|---|---|")
+        if gcm:
+            A("| AES-256-GCM, one core (`openssl speed -evp aes-256-gcm -bytes 16384`) | "
+              "%s MB/s | %.0f µs of CPU per pass; a meshed byte is encrypted once and "
+              "decrypted once: %.0f µs |" % (f(gcm), 2 ** 20 / gcm["median"],
+                                              2 * 2 ** 20 / gcm["median"]))
+        for key, label in (("memcpy_cache_mb_s", "memcpy, one core, 256 KiB blocks (in cache)"),
+                           ("memcpy_mem_mb_s", "memcpy, one core, 64 MiB blocks (memory)")):
+            x = L.get(key)
+            if x:
+                A("| %s | %s MB/s | %.0f µs per copy |" % (label, f(x), 2 ** 20 / x["median"]))
+        if tcp:
+            A("| one plain TCP stream over loopback (`build/bench/limits tcp`, 256 KiB writes) "
+              "| %s MB/s | %s µs of CPU (sender and receiver) |" % (
+                  f(tcp), f(L.get("loopback_tcp_cpu_us_per_mib"))))
+        A("")
+        rows = []
+        for t in ("direct", "ldmesh", "ldmesh-links", "haproxy"):
+            st = (s.get(t) or {}).get("stream") or {}
+            mb = (st.get("mb_per_s") or {}).get("median")
+            if not mb:
+                continue
+            cpu = (st.get("proxy_cpu_us_per_mib") or {}).get("median")
+            rows.append("| %s | %.0f | %s | %s | %s | %s |" % (
+                t, mb, "%.2f" % (mb / gcm["median"]) if gcm else "-",
+                "%.2f" % (mb / tcp["median"]) if tcp else "-",
+                "%.0f" % cpu if cpu else "-",
+                "%.1fx" % (cpu / (2 * 2 ** 20 / gcm["median"])) if cpu and gcm else "-"))
+        if rows:
+            A("| topology | stream MB/s | of AES-256-GCM on one core | of loopback TCP | "
+              "proxy CPU µs/MiB | vs AES-GCM's encrypt + decrypt |")
+            A("|---|---|---|---|---|---|")
+            for r in rows:
+                A(r)
+            A("")
 
     def markdown(self, res):
         s, m = res["summary"], res["machine"]
@@ -1967,6 +2122,7 @@ defaults
                 f(st.get("proxy_cpu_us_per_mib")), ratio(st, "mb_per_s_vs_direct"),
                 ratio(st, "mb_per_s_vs_haproxy")))
         A("")
+        self.markdown_limits(s, A, f)
         A("## Memory (RSS of each proxy process: c = client side, s = server side)")
         A("")
         hdr = "| topology | RSS idle at start | of it anon / file | RSS idle after load |"
@@ -1998,17 +2154,45 @@ defaults
         for t in ("ldmesh", "haproxy", "ldmesh-links"):
             for r in [x for x in self.idle if x["topology"] == t and "rss_held" in x]:
                 for k in ("c", "s"):
-                    rows.append("| %s %s | %d | %d | %.2f | %.1f | %.0f | %.1f |" % (
-                        t, k, r["n"], r["rep"], r["rss_before"][k] / 2 ** 20,
-                        r["rss_held"][k] / 2 ** 20, r["bytes_per_conn"][k] or 0,
-                        (r.get("rss_after_close") or {}).get(k, 0) / 2 ** 20))
+                    a10 = (r.get("rss_after_close_10s") or {}).get(k)
+                    rows.append("| %s %s | %d | %d | %.2f | %.1f | %.0f | %.0f / %.0f | %.1f | "
+                                "%s |" % (
+                                    t, k, r["n"], r["rep"], r["rss_before"][k] / 2 ** 20,
+                                    r["rss_held"][k] / 2 ** 20, r["bytes_per_conn"][k] or 0,
+                                    (r.get("bytes_per_conn_anon") or {}).get(k) or 0,
+                                    (r.get("bytes_per_conn_file") or {}).get(k) or 0,
+                                    (r.get("rss_after_close") or {}).get(k, 0) / 2 ** 20,
+                                    "%.1f (%.2fx)" % (a10 / 2 ** 20,
+                                                      r["after_close_10s_ratio"][k])
+                                    if a10 else "-"))
+        A("### After the spike: RSS 10 s after the N idle connections closed")
+        A("")
+        A("| proxy | N | RSS before (idle) | bytes per idle conn anon / file | "
+          "RSS right after close | RSS 10 s after close | of it anon | vs idle |")
+        A("|---|---|---|---|---|---|---|---|")
+        for t in ("ldmesh", "haproxy", "ldmesh-links"):
+            mem = (s.get(t) or {}).get("memory") or {}
+            for n in self.idle_sizes:
+                for k in ("c", "s"):
+                    x = (mem.get("idle_%d" % n) or {}).get(k)
+                    if not x or not x.get("rss_after_close_10s"):
+                        continue
+                    A("| %s %s | %d | %s MiB | %s / %s | %s MiB | %s MiB | %s MiB | %s |" % (
+                        t, k, n, f(x["rss_before"], "%.2f", 1 / 2 ** 20),
+                        f(x["bytes_per_conn_anon"]), f(x["bytes_per_conn_file"]),
+                        f(x["rss_after_close"], "%.1f", 1 / 2 ** 20),
+                        f(x["rss_after_close_10s"], "%.1f", 1 / 2 ** 20),
+                        f(x["rss_after_close_10s_anon"], "%.1f", 1 / 2 ** 20),
+                        f(x["after_close_10s_ratio"], "%.2fx")))
+        A("")
         if rows:
             A("")
             A("Each idle measurement on fresh proxy processes:")
             A("")
             A("| proxy | N | rep | RSS before MiB | RSS with N held MiB | bytes/conn | "
-              "RSS after the N closed MiB |")
-            A("|---|---|---|---|---|---|---|")
+              "of it anon / file | RSS right after the N closed MiB | "
+              "RSS 10 s after MiB (vs before) |")
+            A("|---|---|---|---|---|---|---|---|---|")
             lines.extend(rows)
         A("")
         A("RSS is user-space memory of the proxy process (anon: its own heap; file: mapped "
@@ -2110,6 +2294,7 @@ defaults
             "mode": "quick" if self.quick else "full",
             "reps": self.reps, "duration_s": self.duration, "idle_sizes": self.idle_sizes,
             "stream_mib": self.stream_mib, "haproxy_threads": self.hap_threads,
+            "limits": self.limits,
             "rlimit_nofile": self.nofile,
             "wrk_threads": self.wrk_threads,
             "elapsed_s": getattr(self, "elapsed", 0),
@@ -2138,6 +2323,9 @@ def main():
     ap.add_argument("--reps", type=int, help="repetitions (default 3, quick 1)")
     ap.add_argument("--duration", type=int, help="seconds per wrk run (default 10, quick 3)")
     ap.add_argument("--out", default=os.path.join(REPO, "build", "bench"))
+    ap.add_argument("--only", metavar="PARTS",
+                    help="run only these parts (comma-separated: %s); the others' "
+                    "rows read - or n/a" % ",".join(PARTS))
     ap.add_argument("--profile", metavar="WORKLOADS",
                     help="instead of the benchmark: perf profiles of the ldmesh and HAProxy "
                     "processes under these workloads (comma-separated: ka,close,bulk)")

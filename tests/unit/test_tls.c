@@ -845,9 +845,12 @@ static void test_handshake_ok(void **state)
 	}
 	assert_int_equal(tls_conn_write(sv.tc, big, sizeof(big)), (int)sizeof(big));
 	pump(&sv, &cl);
-	for (have = 0; have < sizeof(got);) {
+	/* All the records that are in, in one call (not a record per call),
+	 * up to the caller's buffer. */
+	assert_int_equal(tls_conn_read(cl.tc, got, 40000), 40000);
+	for (have = 40000; have < sizeof(got);) {
 		r = tls_conn_read(cl.tc, got + have, sizeof(got) - have);
-		assert_true(r > 0);
+		assert_int_equal(r, (int)(sizeof(got) - have));
 		have += (size_t)r;
 	}
 	assert_memory_equal(got, big, sizeof(big));
@@ -864,6 +867,118 @@ static void test_handshake_ok(void **state)
 	assert_memory_equal(buf, "bye", 3);
 	assert_int_equal(tls_conn_read(cl.tc, buf, sizeof(buf)), 0);
 
+	end_free(&cl);
+	end_free(&sv);
+}
+
+/* Ciphertext lent to the engine: read in place, and what is still unread
+ * when the buffer is taken back is the engine's own copy. */
+static void test_feed_borrowed(void **state)
+{
+	struct tls_ctx *sctx = ctx_for(L_SERVER, P.bundle[0], td_buf);
+	struct tls_ctx *cctx = ctx_for(L_CLIENT, P.bundle[0], td_buf);
+	static uint8_t big[40000], got[40000], ct[48000];
+	struct end cl, sv;
+	size_t n, have;
+	int rc, rs, r, i;
+
+	(void)state;
+	end_tls(&cl, cctx, 0, NULL, NULL);
+	end_tls(&sv, sctx, 1, NULL, NULL);
+	tls_ctx_unref(sctx);
+	tls_ctx_unref(cctx);
+	drive(&cl, &sv, &rc, &rs);
+	assert_int_equal(rc, 1);
+	assert_int_equal(rs, 1);
+	for (i = 0; i < (int)sizeof(big); i++) {
+		big[i] = (uint8_t)(i * 13 + 1);
+	}
+	assert_int_equal(tls_conn_write(cl.tc, big, sizeof(big)), (int)sizeof(big));
+	n = tls_conn_out_take(cl.tc, ct, sizeof(ct));
+	assert_true(n > sizeof(big) && n < sizeof(ct));
+	assert_int_equal(tls_conn_out_pending(cl.tc), 0);
+
+	assert_int_equal(tls_conn_feed_borrowed(sv.tc, ct, n), 0);
+	assert_int_equal(tls_conn_read(sv.tc, got, 1000), 1000);
+	/* Taken back with records unread: they must survive the buffer. */
+	assert_int_equal(tls_conn_unborrow(sv.tc), 0);
+	memset(ct, 0, sizeof(ct));
+	for (have = 1000; have < sizeof(got);) {
+		r = tls_conn_read(sv.tc, got + have, sizeof(got) - have);
+		assert_true(r > 0);
+		have += (size_t)r;
+	}
+	assert_memory_equal(got, big, sizeof(big));
+	assert_int_equal(tls_conn_read(sv.tc, got, sizeof(got)), -EAGAIN);
+
+	/* Read to the end before it is taken back: nothing to copy, and the
+	 * next ciphertext (copied or lent) reads as usual. */
+	assert_int_equal(tls_conn_write(cl.tc, big, 5000), 5000);
+	n = tls_conn_out_take(cl.tc, ct, sizeof(ct));
+	assert_int_equal(tls_conn_feed_borrowed(sv.tc, ct, n), 0);
+	assert_int_equal(tls_conn_read(sv.tc, got, sizeof(got)), 5000);
+	assert_int_equal(tls_conn_unborrow(sv.tc), 0);
+	memset(ct, 0, sizeof(ct));
+	assert_int_equal(tls_conn_read(sv.tc, got, sizeof(got)), -EAGAIN);
+	assert_int_equal(tls_conn_write(cl.tc, "after", 5), 5);
+	n = tls_conn_out_take(cl.tc, ct, sizeof(ct));
+	assert_int_equal(tls_conn_feed(sv.tc, ct, n), 0);
+	assert_int_equal(tls_conn_read(sv.tc, got, sizeof(got)), 5);
+	assert_memory_equal(got, "after", 5);
+
+	end_free(&cl);
+	end_free(&sv);
+}
+
+/* Records written straight into a lent buffer while they fit, the rest
+ * kept in order for tls_conn_out_take(). */
+static void test_out_direct(void **state)
+{
+	struct tls_ctx *sctx = ctx_for(L_SERVER, P.bundle[0], td_buf);
+	struct tls_ctx *cctx = ctx_for(L_CLIENT, P.bundle[0], td_buf);
+	static uint8_t big[40000], got[40000], ct[48000];
+	static const size_t caps[] = {sizeof(ct), 20000, 1000};
+	struct end cl, sv;
+	size_t n, have, k;
+	int rc, rs, r, i;
+
+	(void)state;
+	end_tls(&cl, cctx, 0, NULL, NULL);
+	end_tls(&sv, sctx, 1, NULL, NULL);
+	tls_ctx_unref(sctx);
+	tls_ctx_unref(cctx);
+	drive(&cl, &sv, &rc, &rs);
+	assert_int_equal(rc, 1);
+	assert_int_equal(rs, 1);
+	for (i = 0; i < (int)sizeof(big); i++) {
+		big[i] = (uint8_t)(i * 29 + 7);
+	}
+	for (k = 0; k < sizeof(caps) / sizeof(caps[0]); k++) {
+		assert_int_equal(tls_conn_out_pending(cl.tc), 0);
+		tls_conn_out_direct(cl.tc, ct, caps[k]);
+		assert_int_equal(tls_conn_write(cl.tc, big, sizeof(big)), (int)sizeof(big));
+		n = tls_conn_out_direct_end(cl.tc);
+		if (k == 0) {
+			/* All three records fit: nothing left in the engine. */
+			assert_true(n > sizeof(big));
+			assert_int_equal(tls_conn_out_pending(cl.tc), 0);
+		} else if (k == 1) {
+			/* The first record fits, the others wait, in order. */
+			assert_true(n > 16384 && n < 20000);
+			assert_true(tls_conn_out_pending(cl.tc) > 0);
+		} else {
+			assert_int_equal(n, 0);
+		}
+		n += tls_conn_out_take(cl.tc, ct + n, sizeof(ct) - n);
+		assert_int_equal(tls_conn_out_pending(cl.tc), 0);
+		assert_int_equal(tls_conn_feed(sv.tc, ct, n), 0);
+		for (have = 0; have < sizeof(got);) {
+			r = tls_conn_read(sv.tc, got + have, sizeof(got) - have);
+			assert_true(r > 0);
+			have += (size_t)r;
+		}
+		assert_memory_equal(got, big, sizeof(big));
+	}
 	end_free(&cl);
 	end_free(&sv);
 }
@@ -1197,6 +1312,8 @@ int main(void)
 		cmocka_unit_test(test_handshake_pinned_ok),
 		cmocka_unit_test(test_handshake_resume),
 		cmocka_unit_test(test_handshake_failures),
+		cmocka_unit_test(test_feed_borrowed),
+		cmocka_unit_test(test_out_direct),
 		cmocka_unit_test(test_handshake_refused_server),
 		cmocka_unit_test(test_handshake_refused_client),
 		cmocka_unit_test(test_handshake_garbage),
