@@ -53,6 +53,7 @@ struct bal_endpoint {
 	uint32_t backoff_ms;
 	int64_t out_until_ms;
 	uint64_t connections_total, failures_total;
+	int64_t verdict_us; /* when the last connect result came, 0: none yet */
 };
 
 /* Where a DNS service's endpoints come from, and when they are asked for
@@ -128,6 +129,15 @@ void balancer_result(struct bal_endpoint *e, int ok, int64_t latency_us, int64_t
 void balancer_observe(struct bal_endpoint *e, int64_t latency_us, int64_t now_us);
 /* The connection that picked e has ended. */
 void balancer_release(struct bal_endpoint *e);
+
+/*
+ * Adds src's services into dst for showing several event loops' balancers
+ * as one (balance_merge.c): the first src is copied; later ones add their
+ * counters, and each endpoint shows the state of the loop that heard from
+ * it last.  dst is a scratch balancer (balancer_fini() frees it); it
+ * borrows the first src's config.  0 or -ENOMEM.
+ */
+int balancer_merge(struct balancer *dst, const struct balancer *src);
 
 /* `ldmeshctl services`: a table, or a JSON array. */
 void balancer_list(const struct balancer *b, struct strbuf *out, int json, int64_t now_us);

@@ -45,6 +45,9 @@ struct link_pool {
 /* Opens the link listener on inbound.link_port (a warning, not fatal, when
  * it cannot: peers then fall back).  0 or -errno. */
 int links_open(struct proxy *d);
+/* A link connection another event loop's listener accepted and passed
+ * here: served as if accepted here (fd is ours). */
+void links_adopt(struct proxy *d, int fd);
 /* Completions of the pool's loop operations (UD_PLINK_*). */
 void links_complete(struct proxy *d, uint64_t ud, int res, int more);
 /* About once a second: PINGs, idle links, deadlines, freeing. */

@@ -351,6 +351,81 @@ void tel_response_grpc(struct tel_series *s, int code, int grpc, int64_t latency
 	}
 }
 
+/* ---- merging the event loops' series ---------------------------------------- */
+
+int tel_merge(struct telemetry *dst, const struct telemetry *src)
+{
+	const struct tel_series *s;
+	uint16_t i;
+	int k;
+
+	dst->overflow_total += src->overflow_total;
+	if (src->started_ms && (!dst->started_ms || src->started_ms < dst->started_ms)) {
+		dst->started_ms = src->started_ms;
+	}
+	for (s = src->head; s; s = s->next) {
+		struct key key = {
+			.dir = s->dir,
+			.tls = s->tls,
+			.kind = s->kind,
+			.port = s->port,
+			.target = s->target_addr,
+			.peer = s->peer_id,
+			.authority = s->authority,
+			.route = s->route,
+		};
+		/* dst is a scratch copy sized for every loop's series, so an
+		 * "overflow" series of src lands in one of the same labels. */
+		struct tel_series *d = lookup(dst, &key);
+
+		if (!d) {
+			return -ENOMEM;
+		}
+		d->tcp_open += s->tcp_open;
+		d->tcp_read += s->tcp_read;
+		d->tcp_write += s->tcp_write;
+		d->tcp_live += s->tcp_live;
+		d->requests += s->requests;
+		d->allowed += s->allowed;
+		d->denied += s->denied;
+		for (i = 0; i < s->n_close; i++) {
+			const struct tel_close *c = &s->closes[i];
+			struct tel_close *e =
+				entry_of((void **)&d->closes, &d->n_close, &d->cap_close, sizeof(*e),
+					 TEL_MAX_CLOSE, c, offsetof(struct tel_close, count));
+			if (!e) {
+				return -ENOMEM;
+			}
+			e->count += c->count;
+			e->sum_ms += c->sum_ms;
+			for (k = 0; k < LDM_LATENCY_NBUCKETS; k++) {
+				e->buckets[k] += c->buckets[k];
+			}
+		}
+		for (i = 0; i < s->n_status; i++) {
+			const struct tel_status *st = &s->status[i];
+			struct tel_status key2;
+			struct tel_status *e;
+
+			memset(&key2, 0, sizeof(key2));
+			key2.code = st->code;
+			key2.grpc = st->grpc;
+			e = entry_of((void **)&d->status, &d->n_status, &d->cap_status, sizeof(*e),
+				     TEL_MAX_STATUS, &key2,
+				     offsetof(struct tel_status, grpc) + sizeof(key2.grpc));
+			if (!e) {
+				return -ENOMEM;
+			}
+			e->count += st->count;
+			e->sum_us += st->sum_us;
+			for (k = 0; k < LDM_LATENCY_NBUCKETS; k++) {
+				e->buckets[k] += st->buckets[k];
+			}
+		}
+	}
+	return 0;
+}
+
 /* ---- ldmeshctl stats ----------------------------------------------------- */
 
 struct row {

@@ -264,6 +264,7 @@ def config_text(pod, svid=None, mtls=None, ports=None, mesh_networks=None, egres
     lines = ['runtime_dir = "%s";' % pod.runtime_dir,
              'admin_addr = "127.0.0.1:%d";' % ADMIN_PORT,
              'io_backend = "%s";' % pod.mode.backend,
+             "workers = %d;" % pod.mode.workers,
              "drain_timeout_ms = %d;" % podlib.DRAIN_MS,
              'trust_domain = "%s";' % TD]
     if svid is not None:
