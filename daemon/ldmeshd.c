@@ -99,8 +99,7 @@ int ldmeshd_reload(struct ldmeshd *d, char *err, size_t errlen)
 		accesslog_configure(&d->alog, d->px.cfg->access_log, ignored, sizeof(ignored));
 		goto err_free_policy;
 	}
-	tel_set_max(&d->tel, cfg->max_series);
-	apply_config(d, cfg);
+	apply_config(d, cfg); /* tel_set_max() is each loop's, at adoption */
 	/* In-flight requests already have their decision; new ones use this.
 	 * Every loop adopts it at its next turn; the old one is freed when
 	 * the last lets go of it. */

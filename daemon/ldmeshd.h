@@ -106,6 +106,8 @@ struct worker {
 /* workers.c */
 /* How many loops cfg asks for: workers, or the usable CPUs up to max_workers. */
 int workers_wanted(const struct config *cfg);
+/* The telemetry series each loop may hold: its share of max_series. */
+int workers_series_cap(const struct ldmeshd *d, const struct config *cfg);
 /* Publishes cfg and policy (owned from here) and the current SVID for every
  * loop; loop 0 adopts them at once, the others at their next turn. */
 int workers_publish(struct ldmeshd *d, struct config *cfg, struct policy_set *policy);

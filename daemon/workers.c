@@ -94,6 +94,15 @@ int workers_wanted(const struct config *cfg)
 	return n < cfg->max_workers ? n : cfg->max_workers;
 }
 
+int workers_series_cap(const struct ldmeshd *d, const struct config *cfg)
+{
+	int n = d->nworkers > 1 ? d->nworkers : 1;
+
+	/* Each loop holds its share, so that the scrape, which adds them up,
+	 * shows at most max_series label sets. */
+	return cfg->max_series / n > 0 ? cfg->max_series / n : 1;
+}
+
 /* w takes what loop 0 published last, if it has not yet. */
 static void adopt(struct worker *w)
 {
@@ -133,10 +142,10 @@ static void adopt(struct worker *w)
 				log_warn("loop %d: access log: %s", w->index, err);
 			}
 		}
-		tel_set_max(w->tel, conf->cfg->max_series);
 	} else {
 		tls_ctx_unref(tls);
 	}
+	tel_set_max(w->tel, workers_series_cap(d, conf->cfg));
 }
 
 int workers_publish(struct ldmeshd *d, struct config *cfg, struct policy_set *policy)
@@ -244,7 +253,7 @@ void workers_wake_all(struct ldmeshd *d)
 {
 	int i;
 
-	for (i = 1; i < d->nworkers; i++) {
+	for (i = 0; i < d->nworkers; i++) {
 		struct worker *w = d->workers[i];
 		if (!atomic_exchange(&w->mail, 1)) {
 			(void)!write(w->wake_wr, "w", 1);
@@ -256,8 +265,8 @@ void workers_arm_wake(struct worker *w)
 {
 	struct loop *l = w->px->loop;
 
-	if (w->index == 0 || w->wake_armed) {
-		return; /* loop 0 is woken by what it serves and its 1 s timeout */
+	if (w->wake_armed || w->d->nworkers < 2) {
+		return;
 	}
 	if (l->ops->recv(l, w->wake_rd, w->wake_buf, sizeof(w->wake_buf),
 			 ud_make(UD_WORKER_WAKE, 0, 0)) == 0) {
@@ -534,14 +543,12 @@ static struct worker *worker_new(struct ldmeshd *d, int index)
 	w->index = index;
 	w->wake_rd = w->wake_wr = -1;
 	pthread_mutex_init(&w->lock, NULL);
-	if (index) {
-		if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
-			free(w);
-			return NULL;
-		}
-		w->wake_rd = sv[0];
-		w->wake_wr = sv[1];
+	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
+		free(w);
+		return NULL;
 	}
+	w->wake_rd = sv[0];
+	w->wake_wr = sv[1];
 	return w;
 }
 
@@ -561,7 +568,7 @@ static int worker_setup(struct ldmeshd *d, struct worker *w)
 	px->id = w->id;
 	px->tel = w->tel;
 	px->alog = w->alog;
-	if (tel_init(w->tel, d->px.cfg->max_series) < 0) {
+	if (tel_init(w->tel, workers_series_cap(d, d->px.cfg)) < 0) {
 		return -ENOMEM;
 	}
 	accesslog_init(w->alog);
@@ -606,7 +613,7 @@ int workers_start(struct ldmeshd *d, int n)
 	d->px.cfg = d->pub_conf->cfg;
 	d->px.policy = d->pub_conf->policy;
 	proxy_setup(d, d->workers[0]);
-	d->nworkers = 1;
+	d->nworkers = n; /* for workers_series_cap() from here */
 	if (n > 1) {
 		d->alog.write_lock = &d->alog_lock;
 	}
@@ -616,7 +623,6 @@ int workers_start(struct ldmeshd *d, int n)
 			return -ENOMEM;
 		}
 		d->workers[i] = w;
-		d->nworkers = i + 1;
 		r = worker_setup(d, w);
 		if (r < 0) {
 			return r;
@@ -636,6 +642,7 @@ int workers_start(struct ldmeshd *d, int n)
 		w->started = 1;
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	tel_set_max(&d->tel, workers_series_cap(d, d->px.cfg));
 	pthread_mutex_lock(&d->call_lock);
 	for (i = 1, r = 0; i < n; i++) {
 		struct worker *w = d->workers[i];
@@ -687,8 +694,12 @@ void workers_stop(struct ldmeshd *d)
 	workers_wake_all(d);
 	for (i = 1; i < d->nworkers; i++) {
 		struct worker *w = d->workers[i];
-		struct proxy *px = &w->own_px;
+		struct proxy *px;
 
+		if (!w) {
+			continue; /* workers_start() failed before it */
+		}
+		px = &w->own_px;
 		if (w->started) {
 			pthread_join(w->thread, NULL);
 		} else {
@@ -714,9 +725,13 @@ void workers_stop(struct ldmeshd *d)
 		free(w);
 	}
 	if (d->workers[0]) {
-		conf_put(d->workers[0]->conf);
-		free(d->workers[0]->inbox);
-		free(d->workers[0]);
+		struct worker *w0 = d->workers[0];
+		conf_put(w0->conf);
+		free(w0->inbox);
+		close(w0->wake_rd);
+		close(w0->wake_wr);
+		pthread_mutex_destroy(&w0->lock);
+		free(w0);
 	}
 	free(d->workers);
 	d->workers = NULL;

@@ -113,6 +113,33 @@ static struct tel_series *series_new(const struct key *k)
 	return s;
 }
 
+/* The one series of a direction and kind that label sets past max_series
+ * share: rendered with the rest, not in the hash, not counted in n. */
+static struct tel_series *overflow_series(struct telemetry *t, int dir, int kind)
+{
+	struct tel_series **o = &t->overflow[dir][kind];
+
+	if (!*o) {
+		/* Rendered with the rest; not in the hash, not counted in n. */
+		struct key ok = {
+		.dir = dir,
+		.tls = TEL_TLS_TRUE,
+		.kind = kind,
+		.target = "overflow",
+		.peer = "",
+		.authority = kind == TEL_TCP ? "" : "overflow",
+		.route = kind >= TEL_ROUTE ? "overflow" : "",
+		};
+		*o = series_new(&ok);
+		if (*o) {
+		*t->tail = *o;
+		t->tail = &(*o)->next;
+		}
+	}
+	return *o;
+
+}
+
 static struct tel_series *lookup(struct telemetry *t, const struct key *k)
 {
 	uint32_t h = key_hash(k);
@@ -127,26 +154,8 @@ static struct tel_series *lookup(struct telemetry *t, const struct key *k)
 	}
 	if (t->n >= t->max) {
 		/* Bounded cardinality: past max_series, one shared series. */
-		struct tel_series **o = &t->overflow[k->dir][k->kind];
 		t->overflow_total++;
-		if (!*o) {
-			/* Rendered with the rest; not in the hash, not counted in n. */
-			struct key ok = {
-				.dir = k->dir,
-				.tls = TEL_TLS_TRUE,
-				.kind = k->kind,
-				.target = "overflow",
-				.peer = "",
-				.authority = k->kind == TEL_TCP ? "" : "overflow",
-				.route = k->kind >= TEL_ROUTE ? "overflow" : "",
-			};
-			*o = series_new(&ok);
-			if (*o) {
-				*t->tail = *o;
-				t->tail = &(*o)->next;
-			}
-		}
-		return *o;
+		return overflow_series(t, k->dir, k->kind);
 	}
 	s = series_new(k);
 	if (!s) {
@@ -160,7 +169,6 @@ static struct tel_series *lookup(struct telemetry *t, const struct key *k)
 	t->n++;
 	return s;
 }
-
 struct tel_series *tel_tcp_series(struct telemetry *t, enum tel_dir dir,
 				  const struct ldm_addr *target, enum tel_tls tls,
 				  const char *peer_id)
@@ -374,9 +382,10 @@ int tel_merge(struct telemetry *dst, const struct telemetry *src)
 			.authority = s->authority,
 			.route = s->route,
 		};
-		/* dst is a scratch copy sized for every loop's series, so an
-		 * "overflow" series of src lands in one of the same labels. */
-		struct tel_series *d = lookup(dst, &key);
+		/* A loop's overflow series goes to dst's, uncounted as there. */
+		struct tel_series *d = s == src->overflow[s->dir][s->kind]
+					       ? overflow_series(dst, s->dir, s->kind)
+					       : lookup(dst, &key);
 
 		if (!d) {
 			return -ENOMEM;
