@@ -383,6 +383,16 @@ static unsigned take_mail(struct worker *w, int stopped)
 	return adopted;
 }
 
+/* What a loop carries: its proxied connections (and shim connections on
+ * their way to being one), and its links to other daemons, which count
+ * before their streams arrive.  Listener registrations and control clients
+ * carry nothing. */
+static unsigned load_of(const struct proxy *px)
+{
+	return px->live_by_kind[CONN_OUTBOUND] + px->live_by_kind[CONN_INBOUND] +
+	       px->live_by_kind[CONN_HANDOFF] + px->links.n;
+}
+
 void workers_turn(struct worker *w)
 {
 	unsigned adopted = 0;
@@ -393,7 +403,7 @@ void workers_turn(struct worker *w)
 	adopt(w);
 	/* What the others compare against: the connections adopted here are
 	 * in live before they leave incoming, never in neither. */
-	atomic_store_explicit(&w->load, w->px->live, memory_order_relaxed);
+	atomic_store_explicit(&w->load, load_of(w->px), memory_order_relaxed);
 	if (adopted) {
 		atomic_fetch_sub(&w->incoming, adopted);
 	}
@@ -405,7 +415,7 @@ static int spread(struct proxy *px, enum spread_kind kind, uint64_t key, int fd)
 {
 	struct ldmeshd *d = ldmeshd_of(px);
 	struct worker *best = NULL;
-	unsigned mine = px->live + atomic_load(&d->workers[px->worker]->incoming), least = mine;
+	unsigned mine = load_of(px) + atomic_load(&d->workers[px->worker]->incoming), least = mine;
 	struct wmsg m = {.fd = fd, .key = key};
 	int i;
 

@@ -188,6 +188,7 @@ static struct plink *link_new(struct proxy *d, int server, int fd)
 		stream_init(&ml->tcp, d->loop, fd, &ud);
 	}
 	p->tab[i] = ml;
+	p->n++;
 	return ml;
 }
 
@@ -223,6 +224,7 @@ static void link_reap(struct plink *ml)
 		return;
 	}
 	p->tab[ml->slot] = NULL;
+	p->n--;
 	link_free(ml);
 }
 

@@ -37,6 +37,7 @@ struct link_pool {
 	uint32_t cap;
 	uint32_t gen;
 	uint32_t open; /* links carrying streams (ldmesh_links_open) */
+	uint32_t n; /* links in tab, in any state */
 	uint64_t streams_total; /* ldmesh_link_streams_total */
 	uint64_t fallbacks_total; /* connections that went without a link */
 	struct link_fallback fb[LINK_FALLBACKS];
