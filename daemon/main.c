@@ -183,7 +183,8 @@ int main(int argc, char **argv)
 	}
 	log_info("ldmeshd %s ready: %s, io backend %s, %d worker%s, config %s", LDMESH_VERSION,
 		 d->runtime_dir, loop_backend_name(d->px.loop), d->nworkers,
-		 d->nworkers == 1 ? "" : "s", d->config_file ? d->config_file : "(built-in default)");
+		 d->nworkers == 1 ? "" : "s",
+		 d->config_file ? d->config_file : "(built-in default)");
 	r = ldmeshd_run(d->workers[0]);
 	workers_stop(d);
 	links_close_all(&d->px);

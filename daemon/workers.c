@@ -439,7 +439,7 @@ static int spread(struct proxy *px, enum spread_kind kind, uint64_t key, int fd)
 	if (!best) {
 		return 0;
 	}
-	m.kind = kind == SPREAD_HANDOFF ? WM_HANDOFF_FD
+	m.kind = kind == SPREAD_HANDOFF	   ? WM_HANDOFF_FD
 		 : kind == SPREAD_LISTENER ? WM_LISTENER_FD
 					   : WM_LINK_FD;
 	atomic_fetch_add(&best->incoming, 1);
@@ -529,7 +529,7 @@ static void *thread_main(void *arg)
 	int err = 0;
 
 	px->loop = d->px.loop->backend == LOOP_EPOLL ? loop_epoll_new(1024, &err)
-						       : loop_uring_new(4096, &err);
+						     : loop_uring_new(4096, &err);
 	pthread_mutex_lock(&d->call_lock);
 	w->ready = px->loop ? 1 : (err ? err : -ENOMEM);
 	pthread_cond_broadcast(&d->call_cond);

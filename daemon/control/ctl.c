@@ -159,8 +159,7 @@ static void identity_status(struct ldmeshd *d, const struct proxy_stats *st, str
 			}
 			sb_printf(b, "}");
 		}
-		sb_printf(b, "},\"plaintext_refused_total\":%" PRIu64,
-			  st->plaintext_refused_total);
+		sb_printf(b, "},\"plaintext_refused_total\":%" PRIu64, st->plaintext_refused_total);
 		return;
 	}
 	if (!info) {
@@ -180,8 +179,8 @@ static void identity_status(struct ldmeshd *d, const struct proxy_stats *st, str
 		sb_printf(b,
 			  "handshakes    %-8s %" PRIu64 " ok (%" PRIu64 " resumed), %" PRIu64
 			  " failed",
-			  dirs[dir], st->handshakes_total[dir],
-			  st->handshakes_resumed_total[dir], failed);
+			  dirs[dir], st->handshakes_total[dir], st->handshakes_resumed_total[dir],
+			  failed);
 		for (i = 1; i < TLS_REASON_COUNT; i++) {
 			if (st->handshake_errors_total[dir][i]) {
 				sb_printf(b, " %s=%" PRIu64, tls_reason_name((enum tls_reason)i),
@@ -494,8 +493,7 @@ static void handle(struct ldmeshd *d, struct conn *c, char *line)
 		struct daemon_totals t;
 		/* Every loop's series, added up now. */
 		if (workers_totals(d, &t, TOTALS_TEL) == 0) {
-			tel_stats(&t.tel, &b, raw ? TEL_RAW : json ? TEL_JSON : TEL_TEXT,
-				  now_ms());
+			tel_stats(&t.tel, &b, raw ? TEL_RAW : json ? TEL_JSON : TEL_TEXT, now_ms());
 			workers_totals_fini(&t);
 		} else {
 			b.oom = 1;

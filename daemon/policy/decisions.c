@@ -10,8 +10,7 @@
 #include "policy/policy.h"
 #include "util/log.h"
 
-static void add(struct policy_counts *d, const char *rule, uint16_t port, int decision,
-		uint64_t n)
+static void add(struct policy_counts *d, const char *rule, uint16_t port, int decision, uint64_t n)
 {
 	int i;
 

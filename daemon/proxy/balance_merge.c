@@ -33,7 +33,8 @@ static int service_copy(struct bal_service *d, const struct bal_service *s)
 	d->name = strdup(s->name);
 	d->ep = calloc(s->n ? s->n : 1, sizeof(*d->ep));
 	d->split_to = calloc(s->n_split ? s->n_split : 1, sizeof(*d->split_to));
-	if (!d->name || !d->ep || !d->split_to || (s->dns.name && !(d->dns.name = strdup(s->dns.name)))) {
+	if (!d->name || !d->ep || !d->split_to ||
+	    (s->dns.name && !(d->dns.name = strdup(s->dns.name)))) {
 		return -ENOMEM;
 	}
 	if (s->n_split) {

@@ -122,22 +122,21 @@ static struct tel_series *overflow_series(struct telemetry *t, int dir, int kind
 	if (!*o) {
 		/* Rendered with the rest; not in the hash, not counted in n. */
 		struct key ok = {
-		.dir = dir,
-		.tls = TEL_TLS_TRUE,
-		.kind = kind,
-		.target = "overflow",
-		.peer = "",
-		.authority = kind == TEL_TCP ? "" : "overflow",
-		.route = kind >= TEL_ROUTE ? "overflow" : "",
+			.dir = dir,
+			.tls = TEL_TLS_TRUE,
+			.kind = kind,
+			.target = "overflow",
+			.peer = "",
+			.authority = kind == TEL_TCP ? "" : "overflow",
+			.route = kind >= TEL_ROUTE ? "overflow" : "",
 		};
 		*o = series_new(&ok);
 		if (*o) {
-		*t->tail = *o;
-		t->tail = &(*o)->next;
+			*t->tail = *o;
+			t->tail = &(*o)->next;
 		}
 	}
 	return *o;
-
 }
 
 static struct tel_series *lookup(struct telemetry *t, const struct key *k)
@@ -399,9 +398,9 @@ int tel_merge(struct telemetry *dst, const struct telemetry *src)
 		d->denied += s->denied;
 		for (i = 0; i < s->n_close; i++) {
 			const struct tel_close *c = &s->closes[i];
-			struct tel_close *e =
-				entry_of((void **)&d->closes, &d->n_close, &d->cap_close, sizeof(*e),
-					 TEL_MAX_CLOSE, c, offsetof(struct tel_close, count));
+			struct tel_close *e = entry_of((void **)&d->closes, &d->n_close,
+						       &d->cap_close, sizeof(*e), TEL_MAX_CLOSE, c,
+						       offsetof(struct tel_close, count));
 			if (!e) {
 				return -ENOMEM;
 			}

@@ -193,7 +193,9 @@ static const struct bad_case bad_cases[] = {
 	/* ranges */
 	{"workers zero", "workers = 0;\n", {"workers: must be between 1 and 64, got 0"}},
 	{"workers too many", "workers = 65;\n", {"workers: must be between 1 and 64, got 65"}},
-	{"max_workers zero", "max_workers = 0;\n", {"max_workers: must be between 1 and 64, got 0"}},
+	{"max_workers zero",
+	 "max_workers = 0;\n",
+	 {"max_workers: must be between 1 and 64, got 0"}},
 	{"buffer too small",
 	 "buffer_size = 1024;\n",
 	 {"buffer_size: must be between 4096 and 1048576"}},
