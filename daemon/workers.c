@@ -718,34 +718,18 @@ void workers_stop(struct ldmeshd *d)
 		links_close_all(px);
 		if (px->handoff_fd >= 0) {
 			close(px->handoff_fd);
+			px->handoff_fd = -1;
 		}
 		if (px->loop) {
 			px->loop->ops->free(px->loop); /* io_uring: any thread may tear it down */
+			px->loop = NULL;
 		}
-		unprotected_fini(&px->unprot);
 		dns_fini(&px->dns);
-		balancer_fini(&px->bal);
-		accesslog_fini(w->alog);
-		tel_fini(w->tel);
-		tls_ctx_unref(w->own_id.tls);
-		conf_put(w->conf);
-		close(w->wake_rd);
-		close(w->wake_wr);
-		pthread_mutex_destroy(&w->lock);
-		free(w);
+		accesslog_fini(w->alog); /* its last lines */
+		/* What the loop still held (its connections, their buffers and
+		 * endpoints) stays allocated and reachable from d until the
+		 * process ends, as loop 0's does. */
 	}
-	if (d->workers[0]) {
-		struct worker *w0 = d->workers[0];
-		conf_put(w0->conf);
-		free(w0->inbox);
-		close(w0->wake_rd);
-		close(w0->wake_wr);
-		pthread_mutex_destroy(&w0->lock);
-		free(w0);
-	}
-	free(d->workers);
-	d->workers = NULL;
-	d->nworkers = 0;
 }
 
 /* ---- reading every loop ------------------------------------------------------------ */
