@@ -486,12 +486,15 @@ static int reset_elsewhere(struct proxy *px, uint64_t cookie, int reply_fd)
 	}
 	r->cookie = cookie;
 	r->reply_fd = reply_fd;
-	/* One more than the posts until they are all out, so that no loop
-	 * answers while others are still to be asked. */
+	/* One count per other loop, and ours until they are all asked, so
+	 * that no loop answers while others are still to be asked. */
 	atomic_init(&r->left, d->nworkers);
 	for (i = 0; i < d->nworkers; i++) {
 		struct wmsg m = {.kind = WM_RESET, .fd = -1, .reset = r};
-		if (i == px->worker || post(d->workers[i], &m) < 0) {
+		if (i == px->worker) {
+			continue;
+		}
+		if (post(d->workers[i], &m) < 0) {
 			atomic_fetch_sub(&r->left, 1);
 		} else {
 			posted++;
@@ -514,9 +517,11 @@ static void proxy_setup(struct ldmeshd *d, struct worker *w)
 	px->owner = d;
 	px->worker = w->index;
 	px->dial_tab = &d->px.dials;
-	px->spread = spread;
-	px->listener_observer = listener_changed;
-	px->reset_elsewhere = reset_elsewhere;
+	if (d->nworkers > 1) { /* one loop runs as it always did */
+		px->spread = spread;
+		px->listener_observer = listener_changed;
+		px->reset_elsewhere = reset_elsewhere;
+	}
 }
 
 /* The ring is made in the thread that submits to it: io_uring's
@@ -622,8 +627,8 @@ int workers_start(struct ldmeshd *d, int n)
 	atomic_fetch_add(&d->pub_conf->refs, 1);
 	d->px.cfg = d->pub_conf->cfg;
 	d->px.policy = d->pub_conf->policy;
+	d->nworkers = n; /* for proxy_setup() and workers_series_cap() from here */
 	proxy_setup(d, d->workers[0]);
-	d->nworkers = n; /* for workers_series_cap() from here */
 	if (n > 1) {
 		d->alog.write_lock = &d->alog_lock;
 	}

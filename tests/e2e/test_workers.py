@@ -6,6 +6,8 @@ every loop's, added up.
 Both pods run two workers in every mode here, whatever the mode's own
 setting (tests/e2e/pods.py: Mode.workers)."""
 import os
+import re
+import subprocess
 
 import mesh
 from mesh import spiffe
@@ -196,3 +198,85 @@ def test_each_loop_serves_and_counts(cluster):
     assert m.group(2) == "0" and m.group(3) == "8", ka.out()[-2000:]
     wait_until(lambda: b.status()["connections"]["inbound"] == 0, 10, interval=0.1,
                what="every connection closed")
+
+
+# server ADDR PORT N: accepts N connections, then reads each until it ends
+# and prints how.  client HOST PORT N: opens N connections, sends a line on
+# each, then aborts each (SO_LINGER {1, 0}).
+ABORTS = r'''
+import errno, socket, struct, sys
+role, host, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+if role == "server":
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((host, port))
+    ls.listen(16)
+    print("listening", flush=True)
+    conns = [ls.accept()[0] for _ in range(n)]
+    print("accepted %d" % n, flush=True)
+    for c in conns:
+        c.settimeout(20)
+        result = None
+        while result is None:
+            try:
+                d = c.recv(65536)
+            except socket.timeout:
+                result = "TIMEOUT"
+            except OSError as e:
+                result = errno.errorcode.get(e.errno, str(e.errno))
+            else:
+                if not d:
+                    result = "EOF"
+        print("result=%s" % result, flush=True)
+else:
+    socks = [socket.create_connection((host, port), timeout=20) for _ in range(n)]
+    for s in socks:
+        s.sendall(b"hello\n")
+    print("connected", flush=True)
+    sys.stdin.readline()
+    for s in socks:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    print("aborted", flush=True)
+'''
+
+
+def test_app_resets_reach_the_owning_loop(cluster):
+    """Six connections held open across pod a's two loops, then each
+    aborted by the app (SO_LINGER 0): the shim's reset request reaches
+    whichever loop accepted it, which asks the others, and the loop that
+    holds the connection resets it: six resets in the log, none missed,
+    every server connection ends (reset or end-of-file, never a hang),
+    and no connection is left in either daemon."""
+    a, b = cluster.pair(start=False)
+    ca = mesh.CA(cluster.mode, os.path.join(cluster.tmp, "ca"))
+    mesh.configure(a, ca.issue(PAYMENTS, os.path.join(cluster.tmp, "id-a")), mtls="strict",
+                   workers=2, extra='log_level = "debug";')
+    mesh.configure(b, ca.issue(ORDERS, os.path.join(cluster.tmp, "id-b")), mtls="strict",
+                   workers=2)
+    n = 6
+    for pod in (a, b):
+        with open(os.path.join(pod.dir, "aborts.py"), "w") as f:
+            f.write(ABORTS)
+    srv = b.popen([PYTHON, os.path.join(b.dir, "aborts.py"), "server", b.addr4, "9811",
+                   str(n)], name="abort-server")
+    b.wait_listening(srv, 9811)
+    cli = a.popen([PYTHON, os.path.join(a.dir, "aborts.py"), "client", b.addr4, "9811",
+                   str(n)], name="abort-client", stdin=subprocess.PIPE)
+    cli.wait_output(r"^connected$", timeout=30)
+    srv.wait_output(r"^accepted %d$" % n, timeout=30)
+    held = [c for c in mesh.conns(a) if c["direction"] == "outbound"]
+    assert len(held) == n and {c["worker"] for c in held} == {0, 1}, held
+    off = len(a.daemon_log())
+    cli.popen.stdin.write(b"go\n")
+    cli.popen.stdin.flush()
+    cli.wait_output(r"^aborted$", timeout=30)
+    wait_until(lambda: len(re.findall(r"the app reset it", a.daemon_log()[off:])) == n, 10,
+               interval=0.1, what="%d resets in pod a's log" % n)
+    wait_until(lambda: srv.out().count("result=") == n, 30, interval=0.1,
+               what="every server connection to end")
+    assert set(re.findall(r"^result=(\w+)$", srv.out(), re.M)) <= {"ECONNRESET", "EOF"}, \
+        srv.out()
+    wait_until(lambda: a.status()["connections"]["outbound"] == 0 and
+               b.status()["connections"]["inbound"] == 0, 10, interval=0.1,
+               what="no connection left")
