@@ -416,8 +416,9 @@ static void handle_connect(struct proxy *d, struct conn *c)
 	c->sndbuf = h->sndbuf;
 	c->app_fd_num = h->app_fd;
 	d->stats.handoffs_total++;
-	if (d->dial_tab) {
-		/* A query reaching another loop learns it is under way. */
+	if (d->spread) {
+		/* Several loops: a query reaching another one learns that this
+		 * dial is under way. */
 		struct ldm_addr none = {0};
 		record(d, c->cookie, -EINPROGRESS, &none, &c->peer);
 	}
