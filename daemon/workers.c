@@ -397,10 +397,12 @@ void workers_turn(struct worker *w)
 {
 	unsigned adopted = 0;
 
+	/* The config first: what the mail asks (a control surface reading
+	 * this loop) then sees what loop 0 already runs. */
+	adopt(w);
 	if (atomic_load_explicit(&w->mail, memory_order_acquire)) {
 		adopted = take_mail(w, 0);
 	}
-	adopt(w);
 	/* What the others compare against: the connections adopted here are
 	 * in live before they leave incoming, never in neither. */
 	atomic_store_explicit(&w->load, load_of(w->px), memory_order_relaxed);

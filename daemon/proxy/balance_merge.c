@@ -2,7 +2,8 @@
  * Several event loops' balancers shown as one (balance.h: balancer_merge).
  * Each loop balances its own connections; `ldmeshctl services` and
  * /metrics add their counters, and an endpoint's state is the verdict of
- * the loop that last connected to it.
+ * the loop that last connected to it; a DNS name is failing when it
+ * failed for any loop.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -73,6 +74,21 @@ static int service_add(struct bal_service *d, const struct bal_service *s)
 {
 	size_t i, j;
 
+	/* DNS: failing when a loop's last query failed (each loop asks on
+	 * its own), the schedule of the soonest, the TTL of the newest answer. */
+	if (d->dns.name && s->dns.name && !strcmp(d->dns.name, s->dns.name) &&
+	    d->dns.port == s->dns.port) {
+		d->dns.failing |= s->dns.failing;
+		d->dns.answered |= s->dns.answered;
+		d->dns.inflight |= s->dns.inflight;
+		if (s->dns.next_ms < d->dns.next_ms) {
+			d->dns.next_ms = s->dns.next_ms;
+		}
+		if (s->dns.answered_ms > d->dns.answered_ms) {
+			d->dns.answered_ms = s->dns.answered_ms;
+			d->dns.ttl_s = s->dns.ttl_s;
+		}
+	}
 	for (j = 0; j < s->n; j++) {
 		struct bal_endpoint **grown;
 
