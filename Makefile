@@ -18,7 +18,7 @@ SHIM_SRC := $(wildcard shim/*.c)
 # The daemon's subsystems, one folder each (docs/architecture.md); daemon/ctl/
 # is the CLI, built apart.
 DAEMON_DIRS := util loop config identity transport policy proto telemetry proxy control
-DAEMON_SRC := daemon/ldmeshd.c $(foreach d,$(DAEMON_DIRS),$(wildcard daemon/$(d)/*.c))
+DAEMON_SRC := daemon/ldmeshd.c daemon/workers.c $(foreach d,$(DAEMON_DIRS),$(wildcard daemon/$(d)/*.c))
 DAEMON_HDR := $(wildcard daemon/*.h daemon/*/*.h)
 CTL_SRC := $(wildcard daemon/ctl/*.c) daemon/util/spiffe.c
 

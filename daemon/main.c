@@ -66,8 +66,9 @@ int main(int argc, char **argv)
 	struct ldmeshd *d = &daemon_state;
 	const char *runtime_override = NULL;
 	struct sigaction sa;
+	struct policy_set *policy;
 	char err[512];
-	int opt, r;
+	int opt, r, nworkers;
 
 	unsetenv("LD_PRELOAD"); /* nothing we start should carry the shim */
 	while ((opt = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
@@ -102,6 +103,12 @@ int main(int argc, char **argv)
 	log_threshold = d->px.cfg->log_level;
 	d->runtime_dir = strdup(runtime_override ? runtime_override : d->px.cfg->runtime_dir);
 	d->px.handoff_fd = d->ctl_fd = d->px.admin_fd = d->px.links.listen_fd = -1;
+	d->px.owner = d;
+	pthread_mutex_init(&d->px.dials.lock, NULL);
+	pthread_mutex_init(&d->pub_lock, NULL);
+	pthread_mutex_init(&d->alog_lock, NULL);
+	pthread_mutex_init(&d->call_lock, NULL);
+	pthread_cond_init(&d->call_cond, NULL);
 	accesslog_init(&d->alog);
 	d->px.id = &d->id;
 	d->px.tel = &d->tel;
@@ -156,17 +163,30 @@ int main(int argc, char **argv)
 	if (!d->px.loop) {
 		return 1;
 	}
+	nworkers = workers_wanted(d->px.cfg);
+	policy = d->px.policy;
+	/* From here the config and policy are the loops' (counted). */
+	if (workers_publish(d, d->px.cfg, policy) < 0) {
+		fprintf(stderr, "ldmeshd: out of memory\n");
+		return 1;
+	}
 	unprotected_init(&d->px.unprot);
 	balancer_init(&d->px.bal);
 	dns_init(&d->px.dns, &d->px.bal);
-	if (ctl_open(d) < 0 || admin_open(d) < 0 || links_open(&d->px) < 0 ||
-	    handoff_open(&d->px) < 0) {
+	if (ctl_open(d) < 0 || admin_open(d) < 0 || links_open(&d->px) < 0) {
 		return 1;
 	}
-	log_info("ldmeshd %s ready: %s, io backend %s, config %s", LDMESH_VERSION, d->runtime_dir,
-		 loop_backend_name(d->px.loop),
+	/* The other loops accept on copies of the handoff socket, made before
+	 * any loop turns: shims that connect meanwhile wait in its backlog. */
+	if (handoff_open(&d->px) < 0 || workers_start(d, nworkers) < 0) {
+		return 1;
+	}
+	log_info("ldmeshd %s ready: %s, io backend %s, %d worker%s, config %s", LDMESH_VERSION,
+		 d->runtime_dir, loop_backend_name(d->px.loop), d->nworkers,
+		 d->nworkers == 1 ? "" : "s",
 		 d->config_file ? d->config_file : "(built-in default)");
-	r = ldmeshd_run(d);
+	r = ldmeshd_run(d->workers[0]);
+	workers_stop(d);
 	links_close_all(&d->px);
 	admin_close(d);
 	ldmeshd_unlink_if_ours(d->ctl_path, d->ctl_ino);
@@ -179,9 +199,8 @@ int main(int argc, char **argv)
 	balancer_fini(&d->px.bal);
 	accesslog_fini(&d->alog);
 	tel_fini(&d->tel);
-	config_free(d->px.cfg);
 	identity_free(&d->id);
-	policy_free(d->px.policy);
+	workers_publish_end(d); /* the last references to the config and SVID */
 	free(d->runtime_dir);
 	return r;
 }

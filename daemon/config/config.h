@@ -6,6 +6,9 @@
 #ifndef LDMESH_CONFIG_H
 #define LDMESH_CONFIG_H
 
+/* workers and max_workers: at most this many event loops. */
+#define CONFIG_WORKERS_MAX 64
+
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -170,7 +173,8 @@ struct config {
 	int default_deny; /* policy_default = "deny" */
 
 	/* Daemon tuning (top-level keys). */
-	int workers; /* workers = 1 */
+	int workers; /* workers = N; 0 (unset): the usable CPUs (util/cpus.h) */
+	int max_workers; /* max_workers = 8: the cap on that default */
 	enum config_io io_backend; /* io_backend = "auto" | "io_uring" | "epoll" */
 	int connect_timeout_ms; /* connect_timeout_ms = 10000 */
 	int idle_timeout_ms; /* idle_timeout_ms = 3600000, 0 = none */

@@ -104,7 +104,8 @@ static int cfg_build(struct cfg_ctx *x, const config_setting_t *root, struct con
 
 	c->inbound_mtls = CONFIG_MTLS_DISABLE;
 	c->egress_allow_all = 1;
-	c->workers = 1;
+	c->workers = 0;
+	c->max_workers = 8;
 	c->io_backend = CONFIG_IO_AUTO;
 	c->connect_timeout_ms = 10000;
 	c->idle_timeout_ms = 3600000;

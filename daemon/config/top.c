@@ -89,7 +89,8 @@ static const struct cfg_tunable {
 	size_t off;
 	long long min, max;
 } cfg_tunables[] = {
-	{"workers", offsetof(struct config, workers), 1, 64},
+	{"workers", offsetof(struct config, workers), 1, CONFIG_WORKERS_MAX},
+	{"max_workers", offsetof(struct config, max_workers), 1, CONFIG_WORKERS_MAX},
 	{"connect_timeout_ms", offsetof(struct config, connect_timeout_ms), 1, 3600000},
 	{"idle_timeout_ms", offsetof(struct config, idle_timeout_ms), 0, INT_MAX},
 	{"http_head_timeout_ms", offsetof(struct config, http_head_timeout_ms), 0, 3600000},
@@ -109,12 +110,6 @@ static int cfg_tunable(struct cfg_ctx *x, const config_setting_t *s, void *obj)
 	while (strcmp(t->key, config_setting_name(s)) != 0)
 		t++;
 	rc = cfg_get_int(x, s, t->min, t->max, &v);
-	if (rc == 0 && t->off == offsetof(struct config, workers) && v > 1)
-		/* Said plainly rather than silently running one loop. */
-		return cfg_errf(x,
-				"%s:%d: workers: this release runs one event loop per "
-				"daemon; set workers = 1",
-				x->name, config_setting_source_line(s));
 	if (rc == 0)
 		*(int *)(void *)(base + t->off) = (int)v;
 	return rc;
@@ -243,6 +238,7 @@ static const struct cfg_key cfg_top_keys[] = {
 	{"policies", cfg_policies, &cfg_policy_set},
 	{"policy_default", cfg_policy_default, NULL},
 	{"workers", cfg_tunable, NULL},
+	{"max_workers", cfg_tunable, NULL},
 	{"io_backend", cfg_io_backend, NULL},
 	{"connect_timeout_ms", cfg_tunable, NULL},
 	{"idle_timeout_ms", cfg_tunable, NULL},

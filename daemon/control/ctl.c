@@ -119,7 +119,8 @@ void ctl_accept_done(struct ldmeshd *d, int res, int more)
 	}
 }
 
-static void identity_status(struct ldmeshd *d, struct strbuf *b, int json)
+static void identity_status(struct ldmeshd *d, const struct proxy_stats *st, struct strbuf *b,
+			    int json)
 {
 	const struct tls_svid_info *info = d->id.tls ? tls_ctx_info(d->id.tls) : NULL;
 	char until[32] = "";
@@ -149,17 +150,16 @@ static void identity_status(struct ldmeshd *d, struct strbuf *b, int json)
 		sb_printf(b, ",\"handshakes\":{");
 		for (dir = 0; dir < 2; dir++) {
 			sb_printf(b, "%s\"%s\":{\"ok\":%" PRIu64 ",\"resumed\":%" PRIu64,
-				  dir ? "," : "", dirs[dir], d->px.stats.handshakes_total[dir],
-				  d->px.stats.handshakes_resumed_total[dir]);
+				  dir ? "," : "", dirs[dir], st->handshakes_total[dir],
+				  st->handshakes_resumed_total[dir]);
 			for (i = 1; i < TLS_REASON_COUNT; i++) {
 				sb_printf(b, ",\"%s\":%" PRIu64,
 					  tls_reason_name((enum tls_reason)i),
-					  d->px.stats.handshake_errors_total[dir][i]);
+					  st->handshake_errors_total[dir][i]);
 			}
 			sb_printf(b, "}");
 		}
-		sb_printf(b, "},\"plaintext_refused_total\":%" PRIu64,
-			  d->px.stats.plaintext_refused_total);
+		sb_printf(b, "},\"plaintext_refused_total\":%" PRIu64, st->plaintext_refused_total);
 		return;
 	}
 	if (!info) {
@@ -174,30 +174,38 @@ static void identity_status(struct ldmeshd *d, struct strbuf *b, int json)
 	for (dir = 0; dir < 2; dir++) {
 		uint64_t failed = 0;
 		for (i = 1; i < TLS_REASON_COUNT; i++) {
-			failed += d->px.stats.handshake_errors_total[dir][i];
+			failed += st->handshake_errors_total[dir][i];
 		}
 		sb_printf(b,
 			  "handshakes    %-8s %" PRIu64 " ok (%" PRIu64 " resumed), %" PRIu64
 			  " failed",
-			  dirs[dir], d->px.stats.handshakes_total[dir],
-			  d->px.stats.handshakes_resumed_total[dir], failed);
+			  dirs[dir], st->handshakes_total[dir], st->handshakes_resumed_total[dir],
+			  failed);
 		for (i = 1; i < TLS_REASON_COUNT; i++) {
-			if (d->px.stats.handshake_errors_total[dir][i]) {
+			if (st->handshake_errors_total[dir][i]) {
 				sb_printf(b, " %s=%" PRIu64, tls_reason_name((enum tls_reason)i),
-					  d->px.stats.handshake_errors_total[dir][i]);
+					  st->handshake_errors_total[dir][i]);
 			}
 		}
 		sb_printf(b, "\n");
 	}
 	sb_printf(b, "plaintext     %" PRIu64 " refused on strict ports\n",
-		  d->px.stats.plaintext_refused_total);
+		  st->plaintext_refused_total);
 }
 
 static void status(struct ldmeshd *d, struct strbuf *b, int json)
 {
 	int64_t up = (now_ms() - d->start_ms) / 1000;
 	const char *file = d->px.cfg->file ? d->px.cfg->file : "(built-in default)";
+	struct daemon_totals t;
+	const uint32_t *live;
 	int i, first = 1;
+
+	if (workers_totals(d, &t, 0) < 0) {
+		b->oom = 1;
+		return;
+	}
+	live = t.live_by_kind;
 
 	if (json) {
 		sb_printf(b,
@@ -208,17 +216,17 @@ static void status(struct ldmeshd *d, struct strbuf *b, int json)
 		sb_printf(b, ",\"runtime_dir\":");
 		sb_json_str(b, d->runtime_dir);
 		sb_printf(b,
-			  ",\"io_backend\":\"%s\",\"workers\":1,\"draining\":%s,"
+			  ",\"io_backend\":\"%s\",\"workers\":%d,\"draining\":%s,"
 			  "\"live_connections\":%u,\"connections\":{\"outbound\":%u,\"inbound\":%u,"
 			  "\"handoff\":%u,\"ctl\":%u},\"handoffs_total\":%" PRIu64
 			  ",\"handoff_errors_total\":%" PRIu64 ",\"dial_errors_total\":%" PRIu64,
-			  loop_backend_name(d->px.loop), d->px.draining ? "true" : "false",
-			  d->px.live_by_kind[CONN_OUTBOUND] + d->px.live_by_kind[CONN_INBOUND],
-			  d->px.live_by_kind[CONN_OUTBOUND], d->px.live_by_kind[CONN_INBOUND],
-			  d->px.live_by_kind[CONN_HANDOFF], d->px.live_by_kind[CONN_CTL],
-			  d->px.stats.handoffs_total, d->px.stats.handoff_errors_total,
-			  d->px.stats.dial_errors_total);
-		identity_status(d, b, 1);
+			  loop_backend_name(d->px.loop), d->nworkers,
+			  d->px.draining ? "true" : "false",
+			  live[CONN_OUTBOUND] + live[CONN_INBOUND], live[CONN_OUTBOUND],
+			  live[CONN_INBOUND], live[CONN_HANDOFF], live[CONN_CTL],
+			  t.stats.handoffs_total, t.stats.handoff_errors_total,
+			  t.stats.dial_errors_total);
+		identity_status(d, &t.stats, b, 1);
 		sb_printf(b, ",\"listeners\":[");
 	} else {
 		sb_printf(b, "ldmeshd %s  pid %d  up %" PRId64 "s%s\n", LDMESH_VERSION,
@@ -226,16 +234,16 @@ static void status(struct ldmeshd *d, struct strbuf *b, int json)
 		sb_printf(b, "config        %s\n", file);
 		sb_printf(b, "runtime dir   %s\n", d->runtime_dir);
 		sb_printf(b, "io backend    %s\n", loop_backend_name(d->px.loop));
-		sb_printf(b, "workers       1\n");
+		sb_printf(b, "workers       %d\n", d->nworkers);
 		sb_printf(b, "connections   %u live (outbound %u, inbound %u)\n",
-			  d->px.live_by_kind[CONN_OUTBOUND] + d->px.live_by_kind[CONN_INBOUND],
-			  d->px.live_by_kind[CONN_OUTBOUND], d->px.live_by_kind[CONN_INBOUND]);
+			  live[CONN_OUTBOUND] + live[CONN_INBOUND], live[CONN_OUTBOUND],
+			  live[CONN_INBOUND]);
 		sb_printf(b,
 			  "handoffs      %" PRIu64 " (rejected %" PRIu64 ", failed dials %" PRIu64
 			  ")\n",
-			  d->px.stats.handoffs_total, d->px.stats.handoff_errors_total,
-			  d->px.stats.dial_errors_total);
-		identity_status(d, b, 0);
+			  t.stats.handoffs_total, t.stats.handoff_errors_total,
+			  t.stats.dial_errors_total);
+		identity_status(d, &t.stats, b, 0);
 		sb_printf(b, "listeners     %d\n", listener_count(&d->px));
 	}
 	for (i = 0; i < LISTENERS_MAX; i++) {
@@ -250,10 +258,11 @@ static void status(struct ldmeshd *d, struct strbuf *b, int json)
 			sb_printf(b,
 				  "%s{\"addr\":\"%s\",\"pid\":%u,\"processes\":%d,\"accepted\":"
 				  "%" PRIu64 "}",
-				  first ? "" : ",", where, l->pid, l->links, l->accepted);
+				  first ? "" : ",", where, l->pid, t.listener_links[i],
+				  t.listener_accepted[i]);
 		} else {
 			sb_printf(b, "  %-28s pid %-8u accepted %" PRIu64 "\n", where, l->pid,
-				  l->accepted);
+				  t.listener_accepted[i]);
 		}
 		first = 0;
 	}
@@ -266,9 +275,69 @@ static void status(struct ldmeshd *d, struct strbuf *b, int json)
 			  unprotected_count(&d->px.unprot) ? " (not held by ldmeshd)" : "");
 		unprotected_render(&d->px.unprot, b, 0);
 	}
+	workers_totals_fini(&t);
 }
 
-static void conns(struct ldmeshd *d, struct strbuf *b, int json)
+struct rows {
+	int json;
+	struct strbuf *out; /* one per loop */
+	void (*fn)(struct proxy *px, struct strbuf *b, int json);
+};
+
+/* Loop w's rows, in its own thread. */
+static void rows_of(struct worker *w, void *arg)
+{
+	struct rows *r = arg;
+
+	r->fn(w->px, &r->out[w->index], r->json);
+}
+
+/*
+ * A listing of what each loop holds (its connections, its links), as one:
+ * fn writes a loop's whole listing (a JSON array, or a table with its
+ * header line); the arrays are joined, the header kept once.
+ */
+static void each_loop(struct ldmeshd *d, struct strbuf *b, int json,
+		      void (*fn)(struct proxy *px, struct strbuf *b, int json))
+{
+	struct rows r = {.json = json, .fn = fn};
+	int i, items = 0;
+
+	r.out = calloc((size_t)d->nworkers, sizeof(*r.out));
+	if (!r.out) {
+		b->oom = 1;
+		return;
+	}
+	workers_call(d, rows_of, &r);
+	for (i = 0; i < d->nworkers; i++) {
+		const char *s = r.out[i].s ? r.out[i].s : "";
+		size_t len = r.out[i].len;
+
+		b->oom |= r.out[i].oom;
+		if (json) {
+			/* "[a,b]\n": the items between the brackets */
+			const char *open = strchr(s, '['), *close = strrchr(s, ']');
+			if (open && close && close > open + 1) {
+				sb_printf(b, "%s%.*s", items++ ? "," : "[", (int)(close - open - 1),
+					  open + 1);
+			}
+		} else if (i == 0) {
+			sb_printf(b, "%.*s", (int)len, s);
+		} else {
+			const char *nl = strchr(s, '\n'); /* past the header line */
+			if (nl) {
+				sb_printf(b, "%s", nl + 1);
+			}
+		}
+		sb_fini(&r.out[i]);
+	}
+	if (json) {
+		sb_printf(b, "%s]\n", items ? "" : "[");
+	}
+	free(r.out);
+}
+
+static void conns_of(struct proxy *px, struct strbuf *b, int json)
 {
 	int64_t now = now_ms();
 	uint32_t i;
@@ -281,8 +350,8 @@ static void conns(struct ldmeshd *d, struct strbuf *b, int json)
 			  "LOCAL", "PEER", "STATE", "TLS", "BYTES_IN", "BYTES_OUT", "AGE_MS",
 			  "LINK", "PEER_ID");
 	}
-	for (i = 0; i < d->px.nslots; i++) {
-		const struct conn *c = d->px.conns[i];
+	for (i = 0; i < px->nslots; i++) {
+		const struct conn *c = px->conns[i];
 		char local[80], peer[80], link[24];
 		const char *state, *tlsv;
 		uint64_t in, out;
@@ -308,9 +377,9 @@ static void conns(struct ldmeshd *d, struct strbuf *b, int json)
 			sb_printf(b,
 				  ",\"tls\":%s,\"tls_version\":\"%s\",\"state\":\"%s\",\"bytes_"
 				  "in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ",\"age_ms\":%" PRId64
-				  ",\"pid\":%u,\"link\":\"%s\"}",
+				  ",\"pid\":%u,\"link\":\"%s\",\"worker\":%d}",
 				  tlsv[0] ? "true" : "false", tlsv, state, in, out,
-				  now - c->started_ms, c->pid, link);
+				  now - c->started_ms, c->pid, link, px->worker);
 		} else {
 			sb_printf(b,
 				  "%-9s %-26s %-26s %-8s %-7s %12" PRIu64 " %12" PRIu64 " %9" PRId64
@@ -389,6 +458,26 @@ static int policy_check(struct ldmeshd *d, struct strbuf *b, int json, char **w,
 	return 0;
 }
 
+/* `stats`: the services' rows after the golden metrics (route.h). */
+static void stats_services(struct balancer *bal, struct strbuf *b, int raw, int json)
+{
+	if (raw) {
+		balancer_stats_raw(bal, b);
+	} else if (json && b->len >= 2 && bal->n) {
+		/* {...,"rows":[...]} gains "services": `services --json`. */
+		b->s[b->len -= 2] = 0;
+		sb_printf(b, ",\"services\":");
+		balancer_list(bal, b, 1, tel_now_us());
+		if (b->len && b->s[b->len - 1] == '\n') {
+			b->s[--b->len] = 0;
+		}
+		sb_printf(b, "}\n");
+	} else if (!json && bal->n) {
+		sb_printf(b, "\n");
+		balancer_list(bal, b, 0, tel_now_us());
+	}
+}
+
 static void handle(struct ldmeshd *d, struct conn *c, char *line)
 {
 	struct ctl_request req;
@@ -408,30 +497,27 @@ static void handle(struct ldmeshd *d, struct conn *c, char *line)
 	if (!strcmp(words[2], "status")) {
 		status(d, &b, json);
 	} else if (!strcmp(words[2], "conns")) {
-		conns(d, &b, json);
+		each_loop(d, &b, json, conns_of);
 	} else if (!strcmp(words[2], "links")) {
-		links_list(&d->px, &b, json);
+		each_loop(d, &b, json, links_list);
 	} else if (!strcmp(words[2], "services")) {
-		balancer_sync(&d->px.bal, d->px.cfg); /* a reload since the last connection */
-		balancer_list(&d->px.bal, &b, json, tel_now_us());
+		struct daemon_totals t;
+		if (workers_totals(d, &t, TOTALS_BAL) == 0) {
+			balancer_list(&t.bal, &b, json, tel_now_us());
+			workers_totals_fini(&t);
+		} else {
+			b.oom = 1;
+		}
 	} else if (!strcmp(words[2], "stats")) {
 		int raw = n > 3 && !strcmp(words[3], "raw");
-		tel_stats(&d->tel, &b, raw ? TEL_RAW : json ? TEL_JSON : TEL_TEXT, now_ms());
-		balancer_sync(&d->px.bal, d->px.cfg);
-		if (raw) {
-			balancer_stats_raw(&d->px.bal, &b);
-		} else if (json && b.len >= 2 && d->px.bal.n) {
-			/* {...,"rows":[...]} gains "services": `services --json`. */
-			b.s[b.len -= 2] = 0;
-			sb_printf(&b, ",\"services\":");
-			balancer_list(&d->px.bal, &b, 1, tel_now_us());
-			if (b.len && b.s[b.len - 1] == '\n') {
-				b.s[--b.len] = 0;
-			}
-			sb_printf(&b, "}\n");
-		} else if (!json && d->px.bal.n) {
-			sb_printf(&b, "\n");
-			balancer_list(&d->px.bal, &b, 0, tel_now_us());
+		struct daemon_totals t;
+		/* Every loop's series and balancers, added up now. */
+		if (workers_totals(d, &t, TOTALS_TEL | TOTALS_BAL) == 0) {
+			tel_stats(&t.tel, &b, raw ? TEL_RAW : json ? TEL_JSON : TEL_TEXT, now_ms());
+			stats_services(&t.bal, &b, raw, json);
+			workers_totals_fini(&t);
+		} else {
+			b.oom = 1;
 		}
 	} else if (!strcmp(words[2], "reload")) {
 		char err[512];

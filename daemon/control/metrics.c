@@ -32,13 +32,21 @@ static void help(struct strbuf *b, const char *name, const char *type, const cha
 
 void metrics_render(struct ldmeshd *d, struct strbuf *b)
 {
-	const struct proxy_stats *s = &d->px.stats;
+	struct daemon_totals t;
+	const struct proxy_stats *s = &t.stats;
 	int dir, r;
 
-	tel_render(&d->tel, b);
+	/* Each event loop counts alone; a scrape adds them up. */
+	if (workers_totals(d, &t, TOTALS_TEL | TOTALS_BAL) < 0) {
+		b->oom = 1;
+		return;
+	}
+	tel_render(&t.tel, b);
 	process_render(b);
 	help(b, "ldmesh_build_info", "gauge", "Version of this ldmeshd.");
 	sb_printf(b, "ldmesh_build_info{version=\"%s\"} 1\n", LDMESH_VERSION);
+	help(b, "ldmesh_workers", "gauge", "Event loops (threads) proxying connections.");
+	sb_printf(b, "ldmesh_workers %d\n", d->nworkers);
 	help(b, "ldmesh_io_backend", "gauge", "The event loop in use (1 for the active one).");
 	sb_printf(b, "ldmesh_io_backend{backend=\"io_uring\"} %d\n",
 		  d->px.loop->backend == LOOP_IO_URING);
@@ -112,9 +120,9 @@ void metrics_render(struct ldmeshd *d, struct strbuf *b)
 	help(b, "ldmesh_policy_decisions_total", "counter",
 	     "Authorization decisions by decision, deciding rule and port (audit: audit rules that "
 	     "matched).");
-	for (r = 0; r < d->px.counts.n_decisions; r++) {
+	for (r = 0; r < t.counts.n_decisions; r++) {
 		static const char *const names[] = {"allow", "deny", "audit"};
-		const struct decision_count *e = &d->px.counts.decisions[r];
+		const struct decision_count *e = &t.counts.decisions[r];
 		sb_printf(b,
 			  "ldmesh_policy_decisions_total{decision=\"%s\",rule=\"%s\",port=\"%u\"} "
 			  "%" PRIu64 "\n",
@@ -148,22 +156,25 @@ void metrics_render(struct ldmeshd *d, struct strbuf *b)
 	}
 	help(b, "ldmesh_connections_idle", "gauge",
 	     "Proxied connections idle long enough to have given their buffers back.");
-	sb_printf(b, "ldmesh_connections_idle %u\n", d->px.parked);
+	sb_printf(b, "ldmesh_connections_idle %u\n", t.parked);
 	help(b, "ldmesh_links_open", "gauge",
 	     "Links to and from other daemons that carry streams (outbound.links).");
-	sb_printf(b, "ldmesh_links_open %u\n", d->px.links.open);
+	sb_printf(b, "ldmesh_links_open %u\n", t.links_open);
 	help(b, "ldmesh_link_streams_total", "counter",
 	     "Connections carried as streams on links, both directions.");
-	sb_printf(b, "ldmesh_link_streams_total %" PRIu64 "\n", d->px.links.streams_total);
+	sb_printf(b, "ldmesh_link_streams_total %" PRIu64 "\n", t.streams_total);
 	help(b, "ldmesh_link_fallbacks_total", "counter",
 	     "Outbound mesh connections that went without a link while links are on.");
-	sb_printf(b, "ldmesh_link_fallbacks_total %" PRIu64 "\n", d->px.links.fallbacks_total);
-	balancer_sync(&d->px.bal, d->px.cfg);
-	balancer_metrics(&d->px.bal, b);
-	dns_metrics(&d->px.dns, b);
+	sb_printf(b, "ldmesh_link_fallbacks_total %" PRIu64 "\n", t.fallbacks_total);
+	balancer_metrics(&t.bal, b);
+	{
+		struct dns sum = {.ok_total = t.dns_ok, .error_total = t.dns_error};
+		dns_metrics(&sum, b);
+	}
 	help(b, "ldmesh_connections", "gauge", "Live proxied connections.");
 	for (dir = 0; dir < 2; dir++) {
 		sb_printf(b, "ldmesh_connections{direction=\"%s\"} %u\n", dirs[dir],
-			  d->px.live_by_kind[dir ? CONN_OUTBOUND : CONN_INBOUND]);
+			  t.live_by_kind[dir ? CONN_OUTBOUND : CONN_INBOUND]);
 	}
+	workers_totals_fini(&t);
 }

@@ -2,6 +2,8 @@
  * TLS 1.3 with SPIFFE identities over OpenSSL memory BIOs.  See tls.h.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +29,10 @@ struct resume_slot {
 };
 
 struct tls_ctx {
-	int refs;
+	atomic_int refs; /* every event loop's connections hold references */
+	/* The resumption slots are shared by the loops: a handshake takes the
+	 * lock for a slot look-up or a new ticket, never the data path. */
+	pthread_mutex_t resume_lock;
 	SSL_CTX *server, *client; /* owned */
 	char trust_domain[256];
 	struct tls_svid_info info;
@@ -400,6 +405,7 @@ static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
 	}
 	/* A ticket from the server also confirms it accepted our certificate. */
 	c->ticket_seen = 1;
+	pthread_mutex_lock(&c->ctx->resume_lock);
 	slot = resume_slot(c->ctx, c->resume_key);
 	if (slot->sess) {
 		SSL_SESSION_free(slot->sess);
@@ -408,6 +414,7 @@ static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
 	/* A copy: the live session turns unresumable if its connection ends
 	 * without close_notify. */
 	slot->sess = SSL_SESSION_dup(sess);
+	pthread_mutex_unlock(&c->ctx->resume_lock);
 	return 0;
 }
 
@@ -580,7 +587,8 @@ struct tls_ctx *tls_ctx_new(const struct config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	t->refs = 1;
+	atomic_init(&t->refs, 1);
+	pthread_mutex_init(&t->resume_lock, NULL);
 	snprintf(t->trust_domain, sizeof(t->trust_domain), "%s", cfg->trust_domain);
 	t->server = make_ctx(1, cfg, err, errlen);
 	t->client = t->server ? make_ctx(0, cfg, err, errlen) : NULL;
@@ -612,19 +620,20 @@ struct tls_ctx *tls_ctx_new(const struct config *cfg, char *err, size_t errlen)
 
 void tls_ctx_ref(struct tls_ctx *t)
 {
-	t->refs++;
+	atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
 }
 
 void tls_ctx_unref(struct tls_ctx *t)
 {
 	int i;
 
-	if (!t || --t->refs > 0) {
+	if (!t || atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) > 1) {
 		return;
 	}
 	for (i = 0; i < RESUME_SLOTS; i++) {
 		SSL_SESSION_free(t->resume[i].sess);
 	}
+	pthread_mutex_destroy(&t->resume_lock);
 	SSL_CTX_free(t->server);
 	SSL_CTX_free(t->client);
 	free(t);
@@ -675,18 +684,23 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx, int server, const char *pin,
 		SSL_set_connect_state(c->ssl);
 		SSL_set_alpn_protos(c->ssl, alpn, sizeof(alpn) - 1);
 		if (resume_key) {
-			struct resume_slot *slot = resume_slot(ctx, resume_key);
+			struct resume_slot *slot;
+			SSL_SESSION *s = NULL;
+
 			snprintf(c->resume_key, sizeof(c->resume_key), "%s", resume_key);
+			pthread_mutex_lock(&ctx->resume_lock);
+			slot = resume_slot(ctx, resume_key);
 			if (slot->sess && !strcmp(slot->key, resume_key) &&
 			    SSL_SESSION_is_resumable(slot->sess)) {
 				/* Each connection resumes from its own copy: one that
 				 * ends without close_notify marks its session
 				 * unresumable, which must not spoil the slot. */
-				SSL_SESSION *s = SSL_SESSION_dup(slot->sess);
-				if (s) {
-					SSL_set_session(c->ssl, s);
-					SSL_SESSION_free(s);
-				}
+				s = SSL_SESSION_dup(slot->sess);
+			}
+			pthread_mutex_unlock(&ctx->resume_lock);
+			if (s) {
+				SSL_set_session(c->ssl, s);
+				SSL_SESSION_free(s);
 			}
 		}
 	}

@@ -10,22 +10,22 @@
 #include "policy/policy.h"
 #include "util/log.h"
 
-static void count(struct policy_counts *d, const char *rule, uint16_t port, int decision)
+static void add(struct policy_counts *d, const char *rule, uint16_t port, int decision, uint64_t n)
 {
 	int i;
 
 	for (i = 0; i < d->n_decisions; i++) {
 		struct decision_count *e = &d->decisions[i];
 		if (e->port == port && e->decision == decision && !strcmp(e->rule, rule)) {
-			e->count++;
+			e->count += n;
 			return;
 		}
 	}
 	if (d->n_decisions == DECISION_SERIES_MAX) {
 		if (strcmp(rule, "other")) {
-			count(d, "other", 0, decision);
+			add(d, "other", 0, decision, n);
 		} else {
-			d->decisions[DECISION_SERIES_MAX - 1].count++;
+			d->decisions[DECISION_SERIES_MAX - 1].count += n;
 		}
 		return;
 	}
@@ -33,7 +33,22 @@ static void count(struct policy_counts *d, const char *rule, uint16_t port, int 
 	snprintf(d->decisions[i].rule, sizeof(d->decisions[i].rule), "%s", rule);
 	d->decisions[i].port = port;
 	d->decisions[i].decision = (uint8_t)decision;
-	d->decisions[i].count = 1;
+	d->decisions[i].count = n;
+}
+
+static void count(struct policy_counts *d, const char *rule, uint16_t port, int decision)
+{
+	add(d, rule, port, decision, 1);
+}
+
+void policy_counts_merge(struct policy_counts *dst, const struct policy_counts *src)
+{
+	int i;
+
+	for (i = 0; i < src->n_decisions; i++) {
+		const struct decision_count *e = &src->decisions[i];
+		add(dst, e->rule, e->port, e->decision, e->count);
+	}
 }
 
 int policy_rule_builtin(const char *rule)

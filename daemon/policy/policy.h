@@ -144,5 +144,7 @@ struct policy_counts {
 /* Counts a policy decision (and its audit matches) and logs audit rules. */
 void policy_account(struct policy_counts *d, const struct policy_request *req,
 		    const struct policy_result *res);
+/* Adds src's counts into dst (the event loops' counts, merged for a scrape). */
+void policy_counts_merge(struct policy_counts *dst, const struct policy_counts *src);
 
 #endif

@@ -419,6 +419,7 @@ void balancer_observe(struct bal_endpoint *e, int64_t latency_us, int64_t now_us
 
 void balancer_result(struct bal_endpoint *e, int ok, int64_t latency_us, int64_t now_us)
 {
+	e->verdict_us = now_us;
 	if (!ok) {
 		e->failures++;
 		e->failures_total++;

@@ -74,10 +74,12 @@ struct bal_endpoint {
 	uint32_t backoff_ms;
 	int64_t out_until_ms;
 	uint64_t connections_total, failures_total;
+	int64_t verdict_us; /* when the last connect result came, 0: none yet */
 	/* Routed requests (route.h): attempts sent to it, by how they ended. */
 	uint64_t requests_total;
 	uint64_t responses_total[BAL_RESULTS]; /* enum bal_result */
-	/* Idle upstream connections to it (route.c's pool), newest first. */
+	/* Idle upstream connections to it (route.c's pool), newest first;
+	 * this loop's own (a merged copy shows them, never follows them). */
 	struct conn *pool;
 	uint32_t pooled;
 };
@@ -171,6 +173,15 @@ void balancer_budget_request(struct balancer *b, int s, int64_t now_us);
  * spent (counted in budget_exhausted_total). */
 int balancer_budget_retry(struct balancer *b, int s, int percent, int min_per_s, int ttl_s,
 			  int64_t now_us);
+
+/*
+ * Adds src's services into dst for showing several event loops' balancers
+ * as one (balance_merge.c): the first src is copied; later ones add their
+ * counters, and each endpoint shows the state of the loop that heard from
+ * it last.  dst is a scratch balancer (balancer_fini() frees it); it
+ * borrows the first src's config.  0 or -ENOMEM.
+ */
+int balancer_merge(struct balancer *dst, const struct balancer *src);
 
 /* `ldmeshctl services`: a table, or a JSON array. */
 void balancer_list(const struct balancer *b, struct strbuf *out, int json, int64_t now_us);

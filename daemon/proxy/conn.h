@@ -191,6 +191,7 @@ enum ud_tag {
 	UD_PLINK_SEND,
 	UD_PLINK_POLL,
 	UD_PLINK_KICK,
+	UD_WORKER_WAKE, /* another event loop has mail for this one (ldmeshd.c) */
 	UD_TAG_COUNT,
 };
 

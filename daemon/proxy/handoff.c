@@ -76,6 +76,14 @@ int handoff_open(struct proxy *d)
 	return 0;
 }
 
+void handoff_share(struct proxy *d, int fd, unsigned long long ino)
+{
+	d->handoff_fd = fd;
+	d->handoff_ino = ino;
+	conn_set_handler(d, UD_HDR_RECV, header_done);
+	conn_set_dial_observer(d, record_dial);
+}
+
 void handoff_arm(struct proxy *d)
 {
 	if (d->handoff_fd < 0 || d->handoff_armed ||
@@ -121,10 +129,6 @@ static void arm_header_recv(struct proxy *d, struct conn *c)
 
 void handoff_accept_done(struct proxy *d, int res, int more)
 {
-	struct ucred cred;
-	socklen_t clen = sizeof(cred);
-	struct conn *c;
-
 	if (!more) {
 		d->handoff_armed = 0;
 	}
@@ -135,6 +139,18 @@ void handoff_accept_done(struct proxy *d, int res, int more)
 		}
 		return;
 	}
+	if (d->spread && d->spread(d, SPREAD_HANDOFF, 0, res)) {
+		return; /* a less busy loop serves it */
+	}
+	handoff_adopt(d, res);
+}
+
+void handoff_adopt(struct proxy *d, int res)
+{
+	struct ucred cred;
+	socklen_t clen = sizeof(cred);
+	struct conn *c;
+
 	if (getsockopt(res, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0) {
 		close(res);
 		return;
@@ -265,21 +281,44 @@ static int send_status(int fd, uint64_t cookie, int err, const struct ldm_addr *
 											     : -EIO;
 }
 
+int handoff_answer(int fd, uint64_t cookie, int err)
+{
+	return send_status(fd, cookie, err, NULL, NULL);
+}
+
+static struct dial_table *dial_table(struct proxy *d)
+{
+	return d->dial_tab ? d->dial_tab : &d->dials;
+}
+
+static void record(struct proxy *d, uint64_t cookie, int err, const struct ldm_addr *local,
+		   const struct ldm_addr *peer)
+{
+	struct dial_table *t = dial_table(d);
+	struct dial_result *r;
+
+	pthread_mutex_lock(&t->lock);
+	r = &t->dials[t->next++ % DIAL_RESULTS];
+	r->cookie = cookie;
+	r->err = err;
+	r->local = *local;
+	r->peer = *peer;
+	pthread_mutex_unlock(&t->lock);
+}
+
 /* Remembers a dial's outcome for the shim's LDM_OP_QUERY. */
 static void record_dial(struct proxy *d, const struct conn *c, int err)
 {
-	struct dial_result *r = &d->dials[d->dial_next++ % DIAL_RESULTS];
-
-	r->cookie = c->cookie;
-	r->err = err;
-	r->local = c->local;
-	r->peer = c->peer;
+	record(d, c->cookie, err, &c->local, &c->peer);
 }
 
 static void handle_query(struct proxy *d, struct conn *c)
 {
+	struct dial_table *t = dial_table(d);
 	uint64_t cookie = c->hdr.cookie;
+	struct dial_result found;
 	uint32_t i;
+	int hit = 0;
 
 	for (i = 0; i < d->nslots; i++) {
 		struct conn *o = d->conns[i];
@@ -291,23 +330,28 @@ static void handle_query(struct proxy *d, struct conn *c)
 			return;
 		}
 	}
-	for (i = 0; i < DIAL_RESULTS; i++) {
-		const struct dial_result *r = &d->dials[(d->dial_next - 1 - i) % DIAL_RESULTS];
-		if (r->cookie == cookie && cookie) {
-			send_status(c->a_fd, cookie, r->err, &r->local, &r->peer);
-			conn_close(d, c, 0);
-			return;
+	/* Not here: another loop's dial, as it stands or as it ended. */
+	pthread_mutex_lock(&t->lock);
+	for (i = 0; i < DIAL_RESULTS && cookie; i++) {
+		const struct dial_result *r = &t->dials[(t->next - 1 - i) % DIAL_RESULTS];
+		if (r->cookie == cookie) {
+			found = *r;
+			hit = 1;
+			break;
 		}
 	}
-	send_status(c->a_fd, cookie, -ENOENT, NULL, NULL);
+	pthread_mutex_unlock(&t->lock);
+	if (hit) {
+		send_status(c->a_fd, cookie, found.err, &found.local, &found.peer);
+	} else {
+		send_status(c->a_fd, cookie, -ENOENT, NULL, NULL);
+	}
 	conn_close(d, c, 0);
 }
 
-static void handle_reset(struct proxy *d, struct conn *c)
+int handoff_reset_here(struct proxy *d, uint64_t cookie)
 {
-	uint64_t cookie = c->hdr.cookie;
 	uint32_t i;
-	int err = -ENOENT;
 
 	for (i = 0; cookie && i < d->nslots; i++) {
 		struct conn *o = d->conns[i];
@@ -315,8 +359,27 @@ static void handle_reset(struct proxy *d, struct conn *c)
 		    o->cookie == cookie && o->state != CS_CLOSING) {
 			log_debug("conn %u: the app reset it (SO_LINGER 0)", o->slot);
 			conn_close(d, o, 1);
-			err = 0;
-			break;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+static void handle_reset(struct proxy *d, struct conn *c)
+{
+	uint64_t cookie = c->hdr.cookie;
+	int err = handoff_reset_here(d, cookie), fd;
+
+	if (err == -ENOENT && cookie && d->reset_elsewhere) {
+		/* Another loop may hold it; the answer waits until each looked,
+		 * so that the reset still beats the app's FIN. */
+		fd = dup(c->a_fd);
+		if (fd >= 0 && d->reset_elsewhere(d, cookie, fd) == 0) {
+			conn_close(d, c, 0);
+			return;
+		}
+		if (fd >= 0) {
+			close(fd);
 		}
 	}
 	send_status(c->a_fd, cookie, err, NULL, NULL);
@@ -353,6 +416,12 @@ static void handle_connect(struct proxy *d, struct conn *c)
 	c->sndbuf = h->sndbuf;
 	c->app_fd_num = h->app_fd;
 	d->stats.handoffs_total++;
+	if (d->spread) {
+		/* Several loops: a query reaching another one learns that this
+		 * dial is under way. */
+		struct ldm_addr none = {0};
+		record(d, c->cookie, -EINPROGRESS, &none, &c->peer);
+	}
 	conn_start_outbound(d, c, tcp, app_end);
 }
 

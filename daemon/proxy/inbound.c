@@ -358,8 +358,10 @@ static void inbound_to_listener(struct proxy *d, struct conn *c, int slot)
 	c->listener_slot = slot;
 	c->pid = l->pid;
 	/* Our own id for LDM_OP_RESET; the top bit keeps it apart from shim
-	 * cookies, which never set it (see shim/link.c). */
-	c->cookie = (1ULL << 63) | ((uint64_t)c->gen << 24) | c->slot;
+	 * cookies, which never set it (see shim/link.c), the loop's index
+	 * (bits 56..62) from another loop's connection in the same slot. */
+	c->cookie = (1ULL << 63) | ((uint64_t)(d->worker & 0x7f) << 56) | ((uint64_t)c->gen << 24) |
+		    c->slot;
 	d->stats.inbound_total++;
 	memset(&c->dial_sa, 0, sizeof(c->dial_sa));
 	sun = (struct sockaddr_un *)&c->dial_sa;

@@ -81,6 +81,17 @@ static struct link_pool *pool(struct proxy *d)
 	return &d->links;
 }
 
+/* "out-3", "in-7": unique in the daemon, each event loop past the first
+ * naming its own ("out-w1-3"). */
+static void link_name(const struct plink *ml, char *buf, size_t len)
+{
+	if (ml->d->worker) {
+		snprintf(buf, len, "%sw%d-%u", ml->server ? "in-" : "out-", ml->d->worker, ml->gen);
+	} else {
+		snprintf(buf, len, "%s%u", ml->server ? "in-" : "out-", ml->gen);
+	}
+}
+
 static uint16_t peer_link_port(const struct proxy *d)
 {
 	/* Peers listen where we do; with ours off, at the default. */
@@ -188,6 +199,7 @@ static struct plink *link_new(struct proxy *d, int server, int fd)
 		stream_init(&ml->tcp, d->loop, fd, &ud);
 	}
 	p->tab[i] = ml;
+	p->n++;
 	return ml;
 }
 
@@ -224,6 +236,7 @@ static void link_reap(struct plink *ml)
 	}
 	ml->d->links_untrimmed++; /* its memory: worth a heap trim (park.c) */
 	p->tab[ml->slot] = NULL;
+	p->n--;
 	link_free(ml);
 }
 
@@ -818,7 +831,7 @@ void links_conn_name(const struct conn *c, char *buf, size_t len)
 		snprintf(buf, len, "%s", "");
 		return;
 	}
-	snprintf(buf, len, "%s%u", c->plink->server ? "in-" : "out-", c->plink->gen);
+	link_name(c->plink, buf, len);
 }
 
 /* ---- inbound: the listener ------------------------------------------------------- */
@@ -902,6 +915,14 @@ static int listen_links(struct proxy *d)
 }
 
 static void accepted(struct proxy *d, int fd)
+{
+	if (d->spread && d->spread(d, SPREAD_LINK, 0, fd)) {
+		return; /* a less busy loop serves it */
+	}
+	links_adopt(d, fd);
+}
+
+void links_adopt(struct proxy *d, int fd)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
@@ -1156,7 +1177,7 @@ void links_list(struct proxy *d, struct strbuf *b, int json)
 			h2link_get_stats(ml->h2, &s);
 		}
 		addr_format(&ml->peer, peer, sizeof(peer));
-		snprintf(name, sizeof(name), "%s%u", ml->server ? "in-" : "out-", ml->gen);
+		link_name(ml, name, sizeof(name));
 		if (json) {
 			sb_printf(b,
 				  "%s{\"link\":\"%s\",\"direction\":\"%s\",\"state\":\"%s\","

@@ -37,6 +37,7 @@ struct link_pool {
 	uint32_t cap;
 	uint32_t gen;
 	uint32_t open; /* links carrying streams (ldmesh_links_open) */
+	uint32_t n; /* links in tab, in any state */
 	uint64_t streams_total; /* ldmesh_link_streams_total */
 	uint64_t fallbacks_total; /* connections that went without a link */
 	struct link_fallback fb[LINK_FALLBACKS];
@@ -45,6 +46,9 @@ struct link_pool {
 /* Opens the link listener on inbound.link_port (a warning, not fatal, when
  * it cannot: peers then fall back).  0 or -errno. */
 int links_open(struct proxy *d);
+/* A link connection another event loop's listener accepted and passed
+ * here: served as if accepted here (fd is ours). */
+void links_adopt(struct proxy *d, int fd);
 /* Completions of the pool's loop operations (UD_PLINK_*). */
 void links_complete(struct proxy *d, uint64_t ud, int res, int more);
 /* About once a second: PINGs, idle links, deadlines, freeing. */

@@ -50,7 +50,9 @@ int listener_register(struct proxy *d, const struct ldm_handoff *h, int tcp_fd, 
 		if (l->used && !l->closing && l->id == h->cookie) {
 			/* Same socket again: one accept loop is enough. */
 			close(tcp_fd);
-			l->links++;
+			if (l->links++ == 0 && d->listener_observer) {
+				d->listener_observer(d, l, 1); /* held only as a mirror so far */
+			}
 			free_slot = i;
 			goto linked;
 		}
@@ -86,6 +88,9 @@ int listener_register(struct proxy *d, const struct ldm_handoff *h, int tcp_fd, 
 		addr_format(&l->addr, where, sizeof(where));
 		log_info("listener %s registered by pid %u", where, l->pid);
 		arm(d, free_slot);
+		if (d->listener_observer) {
+			d->listener_observer(d, l, 1);
+		}
 	}
 linked:
 	d->live_by_kind[link->kind]--;
@@ -102,12 +107,26 @@ static void release(struct proxy *d, struct listener *l)
 {
 	char where[80];
 
-	addr_format(&l->addr, where, sizeof(where));
-	log_info("listener %s released", where);
+	if (d->worker == 0) { /* said once, not by every loop */
+		addr_format(&l->addr, where, sizeof(where));
+		log_info("listener %s released", where);
+	}
 	d->loop->ops->forget_fd(d->loop, l->tcp_fd);
 	close(l->tcp_fd);
 	l->tcp_fd = -1;
 	l->used = 0;
+}
+
+/* Nothing holds l any more: stop accepting, close once the accept is back. */
+static void retire(struct proxy *d, struct listener *l)
+{
+	l->closing = 1;
+	if (l->armed) {
+		/* Freed when the cancelled accept reports back. */
+		d->loop->ops->cancel_fd(d->loop, l->tcp_fd);
+	} else {
+		release(d, l);
+	}
 }
 
 void listener_unlink(struct proxy *d, int slot)
@@ -117,13 +136,89 @@ void listener_unlink(struct proxy *d, int slot)
 	if (!l->used || --l->links > 0) {
 		return;
 	}
-	l->closing = 1;
-	if (l->armed) {
-		/* Freed when the cancelled accept reports back. */
-		d->loop->ops->cancel_fd(d->loop, l->tcp_fd);
-	} else {
-		release(d, l);
+	if (d->listener_observer) {
+		d->listener_observer(d, l, 0);
 	}
+	if (l->mirrors <= 0) {
+		retire(d, l);
+	}
+}
+
+static int slot_of(const struct proxy *d, uint64_t id)
+{
+	int i;
+
+	for (i = 0; i < LISTENERS_MAX; i++) {
+		const struct listener *l = &d->listeners[i];
+		if (l->used && !l->closing && l->id == id) {
+			return i;
+		}
+	}
+	return -1;
+}
+
+void listener_mirror(struct proxy *d, const struct listener *src, int fd)
+{
+	int i = slot_of(d, src->id), free_slot = -1;
+	struct listener *l;
+	uint32_t gen;
+
+	if (i >= 0) {
+		close(fd);
+		d->listeners[i].mirrors++;
+		return;
+	}
+	for (i = 0; i < LISTENERS_MAX && free_slot < 0; i++) {
+		if (!d->listeners[i].used) {
+			free_slot = i;
+		}
+	}
+	if (free_slot < 0) {
+		log_warn("listener limit (%d) reached; not accepting a mirrored listener here",
+			 LISTENERS_MAX);
+		close(fd);
+		return;
+	}
+	l = &d->listeners[free_slot];
+	gen = l->gen + 1;
+	memset(l, 0, sizeof(*l));
+	l->used = 1;
+	l->gen = gen;
+	l->id = src->id;
+	l->tcp_fd = fd;
+	l->mirrors = 1;
+	l->pid = src->pid;
+	l->addr = src->addr;
+	memcpy(l->name, src->name, sizeof(l->name));
+	l->takes_socket = src->takes_socket;
+	l->ino = src->ino;
+	arm(d, free_slot);
+}
+
+void listener_unmirror(struct proxy *d, uint64_t id)
+{
+	int i = slot_of(d, id);
+	struct listener *l;
+
+	if (i < 0) {
+		return;
+	}
+	l = &d->listeners[i];
+	if (--l->mirrors <= 0 && l->links <= 0) {
+		retire(d, l);
+	}
+}
+
+void listener_adopt(struct proxy *d, uint64_t id, int fd)
+{
+	int i = slot_of(d, id);
+
+	if (i < 0 || d->draining) {
+		close(fd); /* gone meanwhile: the client sees a reset, as at a close */
+		return;
+	}
+	d->listeners[i].accepted++;
+	conn_start_inbound(d, fd, i);
 }
 
 void listener_accept_done(struct proxy *d, uint64_t ud, int res, int more)
@@ -154,8 +249,10 @@ void listener_accept_done(struct proxy *d, uint64_t ud, int res, int more)
 		return;
 	}
 	if (res >= 0) {
-		l->accepted++;
-		conn_start_inbound(d, res, (int)slot);
+		if (!d->spread || !d->spread(d, SPREAD_LISTENER, l->id, res)) {
+			l->accepted++;
+			conn_start_inbound(d, res, (int)slot);
+		}
 	} else if (res != -ECANCELED) {
 		/* EMFILE and friends: back off instead of spinning, then retry. */
 		log_warn("accept on listener pid %u: %s; retrying in %d ms", l->pid, strerror(-res),

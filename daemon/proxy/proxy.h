@@ -8,6 +8,7 @@
 #ifndef LDMESH_PROXY_H
 #define LDMESH_PROXY_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 #include "config/config.h"
@@ -42,13 +43,31 @@ struct listener {
 	uint64_t accepted;
 	int takes_socket; /* LDM_HF_TAKES_SOCKET: same-pod sockets go to the app */
 	unsigned long long ino; /* tcp_fd's socket inode, which unprotected.c looks for */
+	/* Other event loops holding registrations of it (listener_mirror()):
+	 * the entry lives while links + mirrors > 0. */
+	int mirrors;
 };
 
 /* What a finished dial produced, for the shim's LDM_OP_QUERY. */
 struct dial_result {
 	uint64_t cookie;
-	int err;
+	int err; /* -EINPROGRESS while the loop that owns it dials */
 	struct ldm_addr local, peer;
+};
+
+/* The dials of every event loop: a query may reach any loop.  Taken once per
+ * dial and per query, never on the data path. */
+struct dial_table {
+	pthread_mutex_t lock;
+	struct dial_result dials[DIAL_RESULTS];
+	uint32_t next;
+};
+
+/* What accepted a connection another loop may serve (proxy->spread). */
+enum spread_kind {
+	SPREAD_HANDOFF, /* the shim's handoff socket */
+	SPREAD_LISTENER, /* an app's listener; key: its listener id */
+	SPREAD_LINK, /* the link listener (links between daemons) */
 };
 
 /* What a connection was doing when a deadline closed it. */
@@ -95,6 +114,22 @@ struct proxy {
 	struct telemetry *tel;
 	struct accesslog *alog;
 
+	/* Set by the daemon, which may run several event loops (workers), each
+	 * with its own struct proxy; all NULL or 0 with one. */
+	void *owner; /* the daemon, for the handlers it registers (ldmeshd_of()) */
+	int worker; /* this loop's index */
+	struct dial_table *dial_tab; /* borrowed, shared by the loops */
+	/* Offered every accepted connection: returns 1 when another loop took
+	 * fd (it serves it from *_adopt()), 0 to serve it here. */
+	int (*spread)(struct proxy *d, enum spread_kind kind, uint64_t key, int fd);
+	/* This loop's first registration of a listener (added 1), or its last
+	 * one closed (added 0): the other loops mirror it. */
+	void (*listener_observer)(struct proxy *d, const struct listener *l, int added);
+	/* A shim's LDM_OP_RESET for a connection this loop does not hold:
+	 * returns 0 when it took reply_fd (another loop answers on it once
+	 * every loop looked), -errno otherwise. */
+	int (*reset_elsewhere)(struct proxy *d, uint64_t cookie, int reply_fd);
+
 	conn_done_fn conn_handlers[UD_TAG_COUNT]; /* conn_set_handler() */
 	conn_dial_fn dial_observer; /* conn_set_dial_observer() */
 	struct policy_counts counts; /* ldmesh_policy_decisions_total */
@@ -129,8 +164,7 @@ struct proxy {
 	uint32_t nreap, capreap;
 
 	struct listener listeners[LISTENERS_MAX];
-	struct dial_result dials[DIAL_RESULTS];
-	uint32_t dial_next;
+	struct dial_table dials; /* dial_tab's default: this loop's own */
 
 	struct link_pool links; /* links between daemons (links.c) */
 	struct balancer bal; /* services' endpoints (balance.c) */
@@ -141,12 +175,29 @@ struct proxy {
 
 /* handoff.c */
 int handoff_open(struct proxy *d);
+/* Another event loop's handoff socket: fd is a duplicate this loop owns;
+ * registers the handlers handoff_open() does. */
+void handoff_share(struct proxy *d, int fd, unsigned long long ino);
 void handoff_accept_done(struct proxy *d, int res, int more);
+/* A shim connection another loop accepted and passed here (spread). */
+void handoff_adopt(struct proxy *d, int fd);
 void handoff_arm(struct proxy *d);
+/* LDM_OP_RESET for cookie on this loop: 0 when a connection was reset,
+ * -ENOENT when none here has it. */
+int handoff_reset_here(struct proxy *d, uint64_t cookie);
+/* Answers a shim's request on fd with err (ldm_status); 0 or -errno. */
+int handoff_answer(int fd, uint64_t cookie, int err);
 
 /* listener.c */
 int listener_register(struct proxy *d, const struct ldm_handoff *h, int tcp_fd, struct conn *link);
 void listener_accept_done(struct proxy *d, uint64_t ud, int res, int more);
+/* A connection another loop accepted on listener id and passed here. */
+void listener_adopt(struct proxy *d, uint64_t id, int fd);
+/* Another loop holds registrations of l: accept on it here too, through
+ * fd, a duplicate this loop owns (closed when the entry exists). */
+void listener_mirror(struct proxy *d, const struct listener *l, int fd);
+/* That loop let go of listener id. */
+void listener_unmirror(struct proxy *d, uint64_t id);
 void listener_unlink(struct proxy *d, int slot);
 void listener_arm_all(struct proxy *d, int64_t now);
 void listener_stop_all(struct proxy *d);

@@ -2,6 +2,7 @@
  * JSON-lines access log; see accesslog.h.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -88,6 +89,11 @@ void accesslog_flush(struct accesslog *a)
 	if (!a->buf.len) {
 		return;
 	}
+	if (a->write_lock) {
+		/* Several loops' logs share stderr or a file: whole buffers, never
+		 * lines of two loops woven together in a pipe. */
+		pthread_mutex_lock(a->write_lock);
+	}
 	while (a->fd >= 0 && off < a->buf.len) {
 		ssize_t n = write(a->fd, a->buf.s + off, a->buf.len - off);
 		if (n < 0 && errno == EINTR) {
@@ -99,6 +105,9 @@ void accesslog_flush(struct accesslog *a)
 			break;
 		}
 		off += (size_t)n;
+	}
+	if (a->write_lock) {
+		pthread_mutex_unlock(a->write_lock);
 	}
 	if (off == a->buf.len || a->fd < 0) {
 		a->buf.len = 0;

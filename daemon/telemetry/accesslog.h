@@ -10,6 +10,7 @@
 #ifndef LDMESH_ACCESSLOG_H
 #define LDMESH_ACCESSLOG_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 #include "util/strbuf.h"
@@ -24,6 +25,9 @@ struct accesslog {
 	char *where; /* owned: "stderr" or the path, NULL when off */
 	struct strbuf buf;
 	uint64_t lines, dropped;
+	/* borrowed, NULL: none; held for the write of a flush when several
+	 * event loops each have a log (ldmeshd's workers) */
+	pthread_mutex_t *write_lock;
 };
 
 /* What a line says about the connection, borrowed for the call: the

@@ -113,6 +113,32 @@ static struct tel_series *series_new(const struct key *k)
 	return s;
 }
 
+/* The one series of a direction and kind that label sets past max_series
+ * share: rendered with the rest, not in the hash, not counted in n. */
+static struct tel_series *overflow_series(struct telemetry *t, int dir, int kind)
+{
+	struct tel_series **o = &t->overflow[dir][kind];
+
+	if (!*o) {
+		/* Rendered with the rest; not in the hash, not counted in n. */
+		struct key ok = {
+			.dir = dir,
+			.tls = TEL_TLS_TRUE,
+			.kind = kind,
+			.target = "overflow",
+			.peer = "",
+			.authority = kind == TEL_TCP ? "" : "overflow",
+			.route = kind >= TEL_ROUTE ? "overflow" : "",
+		};
+		*o = series_new(&ok);
+		if (*o) {
+			*t->tail = *o;
+			t->tail = &(*o)->next;
+		}
+	}
+	return *o;
+}
+
 static struct tel_series *lookup(struct telemetry *t, const struct key *k)
 {
 	uint32_t h = key_hash(k);
@@ -127,26 +153,8 @@ static struct tel_series *lookup(struct telemetry *t, const struct key *k)
 	}
 	if (t->n >= t->max) {
 		/* Bounded cardinality: past max_series, one shared series. */
-		struct tel_series **o = &t->overflow[k->dir][k->kind];
 		t->overflow_total++;
-		if (!*o) {
-			/* Rendered with the rest; not in the hash, not counted in n. */
-			struct key ok = {
-				.dir = k->dir,
-				.tls = TEL_TLS_TRUE,
-				.kind = k->kind,
-				.target = "overflow",
-				.peer = "",
-				.authority = k->kind == TEL_TCP ? "" : "overflow",
-				.route = k->kind >= TEL_ROUTE ? "overflow" : "",
-			};
-			*o = series_new(&ok);
-			if (*o) {
-				*t->tail = *o;
-				t->tail = &(*o)->next;
-			}
-		}
-		return *o;
+		return overflow_series(t, k->dir, k->kind);
 	}
 	s = series_new(k);
 	if (!s) {
@@ -160,7 +168,6 @@ static struct tel_series *lookup(struct telemetry *t, const struct key *k)
 	t->n++;
 	return s;
 }
-
 struct tel_series *tel_tcp_series(struct telemetry *t, enum tel_dir dir,
 				  const struct ldm_addr *target, enum tel_tls tls,
 				  const char *peer_id)
@@ -349,6 +356,82 @@ void tel_response_grpc(struct tel_series *s, int code, int grpc, int64_t latency
 	if (st) {
 		observe(&st->count, &st->sum_us, st->buckets, latency_us, 1);
 	}
+}
+
+/* ---- merging the event loops' series ---------------------------------------- */
+
+int tel_merge(struct telemetry *dst, const struct telemetry *src)
+{
+	const struct tel_series *s;
+	uint16_t i;
+	int k;
+
+	dst->overflow_total += src->overflow_total;
+	if (src->started_ms && (!dst->started_ms || src->started_ms < dst->started_ms)) {
+		dst->started_ms = src->started_ms;
+	}
+	for (s = src->head; s; s = s->next) {
+		struct key key = {
+			.dir = s->dir,
+			.tls = s->tls,
+			.kind = s->kind,
+			.port = s->port,
+			.target = s->target_addr,
+			.peer = s->peer_id,
+			.authority = s->authority,
+			.route = s->route,
+		};
+		/* A loop's overflow series goes to dst's, uncounted as there. */
+		struct tel_series *d = s == src->overflow[s->dir][s->kind]
+					       ? overflow_series(dst, s->dir, s->kind)
+					       : lookup(dst, &key);
+
+		if (!d) {
+			return -ENOMEM;
+		}
+		d->tcp_open += s->tcp_open;
+		d->tcp_read += s->tcp_read;
+		d->tcp_write += s->tcp_write;
+		d->tcp_live += s->tcp_live;
+		d->requests += s->requests;
+		d->allowed += s->allowed;
+		d->denied += s->denied;
+		for (i = 0; i < s->n_close; i++) {
+			const struct tel_close *c = &s->closes[i];
+			struct tel_close *e = entry_of((void **)&d->closes, &d->n_close,
+						       &d->cap_close, sizeof(*e), TEL_MAX_CLOSE, c,
+						       offsetof(struct tel_close, count));
+			if (!e) {
+				return -ENOMEM;
+			}
+			e->count += c->count;
+			e->sum_ms += c->sum_ms;
+			for (k = 0; k < LDM_LATENCY_NBUCKETS; k++) {
+				e->buckets[k] += c->buckets[k];
+			}
+		}
+		for (i = 0; i < s->n_status; i++) {
+			const struct tel_status *st = &s->status[i];
+			struct tel_status key2;
+			struct tel_status *e;
+
+			memset(&key2, 0, sizeof(key2));
+			key2.code = st->code;
+			key2.grpc = st->grpc;
+			e = entry_of((void **)&d->status, &d->n_status, &d->cap_status, sizeof(*e),
+				     TEL_MAX_STATUS, &key2,
+				     offsetof(struct tel_status, grpc) + sizeof(key2.grpc));
+			if (!e) {
+				return -ENOMEM;
+			}
+			e->count += st->count;
+			e->sum_us += st->sum_us;
+			for (k = 0; k < LDM_LATENCY_NBUCKETS; k++) {
+				e->buckets[k] += st->buckets[k];
+			}
+		}
+	}
+	return 0;
 }
 
 /* ---- ldmeshctl stats ----------------------------------------------------- */

@@ -169,6 +169,13 @@ void tel_response_grpc(struct tel_series *s, int code, int grpc, int64_t latency
 /* Monotonic microseconds, the clock latencies are measured with. */
 int64_t tel_now_us(void);
 
+/*
+ * Adds every series of src into dst, created there with the same labels
+ * when new: how the event loops' own telemetry is rendered as one (each
+ * loop counts alone; a scrape merges them into a scratch dst whose
+ * max_series leaves room for all).  0 or -ENOMEM.
+ */
+int tel_merge(struct telemetry *dst, const struct telemetry *src);
 /* Prometheus text for every series (render.c). */
 void tel_render(const struct telemetry *t, struct strbuf *b);
 

@@ -77,7 +77,15 @@ LDMESH_VARIANTS = [
     ("ldmesh-tel-on", 8083, 9003, 4193,
      'telemetry = { http = true; access_log = "%(dir)s/access.log"; };', 8183),
     ("ldmesh-links", 8084, 9004, 4194, "", None),
+    # Event loops (issue 17): the "ldmesh" rows run workers = 1 (every
+    # variant does unless its extra config says otherwise); this one runs
+    # two, beside HAProxy with nbthread 2 ("haproxy-t2").
+    ("ldmesh-w2", 8085, 9005, 4195, "workers = 2;", None),
 ]
+# Rows of keep-alive and connection per request only: two event loops in
+# each proxy against one (both proxies may use every CPU of the machine).
+SCALE_TOPOS = ("ldmesh-w2", "haproxy-t2")
+HAP2_S_HTTP, HAP2_C_HTTP = 8444, 18081         # HAProxy nbthread 2: s (TLS) / c (plain)
 # Variants whose daemons carry connections on links, and the link port
 # both pods' daemons of that variant use (each variant its own: they share
 # the pods' network namespaces).
@@ -601,6 +609,7 @@ http {{
                         MESH_NET, "true" if link_port else "false") +
                     'drain_timeout_ms = 1000;\n' +
                     'log_level = "warn";\n' +
+                    ('' if 'workers' in extra else 'workers = 1;\n') +
                     (extra % {"dir": d}) + "\n")
         p = self.r.popen(ns, [os.path.join(REPO, "build", "ldmeshd"), "-c", conf,
                               "--runtime-dir", rundir], "ldmeshd-%s-%s" % (variant, pod))
@@ -610,9 +619,11 @@ http {{
         p.rundir, p.admin_port, p.ns, p.dir = rundir, admin_port, ns, d
         return p
 
-    def haproxy(self, pod, label="", idle_only=None):
+    def haproxy(self, pod, label="", idle_only=None, threads=None, http_only=None):
         """HAProxy sidecar in pod; idle_only=(client port, server port) makes
-        a fresh instance with only the idle-connection proxy on those ports."""
+        a fresh instance with only the idle-connection proxy on those ports,
+        http_only=(client port, server port) one with only the HTTP proxy
+        (to nginx), with nbthread threads (default BENCH_HAPROXY_THREADS)."""
         ns = self.ns_c if pod == "c" else self.ns_s
         ident = self.ids[pod]
         d = os.path.join(self.tmp, "haproxy%s-%s" % (label, pod))
@@ -623,7 +634,19 @@ http {{
         # one upstream TLS connection per client connection, as ldmesh does.
         tls = ("ssl crt %s ca-file %s verify required ssl-min-ver TLSv1.3" % (
             ident["pem"], ident["bundle"]))
-        if idle_only and pod == "c":
+        if http_only and pod == "c":
+            proxies = """
+listen http_out
+    bind 127.0.0.1:{hc}
+    server s {s}:{hs} {tls}
+""".format(hc=http_only[0], s=S_ADDR, hs=http_only[1], tls=tls)
+        elif http_only:
+            proxies = """
+listen http_in
+    bind {s}:{hs} {tls}
+    server app 127.0.0.1:{dh}
+""".format(s=S_ADDR, hs=http_only[1], dh=DIRECT_HTTP, tls=tls)
+        elif idle_only and pod == "c":
             proxies = """
 listen idle_out
     bind 127.0.0.1:{ic}
@@ -678,7 +701,8 @@ defaults
     timeout connect 5s
     timeout client 1h
     timeout server 1h
-{proxies}""".format(nt=self.hap_threads, stats=stats, proxies=proxies, mc=self.hap_maxconn))
+{proxies}""".format(nt=threads or self.hap_threads, stats=stats, proxies=proxies,
+                    mc=self.hap_maxconn))
         rc, out, err = self.r.run(None, ["/usr/sbin/haproxy", "-c", "-f", conf], timeout=30)
         if rc != 0:
             raise CannotRun("haproxy -c %s: %s %s" % (conf, out, err))
@@ -688,6 +712,8 @@ defaults
             [HAP_S_HTTP, HAP_S_IDLE, HAP_S_H2]
         if idle_only:
             ports = [idle_only[0] if pod == "c" else idle_only[1]]
+        if http_only:
+            ports = [http_only[0] if pod == "c" else http_only[1]]
         wait_until(lambda: p.poll() is not None or all(listening(ns, q) for q in ports), 20,
                    "haproxy-%s to listen" % pod)
         if p.poll() is not None:
@@ -731,19 +757,25 @@ defaults
                                             "s": rss_detail(self.hap["s"].pid)}
         self.available["direct"] = True
         self.available["haproxy"] = True
+        self.hap2 = {pod: self.haproxy(pod, "-t2", threads=2,
+                                       http_only=(HAP2_C_HTTP, HAP2_S_HTTP))
+                     for pod in ("c", "s")}
+        self.available["haproxy-t2"] = True
         self.start_go()
         self.start_h2()
 
     # --- topology helpers -------------------------------------------------------
     def topologies(self):
         return ["direct", "ldmesh", "haproxy", "ldmesh-tel-off", "ldmesh-tel-on",
-                "ldmesh-links"]
+                "ldmesh-links", "ldmesh-w2", "haproxy-t2"]
 
     def url(self, topo, path):
         if topo == "direct":
             return "http://%s:%d%s" % (S_ADDR, DIRECT_HTTP, path)
         if topo == "haproxy":
             return "http://127.0.0.1:%d%s" % (HAP_C_HTTP, path)
+        if topo == "haproxy-t2":
+            return "http://127.0.0.1:%d%s" % (HAP2_C_HTTP, path)
         port = next(v[1] for v in LDMESH_VARIANTS if v[0] == topo)
         return "http://%s:%d%s" % (S_ADDR, port, path)
 
@@ -760,6 +792,8 @@ defaults
     def proxy_pids(self, topo):
         if topo == "haproxy":
             return {"c": self.hap["c"].pid, "s": self.hap["s"].pid}
+        if topo == "haproxy-t2":
+            return {"c": self.hap2["c"].pid, "s": self.hap2["s"].pid}
         if topo in self.daemons:
             return {k: p.pid for k, p in self.daemons[topo].items()}
         return {}
@@ -1045,7 +1079,7 @@ defaults
                                       shim_rundir=self.shim(topo), timeout=30)
             if rc != 0 or out.strip() != "200":
                 raise CannotRun("%s: a plain GET failed: rc %d %s %s" % (topo, rc, out, err))
-            if topo != "direct":
+            if topo != "direct" and hs0 is not None:
                 hs1 = wait_until(lambda: (lambda h: h if h and sum(h) > sum(hs0) else None)(
                     self.handshakes(topo)), 5, "%s to count a TLS handshake" % topo)
                 log("path %s: GET ok, server side counted TLS handshakes %s -> %s" % (
@@ -1193,10 +1227,9 @@ defaults
             if self.available.get(t) is True:
                 self.go_bench(t, "ka", 0, 1, record=False)
                 self.go_bench(t, "close", 0, 1, record=False)
-        main = [t for t in topos if "tel" not in t]
+        main = [t for t in topos if "tel" not in t and t not in SCALE_TOPOS]
         workloads = [("ka", topos), ("paced", main), ("close", topos),
-                     ("bulk", [t for t in topos if "tel" not in t]),
-                     ("stream", [t for t in topos if "tel" not in t])]
+                     ("bulk", main), ("stream", main)]
         for rep in range(1, self.reps + 1):
             log("repetition %d of %d" % (rep, self.reps))
             self.same_pod(rep)
@@ -1903,6 +1936,13 @@ defaults
             add("links: <= 16 KiB per idle app connection (%d held, each daemon)" % n, v,
                 16384, v is not None and v <= 16384,
                 "%.1f KiB (max of c/s daemons)" % (v / 1024) if v is not None else "n/a")
+        # Event loops (issue 17): two workers against one, same run.
+        W2 = s.get("ldmesh-w2", {})
+        if W2:
+            a, b = med(W2, "ka", "rps"), med(L, "ka", "rps")
+            v = a / b if a and b else None
+            add("workers = 2: keep-alive req/s >= 1.7x workers = 1", v, 1.7,
+                v is not None and v >= 1.7, "%.2fx" % v if v is not None else "n/a")
         return out
 
     def markdown_limits(self, s, A, f):
@@ -2053,6 +2093,33 @@ defaults
                 f(w.get("handshakes_resumed_per_s")), f(w.get("proxy_cpu_us_per_req"), "%.1f"),
                 ratio(w, "rps_vs_direct"), ratio(w, "rps_vs_haproxy")))
         A("")
+        if s.get("ldmesh-w2"):
+            A("## Event loops: one against two (issue 17)")
+            A("")
+            A("`ldmesh` runs `workers = 1` in both daemons, `ldmesh-w2` `workers = 2`; "
+              "`haproxy` runs nbthread %d, `haproxy-t2` nbthread 2. Every proxy may use all "
+              "%d CPUs of the machine, which wrk and nginx share with them. Proxy CPU is both "
+              "sides' processes." % (self.hap_threads, m["nproc"]))
+            A("")
+            A("| workload | ldmesh w1 req/s | ldmesh w2 req/s | w2 / w1 | w1 CPU µs/req | "
+              "w2 CPU µs/req | HAProxy t%d req/s | HAProxy t2 req/s | t2 / t%d | "
+              "ldmesh w2 / HAProxy t2 |" % (self.hap_threads, self.hap_threads))
+            A("|---|---|---|---|---|---|---|---|---|---|")
+            for w in ("ka", "close"):
+                e1, e2 = s.get("ldmesh", {}).get(w) or {}, s.get("ldmesh-w2", {}).get(w) or {}
+                h1, h2 = s.get("haproxy", {}).get(w) or {}, s.get("haproxy-t2", {}).get(w) or {}
+
+                def q(x, y):
+                    x, y = (x or {}).get("median"), (y or {}).get("median")
+                    return "%.2fx" % (x / y) if x and y else "-"
+                A("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                    "keep-alive" if w == "ka" else "connection per request",
+                    f(e1.get("rps")), f(e2.get("rps")), q(e2.get("rps"), e1.get("rps")),
+                    f(e1.get("proxy_cpu_us_per_req"), "%.1f"),
+                    f(e2.get("proxy_cpu_us_per_req"), "%.1f"), f(h1.get("rps")),
+                    f(h2.get("rps")), q(h2.get("rps"), h1.get("rps")),
+                    q(e2.get("rps"), h2.get("rps"))))
+            A("")
         go = res.get("go") or {}
         if any(go.get(t) for t in GO_TOPOS) or any(
                 v is not True for v in (go.get("available") or {}).values()):
@@ -2269,7 +2336,7 @@ defaults
         A("")
         A("Setup: nginx 1 worker, access log off; wrk -t%d; HAProxy nbthread %d, mode tcp "
           "(one upstream TLS connection per client connection, like ldmesh), TLS session "
-          "reuse on (its default); ldmeshd workers = 1 (the only value this release accepts), "
+          "reuse on (its default); ldmeshd workers = 1 (ldmesh-w2: 2), "
           "buffer_size default; both proxies verify the peer's SVID against the same bundle."
           % (self.wrk_threads, self.hap_threads))
         A("")

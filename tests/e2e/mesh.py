@@ -258,12 +258,13 @@ def wire_port(pod, app_port):
 
 def config_text(pod, svid=None, mtls=None, ports=None, mesh_networks=None, egress=None,
                 egress_allow=None, services=None, policies=None, policy_default=None,
-                links=None, link_port=None, opaque_ports=(), extra=""):
+                links=None, link_port=None, opaque_ports=(), workers=None, extra=""):
     """A full config for pod.  pods.Pod.config_text hardcodes
     inbound.mtls = "disable", so this builds its own."""
     lines = ['runtime_dir = "%s";' % pod.runtime_dir,
              'admin_addr = "127.0.0.1:%d";' % ADMIN_PORT,
              'io_backend = "%s";' % pod.mode.backend,
+             "workers = %d;" % (workers or pod.mode.workers),
              "drain_timeout_ms = %d;" % podlib.DRAIN_MS,
              'trust_domain = "%s";' % TD]
     if svid is not None:

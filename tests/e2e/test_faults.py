@@ -225,7 +225,8 @@ def get(pod, server, path, port=8080, max_time=15):
 # --- peer reset mid-stream -------------------------------------------------------
 
 # server ADDR PORT: accepts one connection, reads it slowly (64 KiB every
-# 5 ms) and prints how the stream ended.  client HOST PORT N: sends N bytes,
+# 5 ms), prints how the stream ended and keeps listening up to 10 s more.
+# client HOST PORT N: sends N bytes,
 # then aborts the connection (SO_LINGER {1, 0}: a RST, not a FIN).
 RESET_MID = r'''
 import errno, socket, struct, sys, time
@@ -253,6 +254,13 @@ if role == "server":
             n += len(d)
             time.sleep(0.005)
     print("result=%s bytes=%d after=%.1f" % (result, n, time.monotonic() - t0), flush=True)
+    # Still listening while the test reads the daemons' counters for it
+    # (through_mesh): a listener that closed is no longer listed.
+    ls.settimeout(10)
+    try:
+        ls.accept()
+    except socket.timeout:
+        pass
 else:
     total = int(sys.argv[4])
     s = socket.create_connection((host, port), timeout=20)

@@ -95,6 +95,21 @@ print("done n=%d" % done, flush=True)
 '''
 
 
+# HOST PORT N: N connections open at once, one GET on each, then all closed.
+WARM = r'''
+import http.client, sys
+conns = [http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), timeout=10)
+         for _ in range(int(sys.argv[3]))]
+for c in conns:
+    c.connect()
+for c in conns:
+    c.request("GET", "/warm")
+    c.getresponse().read()
+for c in conns:
+    c.close()
+'''
+
+
 def _script(pod, name, text):
     path = os.path.join(pod.dir, name)
     with open(path, "w") as f:
@@ -167,8 +182,12 @@ def run_soak(cluster, seconds, interval=5.0, warmup=None, log=print):
         warmup = min(60.0, seconds / 5.0)
     a, b = setup(cluster)
     daemons = {"a": a, "b": b}
-    # One request of each kind first, so lazy allocations are not a trend.
+    # One request of each kind first, so lazy allocations are not a trend;
+    # a few connections held at once, so that each event loop of a daemon
+    # with several workers gets one and opens its own link to the peer.
     mesh.curl(a, "http://%s:%d/warm" % (b.addr4, HTTP_PORT)).ok()
+    a.run([PYTHON, _script(a, "soak_warm.py", WARM), b.addr4, str(HTTP_PORT), "8"],
+          timeout=60).ok()
     time.sleep(0.5)
     fds_before = {k: fd_count(p.daemon_pid) for k, p in daemons.items()}
     stop = os.path.join(cluster.tmp, "soak.stop")

@@ -206,9 +206,9 @@ static const struct bad_case bad_cases[] = {
 	/* ranges */
 	{"workers zero", "workers = 0;\n", {"workers: must be between 1 and 64, got 0"}},
 	{"workers too many", "workers = 65;\n", {"workers: must be between 1 and 64, got 65"}},
-	{"workers above one",
-	 "workers = 2;\n",
-	 {NAME ":1:", "workers: this release runs one event loop per daemon"}},
+	{"max_workers zero",
+	 "max_workers = 0;\n",
+	 {"max_workers: must be between 1 and 64, got 0"}},
 	{"buffer too small",
 	 "buffer_size = 1024;\n",
 	 {"buffer_size: must be between 4096 and 1048576"}},
@@ -705,7 +705,8 @@ static void test_defaults_of_empty_file(void **state)
 	assert_int_equal(c->n_services, 0);
 	assert_int_equal(c->n_policies, 0);
 	assert_int_equal(c->default_deny, 0);
-	assert_int_equal(c->workers, 1);
+	assert_int_equal(c->workers, 0); /* the usable CPUs, up to max_workers */
+	assert_int_equal(c->max_workers, 8);
 	assert_int_equal(c->io_backend, CONFIG_IO_AUTO);
 	assert_int_equal(c->connect_timeout_ms, 10000);
 	assert_int_equal(c->idle_timeout_ms, 3600000);
@@ -1124,7 +1125,7 @@ static void test_config_default(void **state)
 	assert_int_equal(c->inbound_mtls, CONFIG_MTLS_DISABLE);
 	assert_int_equal(c->egress_allow_all, 1);
 	assert_default_mesh(c);
-	assert_int_equal(c->workers, 1);
+	assert_int_equal(c->workers, 0);
 	assert_int_equal(c->log_level, 2);
 	config_free(c);
 }

@@ -249,6 +249,64 @@ static void test_new_series_are_bounded(void **state)
 	tel_fini(&t);
 }
 
+/* Two event loops' series rendered as one: the same label sets add up
+ * (counters, closes, statuses), the others are kept, and each loop's
+ * overflow series lands in the merged overflow series, uncounted. */
+static void test_merge(void **state)
+{
+	struct telemetry l0, l1, m;
+	struct ldm_addr a = v4("10.0.0.2", 8080), b = v6("fd00::2", 9090);
+	struct tel_series *s;
+	struct strbuf out = {0};
+	char *text;
+	int i;
+
+	(void)state;
+	assert_int_equal(tel_init(&l0, 3), 0);
+	assert_int_equal(tel_init(&l1, 3), 0);
+	for (i = 0; i < 2; i++) {
+		struct telemetry *t = i ? &l1 : &l0;
+		s = tel_tcp_series(t, TEL_INBOUND, &a, TEL_TLS_TRUE, PAYMENTS);
+		tel_tcp_open(s);
+		s->tcp_read += 100;
+		tel_tcp_close(s, 0, 0, 5);
+		s = tel_http_series(t, s, "orders");
+		s->requests += 2;
+		tel_response(s, 200, 1000);
+		tel_response(s, i ? 503 : 200, 2000);
+	}
+	tel_tcp_open(tel_tcp_series(&l1, TEL_OUTBOUND, &b, TEL_TLS_NO_MESH, ""));
+	/* l1 is full (3): a fourth label set goes to its overflow series */
+	tel_route_series(&l1, TEL_INBOUND, "orders:8080", "r1")->requests++;
+	assert_int_equal(l1.overflow_total, 1);
+
+	assert_int_equal(tel_init(&m, 100), 0);
+	assert_int_equal(tel_merge(&m, &l0), 0);
+	assert_int_equal(tel_merge(&m, &l1), 0);
+	assert_int_equal(m.n, 3); /* tcp in, http in, tcp out: overflow not counted */
+	assert_int_equal(m.overflow_total, 1);
+	text = render(&m);
+	has_line(text, "tcp_open_total{direction=\"inbound\",peer=\"src\",target_addr=\"10.0.0.2:"
+		       "8080\",tls=\"true\",client_id=\"" PAYMENTS "\"} 2");
+	has_line(text, "tcp_read_bytes_total{direction=\"inbound\",peer=\"src\",target_addr=\"10."
+		       "0.0.2:8080\",tls=\"true\",client_id=\"" PAYMENTS "\"} 200");
+	has_line(text, "tcp_open_connections{direction=\"inbound\",peer=\"src\",target_addr=\"10."
+		       "0.0.2:8080\",tls=\"true\",client_id=\"" PAYMENTS "\"} 0");
+	assert_non_null(strstr(text, "request_total{direction=\"inbound\",authority=\"orders\""));
+	assert_non_null(strstr(text, "status_code=\"200\",classification=\"success\"} 3\n"));
+	assert_non_null(strstr(text, "status_code=\"503\",classification=\"failure\"} 1\n"));
+	assert_non_null(strstr(text, "rt_route=\"overflow\"} 1\n"));
+	free(text);
+	/* `ldmeshctl stats` of the merge: one row with both loops' requests */
+	tel_stats(&m, &out, TEL_JSON, 0);
+	assert_false(out.oom);
+	assert_non_null(strstr(out.s, "\"requests\":4"));
+	sb_fini(&out);
+	tel_fini(&m);
+	tel_fini(&l0);
+	tel_fini(&l1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -258,6 +316,7 @@ int main(void)
 		cmocka_unit_test(test_route_series),
 		cmocka_unit_test(test_authz_labels),
 		cmocka_unit_test(test_new_series_are_bounded),
+		cmocka_unit_test(test_merge),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
