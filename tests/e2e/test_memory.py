@@ -53,6 +53,10 @@ def describe(pod, r):
                                          mib(r["RssFile"]))
 
 
+# Anonymous memory allowed above idle after the spike, per event loop:
+# each loop's thread allocates from its own malloc arena, and what a trim
+# leaves there (free chunks smaller than a page, the arena's top) adds up
+# per loop (seen with workers = 2: 2.3 and 4.5 MiB above idle).
 ANON_SLACK = 4 * 2 ** 20
 
 
@@ -70,7 +74,7 @@ def test_rss_returns_after_idle_connections_close(cluster, links):
     daemons = (a, b)
     idle = {p.label: rss(p.daemon_pid) for p in daemons}
     bound = {k: 2 * v["VmRSS"] for k, v in idle.items()}
-    anon_bound = {k: v["RssAnon"] + ANON_SLACK for k, v in idle.items()}
+    anon_bound = {k: v["RssAnon"] + ANON_SLACK * cluster.mode.workers for k, v in idle.items()}
 
     srv = b.popen([PYTHON, MANY, "serve", b.addr4, "9000"], name="echo")
     srv.wait_output(r"^listening$", timeout=20)
