@@ -53,10 +53,10 @@ def describe(pod, r):
                                          mib(r["RssFile"]))
 
 
-# Anonymous memory allowed above idle after the spike, per event loop:
-# each loop's thread allocates from its own malloc arena, and what a trim
-# leaves there (free chunks smaller than a page, the arena's top) adds up
-# per loop (seen with workers = 2: 2.3 and 4.5 MiB above idle).
+# Anonymous memory allowed above idle after the spike, per event loop.
+# With workers = 2 the two daemons stayed 2.3 and 4.5 MiB above idle
+# (RSS within 2x idle); each loop's thread allocates from a malloc arena
+# of its own, the likely reason, not investigated further.
 ANON_SLACK = 4 * 2 ** 20
 
 
