@@ -576,3 +576,47 @@ def test_nginx_behind_one_curl_connection(cluster):
             "GET /who") for s in servers}
     wait_until(lambda: logged() == want, 10, interval=0.2, what="nginx's access logs")
     assert min(want.values()) >= 1, want
+
+
+RAW_CLIENT = r'''
+import socket, sys
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+c.sendall(b"\x16\x03\x01\x00\x05hello not http\r\n")
+try:
+    got = c.recv(100)
+    print("eof" if not got else "got %r" % got)
+except ConnectionResetError:
+    print("reset")
+'''
+
+
+def test_http_service_refuses_what_is_not_http(cluster):
+    """protocol "http" fails closed: a client that sends bytes that are not
+    HTTP to the service address gets its connection closed by its own
+    daemon (logged), and no endpoint receives them.  Control: the same
+    client straight to an endpoint (no service) reaches the echo app."""
+    a, servers, vip = mesh.service_mesh(cluster, SUBNET + 8, lambda vip, servers: [
+        {"name": "web", "port": 8080, "addresses": [vip], "protocol": "http",
+         "endpoints": ["%s:8080" % s.addr4 for s in servers]}])
+    srv = os.path.join(cluster.tmp, "server_first.py")
+    cli = os.path.join(cluster.tmp, "raw_client.py")
+    with open(srv, "w") as f:
+        f.write(SERVER_FIRST)
+    with open(cli, "w") as f:
+        f.write(RAW_CLIENT)
+    apps = {}
+    for s in servers:
+        apps[s.label] = s.popen([mesh.PYTHON, srv, s.addr4, s.label], name="banner")
+        apps[s.label].wait_output(r"^listening$", timeout=20)
+        s.wait_listening(apps[s.label], 8080)
+    # Control: to an endpoint directly, the app answers (banner first).
+    r = a.run([mesh.PYTHON, cli, servers[0].addr4, "8080"], timeout=30)
+    assert r.returncode == 0 and r.stdout.startswith("got b'220 b ready"), r
+    off = len(a.daemon_log())
+    host, port = vip.split(":")
+    r = a.run([mesh.PYTHON, cli, host, port], timeout=30)
+    assert r.returncode == 0 and r.stdout.strip() in ("eof", "reset"), r
+    mesh.wait_log(a, r'not HTTP/1 to a service with protocol "http"; closing', offset=off)
+    assert service_json(a)["requests_total"] == 0
+    # Nothing was dialled for it.
+    assert sum(e["connections_total"] for e in service_json(a)["endpoints"]) == 0
