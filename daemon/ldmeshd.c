@@ -309,6 +309,9 @@ int ldmeshd_run(struct worker *w)
 				}
 				continue;
 			}
+			if (!stop && ctl_answering(d) && now < d->drain_deadline_ms) {
+				continue; /* `drain` gets its answer before we go */
+			}
 			if ((live == 0 && workers_others_done(d)) || stop) {
 				log_info("drained; exiting");
 				return 0;

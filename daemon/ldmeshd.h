@@ -164,6 +164,9 @@ void workers_totals_fini(struct daemon_totals *t);
 int ctl_open(struct ldmeshd *d);
 void ctl_accept_done(struct ldmeshd *d, int res, int more);
 void ctl_arm(struct ldmeshd *d);
+/* 1 while a control client's answer is still being written (the answer to
+ * `drain` itself, when the drain is over at once). */
+int ctl_answering(const struct ldmeshd *d);
 
 /* check.c */
 /* Appends the answer of `ldmeshctl check` (include/ldmesh/ctl.h): the

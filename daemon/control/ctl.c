@@ -65,6 +65,21 @@ void ctl_arm(struct ldmeshd *d)
 	}
 }
 
+int ctl_answering(const struct ldmeshd *d)
+{
+	const struct proxy *px = &d->px;
+	uint32_t i;
+
+	for (i = 0; i < px->nslots; i++) {
+		const struct conn *c = px->conns[i];
+		if (c && c->kind == CONN_CTL && c->state == CS_CTL_WRITE &&
+		    c->ctl_out_off < c->ctl_out_len) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
 static void answer(struct ldmeshd *d, struct conn *c, struct strbuf *b)
 {
 	conn_send_answer(&d->px, c, b, UD_CTL_SEND);

@@ -40,8 +40,7 @@ struct tls_ctx {
 };
 
 struct tls_conn {
-	SSL *ssl; /* owned; owns rbio and wbio */
-	BIO *rbio, *wbio; /* borrowed from ssl */
+	SSL *ssl; /* owned; owns its two BIOs (in_method, out_method) */
 	struct tls_ctx *ctx; /* reference */
 	int server;
 	int done;
@@ -56,7 +55,14 @@ struct tls_conn {
 	/* The end of input (0, or -errno) met after plaintext that
 	 * tls_conn_read() returned first: returned at the next call. */
 	int read_end_due, read_end;
-	int rbio_borrowed; /* rbio reads the caller's buffer (tls_conn_feed_borrowed) */
+	/* What the engine reads (its read BIO is ours, in_method): the
+	 * caller's buffer lent by tls_conn_feed_borrowed(), lent_off..lent_len
+	 * unread; or bytes copied into inb, inb_off..inb_len unread.  Never
+	 * both: a feed while lent bytes are unread copies them first. */
+	const char *lent;
+	size_t lent_off, lent_len;
+	char *inb; /* owned */
+	size_t inb_off, inb_len, inb_cap;
 	/* What the engine wrote (wbio is ours, out_method): straight into the
 	 * caller's buffer while tls_conn_out_direct() lends one and nothing
 	 * waits here, else into ovf, ovf_off..ovf_len not yet taken. */
@@ -67,9 +73,106 @@ struct tls_conn {
 };
 
 static int conn_index = -1; /* SSL ex_data slot for struct tls_conn */
-/* The engine's output BIO (out_write): made once, with conn_index, by the
- * first tls_ctx_new() (at start-up, before any loop runs); then read only. */
-static BIO_METHOD *out_method;
+/* The engine's BIOs (in_read, out_write): made once, with conn_index, by
+ * the first tls_ctx_new() (at start-up, before any loop runs); then read
+ * only. */
+static BIO_METHOD *in_method, *out_method;
+
+/* ---- the engine's input ------------------------------------------------- */
+
+/*
+ * A memory BIO costs two passes over every byte fed to it (zeroing the
+ * room, the copy in) before the engine copies the record out again, and a
+ * read-only memory BIO over a lent buffer costs five allocations per read.
+ * This BIO reads the lent buffer in place, or the bytes a feed copied.
+ */
+static size_t in_pending(const struct tls_conn *c)
+{
+	return c->lent_len - c->lent_off + c->inb_len - c->inb_off;
+}
+
+static int in_read(BIO *b, char *data, int n)
+{
+	struct tls_conn *c = BIO_get_data(b);
+	size_t want = n > 0 ? (size_t)n : 0, got;
+
+	BIO_clear_retry_flags(b);
+	if (c->lent_off < c->lent_len) {
+		got = c->lent_len - c->lent_off < want ? c->lent_len - c->lent_off : want;
+		memcpy(data, c->lent + c->lent_off, got);
+		c->lent_off += got;
+	} else if (c->inb_off < c->inb_len) {
+		got = c->inb_len - c->inb_off < want ? c->inb_len - c->inb_off : want;
+		memcpy(data, c->inb + c->inb_off, got);
+		c->inb_off += got;
+	} else {
+		BIO_set_retry_read(b); /* empty means "wait", not end of file */
+		return -1;
+	}
+	return (int)got;
+}
+
+static long in_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	struct tls_conn *c = BIO_get_data(b);
+
+	(void)num;
+	(void)ptr;
+	switch (cmd) {
+	case BIO_CTRL_PENDING:
+		return (long)in_pending(c);
+	case BIO_CTRL_WPENDING:
+		return 0;
+	case BIO_CTRL_FLUSH:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* Appends len bytes to inb.  0 or -ENOMEM. */
+static int in_append(struct tls_conn *c, const void *buf, size_t len)
+{
+	if (c->inb_off == c->inb_len) {
+		c->inb_off = c->inb_len = 0;
+	}
+	if (c->inb_len + len > c->inb_cap) {
+		size_t cap = c->inb_cap ? c->inb_cap : 4096;
+		char *p;
+		if (c->inb_off) { /* read from the front: move the rest down */
+			memmove(c->inb, c->inb + c->inb_off, c->inb_len - c->inb_off);
+			c->inb_len -= c->inb_off;
+			c->inb_off = 0;
+		}
+		while (cap < c->inb_len + len) {
+			cap *= 2;
+		}
+		if (cap != c->inb_cap) {
+			p = realloc(c->inb, cap);
+			if (!p) {
+				return -ENOMEM;
+			}
+			c->inb = p;
+			c->inb_cap = cap;
+		}
+	}
+	memcpy(c->inb + c->inb_len, buf, len);
+	c->inb_len += len;
+	return 0;
+}
+
+/* Copies what is unread of a lent buffer into inb, and forgets the buffer.
+ * 0 or -ENOMEM (then nothing changed). */
+static int in_own(struct tls_conn *c)
+{
+	if (c->lent_off < c->lent_len &&
+	    in_append(c, c->lent + c->lent_off, c->lent_len - c->lent_off) < 0) {
+		return -ENOMEM;
+	}
+	c->lent = NULL;
+	c->lent_off = c->lent_len = 0;
+	return 0;
+}
 
 /* ---- the engine's output ------------------------------------------------ */
 
@@ -145,26 +248,30 @@ static long out_ctrl(BIO *b, int cmd, long num, void *ptr)
 	}
 }
 
-static int out_method_init(void)
+static int bio_methods_init(void)
 {
-	BIO_METHOD *m;
+	BIO_METHOD *in, *out;
 
 	if (out_method) {
 		return 0;
 	}
-	m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ldmesh out");
-	if (!m || !BIO_meth_set_write(m, out_write) || !BIO_meth_set_ctrl(m, out_ctrl)) {
-		BIO_meth_free(m);
+	in = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ldmesh in");
+	out = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ldmesh out");
+	if (!in || !out || !BIO_meth_set_read(in, in_read) || !BIO_meth_set_ctrl(in, in_ctrl) ||
+	    !BIO_meth_set_write(out, out_write) || !BIO_meth_set_ctrl(out, out_ctrl)) {
+		BIO_meth_free(in);
+		BIO_meth_free(out);
 		ERR_clear_error();
 		return -ENOMEM;
 	}
-	out_method = m;
+	in_method = in;
+	out_method = out;
 	return 0;
 }
 
-static BIO *out_bio(struct tls_conn *c)
+static BIO *conn_bio(struct tls_conn *c, const BIO_METHOD *method)
 {
-	BIO *b = BIO_new(out_method);
+	BIO *b = BIO_new(method);
 
 	if (b) {
 		BIO_set_data(b, c);
@@ -514,9 +621,9 @@ static SSL_CTX *make_ctx(int server, const struct config *cfg, char *err, size_t
 	/* TLS 1.3 only; no compression, no renegotiation (1.3 has neither). */
 	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
-	/* Record buffers only while a record is in flight: idle connections
-	 * hold none. */
-	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	/* Record buffers stay while the connection is busy (releasing them
+	 * after each record costs allocations per request); an idle one
+	 * gives them back when parked (tls_conn_trim()). */
 	SSL_CTX_set1_groups_list(ctx, "X25519:P-256");
 	if (!readable("identity.cert", cfg->cert, err, errlen) ||
 	    !readable("identity.key", cfg->key, err, errlen) ||
@@ -575,7 +682,7 @@ struct tls_ctx *tls_ctx_new(const struct config *cfg, char *err, size_t errlen)
 	if (conn_index < 0) {
 		conn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 	}
-	if (out_method_init() < 0) {
+	if (bio_methods_init() < 0) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
@@ -648,24 +755,23 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx, int server, const char *pin,
 			      const char *resume_key)
 {
 	struct tls_conn *c = calloc(1, sizeof(*c));
+	BIO *rbio, *wbio;
 
 	if (!c) {
 		return NULL;
 	}
 	c->ssl = SSL_new(server ? ctx->server : ctx->client);
-	c->rbio = BIO_new(BIO_s_mem());
-	c->wbio = out_bio(c);
-	if (!c->ssl || !c->rbio || !c->wbio) {
+	rbio = conn_bio(c, in_method);
+	wbio = conn_bio(c, out_method);
+	if (!c->ssl || !rbio || !wbio) {
 		SSL_free(c->ssl);
-		BIO_free(c->rbio);
-		BIO_free(c->wbio);
+		BIO_free(rbio);
+		BIO_free(wbio);
 		free(c);
 		ERR_clear_error();
 		return NULL;
 	}
-	/* An empty read BIO means "wait", not end-of-file. */
-	BIO_set_mem_eof_return(c->rbio, -1);
-	SSL_set_bio(c->ssl, c->rbio, c->wbio);
+	SSL_set_bio(c->ssl, rbio, wbio);
 	SSL_set_ex_data(c->ssl, conn_index, c);
 	c->ctx = ctx;
 	tls_ctx_ref(ctx);
@@ -714,6 +820,7 @@ void tls_conn_free(struct tls_conn *c)
 	}
 	SSL_free(c->ssl);
 	tls_ctx_unref(c->ctx);
+	free(c->inb);
 	free(c->ovf);
 	free(c->pin);
 	free(c->peer_id);
@@ -740,72 +847,30 @@ int tls_conn_alpn_h2(const struct tls_conn *c)
 	return n == 2 && !memcmp(p, "h2", 2);
 }
 
-/* A writable read BIO again, with what a borrowed one had left unread
- * copied into it.  0 or -ENOMEM. */
-static int own_input(struct tls_conn *c)
-{
-	BIO *r;
-	char *p;
-	long n;
-
-	if (!c->rbio_borrowed) {
-		return 0;
-	}
-	r = BIO_new(BIO_s_mem());
-	if (!r) {
-		ERR_clear_error();
-		return -ENOMEM;
-	}
-	BIO_set_mem_eof_return(r, -1);
-	n = BIO_get_mem_data(c->rbio, &p);
-	if (n > 0 && BIO_write(r, p, (int)n) != (int)n) {
-		BIO_free(r);
-		ERR_clear_error();
-		return -ENOMEM;
-	}
-	SSL_set0_rbio(c->ssl, r); /* frees the borrowed one */
-	c->rbio = r;
-	c->rbio_borrowed = 0;
-	return 0;
-}
-
 int tls_conn_feed(struct tls_conn *c, const void *buf, size_t len)
 {
-	if (own_input(c) < 0) {
+	if (in_own(c) < 0) {
 		return -ENOMEM;
 	}
-	return BIO_write(c->rbio, buf, (int)len) == (int)len ? 0 : -ENOMEM;
+	return in_append(c, buf, len);
 }
 
-/*
- * A memory BIO costs two passes over every byte fed to it (BIO_write zeroes
- * the room, then copies into it) before the engine copies the record out
- * again: a read-only BIO over the caller's buffer costs none.  Only when
- * nothing fed earlier is still unread; otherwise it is tls_conn_feed().
- */
+/* Lent only when nothing fed earlier is still unread; otherwise it is
+ * tls_conn_feed(). */
 int tls_conn_feed_borrowed(struct tls_conn *c, const void *buf, size_t len)
 {
-	BIO *r;
-
-	if (BIO_ctrl_pending(c->rbio) || !len) {
+	if (in_pending(c) || !len) {
 		return tls_conn_feed(c, buf, len);
 	}
-	r = BIO_new_mem_buf(buf, (int)len);
-	if (!r) {
-		ERR_clear_error();
-		return tls_conn_feed(c, buf, len);
-	}
-	BIO_set_mem_eof_return(r, -1); /* empty means "wait", as for ours */
-	SSL_set0_rbio(c->ssl, r);
-	c->rbio = r;
-	c->rbio_borrowed = 1;
+	c->lent = buf;
+	c->lent_off = 0;
+	c->lent_len = len;
 	return 0;
 }
 
 int tls_conn_unborrow(struct tls_conn *c)
 {
-	/* Read to the end, a borrowed BIO never looks at the buffer again. */
-	return BIO_ctrl_pending(c->rbio) ? own_input(c) : 0;
+	return in_own(c);
 }
 
 static int fail(struct tls_conn *c, enum tls_reason r, const char *what)
@@ -998,21 +1063,20 @@ void tls_conn_close_notify(struct tls_conn *c)
 
 int tls_conn_trim(struct tls_conn *c)
 {
-	BIO *r;
-
-	if (BIO_ctrl_pending(c->rbio) || out_pending(c) || SSL_pending(c->ssl) || c->read_end_due) {
+	if (in_pending(c) || out_pending(c) || SSL_pending(c->ssl) || c->read_end_due) {
 		return -EAGAIN;
 	}
-	/* A memory BIO keeps its largest buffer: a fresh one holds nothing. */
-	r = BIO_new(BIO_s_mem());
-	if (!r) {
-		ERR_clear_error();
-		return -ENOMEM;
+	/* The engine's record buffers (kept while the connection is busy:
+	 * no SSL_MODE_RELEASE_BUFFERS, whose cost is two allocations per
+	 * record), then ours. */
+	if (!SSL_free_buffers(c->ssl)) {
+		return -EAGAIN;
 	}
-	BIO_set_mem_eof_return(r, -1);
-	SSL_set0_rbio(c->ssl, r); /* frees the old one */
-	c->rbio = r;
-	c->rbio_borrowed = 0;
+	c->lent = NULL;
+	c->lent_off = c->lent_len = 0;
+	free(c->inb);
+	c->inb = NULL;
+	c->inb_off = c->inb_len = c->inb_cap = 0;
 	free(c->ovf);
 	c->ovf = NULL;
 	c->ovf_off = c->ovf_len = c->ovf_cap = 0;

@@ -77,6 +77,21 @@ int http1_header_name_is(const struct http1_stream *s, int i, const char *name)
 	return http1_eq_ci(s->raw + s->head.hdr[i].name_off, s->head.hdr[i].name_len, name);
 }
 
+/* RFC 9110 5.6.2: ALPHA, DIGIT and "!#$%&'*+-.^_`|~". */
+#define T10(c)                                                                                     \
+	[c] = 1, [c + 1] = 1, [c + 2] = 1, [c + 3] = 1, [c + 4] = 1, [c + 5] = 1, [c + 6] = 1,     \
+	[c + 7] = 1, [c + 8] = 1, [c + 9] = 1
+/* clang-format off */
+const unsigned char http1_tchars[256] = {
+	T10('0'),
+	T10('A'), T10('A' + 10), ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
+	T10('a'), T10('a' + 10), ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+	['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
+	['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
+};
+/* clang-format on */
+#undef T10
+
 const char *http1_header_value(const struct http1_stream *s, int i, size_t *n)
 {
 	const char *v = s->raw + s->head.hdr[i].name_off + s->head.hdr[i].name_len + 1;
@@ -91,7 +106,40 @@ void http1_release_raw(struct http1_stream *s)
 {
 	free(s->raw);
 	s->raw = NULL;
-	s->raw_len = 0;
+	s->raw_len = s->raw_cap = 0;
+}
+
+int http1_raw_room(struct http1_stream *s, size_t need)
+{
+	size_t cap = s->raw_cap ? s->raw_cap : HTTP1_HEAD_START;
+	char *p;
+
+	if (s->raw_len + need > HTTP1_MAX_HEAD) {
+		need = HTTP1_MAX_HEAD - s->raw_len;
+	}
+	if (s->raw && s->raw_len + need <= s->raw_cap) {
+		return 0;
+	}
+	while (cap < s->raw_len + need) {
+		cap *= 2;
+	}
+	if (cap > HTTP1_MAX_HEAD) {
+		cap = HTTP1_MAX_HEAD;
+	}
+	p = realloc(s->raw, cap);
+	if (!p) {
+		return -1;
+	}
+	s->raw = p;
+	s->raw_cap = cap;
+	return 0;
+}
+
+void http1_trim(struct http1_stream *s)
+{
+	if (s->raw && s->raw_len == 0 && !(s->internal[I_FLAGS] & F_HELD)) {
+		http1_release_raw(s);
+	}
 }
 
 void http1_init(struct http1_stream *s, enum http1_dir dir)
@@ -185,8 +233,14 @@ enum http1_event http1_feed(struct http1_stream *s, const char *buf, size_t len,
 	*consumed = 0;
 	*fl &= ~F_HEAD_READY;
 	if (*fl & F_RELEASE) {
+		/* The head buffer is kept for the next head of a connection
+		 * that goes on (http1_trim() lets it go when idle). */
 		*fl &= ~F_RELEASE;
-		http1_release_raw(s);
+		if (s->state == ST_OPAQUE) {
+			http1_release_raw(s);
+		} else {
+			s->raw_len = 0;
+		}
 	}
 	switch (s->state) {
 	case ST_ERROR:

@@ -70,6 +70,7 @@
 #include <stdint.h>
 
 #define HTTP1_MAX_HEAD 16384 /* a larger head is an error (431 for requests) */
+#define HTTP1_HEAD_START 2048 /* the head buffer's first size: most heads fit */
 #define HTTP1_MAX_PIPELINE 64 /* HEAD requests remembered for their responses */
 
 enum http1_dir { HTTP1_REQUEST, HTTP1_RESPONSE };
@@ -110,10 +111,10 @@ struct http1_stream {
 	enum http1_dir dir;
 	int state; /* internal */
 	int64_t body_left; /* internal */
-	/* owned: allocated while a head is read, HTTP1_MAX_HEAD bytes; while
-	 * HTTP1_MORE is returned raw_len counts the bytes held */
+	/* owned: the head buffer, raw_cap bytes (grown up to HTTP1_MAX_HEAD);
+	 * while HTTP1_MORE is returned raw_len counts the bytes held */
 	char *raw;
-	size_t raw_len;
+	size_t raw_len, raw_cap;
 	struct http1_head head;
 	const char *error; /* HTTP1_ERROR: why, a static string */
 	/* response side: which pending requests were HEAD (FIFO) */
@@ -125,14 +126,16 @@ struct http1_stream {
 void http1_init(struct http1_stream *s, enum http1_dir dir);
 /* Frees the head buffer; the stream may be initialised again. */
 void http1_fini(struct http1_stream *s);
+/* Between messages: frees the head buffer kept for the next head. */
+void http1_trim(struct http1_stream *s);
 
 /*
  * Consumes up to len bytes of buf; sets *consumed (<= len) and returns the
  * event for those bytes.  Call again with the rest.  After HTTP1_HEAD the
  * head stays valid until the next call.  Returns HTTP1_ERROR with error
  * "out of memory" if the head buffer cannot be allocated.  The head buffer
- * is released once a head has been reported and the next call starts, so an
- * idle keep-alive connection holds no buffer.
+ * is kept for the next head (an allocation per message costs more than
+ * the parse); http1_trim() frees it, for an idle connection.
  *
  * HTTP1_HEAD: *consumed counts the bytes of buf that completed the head;
  *   forward s->raw[0..raw_len) (the whole head, bytes of earlier calls

@@ -81,14 +81,16 @@ enum http1_event http1_go_error(struct http1_stream *s);
 int http1_is_registered_method(const char *p, size_t n);
 int http1_pop_kind(struct http1_stream *s);
 void http1_release_raw(struct http1_stream *s);
+/* Room for need more head bytes in raw (as far as HTTP1_MAX_HEAD): 0, or
+ * -1 out of memory. */
+int http1_raw_room(struct http1_stream *s, size_t need);
 
 /* Per-byte helpers: inline, the parser calls them for every head byte. */
+extern const unsigned char http1_tchars[256]; /* 1: a tchar (RFC 9110 5.6.2) */
+
 static inline int http1_is_tchar(unsigned char c)
 {
-	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
-		return 1;
-	}
-	return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+	return http1_tchars[c];
 }
 
 /* field-vchar, SP, HTAB and obs-text: what a header or trailer value holds. */

@@ -56,6 +56,8 @@ void l7_trim(struct l7 *h)
 	if (h->h2) {
 		l7_h2_trim(h->h2);
 	}
+	http1_trim(&h->req);
+	http1_trim(&h->resp);
 	if (h->out && h->out_len == 0) {
 		free(h->out);
 		h->out = NULL;

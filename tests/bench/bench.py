@@ -277,6 +277,16 @@ def cpu_us(pids):
     return total * 1e6 / CLK_TCK
 
 
+def cpu_split_us(pid):
+    """(utime, stime) of pid (all threads), in microseconds."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) * 1e6 / CLK_TCK, int(fields[12]) * 1e6 / CLK_TCK
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0, 0.0
+
+
 def rss_bytes(pid):
     for line in read("/proc/%d/status" % pid).splitlines():
         if line.startswith("VmRSS:"):
@@ -295,8 +305,10 @@ def rss_detail(pid):
     return out
 
 
-# The parts of a run, for --only.
+# The parts of a run, for --only, and the workloads of its load part, for
+# --workloads.
 PARTS = ("load", "idle", "limits")
+WORKLOADS = ("ka", "paced", "close", "bulk", "stream", "same-pod", "go", "h2")
 
 # When the RSS after an idle spike is read: this long after the proxies
 # closed the connections (issue 17: back near idle within 10 s).
@@ -412,6 +424,12 @@ class Bench:
         # Parts of the run (--only): load (wrk, curl, h2load, Go), idle,
         # limits (what this machine can do at most, for the bulk rows).
         self.parts = set((args.only or ",".join(PARTS)).split(","))
+        # Workloads of the load part (--workloads); None: all of them.
+        self.workloads = args.workloads.split(",") if args.workloads else None
+        unknown = set(self.workloads or ()) - set(WORKLOADS)
+        if unknown:
+            raise SystemExit("bench.py: --workloads takes %s, not %s" % (
+                ",".join(WORKLOADS), ",".join(sorted(unknown))))
         unknown = self.parts - set(PARTS)
         if unknown:
             raise SystemExit("bench.py: --only takes %s, not %s" % (
@@ -1129,8 +1147,11 @@ defaults
                                        env=env, start_new_session=True)
                 try:
                     time.sleep(1)
-                    rc, out, err = self.r.run(None, [
-                        perf, "record", "-F", "999", "--call-graph",
+                    # BENCH_PERF_EVENT: sample another event (e.g. probe_libc:malloc,
+                    # after `perf probe -x libc.so.6 --add malloc`) instead of CPU time.
+                    event = os.environ.get("BENCH_PERF_EVENT")
+                    rc, out, err = self.r.run(None, [perf, "record"] + (
+                        ["-e", event] if event else ["-F", "999"]) + ["--call-graph",
                         os.environ.get("BENCH_PERF_CALLGRAPH", "fp"), "-o", data, "-p",
                         ",".join(str(p) for p in pids.values()), "--", "sleep",
                         str(self.duration)], timeout=self.duration + 60)
@@ -1151,7 +1172,102 @@ defaults
                         rc, rep_out, rep_err = self.r.run(None, [
                             perf, "report", "--stdio", "-i", data] + extra, timeout=300)
                         fh.write(rep_out)
+                with open(txt, "a") as fh:
+                    fh.write("\n" + self.per_request(topo, w))
                 log("profile %s %s: %s" % (topo, w, txt))
+
+    # Counted per request by perf while wrk runs (--profile): what each
+    # proxy process does for one request, hop by hop.
+    PER_REQUEST_EVENTS = (
+        ("syscalls", "raw_syscalls:sys_enter"),
+        ("context switches", "context-switches"),
+        ("wakeups it caused", "sched:sched_wakeup"),
+        ("io_uring ops", "io_uring:io_uring_submit_req"),
+        ("mallocs", "probe_libc:malloc"),
+    )
+
+    def per_request(self, topo, workload):
+        """perf stat on each proxy process while one wrk run of `workload`
+        goes through `topo`: syscalls, context switches, wakeups, io_uring
+        operations (and their opcodes) and malloc calls per request.
+        Returns text for the profile file."""
+        perf = shutil.which("perf", path=PATH)
+        libc = "/lib/x86_64-linux-gnu/libc.so.6"
+        def probes():
+            return subprocess.run([perf, "probe", "-l"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL).stdout.decode(errors="replace")
+        # A uprobe on libc's malloc, removed at the end unless it was there.
+        had_probe = "probe_libc:malloc" in probes()
+        if not had_probe:
+            subprocess.run([perf, "probe", "-q", "-x", libc, "--add", "malloc"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        have_probe = "probe_libc:malloc" in probes()
+        events = [(n, e) for n, e in self.PER_REQUEST_EVENTS
+                  if have_probe or not e.startswith("probe_")]
+        pids = self.proxy_pids(topo)
+        secs = self.duration
+        # CPU first, in a run of its own: the probes below cost CPU too.
+        t0 = {pod: cpu_split_us(pid) for pod, pid in pids.items()}
+        clean = self.wrk(topo, workload, 0, secs, record=False)
+        t1 = {pod: cpu_split_us(pid) for pod, pid in pids.items()}
+        stats, ops = {}, {}
+        try:
+            for pod, pid in pids.items():
+                stats[pod] = subprocess.Popen(
+                    [perf, "stat", "-x", ",", "-e", ",".join(e for _, e in events),
+                     "-p", str(pid), "--", "sleep", str(secs + 2)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+                data = os.path.join(self.outdir, "ops-%s-%s-%s.data" % (topo, workload, pod))
+                ops[pod] = (data, subprocess.Popen(
+                    [perf, "record", "-q", "-e", "io_uring:io_uring_submit_req", "-o", data,
+                     "-p", str(pid), "--", "sleep", str(secs + 2)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    start_new_session=True))
+            time.sleep(0.5)
+            rec = self.wrk(topo, workload, 0, secs, record=False)
+            counts = {}
+            for pod, p in stats.items():
+                err = p.communicate(timeout=secs + 60)[1].decode(errors="replace")
+                for line in err.splitlines():
+                    f = line.split(",")
+                    if len(f) > 2 and f[0].replace(".", "").isdigit():
+                        counts[(pod, f[2])] = float(f[0])
+            opcodes = {}
+            for pod, (data, p) in ops.items():
+                p.wait(timeout=secs + 60)
+                rc, out, err = self.r.run(None, [perf, "script", "-i", data, "-F", "trace"],
+                                          timeout=300)
+                tally = {}
+                for line in out.splitlines():
+                    m = re.search(r"opcode (\S+),", line)
+                    if m:
+                        tally[m.group(1)] = tally.get(m.group(1), 0) + 1
+                opcodes[pod] = tally
+                os.unlink(data)
+        finally:
+            if have_probe and not had_probe:
+                subprocess.run([perf, "probe", "-q", "-d", "probe_libc:malloc"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        n = rec.get("requests") or 0
+        out = ["# %s %s: per request, each proxy process (%d requests in %d s, %.0f req/s; "
+               "CPU from a run without probes: %.0f req/s)" % (
+                   topo, workload, n, secs, rec.get("rps", 0), clean.get("rps", 0))]
+        if not n:
+            return "\n".join(out + ["# wrk counted no request"]) + "\n"
+        out.append("%-20s %s" % ("", " ".join("%10s" % pod for pod in pids)))
+        for i, name in ((0, "user CPU us"), (1, "system CPU us")):
+            out.append("%-20s %s" % (name, " ".join(
+                "%10.2f" % ((t1[pod][i] - t0[pod][i]) / max(clean.get("requests") or 0, 1))
+                for pod in pids)))
+        for name, e in events:
+            out.append("%-20s %s" % (name, " ".join(
+                "%10.2f" % (counts.get((pod, e), 0) / n) for pod in pids)))
+        for pod in pids:
+            tally = opcodes.get(pod, {})
+            out.append("io_uring ops of %s: %s" % (pod, ", ".join(
+                "%s %.2f" % (k, v / n) for k, v in sorted(tally.items(), key=lambda kv: -kv[1]))
+                or "none"))
+        return "\n".join(out) + "\n"
 
     # --- the run --------------------------------------------------------------------
     def execute(self):
@@ -1230,12 +1346,18 @@ defaults
         main = [t for t in topos if "tel" not in t and t not in SCALE_TOPOS]
         workloads = [("ka", topos), ("paced", main), ("close", topos),
                      ("bulk", main), ("stream", main)]
+        wanted = self.workloads or [w for w, _ in workloads] + ["same-pod", "go", "h2"]
         for rep in range(1, self.reps + 1):
             log("repetition %d of %d" % (rep, self.reps))
-            self.same_pod(rep)
-            self.go_rows(rep)
-            self.h2_rows(rep)
+            if "same-pod" in wanted:
+                self.same_pod(rep)
+            if "go" in wanted:
+                self.go_rows(rep)
+            if "h2" in wanted:
+                self.h2_rows(rep)
             for workload, wtopos in workloads:
+                if workload not in wanted:
+                    continue
                 k = (rep - 1) % len(wtopos)
                 order = wtopos[k:] + wtopos[:k]  # rotate: no topology always goes first
                 for t in order:
@@ -2393,6 +2515,9 @@ def main():
     ap.add_argument("--only", metavar="PARTS",
                     help="run only these parts (comma-separated: %s); the others' "
                     "rows read - or n/a" % ",".join(PARTS))
+    ap.add_argument("--workloads", metavar="WORKLOADS",
+                    help="load part: run only these workloads (comma-separated: %s)" %
+                    ",".join(WORKLOADS))
     ap.add_argument("--profile", metavar="WORKLOADS",
                     help="instead of the benchmark: perf profiles of the ldmesh and HAProxy "
                     "processes under these workloads (comma-separated: ka,close,bulk)")

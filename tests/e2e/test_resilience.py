@@ -285,6 +285,19 @@ def test_sigterm_drains_live_connections(cluster):
     assert rc == 0, a.daemon.describe()
 
 
+def test_drain_with_nothing_live_answers_then_exits(cluster):
+    """`ldmeshctl drain` on a daemon with no connection: the drain is over
+    in the turn that starts it, and the daemon still writes the answer
+    before it exits 0 (it used to exit first, and ldmeshctl saw no
+    answer)."""
+    a, _ = cluster.pair()
+    a.daemon.expected_exit = True
+    r = a.ctl("drain", "--timeout", "5").ok()
+    assert r.stdout.startswith("draining (up to 5000 ms)"), r
+    assert a.daemon.wait(10) == 0, a.daemon.describe()
+    assert "drained; exiting" in a.daemon_log()
+
+
 def test_reload_rejects_bad_config_and_keeps_serving(pods):
     """A config with an error, loaded by SIGHUP or `ldmeshctl reload`, is
     rejected with file:line, and the daemon keeps serving with the old one;
