@@ -55,6 +55,7 @@ struct tls_conn {
 	/* The end of input (0, or -errno) met after plaintext that
 	 * tls_conn_read() returned first: returned at the next call. */
 	int read_end_due, read_end;
+	unsigned records; /* reads and writes since the last trim, up to TLS_BUSY */
 	/* What the engine reads (its read BIO is ours, in_method): the
 	 * caller's buffer lent by tls_conn_feed_borrowed(), lent_off..lent_len
 	 * unread; or bytes copied into inb, inb_off..inb_len unread.  Never
@@ -621,9 +622,9 @@ static SSL_CTX *make_ctx(int server, const struct config *cfg, char *err, size_t
 	/* TLS 1.3 only; no compression, no renegotiation (1.3 has neither). */
 	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
-	/* Record buffers stay while the connection is busy (releasing them
-	 * after each record costs allocations per request); an idle one
-	 * gives them back when parked (tls_conn_trim()). */
+	/* Record buffers only while a record is in flight, until the
+	 * connection proves busy (busy()); parked, it gives them back. */
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set1_groups_list(ctx, "X25519:P-256");
 	if (!readable("identity.cert", cfg->cert, err, errlen) ||
 	    !readable("identity.key", cfg->key, err, errlen) ||
@@ -1016,11 +1017,29 @@ static int read_failed(struct tls_conn *c, int r)
  * records are in, so a bulk stream reaches the app in the caller's whole
  * buffer, one write there per buffer instead of one per record.
  */
+/*
+ * Releasing the record buffers after each record (SSL_MODE_RELEASE_BUFFERS)
+ * costs two allocations per record; keeping them costs ~34 KiB for as long
+ * as the connection lives, and freed later, in the middle of the heap, they
+ * leave holes.  So a connection keeps them once it has moved TLS_BUSY
+ * records (a keep-alive connection in use, a stream), until it is parked
+ * (tls_conn_trim()); one that sets up and goes quiet never holds them.
+ */
+#define TLS_BUSY 16
+
+static void busy(struct tls_conn *c)
+{
+	if (c->records < TLS_BUSY && ++c->records == TLS_BUSY) {
+		SSL_clear_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
+	}
+}
+
 int tls_conn_read(struct tls_conn *c, void *buf, size_t len)
 {
 	size_t got = 0;
 	int r;
 
+	busy(c);
 	if (c->read_end_due) {
 		return c->read_end;
 	}
@@ -1046,8 +1065,10 @@ int tls_conn_read(struct tls_conn *c, void *buf, size_t len)
 
 int tls_conn_write(struct tls_conn *c, const void *buf, size_t len)
 {
-	int r = SSL_write(c->ssl, buf, (int)len);
+	int r;
 
+	busy(c);
+	r = SSL_write(c->ssl, buf, (int)len);
 	if (r > 0) {
 		return r;
 	}
@@ -1066,12 +1087,13 @@ int tls_conn_trim(struct tls_conn *c)
 	if (in_pending(c) || out_pending(c) || SSL_pending(c->ssl) || c->read_end_due) {
 		return -EAGAIN;
 	}
-	/* The engine's record buffers (kept while the connection is busy:
-	 * no SSL_MODE_RELEASE_BUFFERS, whose cost is two allocations per
-	 * record), then ours. */
+	/* The engine's record buffers (kept while the connection was busy),
+	 * then ours. */
 	if (!SSL_free_buffers(c->ssl)) {
 		return -EAGAIN;
 	}
+	SSL_set_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
+	c->records = 0;
 	c->lent = NULL;
 	c->lent_off = c->lent_len = 0;
 	free(c->inb);
