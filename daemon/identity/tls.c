@@ -39,6 +39,65 @@ struct tls_ctx {
 	struct resume_slot resume[RESUME_SLOTS];
 };
 
+/* Bytes waiting to be taken: p[off..len) (owned, cap allocated). */
+struct byteq {
+	char *p;
+	size_t off, len, cap;
+};
+
+static size_t byteq_unread(const struct byteq *q)
+{
+	return q->len - q->off;
+}
+
+/* Appends n bytes.  0 or -ENOMEM (then nothing changed). */
+static int byteq_append(struct byteq *q, const void *buf, size_t n)
+{
+	if (q->off == q->len) {
+		q->off = q->len = 0;
+	}
+	if (q->len + n > q->cap) {
+		size_t cap = q->cap ? q->cap : 4096;
+		char *p;
+		if (q->off) { /* taken from the front: move the rest down */
+			memmove(q->p, q->p + q->off, q->len - q->off);
+			q->len -= q->off;
+			q->off = 0;
+		}
+		while (cap < q->len + n) {
+			cap *= 2;
+		}
+		if (cap != q->cap) {
+			p = realloc(q->p, cap);
+			if (!p) {
+				return -ENOMEM;
+			}
+			q->p = p;
+			q->cap = cap;
+		}
+	}
+	memcpy(q->p + q->len, buf, n);
+	q->len += n;
+	return 0;
+}
+
+/* Takes up to n bytes into buf; returns how many. */
+static size_t byteq_take(struct byteq *q, void *buf, size_t n)
+{
+	if (n > q->len - q->off) {
+		n = q->len - q->off;
+	}
+	memcpy(buf, q->p + q->off, n);
+	q->off += n;
+	return n;
+}
+
+static void byteq_free(struct byteq *q)
+{
+	free(q->p);
+	memset(q, 0, sizeof(*q));
+}
+
 struct tls_conn {
 	SSL *ssl; /* owned; owns its two BIOs (in_method, out_method) */
 	struct tls_ctx *ctx; /* reference */
@@ -58,19 +117,17 @@ struct tls_conn {
 	unsigned records; /* reads and writes since the last trim, up to TLS_BUSY */
 	/* What the engine reads (its read BIO is ours, in_method): the
 	 * caller's buffer lent by tls_conn_feed_borrowed(), lent_off..lent_len
-	 * unread; or bytes copied into inb, inb_off..inb_len unread.  Never
+	 * unread; or bytes copied into inb.  Never
 	 * both: a feed while lent bytes are unread copies them first. */
 	const char *lent;
 	size_t lent_off, lent_len;
-	char *inb; /* owned */
-	size_t inb_off, inb_len, inb_cap;
+	struct byteq inb;
 	/* What the engine wrote (wbio is ours, out_method): straight into the
 	 * caller's buffer while tls_conn_out_direct() lends one and nothing
-	 * waits here, else into ovf, ovf_off..ovf_len not yet taken. */
+	 * waits here, else into ovf. */
 	char *direct;
 	size_t direct_cap, direct_len;
-	char *ovf; /* owned */
-	size_t ovf_off, ovf_len, ovf_cap;
+	struct byteq ovf;
 };
 
 static int conn_index = -1; /* SSL ex_data slot for struct tls_conn */
@@ -89,7 +146,7 @@ static BIO_METHOD *in_method, *out_method;
  */
 static size_t in_pending(const struct tls_conn *c)
 {
-	return c->lent_len - c->lent_off + c->inb_len - c->inb_off;
+	return c->lent_len - c->lent_off + byteq_unread(&c->inb);
 }
 
 static int in_read(BIO *b, char *data, int n)
@@ -102,10 +159,8 @@ static int in_read(BIO *b, char *data, int n)
 		got = c->lent_len - c->lent_off < want ? c->lent_len - c->lent_off : want;
 		memcpy(data, c->lent + c->lent_off, got);
 		c->lent_off += got;
-	} else if (c->inb_off < c->inb_len) {
-		got = c->inb_len - c->inb_off < want ? c->inb_len - c->inb_off : want;
-		memcpy(data, c->inb + c->inb_off, got);
-		c->inb_off += got;
+	} else if (byteq_unread(&c->inb)) {
+		got = byteq_take(&c->inb, data, want);
 	} else {
 		BIO_set_retry_read(b); /* empty means "wait", not end of file */
 		return -1;
@@ -131,43 +186,12 @@ static long in_ctrl(BIO *b, int cmd, long num, void *ptr)
 	}
 }
 
-/* Appends len bytes to inb.  0 or -ENOMEM. */
-static int in_append(struct tls_conn *c, const void *buf, size_t len)
-{
-	if (c->inb_off == c->inb_len) {
-		c->inb_off = c->inb_len = 0;
-	}
-	if (c->inb_len + len > c->inb_cap) {
-		size_t cap = c->inb_cap ? c->inb_cap : 4096;
-		char *p;
-		if (c->inb_off) { /* read from the front: move the rest down */
-			memmove(c->inb, c->inb + c->inb_off, c->inb_len - c->inb_off);
-			c->inb_len -= c->inb_off;
-			c->inb_off = 0;
-		}
-		while (cap < c->inb_len + len) {
-			cap *= 2;
-		}
-		if (cap != c->inb_cap) {
-			p = realloc(c->inb, cap);
-			if (!p) {
-				return -ENOMEM;
-			}
-			c->inb = p;
-			c->inb_cap = cap;
-		}
-	}
-	memcpy(c->inb + c->inb_len, buf, len);
-	c->inb_len += len;
-	return 0;
-}
-
 /* Copies what is unread of a lent buffer into inb, and forgets the buffer.
  * 0 or -ENOMEM (then nothing changed). */
 static int in_own(struct tls_conn *c)
 {
 	if (c->lent_off < c->lent_len &&
-	    in_append(c, c->lent + c->lent_off, c->lent_len - c->lent_off) < 0) {
+	    byteq_append(&c->inb, c->lent + c->lent_off, c->lent_len - c->lent_off) < 0) {
 		return -ENOMEM;
 	}
 	c->lent = NULL;
@@ -186,7 +210,7 @@ static int in_own(struct tls_conn *c)
  */
 static size_t out_pending(const struct tls_conn *c)
 {
-	return c->ovf_len - c->ovf_off + c->direct_len;
+	return byteq_unread(&c->ovf) + c->direct_len;
 }
 
 static int out_write(BIO *b, const char *data, int n)
@@ -199,37 +223,12 @@ static int out_write(BIO *b, const char *data, int n)
 		return 0;
 	}
 	/* In order: the lent buffer only while nothing waits in ours. */
-	if (c->direct && c->ovf_off == c->ovf_len && c->direct_len + len <= c->direct_cap) {
+	if (c->direct && !byteq_unread(&c->ovf) && c->direct_len + len <= c->direct_cap) {
 		memcpy(c->direct + c->direct_len, data, len);
 		c->direct_len += len;
 		return n;
 	}
-	if (c->ovf_off == c->ovf_len) {
-		c->ovf_off = c->ovf_len = 0;
-	}
-	if (c->ovf_len + len > c->ovf_cap) {
-		size_t cap = c->ovf_cap ? c->ovf_cap : 4096;
-		char *p;
-		if (c->ovf_off) { /* taken from the front: move the rest down */
-			memmove(c->ovf, c->ovf + c->ovf_off, c->ovf_len - c->ovf_off);
-			c->ovf_len -= c->ovf_off;
-			c->ovf_off = 0;
-		}
-		while (cap < c->ovf_len + len) {
-			cap *= 2;
-		}
-		if (cap != c->ovf_cap) {
-			p = realloc(c->ovf, cap);
-			if (!p) {
-				return -1;
-			}
-			c->ovf = p;
-			c->ovf_cap = cap;
-		}
-	}
-	memcpy(c->ovf + c->ovf_len, data, len);
-	c->ovf_len += len;
-	return n;
+	return byteq_append(&c->ovf, data, len) < 0 ? -1 : n;
 }
 
 static long out_ctrl(BIO *b, int cmd, long num, void *ptr)
@@ -821,8 +820,8 @@ void tls_conn_free(struct tls_conn *c)
 	}
 	SSL_free(c->ssl);
 	tls_ctx_unref(c->ctx);
-	free(c->inb);
-	free(c->ovf);
+	byteq_free(&c->inb);
+	byteq_free(&c->ovf);
 	free(c->pin);
 	free(c->peer_id);
 	free(c);
@@ -853,7 +852,7 @@ int tls_conn_feed(struct tls_conn *c, const void *buf, size_t len)
 	if (in_own(c) < 0) {
 		return -ENOMEM;
 	}
-	return in_append(c, buf, len);
+	return byteq_append(&c->inb, buf, len);
 }
 
 /* Lent only when nothing fed earlier is still unread; otherwise it is
@@ -1096,12 +1095,8 @@ int tls_conn_trim(struct tls_conn *c)
 	c->records = 0;
 	c->lent = NULL;
 	c->lent_off = c->lent_len = 0;
-	free(c->inb);
-	c->inb = NULL;
-	c->inb_off = c->inb_len = c->inb_cap = 0;
-	free(c->ovf);
-	c->ovf = NULL;
-	c->ovf_off = c->ovf_len = c->ovf_cap = 0;
+	byteq_free(&c->inb);
+	byteq_free(&c->ovf);
 	return 0;
 }
 
@@ -1112,19 +1107,9 @@ size_t tls_conn_out_pending(const struct tls_conn *c)
 
 size_t tls_conn_out_take(struct tls_conn *c, void *buf, size_t len)
 {
-	size_t n = c->ovf_len - c->ovf_off;
-
-	if (!n) {
-		return 0;
-	}
 	/* Between tls_conn_out_direct() and _end() the lent buffer is the
 	 * caller's already; only ours is taken here. */
-	if (n > len) {
-		n = len;
-	}
-	memcpy(buf, c->ovf + c->ovf_off, n);
-	c->ovf_off += n;
-	return n;
+	return byteq_take(&c->ovf, buf, len);
 }
 
 enum tls_reason tls_conn_reason(const struct tls_conn *c)

@@ -2058,6 +2058,18 @@ defaults
             add("links: <= 16 KiB per idle app connection (%d held, each daemon)" % n, v,
                 16384, v is not None and v <= 16384,
                 "%.1f KiB (max of c/s daemons)" % (v / 1024) if v is not None else "n/a")
+        # Issue 17's targets for one worker against HAProxy's one thread.
+        v = med(L, "ka", "rps_vs_haproxy")
+        add("keep-alive req/s >= 1.5x HAProxy (issue 17)", v, 1.5, v is not None and v >= 1.5,
+            "%.2fx" % v if v is not None else "n/a")
+        a, b = med(L, "ka", "proxy_cpu_us_per_req"), med(H, "ka", "proxy_cpu_us_per_req")
+        v = a / b if a and b else None
+        add("keep-alive proxy CPU per request <= 0.6x HAProxy's (issue 17)", v, 0.6,
+            v is not None and v <= 0.6,
+            "%.1f vs %.1f us (%.2fx)" % (a, b, v) if v is not None else "n/a")
+        v = med(L, "bulk", "mb_per_s_vs_haproxy")
+        add("bulk (1 MiB responses) MB/s >= 2x HAProxy (issue 17)", v, 2.0,
+            v is not None and v >= 2, "%.2fx" % v if v is not None else "n/a")
         # Event loops (issue 17): two workers against one, same run.
         W2 = s.get("ldmesh-w2", {})
         if W2:
