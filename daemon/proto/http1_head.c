@@ -576,11 +576,11 @@ static size_t head_run(struct http1_stream *s, const unsigned char *p, size_t le
 	size_t line = (size_t)s->internal[I_LINE], n = 0;
 
 	if (s->state != ST_HEAD || line == 0 || s->raw_len == line ||
-	    s->raw_len >= HTTP1_MAX_HEAD || http1_raw_room(s, len) < 0) {
+	    s->raw_len >= HTTP1_MAX_HEAD) {
 		return 0; /* a start line, a line's first byte, CR LF: per byte */
 	}
-	if (len > s->raw_cap - s->raw_len) {
-		len = s->raw_cap - s->raw_len;
+	if (len > HTTP1_MAX_HEAD - s->raw_len) {
+		len = HTTP1_MAX_HEAD - s->raw_len;
 	}
 	if (s->internal[I_AUX]) {
 		while (n < len && p[n] != '\r' && http1_is_value_byte(p[n])) {
@@ -590,6 +590,10 @@ static size_t head_run(struct http1_stream *s, const unsigned char *p, size_t le
 		while (n < len && http1_is_tchar(p[n])) {
 			n++;
 		}
+	}
+	/* Room for the run only: what follows the head is not head. */
+	if (http1_raw_room(s, n) < 0) {
+		return 0;
 	}
 	memcpy(s->raw + s->raw_len, p, n);
 	s->raw_len += n;
